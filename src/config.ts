@@ -1,0 +1,90 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const bool = (def: boolean) =>
+  z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).default(def ? 'true' : 'false').transform((v) => ['true', '1', 'on', 'yes'].includes(v));
+
+// Every knob is an environment variable; the README table is this schema.
+export const ConfigSchema = z.object({
+  PORT: int(8080),
+  HOST: z.string().default('0.0.0.0'),
+  DATA_DIR: z.string().default('./data'),
+  DATABASE_URL: z.string().optional(),
+  EMBED_MODEL: z.string().optional(),
+  MODEL_DIR: z.string().optional(),
+  MODEL_DTYPE: z.enum(['fp32', 'q8']).default('q8'),
+  EMBED_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
+  EMBED_MAX_BATCH: int(32, 1),
+  EMBED_MAX_WAIT_MS: int(2),
+  EMBED_MAX_QUEUE: int(4096, 1),
+  EMBED_MAX_TOKENS: int(256, 8),
+  INDEX_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
+  HNSW_M: int(16, 2),
+  HNSW_EF_CONSTRUCTION: int(200, 10),
+  HNSW_EF_SEARCH: int(64, 1),
+  CHUNK_SIZE: int(1000, 50),
+  CHUNK_OVERLAP: int(200, 0),
+  MAX_K: int(1000, 1),
+  MAX_BATCH_DOCS: int(1000, 1),
+  MAX_TEXT_BYTES: int(1_048_576, 1),
+  MAX_BODY_BYTES: int(33_554_432, 1024),
+  SNAPSHOT_EVERY_SECONDS: int(60, 1),
+  QUERY_LOG_FLUSH_MS: int(200, 1),
+  QUERY_LOG_MAX_BUFFER: int(10_000, 1),
+  AUTH: z.enum(['on', 'off']).default('off'),
+  ADMIN_API_KEY: z.string().optional(),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  SHUTDOWN_GRACE_MS: int(10_000),
+  // self-tuning loop
+  DRIFT_INTERVAL_SECONDS: int(300, 0),
+  DRIFT_WINDOW: int(500, 10),
+  DRIFT_MIN_QUERIES: int(100, 10),
+  DRIFT_AUC_THRESHOLD: z.coerce.number().default(0.75),
+  DRIFT_CENTROID_THRESHOLD: z.coerce.number().default(0.1),
+  DRIFT_MMD_PVALUE: z.coerce.number().default(0.01),
+  DRIFT_COOLDOWN_SECONDS: int(3600, 0),
+  AUTO_RETRAIN: bool(true),
+  TRAINER_BACKEND: z.enum(['local', 'command']).default('local'),
+  TRAINER_COMMAND: z.string().optional(),
+  TRAINER_PYTHON: z.string().default('python3'),
+  TRAINER_TIMEOUT_SECONDS: int(3600, 1),
+  TRAIN_EPOCHS: int(1, 1),
+  TRAIN_BATCH_SIZE: int(128, 2),
+  TRAIN_LR: z.coerce.number().default(5e-5),
+  GATE_MARGIN: z.coerce.number().default(0.01),
+  GATE_TOLERANCE: z.coerce.number().default(0.005),
+  REEMBED_BATCH: int(256, 1),
+  REEMBED_PAUSE_MS: int(0),
+  LLM_BASE_URL: z.string().optional(),
+  LLM_MODEL: z.string().optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_CONCURRENCY: int(4, 1),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Config> = {}): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const parsed = ConfigSchema.safeParse(picked);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`invalid configuration: ${issue?.path.join('.')}: ${issue?.message}`);
+  }
+  const cfg = { ...parsed.data, ...overrides };
+  if (cfg.CHUNK_OVERLAP >= cfg.CHUNK_SIZE) throw new ConfigError('invalid configuration: CHUNK_OVERLAP must be smaller than CHUNK_SIZE');
+  return { ...cfg, DATA_DIR: resolve(cfg.DATA_DIR) };
+}
+
+/** The base encoder committed in the repo: the default when neither EMBED_MODEL nor MODEL_DIR is set. */
+export const DEFAULT_MODEL_DIR = resolve(PACKAGE_ROOT, 'models/base');

@@ -1,0 +1,417 @@
+import Database from 'better-sqlite3';
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lte, sql } from 'drizzle-orm';
+import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { AppError } from '../../errors.js';
+import * as s from '../schema/sqlite.js';
+import type {
+  ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
+  FeedbackRow, HydratedChunk, IndexRecord, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
+  ServingPointer, Store, TrainJobRow, UpsertResult,
+} from '../types.js';
+
+type Db = BetterSQLite3Database<typeof s>;
+
+const toCollection = (r: typeof s.collections.$inferSelect): Collection => ({
+  id: r.id,
+  name: r.name,
+  hnsw: { M: r.hnswM, efConstruction: r.efConstruction, efSearch: r.efSearch },
+  chunk: { size: r.chunkSize, overlap: r.chunkOverlap },
+  createdAt: r.createdAt,
+});
+
+const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
+
+// better-sqlite3 is synchronous; the async signatures are the Store contract shared with Postgres.
+// Writes are short transactions, so running them on the event loop is cheaper than a thread hop.
+export class SqliteStore implements Store {
+  readonly dialect = 'sqlite' as const;
+  private readonly sqlite: Database.Database;
+  private readonly db: Db;
+
+  constructor(file: string, migrationsFolder: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.sqlite = new Database(file);
+    this.sqlite.pragma('journal_mode = WAL');
+    this.sqlite.pragma('synchronous = NORMAL');
+    this.sqlite.pragma('foreign_keys = ON');
+    this.sqlite.pragma('busy_timeout = 5000');
+    this.db = drizzle(this.sqlite, { schema: s });
+    migrate(this.db, { migrationsFolder });
+  }
+
+  async close(): Promise<void> {
+    this.sqlite.close();
+  }
+
+  private nextSeq(): number {
+    const row = this.db
+      .insert(s.counters)
+      .values({ name: 'seq', value: 1 })
+      .onConflictDoUpdate({ target: s.counters.name, set: { value: sql`${s.counters.value} + 1` } })
+      .returning({ value: s.counters.value })
+      .get();
+    return row.value;
+  }
+
+  async currentSeq(): Promise<number> {
+    return this.db.select().from(s.counters).where(eq(s.counters.name, 'seq')).get()?.value ?? 0;
+  }
+
+  // ---- collections
+  async createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection> {
+    const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
+    if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
+    const row = this.db
+      .insert(s.collections)
+      .values({
+        name: input.name,
+        hnswM: input.hnsw.M,
+        efConstruction: input.hnsw.efConstruction,
+        efSearch: input.hnsw.efSearch,
+        chunkSize: input.chunk.size,
+        chunkOverlap: input.chunk.overlap,
+      })
+      .returning()
+      .get();
+    return toCollection(row);
+  }
+
+  async getCollection(name: string): Promise<Collection | undefined> {
+    const r = this.db.select().from(s.collections).where(eq(s.collections.name, name)).get();
+    return r && toCollection(r);
+  }
+
+  async getCollectionById(id: number): Promise<Collection | undefined> {
+    const r = this.db.select().from(s.collections).where(eq(s.collections.id, id)).get();
+    return r && toCollection(r);
+  }
+
+  async listCollections(): Promise<Collection[]> {
+    return this.db.select().from(s.collections).orderBy(asc(s.collections.name)).all().map(toCollection);
+  }
+
+  async deleteCollection(name: string): Promise<boolean> {
+    return this.db.transaction((tx) => {
+      const c = tx.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, name)).get();
+      if (!c) return false;
+      // FTS rows go through the chunk delete trigger; deleting chunks first keeps that trigger cheap.
+      tx.delete(s.chunks).where(eq(s.chunks.collectionId, c.id)).run();
+      tx.delete(s.documents).where(eq(s.documents.collectionId, c.id)).run();
+      tx.delete(s.indexes).where(eq(s.indexes.collectionId, c.id)).run();
+      tx.delete(s.collections).where(eq(s.collections.id, c.id)).run();
+      return true;
+    });
+  }
+
+  async countDocuments(collectionId: number): Promise<number> {
+    return this.db.select({ n: count() }).from(s.documents).where(eq(s.documents.collectionId, collectionId)).get()?.n ?? 0;
+  }
+
+  // ---- documents
+  async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
+    return this.db.transaction((tx) => {
+      const seq = this.nextSeq();
+      const removed: number[] = [];
+      const added: ChunkRow[] = [];
+      for (const d of docs) {
+        const old = tx
+          .update(s.chunks)
+          .set({ deletedSeq: seq })
+          .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, d.id), isNull(s.chunks.deletedSeq)))
+          .returning({ label: s.chunks.label })
+          .all();
+        for (const o of old) removed.push(o.label);
+        tx.insert(s.documents)
+          .values({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq })
+          .onConflictDoUpdate({
+            target: [s.documents.collectionId, s.documents.id],
+            set: { text: d.text, metadata: d.metadata, seq, updatedAt: Date.now() },
+          })
+          .run();
+        d.chunks.forEach((text, n) => {
+          const r = tx.insert(s.chunks).values({ collectionId, docId: d.id, n, text, seq }).returning({ label: s.chunks.label }).get();
+          added.push({ label: r.label, docId: d.id, n, text });
+        });
+      }
+      return { seq, added, removed };
+    });
+  }
+
+  async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+    return this.db.transaction((tx) => {
+      const doc = tx.select({ id: s.documents.id }).from(s.documents)
+        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).get();
+      if (!doc) return undefined;
+      const seq = this.nextSeq();
+      const old = tx.update(s.chunks).set({ deletedSeq: seq })
+        .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
+        .returning({ label: s.chunks.label }).all();
+      tx.delete(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).run();
+      return { seq, added: [], removed: old.map((o) => o.label) };
+    });
+  }
+
+  async getDocument(collectionId: number, docId: string) {
+    const r = this.db.select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
+      .from(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).get();
+    return r;
+  }
+
+  async hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
+    const out = new Map<number, HydratedChunk>();
+    if (labels.length === 0) return out;
+    // A single IN (...) keeps this one round trip; SQLite allows 32k bound parameters.
+    for (let i = 0; i < labels.length; i += 10_000) {
+      const part = labels.slice(i, i + 10_000);
+      const rows = this.db
+        .select({
+          label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text,
+          metadata: s.documents.metadata, docText: s.documents.text,
+        })
+        .from(s.chunks)
+        .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
+        .where(and(inArray(s.chunks.label, part), isNull(s.chunks.deletedSeq)))
+        .all();
+      for (const r of rows) out.set(r.label, r);
+    }
+    return out;
+  }
+
+  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
+    return this.db.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+      .from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), gt(s.chunks.label, afterLabel)))
+      .orderBy(asc(s.chunks.label)).limit(limit).all();
+  }
+
+  async countLiveChunks(collectionId: number): Promise<number> {
+    return this.db.select({ n: count() }).from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq))).get()?.n ?? 0;
+  }
+
+  async changesSince(collectionId: number, seq: number): Promise<ChangesSince> {
+    return this.db.transaction((tx) => {
+      const now = tx.select().from(s.counters).where(eq(s.counters.name, 'seq')).get()?.value ?? 0;
+      const added = tx.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+        .from(s.chunks)
+        .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.seq, seq), isNull(s.chunks.deletedSeq)))
+        .orderBy(asc(s.chunks.label)).all();
+      // Chunks born after `seq` and already dead were never in the snapshot: nothing to remove.
+      const removed = tx.select({ label: s.chunks.label }).from(s.chunks)
+        .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.deletedSeq, seq), lte(s.chunks.seq, seq)))
+        .all().map((r) => r.label);
+      return { added, removed, seq: now };
+    });
+  }
+
+  async labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]> {
+    const conds = Object.entries(filter).map(([k, v]) => {
+      if (!METADATA_KEY.test(k)) throw new AppError('invalid_request', `filter key "${k}" must match ${METADATA_KEY.source}`);
+      const path = `$."${k}"`;
+      if (v === null) return sql`json_type(${s.documents.metadata}, ${path}) = 'null'`;
+      if (typeof v === 'boolean') return sql`json_extract(${s.documents.metadata}, ${path}) = ${v ? 1 : 0} AND json_type(${s.documents.metadata}, ${path}) = ${v ? 'true' : 'false'}`;
+      if (typeof v === 'number') return sql`json_extract(${s.documents.metadata}, ${path}) = ${v} AND json_type(${s.documents.metadata}, ${path}) IN ('integer','real')`;
+      return sql`json_extract(${s.documents.metadata}, ${path}) = ${v} AND json_type(${s.documents.metadata}, ${path}) = 'text'`;
+    });
+    const rows = this.db.select({ label: s.chunks.label }).from(s.chunks)
+      .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), ...conds))
+      .all();
+    return rows.map((r) => r.label);
+  }
+
+  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>) {
+    // Quote every token so user text can never be parsed as FTS5 syntax (AND/OR/NEAR, column filters).
+    const tokens = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+    if (tokens.length === 0) return [];
+    const match = tokens.map((t) => `"${t}"`).join(' OR ');
+    const allowed = filter && Object.keys(filter).length > 0 ? new Set(await this.labelsMatching(collectionId, filter)) : undefined;
+    // bm25() is "lower is better"; negate so higher is better like cosine scores.
+    const rows = this.sqlite
+      .prepare(
+        `SELECT c.label AS label, -bm25(chunks_fts) AS score FROM chunks_fts
+         JOIN chunks c ON c.label = chunks_fts.rowid
+         WHERE chunks_fts MATCH ? AND c.collection_id = ?
+         ORDER BY bm25(chunks_fts) LIMIT ?`,
+      )
+      .all(match, collectionId, allowed ? Math.max(k * 20, 1000) : k) as { label: number; score: number }[];
+    return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
+  }
+
+  async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
+    return this.db.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+      .from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)))
+      .orderBy(sql`random()`).limit(n).all();
+  }
+
+  // ---- models
+  async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
+    this.db.insert(s.modelVersions).values(row)
+      .onConflictDoUpdate({ target: s.modelVersions.version, set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion } })
+      .run();
+  }
+
+  async getModelVersion(version: string): Promise<ModelVersionRow | undefined> {
+    return this.db.select().from(s.modelVersions).where(eq(s.modelVersions.version, version)).get();
+  }
+
+  async listModelVersions(): Promise<ModelVersionRow[]> {
+    return this.db.select().from(s.modelVersions).orderBy(asc(s.modelVersions.createdAt)).all();
+  }
+
+  async setModelStatus(version: string, status: ModelStatus): Promise<void> {
+    this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version)).run();
+  }
+
+  async getServing(): Promise<ServingPointer | undefined> {
+    const r = this.db.select().from(s.serving).where(eq(s.serving.id, 1)).get();
+    return r && { modelVersion: r.modelVersion, generation: r.generation, changedAt: r.changedAt };
+  }
+
+  async promote(version: string): Promise<ServingPointer> {
+    return this.db.transaction((tx) => {
+      const now = Date.now();
+      const cur = tx.select().from(s.serving).where(eq(s.serving.id, 1)).get();
+      if (cur && cur.modelVersion !== version) {
+        tx.update(s.modelVersions).set({ status: 'retired' }).where(eq(s.modelVersions.version, cur.modelVersion)).run();
+      }
+      tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version)).run();
+      const generation = (cur?.generation ?? 0) + 1;
+      tx.insert(s.serving).values({ id: 1, modelVersion: version, generation, changedAt: now })
+        .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } }).run();
+      return { modelVersion: version, generation, changedAt: now };
+    });
+  }
+
+  // ---- index records
+  async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
+    return this.db.select().from(s.indexes)
+      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion))).get();
+  }
+
+  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<IndexRecord[]> {
+    const conds = [];
+    if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
+    if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
+    return this.db.select().from(s.indexes).where(and(...conds)).all();
+  }
+
+  async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
+    return this.db.insert(s.indexes).values(rec)
+      .onConflictDoUpdate({
+        target: [s.indexes.collectionId, s.indexes.modelVersion],
+        set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
+      })
+      .returning().get();
+  }
+
+  async deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void> {
+    this.db.delete(s.indexes).where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion))).run();
+  }
+
+  // ---- query log and feedback
+  async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    this.db.transaction((tx) => {
+      for (let i = 0; i < rows.length; i += 500) tx.insert(s.queryLog).values(rows.slice(i, i + 500)).onConflictDoNothing().run();
+    });
+  }
+
+  async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
+    return this.db.select().from(s.queryLog).where(eq(s.queryLog.id, id)).get();
+  }
+
+  async queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }) {
+    const conds = [eq(s.queryLog.collection, collection)];
+    if (opts.since !== undefined) conds.push(gte(s.queryLog.createdAt, opts.since));
+    if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
+    return this.db.select().from(s.queryLog).where(and(...conds))
+      .orderBy(opts.newestFirst ? desc(s.queryLog.createdAt) : asc(s.queryLog.createdAt)).limit(opts.limit).all();
+  }
+
+  async countQueryLog(collection: string, since?: number): Promise<number> {
+    const conds = [eq(s.queryLog.collection, collection)];
+    if (since !== undefined) conds.push(gte(s.queryLog.createdAt, since));
+    return this.db.select({ n: count() }).from(s.queryLog).where(and(...conds)).get()?.n ?? 0;
+  }
+
+  async insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow> {
+    return this.db.insert(s.feedback).values(row).returning().get();
+  }
+
+  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
+    const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
+    if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
+    const rows = this.db.select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .from(s.feedback).innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
+      .where(and(...conds)).orderBy(asc(s.feedback.id)).limit(opts.limit ?? 1_000_000).all();
+    return rows.map((r) => ({ ...r, query: r.query ?? '' }));
+  }
+
+  // ---- drift, jobs, eval
+  async insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow> {
+    return this.db.insert(s.driftReports).values(row).returning().get();
+  }
+
+  async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
+    return this.db.select().from(s.driftReports).where(eq(s.driftReports.collection, collection))
+      .orderBy(desc(s.driftReports.id)).limit(limit).all();
+  }
+
+  async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
+    return this.db.transaction((tx) => {
+      // One job per collection: checked inside the write transaction so two requests cannot both pass.
+      const running = tx.select({ id: s.trainJobs.id }).from(s.trainJobs)
+        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`)).get();
+      if (running) throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
+      return tx.insert(s.trainJobs).values(row).returning().get();
+    });
+  }
+
+  async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
+    const r = this.db.update(s.trainJobs).set({ ...patch, updatedAt: Date.now() }).where(eq(s.trainJobs.id, id)).returning().get();
+    if (!r) throw new AppError('job_not_found', `job ${id} not found`);
+    return r;
+  }
+
+  async getJob(id: string): Promise<TrainJobRow | undefined> {
+    return this.db.select().from(s.trainJobs).where(eq(s.trainJobs.id, id)).get();
+  }
+
+  async listJobs(opts: { collection?: string; states?: readonly JobState[]; limit?: number } = {}): Promise<TrainJobRow[]> {
+    const conds = [];
+    if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
+    if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
+    return this.db.select().from(s.trainJobs).where(and(...conds)).orderBy(desc(s.trainJobs.createdAt)).limit(opts.limit ?? 100).all();
+  }
+
+  async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
+    return this.db.insert(s.evalReports).values(row).returning().get();
+  }
+
+  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<EvalReportRow[]> {
+    const conds = [];
+    if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
+    if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
+    return this.db.select().from(s.evalReports).where(and(...conds)).orderBy(desc(s.evalReports.id)).all();
+  }
+
+  // ---- api keys
+  async insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void> {
+    this.db.insert(s.apiKeys).values(row).run();
+  }
+
+  async findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined> {
+    return this.db.select().from(s.apiKeys).where(eq(s.apiKeys.hash, hash)).get();
+  }
+
+  async countApiKeys(): Promise<number> {
+    return this.db.select({ n: count() }).from(s.apiKeys).get()?.n ?? 0;
+  }
+}
+
+export type { Metadata };

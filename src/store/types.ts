@@ -1,0 +1,222 @@
+// The store is the source of truth. Both dialects implement this interface; tests run against both.
+export type Scalar = string | number | boolean | null;
+export type Metadata = Record<string, unknown>;
+
+export interface Collection {
+  id: number;
+  name: string;
+  hnsw: { M: number; efConstruction: number; efSearch: number };
+  chunk: { size: number; overlap: number };
+  createdAt: number;
+}
+
+export interface DocumentInput {
+  id: string;
+  text: string;
+  metadata: Metadata;
+  /** Chunk texts, in order (at least one). */
+  chunks: string[];
+}
+
+export interface ChunkRow {
+  label: number;
+  docId: string;
+  n: number;
+  text: string;
+}
+
+export interface HydratedChunk extends ChunkRow {
+  metadata: Metadata;
+  docText: string;
+}
+
+export interface UpsertResult {
+  seq: number;
+  added: ChunkRow[];
+  /** Labels of chunks that were replaced or deleted (tombstoned). */
+  removed: number[];
+}
+
+export interface ChangesSince {
+  added: ChunkRow[];
+  removed: number[];
+  seq: number;
+}
+
+export type ModelStatus = 'champion' | 'candidate' | 'retired' | 'rejected' | 'purged';
+
+export interface ModelVersionRow {
+  version: string;
+  parentVersion: string | null;
+  source: string;
+  dim: number;
+  status: ModelStatus;
+  card: Metadata;
+  createdAt: number;
+  promotedAt: number | null;
+}
+
+export interface ServingPointer {
+  modelVersion: string;
+  generation: number;
+  changedAt: number;
+}
+
+export type IndexStatus = 'building' | 'ready' | 'retired';
+
+export interface IndexRecord {
+  id: number;
+  collectionId: number;
+  modelVersion: string;
+  path: string | null;
+  snapshotSeq: number;
+  count: number;
+  status: IndexStatus;
+  createdAt: number;
+}
+
+export interface QueryLogRow {
+  id: string;
+  collection: string;
+  query: string | null;
+  mode: string;
+  k: number;
+  resultIds: string[];
+  scores: number[];
+  modelVersion: string;
+  latencyMs: number;
+  createdAt: number;
+}
+
+export interface FeedbackRow {
+  id: number;
+  queryId: string;
+  documentId: string;
+  relevant: boolean;
+  createdAt: number;
+}
+
+export interface FeedbackPair {
+  queryId: string;
+  query: string;
+  documentId: string;
+  createdAt: number;
+}
+
+export type JobState =
+  | 'queued' | 'mining' | 'training' | 'evaluating' | 'reembedding' | 'swapping'
+  | 'done' | 'rejected' | 'failed';
+
+export const TERMINAL_JOB_STATES: readonly JobState[] = ['done', 'rejected', 'failed'];
+
+export interface TrainJobRow {
+  id: string;
+  collection: string;
+  trigger: string;
+  state: JobState;
+  progress: Metadata;
+  timings: Record<string, number>;
+  parentVersion: string;
+  candidateVersion: string | null;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface DriftReportRow {
+  id: number;
+  collection: string;
+  modelVersion: string;
+  metrics: Metadata;
+  drifted: boolean;
+  jobId: string | null;
+  createdAt: number;
+}
+
+export interface EvalReportRow {
+  id: number;
+  jobId: string | null;
+  candidateVersion: string;
+  championVersion: string;
+  metrics: Metadata;
+  decision: Metadata;
+  passed: boolean;
+  createdAt: number;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  hash: string;
+  role: 'read' | 'admin';
+  name: string | null;
+  createdAt: number;
+}
+
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+
+  // collections
+  createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection>;
+  getCollection(name: string): Promise<Collection | undefined>;
+  getCollectionById(id: number): Promise<Collection | undefined>;
+  listCollections(): Promise<Collection[]>;
+  /** Deletes the collection with its documents, chunks and index records. */
+  deleteCollection(name: string): Promise<boolean>;
+  countDocuments(collectionId: number): Promise<number>;
+
+  // documents and chunks
+  upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult>;
+  deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined>;
+  getDocument(collectionId: number, docId: string): Promise<{ id: string; text: string; metadata: Metadata } | undefined>;
+  hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>>;
+  /** Live chunks in label order, for rebuilds and re-embeds; pass the last label to page on. */
+  liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]>;
+  countLiveChunks(collectionId: number): Promise<number>;
+  changesSince(collectionId: number, seq: number): Promise<ChangesSince>;
+  currentSeq(): Promise<number>;
+  /** Labels of live chunks whose document metadata equals every key/value of the filter. */
+  labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]>;
+  /** BM25 over live chunks; higher score is better. */
+  keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>): Promise<{ label: number; score: number }[]>;
+  /** Random sample of live chunks (pseudo-query mining). */
+  sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]>;
+
+  // models and the serving pointer
+  upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void>;
+  getModelVersion(version: string): Promise<ModelVersionRow | undefined>;
+  listModelVersions(): Promise<ModelVersionRow[]>;
+  setModelStatus(version: string, status: ModelStatus): Promise<void>;
+  getServing(): Promise<ServingPointer | undefined>;
+  /** Atomically: old champion → retired, `version` → champion, generation + 1. */
+  promote(version: string): Promise<ServingPointer>;
+
+  // index records
+  getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined>;
+  listIndexRecords(filter?: { modelVersion?: string; collectionId?: number }): Promise<IndexRecord[]>;
+  saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord>;
+  deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void>;
+
+  // query log and feedback
+  insertQueryLogs(rows: QueryLogRow[]): Promise<void>;
+  getQueryLog(id: string): Promise<QueryLogRow | undefined>;
+  queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }): Promise<QueryLogRow[]>;
+  countQueryLog(collection: string, since?: number): Promise<number>;
+  insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow>;
+  feedbackPairs(collection: string, opts?: { since?: number; limit?: number }): Promise<FeedbackPair[]>;
+
+  // drift, jobs, eval
+  insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow>;
+  listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]>;
+  insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow>;
+  updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>): Promise<TrainJobRow>;
+  getJob(id: string): Promise<TrainJobRow | undefined>;
+  listJobs(opts?: { collection?: string; states?: readonly JobState[]; limit?: number }): Promise<TrainJobRow[]>;
+  insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow>;
+  listEvalReports(opts?: { candidateVersion?: string; jobId?: string }): Promise<EvalReportRow[]>;
+
+  // api keys
+  insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void>;
+  findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined>;
+  countApiKeys(): Promise<number>;
+}
