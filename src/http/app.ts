@@ -1,0 +1,77 @@
+import { Hono, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { AppError, ERROR_CODES, errorBody } from '../errors.js';
+import type { Engine } from '../serving/engine.js';
+import { collectionRoutes } from './routes/collections.js';
+import { searchRoutes } from './routes/search.js';
+
+export type AppEnv = { Variables: { role?: 'read' | 'admin' } };
+
+export interface AppOptions {
+  engine: Engine;
+  /** Authentication/authorization middleware (API keys); runs before every route but health checks. */
+  auth?: MiddlewareHandler<AppEnv>;
+  /** Extra route groups (the self-tuning loop) mounted on the same app. */
+  extraRoutes?: ((app: Hono<AppEnv>) => void)[];
+  /** Set while draining on shutdown: new requests get 503. */
+  isDraining?: () => boolean;
+}
+
+export function createApp(opts: AppOptions): Hono<AppEnv> {
+  const { engine } = opts;
+  const m = engine.metrics;
+  const app = new Hono<AppEnv>();
+
+  // Latency and counts by route pattern (not raw path: ids would explode the label set).
+  app.use('*', async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    const route = c.req.routePath && c.req.routePath !== '*' && c.req.routePath !== '/*' ? c.req.routePath : 'unmatched';
+    m.httpRequests.inc({ route, method: c.req.method, status: String(c.res.status) });
+    m.httpDuration.observe({ route, method: c.req.method }, (performance.now() - t0) / 1000);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', (c) => {
+    const ready = engine.isReady() && !opts.isDraining?.();
+    return c.json(ready ? { ready: true, model: engine.serving.version } : { ready: false }, ready ? 200 : 503);
+  });
+  app.get('/metrics', async (c) => {
+    m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
+    return c.body(await m.registry.metrics(), 200, { 'Content-Type': m.registry.contentType });
+  });
+
+  app.use('*', async (c, next) => {
+    if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
+    if (!engine.isReady()) throw new AppError('not_ready', 'the server is still loading its model and indexes', undefined, { 'Retry-After': '5' });
+    await next();
+  });
+  if (opts.auth) app.use('*', opts.auth);
+
+  app.use('*', bodyLimit({
+    maxSize: engine.config.MAX_BODY_BYTES,
+    onError: () => {
+      throw new AppError('body_too_large', `request body is larger than ${engine.config.MAX_BODY_BYTES} bytes`);
+    },
+  }));
+
+  collectionRoutes(app, engine);
+  searchRoutes(app, engine);
+  for (const add of opts.extraRoutes ?? []) add(app);
+
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => {
+    if (err instanceof AppError) {
+      for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+      return c.json(errorBody(err.code, err.message, err.details), err.status as 400);
+    }
+    if (err instanceof HTTPException) {
+      const code = err.status === 413 ? 'body_too_large' : err.status === 404 ? 'not_found' : err.status === 405 ? 'method_not_allowed' : 'invalid_request';
+      return c.json(errorBody(code, err.message || ERROR_CODES[code].description), err.status);
+    }
+    engine.log.error('unhandled error', { path: c.req.path, err: err instanceof Error ? err.stack : String(err) });
+    return c.json(errorBody('internal', 'internal error'), 500);
+  });
+  return app;
+}

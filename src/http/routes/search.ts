@@ -1,0 +1,71 @@
+import type { Hono } from 'hono';
+import { AppError } from '../../errors.js';
+import type { Engine } from '../../serving/engine.js';
+import type { AppEnv } from '../app.js';
+import { EmbeddingsBody, FeedbackBody, SearchBody } from '../schemas.js';
+import { parseBody } from '../validate.js';
+
+export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
+  const cfg = engine.config;
+
+  app.post('/search', async (c) => {
+    const b = await parseBody(c, SearchBody);
+    const k = b.k ?? 10;
+    if (!Number.isInteger(k) || k < 1 || k > cfg.MAX_K) throw new AppError('invalid_k', `k must be an integer in 1..${cfg.MAX_K}`);
+    if (b.query !== undefined && b.vector !== undefined) throw new AppError('invalid_request', 'send either "query" or "vector", not both');
+    if (b.query === undefined && b.vector === undefined) throw new AppError('invalid_request', 'send "query" (text) or "vector"');
+    if (b.query !== undefined) {
+      if (b.query.trim().length === 0) throw new AppError('empty_text', 'query must be a non-empty string');
+      if (Buffer.byteLength(b.query, 'utf8') > cfg.MAX_TEXT_BYTES) throw new AppError('text_too_large', `query is longer than ${cfg.MAX_TEXT_BYTES} bytes`);
+    }
+    if (b.vector) {
+      if (b.mode !== 'vector') throw new AppError('invalid_request', `mode "${b.mode}" needs a text "query"`);
+      if (!b.vector.every(Number.isFinite)) throw new AppError('invalid_vector', 'vector must hold finite numbers only (no NaN/Infinity)');
+    }
+    const res = await engine.search({ collection: b.collection, query: b.query, vector: b.vector, k, filter: b.filter, efSearch: b.efSearch, mode: b.mode });
+    return c.json(res);
+  });
+
+  // OpenAI-compatible: the official `openai` client asks for base64 by default.
+  app.post('/v1/embeddings', async (c) => {
+    const b = await parseBody(c, EmbeddingsBody);
+    const input = typeof b.input === 'string' ? [b.input] : b.input;
+    if (input.length === 0 || input.length > cfg.MAX_BATCH_DOCS) throw new AppError('too_many_documents', `input must hold 1..${cfg.MAX_BATCH_DOCS} strings`);
+    input.forEach((t, i) => {
+      if (t.length === 0) throw new AppError('empty_text', `input[${i}] is empty`);
+      if (Buffer.byteLength(t, 'utf8') > cfg.MAX_TEXT_BYTES) throw new AppError('text_too_large', `input[${i}] is longer than ${cfg.MAX_TEXT_BYTES} bytes`);
+    });
+    const { vectors, model } = await engine.embedTexts(input);
+    if (b.dimensions !== undefined && b.dimensions !== vectors[0]!.length) {
+      throw new AppError('invalid_request', `model ${model} produces ${vectors[0]!.length} dimensions; "dimensions" cannot change that`);
+    }
+    const tokens = input.reduce((n, t) => n + (t.match(/\S+/g)?.length ?? 0), 0);
+    return c.json({
+      object: 'list',
+      data: vectors.map((v, index) => ({
+        object: 'embedding',
+        index,
+        embedding: b.encoding_format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
+      })),
+      model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  });
+
+  app.post('/feedback', async (c) => {
+    const b = await parseBody(c, FeedbackBody);
+    let q = await engine.store.getQueryLog(b.queryId);
+    if (!q) {
+      // The search may still sit in the write buffer.
+      await engine.queryLog.flush();
+      q = await engine.store.getQueryLog(b.queryId);
+    }
+    if (!q) throw new AppError('query_not_found', `no logged query has id "${b.queryId}"`);
+    const col = await engine.requireCollection(q.collection);
+    if (!(await engine.store.getDocument(col.id, b.documentId))) {
+      throw new AppError('document_not_found', `document "${b.documentId}" not found in "${q.collection}"`);
+    }
+    const row = await engine.store.insertFeedback({ queryId: b.queryId, documentId: b.documentId, relevant: b.relevant });
+    return c.json({ id: row.id, queryId: row.queryId, documentId: row.documentId, relevant: row.relevant }, 201);
+  });
+}

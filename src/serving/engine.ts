@@ -1,0 +1,545 @@
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { Embedder, ModelSpec } from '../embed/types.js';
+import type { IndexManager } from '../index/manager.js';
+import type { Hit, IndexKey, VectorIndex } from '../index/types.js';
+import type { Metrics } from '../metrics.js';
+import type { Collection, HydratedChunk, Metadata, Scalar, Store } from '../store/types.js';
+import { chunkText } from '../util/chunk.js';
+import type { Logger } from '../util/log.js';
+import { KeyedMutex } from '../util/mutex.js';
+import { decodeSource, encodeSource, readModelCard } from './models.js';
+import { QueryLogBuffer } from './querylog.js';
+
+/** A model and the indexes built with it: they are only ever served together. */
+export interface ServingPair {
+  version: string;
+  embedder: Embedder;
+  generation: number;
+  indexes: Map<number, VectorIndex>;
+}
+
+export type LoadEmbedder = (spec: ModelSpec) => Promise<Embedder>;
+
+export interface EngineDeps {
+  config: Config;
+  store: Store;
+  indexes: IndexManager;
+  metrics: Metrics;
+  log: Logger;
+  loadEmbedder: LoadEmbedder;
+  /** The model configured by EMBED_MODEL / MODEL_DIR (or the committed base model). */
+  configuredModel: ModelSpec;
+}
+
+export interface SearchRequest {
+  collection: string;
+  query?: string;
+  vector?: number[];
+  k: number;
+  filter?: Record<string, Scalar>;
+  efSearch?: number;
+  mode: 'vector' | 'keyword' | 'hybrid';
+}
+
+export interface SearchResultItem {
+  id: string;
+  score: number;
+  text: string;
+  metadata: Metadata;
+  chunk: { id: string; n: number };
+}
+
+export interface SearchResponse {
+  results: SearchResultItem[];
+  model: string;
+  queryId: string;
+  tookMs: number;
+}
+
+export interface DocumentIn {
+  id: string;
+  text: string;
+  metadata?: Metadata;
+}
+
+const RRF_K = 60;
+
+// The engine owns the serving state: which (model, indexes) pair answers, how writes reach the
+// store and the index, snapshots, and the primitives a swap is built from.
+export class Engine {
+  private current: ServingPair | undefined;
+  /** The pair before the last cut-over, kept loaded so a rollback is a pointer flip plus a catch-up. */
+  private previous: ServingPair | undefined;
+  private readonly writes = new KeyedMutex();
+  readonly queryLog: QueryLogBuffer;
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  private followTimer: NodeJS.Timeout | undefined;
+  private readonly snapshotSeqs = new Map<string, number>();
+  private ready = false;
+  private stopping = false;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.queryLog = new QueryLogBuffer(deps.store, deps.metrics, deps.log, {
+      flushMs: deps.config.QUERY_LOG_FLUSH_MS,
+      maxBuffer: deps.config.QUERY_LOG_MAX_BUFFER,
+    });
+  }
+
+  get store(): Store { return this.deps.store; }
+  get config(): Config { return this.deps.config; }
+  get metrics(): Metrics { return this.deps.metrics; }
+  get log(): Logger { return this.deps.log; }
+  get indexManager(): IndexManager { return this.deps.indexes; }
+  isReady(): boolean { return this.ready && !this.stopping; }
+
+  get serving(): ServingPair {
+    if (!this.current) throw new AppError('not_ready', 'the server is still loading its model and indexes');
+    return this.current;
+  }
+
+  get previousPair(): ServingPair | undefined { return this.previous; }
+
+  indexPath(collectionId: number, version: string): string {
+    return join(this.deps.config.DATA_DIR, 'indexes', `${collectionId}-${version}.hnsw`);
+  }
+
+  modelsDir(): string {
+    return join(this.deps.config.DATA_DIR, 'models');
+  }
+
+  // ---------------------------------------------------------------- start / stop
+  async start(): Promise<void> {
+    const { store, configuredModel, log } = this.deps;
+    mkdirSync(join(this.deps.config.DATA_DIR, 'indexes'), { recursive: true });
+    const known = await store.getModelVersion(configuredModel.version);
+    const pointer = await store.getServing();
+    let spec: ModelSpec = configuredModel;
+    if (!known || !pointer) {
+      // A model the operator configured for the first time becomes the champion.
+      const embedder = await this.deps.loadEmbedder(configuredModel);
+      await store.upsertModelVersion({
+        version: configuredModel.version, parentVersion: null, source: encodeSource(configuredModel.source),
+        dim: embedder.dim, status: 'champion',
+        card: configuredModel.source.kind === 'dir' ? readModelCard(configuredModel.source.path) : {},
+      });
+      const p = await store.promote(configuredModel.version);
+      await this.activate(await this.buildPair(configuredModel.version, embedder, p.generation));
+    } else {
+      const row = await store.getModelVersion(pointer.modelVersion);
+      if (row) spec = { version: row.version, source: decodeSource(row.source), dtype: configuredModel.dtype };
+      let embedder: Embedder;
+      try {
+        embedder = await this.deps.loadEmbedder(spec);
+      } catch (err) {
+        // The champion's files are gone (a purged data dir): fall back to the configured model.
+        log.error('champion model could not be loaded; serving the configured model', { version: spec.version, err: String(err) });
+        spec = configuredModel;
+        embedder = await this.deps.loadEmbedder(spec);
+        await store.upsertModelVersion({
+          version: spec.version, parentVersion: null, source: encodeSource(spec.source), dim: embedder.dim, status: 'champion', card: {},
+        });
+        await store.promote(spec.version);
+      }
+      const p = (await store.getServing())!;
+      await this.activate(await this.buildPair(spec.version, embedder, p.generation));
+    }
+    this.queryLog.start();
+    this.snapshotTimer = setInterval(() => void this.snapshotAll().catch((e) => log.error('snapshot failed', { err: String(e) })),
+      this.deps.config.SNAPSHOT_EVERY_SECONDS * 1000);
+    this.snapshotTimer.unref();
+    if (store.dialect === 'postgres') {
+      // Replicas share one database: follow other replicas' writes and the champion pointer.
+      this.followTimer = setInterval(() => void this.follow().catch((e) => log.warn('follow failed', { err: String(e) })), 1000);
+      this.followTimer.unref();
+    }
+    this.ready = true;
+    log.info('ready', { model: this.serving.version, collections: this.serving.indexes.size });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    if (this.followTimer) clearInterval(this.followTimer);
+    await this.queryLog.stop();
+    await this.snapshotAll().catch((e) => this.deps.log.error('final snapshot failed', { err: String(e) }));
+    for (const pair of [this.current, this.previous]) if (pair) await pair.embedder.close();
+    await this.deps.indexes.close();
+  }
+
+  // ---------------------------------------------------------------- serving pairs
+  /** Loads (snapshot + replay) or builds the index of every collection for `version`. */
+  async buildPair(version: string, embedder: Embedder, generation: number,
+    onProgress?: (collection: string, done: number, total: number) => void): Promise<ServingPair> {
+    const indexes = new Map<number, VectorIndex>();
+    for (const c of await this.deps.store.listCollections()) {
+      indexes.set(c.id, await this.openIndex(c, version, embedder, onProgress ? (d, t) => onProgress(c.name, d, t) : undefined));
+    }
+    return { version, embedder, generation, indexes };
+  }
+
+  /** Makes `pair` the one that answers. Requests already running keep the pair they started with. */
+  async activate(pair: ServingPair): Promise<void> {
+    const old = this.current;
+    this.current = pair;
+    if (old && old.version !== pair.version) {
+      const drop = this.previous;
+      this.previous = old;
+      if (drop && drop.version !== pair.version) {
+        // Give in-flight requests on the oldest pair time to finish before freeing it.
+        setTimeout(() => void this.releasePair(drop), 30_000).unref();
+      }
+    }
+    this.deps.metrics.modelInfo.reset();
+    this.deps.metrics.modelInfo.set({ version: pair.version }, 1);
+    for (const [cid, idx] of pair.indexes) this.reportSize(cid, pair.version, idx);
+  }
+
+  private async releasePair(pair: ServingPair): Promise<void> {
+    if (pair === this.current || pair === this.previous) return;
+    await pair.embedder.close();
+    for (const idx of pair.indexes.values()) await idx.close();
+  }
+
+  private async openIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
+    const { store, indexes, log } = this.deps;
+    const key = { collectionId: c.id, modelVersion: version };
+    const existing = indexes.get(key);
+    if (existing) return existing;
+    const rec = await store.getIndexRecord(c.id, version);
+    if (rec?.path && existsSync(rec.path)) {
+      try {
+        const idx = await indexes.load(key, embedder.dim, c.hnsw, rec.path);
+        const n = await this.catchUp(c.id, idx, embedder, rec.snapshotSeq);
+        log.info('index loaded', { collection: c.name, version, count: idx.count(), replayed: n });
+        this.snapshotSeqs.set(this.seqKey(c.id, version), rec.snapshotSeq);
+        return idx;
+      } catch (err) {
+        log.warn('index snapshot unusable; rebuilding from the store', { collection: c.name, version, err: String(err) });
+        await indexes.drop(key).catch(() => undefined);
+      }
+    }
+    return this.buildIndex(c, version, embedder, onProgress);
+  }
+
+  /** Embeds every live chunk of `c` into a fresh index for `version`. Writes that land meanwhile are caught up. */
+  async buildIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void,
+    pauseMs = 0): Promise<VectorIndex> {
+    const idx = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: version }, embedder, onProgress, pauseMs);
+    await this.deps.store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
+    this.snapshotSeqs.set(this.seqKey(c.id, version), -1);
+    return idx;
+  }
+
+  private async buildIndexUnder(c: Collection, key: IndexKey, embedder: Embedder, onProgress?: (done: number, total: number) => void,
+    pauseMs = 0): Promise<VectorIndex> {
+    const { store, indexes, config } = this.deps;
+    const startSeq = await store.currentSeq();
+    const total = await store.countLiveChunks(c.id);
+    const idx = await indexes.create(key, embedder.dim, c.hnsw, Math.max(1024, total));
+    let after = 0;
+    let done = 0;
+    const batch = config.REEMBED_BATCH;
+    onProgress?.(0, total);
+    for (;;) {
+      const rows = await store.liveChunks(c.id, after, batch);
+      if (rows.length === 0) break;
+      const vecs = await embedder.embed(rows.map((r) => r.text));
+      await idx.add(rows.map((r) => r.label), vecs);
+      after = rows[rows.length - 1]!.label;
+      done += rows.length;
+      onProgress?.(done, total);
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+    }
+    // Chunks tombstoned while we read past them are still in the index: replay from the start seq.
+    await this.catchUp(c.id, idx, embedder, startSeq);
+    return idx;
+  }
+
+  /** Rebuilds one collection's serving index from the store (the DB is the source of truth). */
+  async rebuildCollection(c: Collection): Promise<number> {
+    const pair = this.serving;
+    return this.exclusive(async () => {
+      // Build under a fresh key so searches keep using the old index until the pointer moves.
+      const old = pair.indexes.get(c.id);
+      const fresh = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
+      pair.indexes.set(c.id, fresh);
+      this.snapshotSeqs.delete(this.seqKey(c.id, pair.version));
+      if (old) setTimeout(() => void old.close().catch(() => undefined), 5_000).unref();
+      this.reportSize(c.id, pair.version, fresh);
+      return fresh.count();
+    });
+  }
+
+  /** Applies every store change after `fromSeq` to `idx`. Returns the number of changes applied. */
+  async catchUp(collectionId: number, idx: VectorIndex, embedder: Embedder, fromSeq: number): Promise<number> {
+    const ch = await this.deps.store.changesSince(collectionId, fromSeq);
+    if (ch.removed.length) await idx.markDeleted(ch.removed);
+    for (let i = 0; i < ch.added.length; i += 256) {
+      const part = ch.added.slice(i, i + 256);
+      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text)));
+    }
+    return ch.added.length + ch.removed.length;
+  }
+
+  /** Runs `fn` with every document write paused (cut-over, rollback, snapshots). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.writes.run('w', fn);
+  }
+
+  private seqKey(cid: number, version: string) { return `${cid}:${version}`; }
+
+  private reportSize(cid: number, version: string, idx: VectorIndex) {
+    void this.deps.store.getCollectionById(cid).then((c) => {
+      if (c) this.deps.metrics.indexSize.set({ collection: c.name, model_version: version }, idx.count());
+    });
+  }
+
+  /** Writes a snapshot of every serving index that changed since its last snapshot. */
+  async snapshotAll(): Promise<void> {
+    const pair = this.current;
+    if (!pair) return;
+    await this.exclusive(async () => {
+      const seq = await this.deps.store.currentSeq();
+      for (const [cid, idx] of pair.indexes) {
+        const k = this.seqKey(cid, pair.version);
+        if (this.snapshotSeqs.get(k) === seq) continue;
+        const path = this.indexPath(cid, pair.version);
+        try {
+          await idx.snapshot(path);
+          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path, snapshotSeq: seq, count: idx.count(), status: 'ready' });
+          this.snapshotSeqs.set(k, seq);
+          this.deps.metrics.snapshots.inc({ result: 'ok' });
+        } catch (err) {
+          this.deps.metrics.snapshots.inc({ result: 'error' });
+          throw err;
+        }
+      }
+    });
+  }
+
+  /** Postgres replicas: apply other replicas' writes, and follow the champion pointer. */
+  private lastFollowSeq = -1;
+  async follow(): Promise<void> {
+    const pair = this.current;
+    if (!pair || this.stopping) return;
+    const pointer = await this.deps.store.getServing();
+    if (pointer && pointer.generation !== pair.generation && pointer.modelVersion !== pair.version) {
+      const row = await this.deps.store.getModelVersion(pointer.modelVersion);
+      if (row) {
+        const embedder = await this.deps.loadEmbedder({ version: row.version, source: decodeSource(row.source), dtype: this.deps.configuredModel.dtype });
+        // Build fully before switching: a replica never serves a model with another model's index.
+        await this.activate(await this.buildPair(row.version, embedder, pointer.generation));
+        this.deps.log.info('followed champion pointer', { version: row.version, generation: pointer.generation });
+        return;
+      }
+    }
+    const seq = await this.deps.store.currentSeq();
+    if (seq === this.lastFollowSeq) return;
+    await this.exclusive(async () => {
+      const from = this.lastFollowSeq < 0 ? seq : this.lastFollowSeq;
+      for (const c of await this.deps.store.listCollections()) {
+        let idx = pair.indexes.get(c.id);
+        if (!idx) {
+          idx = await this.openIndex(c, pair.version, pair.embedder);
+          pair.indexes.set(c.id, idx);
+        } else if (from < seq) {
+          await this.catchUp(c.id, idx, pair.embedder, from);
+        }
+      }
+      for (const cid of [...pair.indexes.keys()]) {
+        if (!(await this.deps.store.getCollectionById(cid))) pair.indexes.delete(cid);
+      }
+      this.lastFollowSeq = seq;
+    });
+  }
+
+  // ---------------------------------------------------------------- collections
+  async requireCollection(name: string): Promise<Collection> {
+    const c = await this.deps.store.getCollection(name);
+    if (!c) throw new AppError('collection_not_found', `collection "${name}" does not exist`);
+    return c;
+  }
+
+  async createCollection(name: string, hnsw?: Partial<Collection['hnsw']>, chunk?: Partial<Collection['chunk']>): Promise<Collection> {
+    const cfg = this.deps.config;
+    const size = chunk?.size ?? cfg.CHUNK_SIZE;
+    const overlap = chunk?.overlap ?? Math.min(cfg.CHUNK_OVERLAP, size - 1);
+    if (overlap >= size) throw new AppError('invalid_request', 'chunk.overlap must be smaller than chunk.size');
+    return this.exclusive(async () => {
+      const c = await this.deps.store.createCollection({
+        name,
+        hnsw: { M: hnsw?.M ?? cfg.HNSW_M, efConstruction: hnsw?.efConstruction ?? cfg.HNSW_EF_CONSTRUCTION, efSearch: hnsw?.efSearch ?? cfg.HNSW_EF_SEARCH },
+        chunk: { size, overlap },
+      });
+      const pair = this.serving;
+      pair.indexes.set(c.id, await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024));
+      this.reportSize(c.id, pair.version, pair.indexes.get(c.id)!);
+      return c;
+    });
+  }
+
+  async deleteCollection(name: string): Promise<void> {
+    await this.exclusive(async () => {
+      const c = await this.requireCollection(name);
+      await this.deps.store.deleteCollection(name);
+      for (const pair of [this.current, this.previous]) {
+        if (!pair) continue;
+        pair.indexes.delete(c.id);
+        await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
+        rmSync(this.indexPath(c.id, pair.version), { force: true });
+        this.deps.metrics.indexSize.remove({ collection: name, model_version: pair.version });
+      }
+    });
+  }
+
+  async describeCollection(c: Collection) {
+    const pair = this.serving;
+    return {
+      name: c.name,
+      documents: await this.deps.store.countDocuments(c.id),
+      chunks: pair.indexes.get(c.id)?.count() ?? 0,
+      model: pair.version,
+      dim: pair.embedder.dim,
+      hnsw: c.hnsw,
+      chunk: c.chunk,
+      createdAt: new Date(c.createdAt).toISOString(),
+    };
+  }
+
+  // ---------------------------------------------------------------- documents
+  async upsertDocuments(name: string, docs: DocumentIn[]): Promise<{ upserted: number; chunks: number; seq: number }> {
+    const c = await this.requireCollection(name);
+    const inputs = docs.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata ?? {}, chunks: chunkText(d.text, c.chunk.size, c.chunk.overlap) }));
+    let pair = this.serving;
+    // Embed outside the write lock: it is the slow part and needs no ordering.
+    let vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks));
+    const res = await this.exclusive(async () => {
+      if (this.current !== pair) {
+        // A cut-over happened while we embedded: vectors must come from the model now serving.
+        pair = this.serving;
+        vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks));
+      }
+      const r = await this.deps.store.upsertDocuments(c.id, inputs);
+      const idx = pair.indexes.get(c.id);
+      if (idx) {
+        if (r.removed.length) await idx.markDeleted(r.removed);
+        await idx.add(r.added.map((a) => a.label), vectors);
+        this.reportSize(c.id, pair.version, idx);
+      }
+      return r;
+    });
+    this.deps.metrics.ingestDocuments.inc({ collection: name }, docs.length);
+    this.deps.metrics.ingestChunks.inc({ collection: name }, res.added.length);
+    return { upserted: docs.length, chunks: res.added.length, seq: res.seq };
+  }
+
+  async deleteDocument(name: string, docId: string): Promise<void> {
+    const c = await this.requireCollection(name);
+    await this.exclusive(async () => {
+      const r = await this.deps.store.deleteDocument(c.id, docId);
+      if (!r) throw new AppError('document_not_found', `document "${docId}" not found in "${name}"`);
+      const pair = this.serving;
+      const idx = pair.indexes.get(c.id);
+      if (idx && r.removed.length) {
+        await idx.markDeleted(r.removed);
+        this.reportSize(c.id, pair.version, idx);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- search
+  async search(req: SearchRequest): Promise<SearchResponse> {
+    const t0 = performance.now();
+    const pair = this.serving;
+    const c = await this.requireCollection(req.collection);
+    const filter = req.filter && Object.keys(req.filter).length > 0 ? req.filter : undefined;
+    let ranked: { label: number; score: number }[];
+    // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
+    const depth = Math.min(req.k * 3 + 10, this.deps.config.MAX_K * 3);
+    if (req.mode === 'keyword') {
+      if (req.query === undefined) throw new AppError('invalid_request', 'mode "keyword" needs a text "query"');
+      ranked = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
+    } else {
+      const vector = await this.queryVector(pair, req);
+      const dense = await this.vectorHits(pair, c, vector, depth, req.efSearch, filter);
+      if (req.mode === 'vector') {
+        ranked = dense;
+      } else {
+        if (req.query === undefined) throw new AppError('invalid_request', 'mode "hybrid" needs a text "query"');
+        const sparse = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
+        ranked = reciprocalRankFusion([dense, sparse], RRF_K);
+      }
+    }
+    const chunks = await this.deps.store.hydrate(ranked.map((h) => h.label));
+    const results: SearchResultItem[] = [];
+    const seen = new Set<string>();
+    for (const h of ranked) {
+      const ch = chunks.get(h.label);
+      if (!ch || seen.has(ch.docId)) continue;
+      seen.add(ch.docId);
+      results.push(toResult(ch, h.score));
+      if (results.length === req.k) break;
+    }
+    const tookMs = performance.now() - t0;
+    const queryId = randomUUID();
+    this.queryLog.push({
+      id: queryId, collection: c.name, query: req.query ?? null, mode: req.mode, k: req.k,
+      resultIds: results.map((r) => r.id), scores: results.map((r) => r.score),
+      modelVersion: pair.version, latencyMs: tookMs, createdAt: Date.now(),
+    });
+    this.deps.metrics.searches.inc({ mode: req.mode });
+    return { results, model: pair.version, queryId, tookMs: Math.round(tookMs * 1000) / 1000 };
+  }
+
+  private async queryVector(pair: ServingPair, req: SearchRequest): Promise<Float32Array> {
+    if (req.vector) {
+      if (req.vector.length !== pair.embedder.dim) {
+        throw new AppError('invalid_vector', `vector has ${req.vector.length} dimensions; model ${pair.version} has ${pair.embedder.dim}`);
+      }
+      const v = Float32Array.from(req.vector);
+      let norm = 0;
+      for (const x of v) norm += x * x;
+      norm = Math.sqrt(norm);
+      if (!(norm > 0)) throw new AppError('invalid_vector', 'vector must not be all zeros');
+      for (let i = 0; i < v.length; i++) v[i]! /= norm;
+      return v;
+    }
+    if (req.query === undefined) throw new AppError('invalid_request', 'send "query" (text) or "vector"');
+    const [v] = await pair.embedder.embed([req.query]);
+    return v!;
+  }
+
+  private async vectorHits(pair: ServingPair, c: Collection, vector: Float32Array, depth: number, efSearch: number | undefined,
+    filter: Record<string, Scalar> | undefined): Promise<Hit[]> {
+    const idx = pair.indexes.get(c.id);
+    if (!idx) throw new AppError('not_ready', `index for "${c.name}" is not loaded yet`);
+    let allow: number[] | undefined;
+    if (filter) {
+      allow = await this.deps.store.labelsMatching(c.id, filter);
+      if (allow.length === 0) return [];
+    }
+    return idx.search(vector, depth, { efSearch, allow });
+  }
+
+  async embedTexts(texts: string[]): Promise<{ vectors: Float32Array[]; model: string }> {
+    const pair = this.serving;
+    return { vectors: await pair.embedder.embed(texts), model: pair.version };
+  }
+}
+
+function toResult(ch: HydratedChunk, score: number): SearchResultItem {
+  return { id: ch.docId, score, text: ch.text, metadata: ch.metadata, chunk: { id: `${ch.docId}#${ch.n}`, n: ch.n } };
+}
+
+/** Reciprocal-rank fusion (Cormack et al. 2009): score = Σ 1/(k + rank). */
+export function reciprocalRankFusion(lists: { label: number; score: number }[][], k = RRF_K): { label: number; score: number }[] {
+  const acc = new Map<number, number>();
+  for (const list of lists) {
+    list.forEach((h, i) => acc.set(h.label, (acc.get(h.label) ?? 0) + 1 / (k + i + 1)));
+  }
+  return [...acc.entries()].map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score);
+}

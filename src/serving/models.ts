@@ -1,0 +1,47 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ModelSource, ModelSpec } from '../embed/types.js';
+
+// model_versions.source is a string: "dir:/abs/path" or "hub:org/name".
+export function encodeSource(src: ModelSource): string {
+  return src.kind === 'dir' ? `dir:${resolve(src.path)}` : `hub:${src.id}`;
+}
+
+export function decodeSource(s: string): ModelSource {
+  if (s.startsWith('dir:')) return { kind: 'dir', path: s.slice(4) };
+  if (s.startsWith('hub:')) return { kind: 'hub', id: s.slice(4) };
+  throw new Error(`bad model source "${s}"`);
+}
+
+export interface ModelCard {
+  version?: string;
+  parent_version?: string | null;
+  pooling?: string;
+  dim?: number;
+  normalize?: boolean;
+  [k: string]: unknown;
+}
+
+export function readModelCard(dir: string): ModelCard {
+  const p = join(dir, 'model_card.json');
+  if (!existsSync(p)) return {};
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as ModelCard;
+  } catch {
+    return {};
+  }
+}
+
+/** Version names must be filesystem- and label-safe. */
+export function sanitizeVersion(v: string): string {
+  return v.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 100) || 'model';
+}
+
+export function specFromSource(source: ModelSource, dtype: ModelSpec['dtype'], version?: string): ModelSpec {
+  if (version) return { version, source, dtype };
+  if (source.kind === 'dir') {
+    const card = readModelCard(source.path);
+    return { version: sanitizeVersion(card.version ?? source.path.split('/').filter(Boolean).pop() ?? 'model'), source, dtype };
+  }
+  return { version: sanitizeVersion(source.id), source, dtype };
+}

@@ -1,0 +1,58 @@
+import type { Metrics } from '../metrics.js';
+import type { QueryLogRow, Store } from '../store/types.js';
+import type { Logger } from '../util/log.js';
+
+// Searches never wait on the query log: rows are buffered and written in one transaction per tick.
+// If the store falls behind, the oldest unwritten rows are dropped (and counted) rather than
+// letting memory grow or slowing the response path.
+export class QueryLogBuffer {
+  private buf: QueryLogRow[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly opts: { flushMs: number; maxBuffer: number },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.opts.flushMs);
+    this.timer.unref();
+  }
+
+  push(row: QueryLogRow): void {
+    if (this.buf.length >= this.opts.maxBuffer) {
+      this.buf.shift();
+      this.metrics.queryLogDropped.inc();
+    }
+    this.buf.push(row);
+    this.metrics.queryLogBuffered.set(this.buf.length);
+  }
+
+  /** Writes everything buffered so far; concurrent callers share one write. */
+  async flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    if (this.buf.length === 0) return;
+    const rows = this.buf;
+    this.buf = [];
+    this.flushing = this.store
+      .insertQueryLogs(rows)
+      .catch((err) => {
+        this.metrics.queryLogDropped.inc(rows.length);
+        this.log.error('query log write failed', { rows: rows.length, err: String(err) });
+      })
+      .finally(() => {
+        this.flushing = undefined;
+        this.metrics.queryLogBuffered.set(this.buf.length);
+      });
+    return this.flushing;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.flushing;
+    await this.flush();
+  }
+}
