@@ -1,12 +1,23 @@
 // The one interface every embedding provider implements (LanceDB-style registry in ./registry.ts).
 export type ModelSource = { kind: 'hub'; id: string } | { kind: 'dir'; path: string };
 
+/** Which configuration variable chose the model; named in load errors so the operator knows what to change. */
+export type ModelOrigin = 'EMBED_MODEL' | 'MODEL_DIR' | 'default';
+
 export interface ModelSpec {
   /** Stable version name stored with every vector and query-log row. */
   version: string;
   source: ModelSource;
   /** ONNX weights to load: 'fp32' → onnx/model.onnx, 'q8' → onnx/model_quantized.onnx. */
   dtype: 'fp32' | 'q8';
+  /** Set by resolveModelSpec(); absent for specs built in code (errors then name both variables). */
+  origin?: ModelOrigin;
+}
+
+/** Metrics hook: the server maps these onto prom-client histograms (src/embed never imports prom-client). */
+export interface EmbedObserver {
+  /** One ONNX batch finished: texts in it, worker-side ms (tokenize + run + pool), real (unpadded) tokens. */
+  onBatch(size: number, ms: number, tokens?: number): void;
 }
 
 export interface EmbedderOptions {
@@ -22,6 +33,9 @@ export interface EmbedderOptions {
   maxQueue: number;
   /** Tokens per text; longer texts are truncated by the tokenizer. */
   maxTokens?: number;
+  /** ONNX intra-op threads per worker; default max(1, floor(cores / workers)). */
+  intraOpThreads?: number;
+  observer?: EmbedObserver;
 }
 
 export interface Embedder {

@@ -1,0 +1,432 @@
+// Worker-thread pool with a batching queue on the main thread.
+//
+// Concurrent embed() calls are merged into ONNX batches of up to maxBatch texts; a partial batch waits at
+// most maxWaitMs for company. Each worker holds at most MAX_INFLIGHT batches so it always has the next one
+// ready when the current finishes (no idle gap waiting on the main thread), while the rest stay in the
+// main queue where later calls can still be merged into them and where maxQueue is enforced.
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import { AppError } from '../errors.js';
+import { spawnWorker } from '../util/worker.js';
+import type { FromWorker, LoadFailure, ToWorker, WorkerInit } from './protocol.js';
+import type { EmbedObserver, Embedder, EmbedderOptions, ModelSpec } from './types.js';
+
+const MAX_INFLIGHT = 2;
+const RESPAWN_BASE_MS = 100;
+const RESPAWN_MAX_MS = 5_000;
+
+/** A worker could not load the model; the registry turns this into a ModelLoadError. */
+export class WorkerLoadError extends Error {
+  constructor(
+    readonly reason: LoadFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WorkerLoadError';
+  }
+}
+
+/** A worker died with requests on it (crash, OOM, terminate); those requests fail with this. */
+export class EmbedWorkerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EmbedWorkerError';
+  }
+}
+
+interface Request {
+  texts: string[];
+  out: Float32Array[];
+  remaining: number;
+  settled: boolean;
+  resolve(v: Float32Array[]): void;
+  reject(e: Error): void;
+}
+
+/** A run of one request's texts (indices into request.texts) waiting in the queue or riding in a batch. */
+interface Segment {
+  req: Request;
+  indices: number[];
+  enqueuedAt: number;
+}
+
+interface Batch {
+  id: number;
+  parts: Segment[];
+  size: number;
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  inflight: Map<number, Batch>;
+  inflightTexts: number;
+  lastError?: Error;
+}
+
+export interface PoolStats {
+  workers: number;
+  readyWorkers: number;
+  batches: number;
+  texts: number;
+  restarts: number;
+  queued: number;
+  inflight: number;
+}
+
+const workerEntry = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+
+export class EmbedPool implements Embedder {
+  readonly dim: number;
+  /** Effective token limit per text (maxTokens capped by the model). */
+  readonly maxTokens: number;
+  private readonly slots: (Slot | undefined)[];
+  private readonly queue: Segment[] = [];
+  private queued = 0;
+  private nextBatchId = 1;
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+  private readonly counters = { batches: 0, texts: 0, restarts: 0 };
+  private readonly respawnDelay: number[];
+
+  private constructor(
+    readonly version: string,
+    private readonly init: WorkerInit,
+    private readonly opts: EmbedderOptions,
+    first: { slot: Slot; dim: number; maxTokens: number },
+  ) {
+    this.dim = first.dim;
+    this.maxTokens = first.maxTokens;
+    this.slots = new Array<Slot | undefined>(opts.workers).fill(undefined);
+    this.respawnDelay = new Array<number>(opts.workers).fill(RESPAWN_BASE_MS);
+    this.adopt(first.slot);
+  }
+
+  /**
+   * Starts worker 0 alone (so a hub download happens once and a bad model fails fast), then the rest.
+   * Rejects with WorkerLoadError when the model cannot be loaded.
+   */
+  static async start(spec: ModelSpec, opts: EmbedderOptions): Promise<EmbedPool> {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError('workers must be an integer ≥ 1');
+    if (!Number.isInteger(opts.maxBatch) || opts.maxBatch < 1) throw new RangeError('maxBatch must be an integer ≥ 1');
+    const init: WorkerInit = {
+      spec,
+      cacheDir: opts.cacheDir,
+      maxTokens: opts.maxTokens,
+      intraOpThreads: opts.intraOpThreads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers)),
+    };
+    const first = await launch(0, init);
+    const pool = new EmbedPool(spec.version, init, opts, first);
+    // Each worker joins the pool the moment it is ready, so none is ever running without exit handling.
+    const rest = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, (_, i) => launch(i + 1, init).then((r) => pool.adopt(r.slot))));
+    const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await pool.close();
+      throw failed.reason;
+    }
+    return pool;
+  }
+
+  embed(texts: string[]): Promise<Float32Array[]> {
+    if (this.closing) return Promise.reject(new AppError('not_ready', 'the embedder is shutting down'));
+    if (texts.length === 0) return Promise.resolve([]);
+    // A single request larger than maxQueue is admitted into an empty queue, otherwise it could never run.
+    if (this.queued > 0 && this.queued + texts.length > this.opts.maxQueue) {
+      return Promise.reject(
+        new AppError('overloaded', `embed queue is full (${this.queued} texts waiting, limit ${this.opts.maxQueue})`, undefined, { 'Retry-After': '1' }),
+      );
+    }
+    return new Promise<Float32Array[]>((resolve, reject) => {
+      const req: Request = { texts, out: new Array<Float32Array>(texts.length), remaining: texts.length, settled: false, resolve, reject };
+      // Length-sorting a request's texts before they are cut into batches keeps similar lengths together,
+      // so a bulk call pads far less (padding is to the longest text of a batch). Results go back by index.
+      const indices = texts.map((_, i) => i);
+      if (texts.length > 1) indices.sort((a, b) => texts[a]!.length - texts[b]!.length);
+      this.queue.push({ req, indices, enqueuedAt: performance.now() });
+      this.queued += texts.length;
+      this.pump();
+    });
+  }
+
+  queueDepth(): number {
+    return this.queued;
+  }
+
+  stats(): PoolStats {
+    const live = this.slots.filter((s): s is Slot => s !== undefined);
+    return {
+      workers: live.length,
+      readyWorkers: live.filter((s) => s.ready).length,
+      batches: this.counters.batches,
+      texts: this.counters.texts,
+      restarts: this.counters.restarts,
+      queued: this.queued,
+      inflight: live.reduce((n, s) => n + s.inflightTexts, 0),
+    };
+  }
+
+  /**
+   * Ops/chaos hook: kills worker `index` exactly as a crash would. Its in-flight requests reject with
+   * EmbedWorkerError and a replacement is spawned.
+   */
+  async terminateWorker(index: number): Promise<void> {
+    const slot = this.slots[index];
+    if (!slot) throw new RangeError(`no live worker ${index}`);
+    slot.lastError = new Error('terminated by terminateWorker()');
+    await slot.worker.terminate();
+  }
+
+  /** Stops accepting work, finishes what is queued and in flight, then terminates the workers. */
+  close(): Promise<void> {
+    this.closePromise ??= this.shutdown();
+    return this.closePromise;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pump();
+    if (this.busy()) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.closed = true;
+    const workers = this.slots.filter((s): s is Slot => s !== undefined).map((s) => s.worker);
+    this.slots.fill(undefined);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  // ---- scheduling ---------------------------------------------------------------------------------
+
+  private busy(): boolean {
+    return this.queued > 0 || this.slots.some((s) => s !== undefined && s.inflightTexts > 0);
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const slot = this.leastBusy();
+      if (!slot) return;
+      const oldest = this.queue[0]!;
+      const due = oldest.enqueuedAt + this.opts.maxWaitMs;
+      const now = performance.now();
+      if (this.queued < this.opts.maxBatch && now < due && !this.closing) {
+        if (!this.timer) {
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            this.pump();
+          }, Math.max(0, Math.ceil(due - now)));
+        }
+        return;
+      }
+      this.dispatch(slot, this.takeBatch());
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.checkDrained();
+  }
+
+  private leastBusy(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const s of this.slots) {
+      if (!s?.ready || s.inflight.size >= MAX_INFLIGHT) continue;
+      if (!best || s.inflightTexts < best.inflightTexts) best = s;
+    }
+    return best;
+  }
+
+  private takeBatch(): Batch {
+    const parts: Segment[] = [];
+    let size = 0;
+    while (size < this.opts.maxBatch && this.queue.length > 0) {
+      const seg = this.queue[0]!;
+      const room = this.opts.maxBatch - size;
+      if (seg.indices.length <= room) {
+        this.queue.shift();
+        parts.push(seg);
+        size += seg.indices.length;
+      } else {
+        parts.push({ req: seg.req, indices: seg.indices.slice(0, room), enqueuedAt: seg.enqueuedAt });
+        seg.indices = seg.indices.slice(room);
+        size += room;
+      }
+    }
+    this.queued -= size;
+    return { id: this.nextBatchId++, parts, size };
+  }
+
+  private dispatch(slot: Slot, batch: Batch): void {
+    const texts: string[] = [];
+    for (const part of batch.parts) for (const i of part.indices) texts.push(part.req.texts[i]!);
+    slot.inflight.set(batch.id, batch);
+    slot.inflightTexts += batch.size;
+    slot.worker.postMessage({ type: 'embed', id: batch.id, texts } satisfies ToWorker);
+  }
+
+  private checkDrained(): void {
+    if (this.drained && !this.busy()) {
+      const done = this.drained;
+      this.drained = undefined;
+      done();
+    }
+  }
+
+  // ---- worker lifecycle ----------------------------------------------------------------------------
+
+  private adopt(slot: Slot): void {
+    this.slots[slot.index] = slot;
+    slot.worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
+    slot.worker.on('error', (err) => {
+      slot.lastError = err;
+    });
+    slot.worker.on('exit', (code) => this.onExit(slot, code));
+    this.pump();
+  }
+
+  private onMessage(slot: Slot, msg: FromWorker): void {
+    if (msg.type !== 'result' && msg.type !== 'error') return;
+    const batch = slot.inflight.get(msg.id);
+    if (!batch) return;
+    slot.inflight.delete(msg.id);
+    slot.inflightTexts -= batch.size;
+    if (msg.type === 'error') {
+      this.failParts(batch.parts, new EmbedWorkerError(`embedding failed: ${msg.message}`));
+    } else {
+      this.deliver(batch, msg.data, msg.dim);
+      this.counters.batches++;
+      this.counters.texts += batch.size;
+      this.respawnDelay[slot.index] = RESPAWN_BASE_MS;
+      observe(this.opts.observer, batch.size, msg.ms, msg.tokens);
+    }
+    this.pump();
+  }
+
+  private deliver(batch: Batch, data: Float32Array, dim: number): void {
+    let row = 0;
+    for (const part of batch.parts) {
+      const { req } = part;
+      for (const i of part.indices) {
+        // slice, not subarray: each vector owns its memory, so keeping one does not pin the whole batch.
+        if (!req.settled) req.out[i] = data.slice(row * dim, (row + 1) * dim);
+        row++;
+      }
+      if (req.settled) continue;
+      req.remaining -= part.indices.length;
+      if (req.remaining === 0) {
+        req.settled = true;
+        req.resolve(req.out);
+      }
+    }
+  }
+
+  /** Rejects the requests owning these parts and drops their other pieces still waiting in the queue. */
+  private failParts(parts: Segment[], err: Error): void {
+    const reqs = new Set<Request>();
+    for (const p of parts) if (!p.req.settled) reqs.add(p.req);
+    if (reqs.size === 0) return;
+    for (const r of reqs) {
+      r.settled = true;
+      r.reject(err);
+    }
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const seg = this.queue[i]!;
+      if (reqs.has(seg.req)) {
+        this.queued -= seg.indices.length;
+        this.queue.splice(i, 1);
+      }
+    }
+  }
+
+  private onExit(slot: Slot, code: number): void {
+    if (this.slots[slot.index] !== slot) return; // closed or already replaced
+    this.slots[slot.index] = undefined;
+    const lost = [...slot.inflight.values()];
+    if (lost.length > 0) {
+      const texts = lost.reduce((n, b) => n + b.size, 0);
+      const why = slot.lastError ? `: ${slot.lastError.message.split('\n', 1)[0]}` : '';
+      this.failParts(
+        lost.flatMap((b) => b.parts),
+        new EmbedWorkerError(`embed worker ${slot.index} exited (code ${code})${why}; ${texts} in-flight texts were not embedded, retry the request`),
+      );
+    }
+    if (!this.closing) this.respawn(slot.index);
+    this.pump();
+  }
+
+  private respawn(index: number): void {
+    this.counters.restarts++;
+    launch(index, this.init).then(
+      ({ slot }) => {
+        // While closing, a replacement still helps drain the queue; once closed it must not outlive us.
+        if (this.closed) void slot.worker.terminate();
+        else this.adopt(slot);
+      },
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        if (this.slots.every((s) => s === undefined)) {
+          this.failQueue(new EmbedWorkerError(`no embed worker is running (restart failed: ${message})`));
+        }
+        if (this.closing) return;
+        // The model loaded before, so this is likely transient (memory, disk); back off and try again.
+        const delay = this.respawnDelay[index]!;
+        this.respawnDelay[index] = Math.min(delay * 2, RESPAWN_MAX_MS);
+        setTimeout(() => !this.closing && this.respawn(index), delay);
+      },
+    );
+  }
+
+  private failQueue(err: Error): void {
+    const segs = this.queue.splice(0);
+    this.queued = 0;
+    for (const s of segs) {
+      if (s.req.settled) continue;
+      s.req.settled = true;
+      s.req.reject(err);
+    }
+    this.checkDrained();
+  }
+}
+
+function observe(observer: EmbedObserver | undefined, size: number, ms: number, tokens: number): void {
+  if (!observer) return;
+  try {
+    observer.onBatch(size, ms, tokens);
+  } catch {
+    // A metrics bug must never fail an embedding.
+  }
+}
+
+/** Spawns one worker and waits for its model to load (or fail). */
+function launch(index: number, init: WorkerInit): Promise<{ slot: Slot; dim: number; maxTokens: number }> {
+  return new Promise((resolve, reject) => {
+    const worker = spawnWorker(workerEntry, { workerData: init, name: `embed-${index}` });
+    let lastError: Error | undefined;
+    // Stays attached for the worker's life: an 'error' event with no listener would crash the process.
+    worker.on('error', (err) => {
+      lastError = err;
+    });
+    const cleanup = () => {
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (msg: FromWorker) => {
+      if (msg.type === 'ready') {
+        cleanup();
+        resolve({ slot: { index, worker, ready: true, inflight: new Map(), inflightTexts: 0 }, dim: msg.dim, maxTokens: msg.maxTokens });
+      } else if (msg.type === 'load-error') {
+        cleanup();
+        void worker.terminate();
+        reject(new WorkerLoadError(msg.reason, msg.message));
+      }
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new WorkerLoadError('invalid', `embed worker exited (code ${code}) before loading the model${lastError ? `: ${lastError.message.split('\n', 1)[0]}` : ''}`));
+    };
+    worker.on('message', onMessage);
+    worker.on('exit', onExit);
+  });
+}

@@ -1,0 +1,169 @@
+// Provider registry (LanceDB-style): every embedding backend implements EmbedProvider and is chosen by
+// the ModelSpec. transformers.js (local ONNX on CPU) is the built-in; a remote OpenAI-compatible provider
+// would register itself with registerProvider() and claim the specs it understands.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { EmbedPool, WorkerLoadError } from './pool.js';
+import type { Embedder, EmbedderOptions, ModelSpec } from './types.js';
+
+export interface EmbedProvider {
+  readonly name: string;
+  supports(spec: ModelSpec): boolean;
+  /** Loads the model; must reject with ModelLoadError when the model itself is the problem. */
+  load(spec: ModelSpec, opts: EmbedderOptions): Promise<Embedder>;
+}
+
+/** One line, names the variable to change; the CLI prints err.message and exits without a stack. */
+export class ModelLoadError extends Error {
+  constructor(
+    readonly model: string,
+    readonly variable: 'EMBED_MODEL' | 'MODEL_DIR',
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ModelLoadError';
+  }
+}
+
+const HINT = 'set MODEL_DIR to a local model directory or EMBED_MODEL to a reachable hub id';
+
+function modelLoadError(spec: Pick<ModelSpec, 'source' | 'origin'>, reason: string): ModelLoadError {
+  const model = spec.source.kind === 'hub' ? spec.source.id : spec.source.path;
+  const variable = spec.origin === 'EMBED_MODEL' || (spec.origin === undefined && spec.source.kind === 'hub') ? 'EMBED_MODEL' : 'MODEL_DIR';
+  const label = spec.origin === 'default' ? 'default model, MODEL_DIR and EMBED_MODEL unset' : variable;
+  const oneLine = reason.replace(/\s+/g, ' ').trim().slice(0, 300);
+  return new ModelLoadError(model, variable, oneLine, `cannot load model "${model}" (${label}): ${oneLine} — ${HINT}`);
+}
+
+const WEIGHTS: Record<ModelSpec['dtype'], string> = { fp32: 'onnx/model.onnx', q8: 'onnx/model_quantized.onnx' };
+const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
+
+/** Checks the transformers.js layout up front: a clear reason beats a worker's "could not locate file". */
+function checkModelDir(spec: ModelSpec & { source: { kind: 'dir' } }): void {
+  const dir = resolve(spec.source.path);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw modelLoadError(spec, 'no such directory');
+  const missing = [...REQUIRED, WEIGHTS[spec.dtype]].filter((f) => !existsSync(join(dir, f)));
+  if (missing.length > 0) throw modelLoadError(spec, `missing ${missing.join(', ')}`);
+}
+
+export const transformersProvider: EmbedProvider = {
+  name: 'transformers.js',
+  supports: (spec) => spec.source.kind === 'hub' || spec.source.kind === 'dir',
+  async load(spec, opts) {
+    if (spec.source.kind === 'dir') checkModelDir(spec as ModelSpec & { source: { kind: 'dir' } });
+    try {
+      return await EmbedPool.start(spec, opts);
+    } catch (err) {
+      if (!(err instanceof WorkerLoadError)) throw err;
+      if (spec.source.kind === 'hub' && (err.reason === 'unreachable' || err.reason === 'not_found')) {
+        // Offline and not cached, or a typo'd id: both look the same from here.
+        throw modelLoadError(spec, err.reason === 'unreachable' ? 'not found offline (hub unreachable and not in the cache)' : `not found on the hub or in the cache (${err.message})`);
+      }
+      throw modelLoadError(spec, err.message);
+    }
+  },
+};
+
+const providers: EmbedProvider[] = [transformersProvider];
+
+/** Later registrations win, so a deployment can override the built-in for the specs it claims. */
+export function registerProvider(provider: EmbedProvider): void {
+  providers.unshift(provider);
+}
+
+export async function loadEmbedder(spec: ModelSpec, opts: EmbedderOptions): Promise<Embedder> {
+  const provider = providers.find((p) => p.supports(spec));
+  if (!provider) throw modelLoadError(spec, 'no embedding provider handles this model source');
+  return provider.load(spec, opts);
+}
+
+// ---- env → ModelSpec ------------------------------------------------------------------------------
+
+export interface ModelEnv {
+  EMBED_MODEL?: string;
+  MODEL_DIR?: string;
+  /** 'fp32' | 'q8'; default: model_card.json's dtype, else whichever weights file the directory has. */
+  EMBED_DTYPE?: string;
+  /** The model shipped with the repo, used when neither variable is set. */
+  defaultDir: string;
+}
+
+interface ModelCard {
+  version?: unknown;
+  dtype?: unknown;
+}
+
+function readCard(dir: string): ModelCard {
+  const file = join(dir, 'model_card.json');
+  if (!existsSync(file)) return {};
+  try {
+    const card: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return card !== null && typeof card === 'object' ? (card as ModelCard) : {};
+  } catch {
+    return {};
+  }
+}
+
+function parseDtype(value: unknown): ModelSpec['dtype'] | undefined {
+  return value === 'fp32' || value === 'q8' ? value : undefined;
+}
+
+/** Version names end up in file names (index snapshots) and metric labels, so keep them to [A-Za-z0-9._-]. */
+function slug(s: string): string {
+  return s.replace(/\//g, '__').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
+}
+
+/** Short content hash of the weights: two different models in folders with the same name never share a version. */
+function weightsHash(file: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex').slice(0, 8);
+}
+
+/**
+ * MODEL_DIR wins over EMBED_MODEL; EMBED_MODEL that is a path (./x, /x, ../x or an existing directory) is
+ * treated as a directory. Throws ModelLoadError when the chosen directory is missing or incomplete.
+ */
+export function resolveModelSpec(envIn: ModelEnv): ModelSpec {
+  const explicitDtype = envIn.EMBED_DTYPE ? parseDtype(envIn.EMBED_DTYPE) : undefined;
+  if (envIn.EMBED_DTYPE && !explicitDtype) throw new RangeError(`EMBED_DTYPE must be fp32 or q8, got "${envIn.EMBED_DTYPE}"`);
+  const embedModel = envIn.EMBED_MODEL?.trim();
+  const modelDir = envIn.MODEL_DIR?.trim();
+
+  if (!modelDir && embedModel && !looksLikePath(embedModel)) {
+    const dtype = explicitDtype ?? 'fp32';
+    return { version: slug(embedModel) + (dtype === 'q8' ? '-q8' : ''), source: { kind: 'hub', id: embedModel }, dtype, origin: 'EMBED_MODEL' };
+  }
+
+  const origin = modelDir ? 'MODEL_DIR' : embedModel ? 'EMBED_MODEL' : 'default';
+  const dir = resolve(modelDir || embedModel || envIn.defaultDir);
+  const base = { source: { kind: 'dir' as const, path: dir }, origin } satisfies Pick<ModelSpec, 'source' | 'origin'>;
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw modelLoadError(base, 'no such directory');
+  const card = readCard(dir);
+  const dtype =
+    explicitDtype ?? parseDtype(card.dtype) ?? (existsSync(join(dir, WEIGHTS.fp32)) ? 'fp32' : existsSync(join(dir, WEIGHTS.q8)) ? 'q8' : undefined);
+  if (!dtype) throw modelLoadError(base, `missing ${WEIGHTS.fp32} (or ${WEIGHTS.q8})`);
+  const spec: ModelSpec = { ...base, dtype, version: '' };
+  checkModelDir(spec as ModelSpec & { source: { kind: 'dir' } });
+  spec.version =
+    typeof card.version === 'string' && card.version.trim() !== ''
+      ? card.version.trim() // the trainer's name, verbatim: parent/child links in model cards must match
+      : `${slug(basename(dir))}${dtype === 'q8' ? '-q8' : ''}-${weightsHash(join(dir, WEIGHTS[dtype]))}`;
+  return spec;
+}
+
+function looksLikePath(s: string): boolean {
+  return s.startsWith('/') || s.startsWith('./') || s.startsWith('../') || (existsSync(s) && statSync(s).isDirectory());
+}
