@@ -1,0 +1,3 @@
+export type { HnswParams, Hit, IndexKey, SearchOptions, VectorIndex } from './types.js';
+export { DEFAULT_HNSW_PARAMS, IndexManager, keyId, type IndexManagerOptions } from './manager.js';
+export { IndexClosedError, IndexLostError, IndexSnapshotError, IndexStateError } from './errors.js';

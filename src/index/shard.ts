@@ -1,0 +1,267 @@
+import { open, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+import hnswlib from 'hnswlib-node';
+
+import { IndexSnapshotError } from './errors.js';
+import type { ShardState, ShardTuning } from './protocol.js';
+import { readSnapshot } from './snapshot-file.js';
+import type { HnswParams } from './types.js';
+
+type Hnsw = InstanceType<typeof hnswlib.HierarchicalNSW>;
+
+export interface ShardHits {
+  labels: Float64Array;
+  scores: Float32Array;
+}
+
+// One HNSW index inside a worker thread, plus a flat copy of its vectors. hnswlib-node's getPoint
+// costs ~50 µs per call (it builds a JS array), so exact brute force over a filter's labels needs its
+// own copy; the copy is also what makes the "k results whenever k allowed items exist" guarantee
+// checkable, because it knows which labels exist and which are deleted.
+export class Shard {
+  private hnsw: Hnsw;
+  private capacity: number;
+  private vectors: Float32Array;
+  private readonly slotOf = new Map<number, number>();
+  private readonly deleted = new Set<number>();
+  private currentEf = -1;
+  /** Reused query array: hnswlib-node only accepts plain JS arrays. */
+  private readonly query: number[];
+  /** Mutations and snapshots run one at a time; searches bypass this (see snapshot()). */
+  private writeChain: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly dim: number,
+    readonly params: HnswParams,
+    private readonly tuning: ShardTuning,
+    hnsw: Hnsw,
+    capacity: number,
+  ) {
+    this.hnsw = hnsw;
+    this.capacity = capacity;
+    this.vectors = new Float32Array(capacity * dim);
+    this.query = new Array<number>(dim).fill(0);
+  }
+
+  static create(dim: number, params: HnswParams, capacity: number, tuning: ShardTuning): Shard {
+    const cap = Math.max(1, Math.floor(capacity));
+    const hnsw = new hnswlib.HierarchicalNSW('ip', dim);
+    hnsw.initIndex({ maxElements: cap, m: params.M, efConstruction: params.efConstruction });
+    const shard = new Shard(dim, params, tuning, hnsw, cap);
+    shard.setEf(params.efSearch);
+    return shard;
+  }
+
+  static async load(dim: number, params: HnswParams, path: string, tuning: ShardTuning): Promise<Shard> {
+    // Validate + extract first: hnswlib's loader trusts the header (see snapshot-file.ts).
+    const contents = await readSnapshot(path, dim);
+    const hnsw = new hnswlib.HierarchicalNSW('ip', dim);
+    try {
+      await hnsw.readIndex(path);
+    } catch (err) {
+      throw new IndexSnapshotError(`index snapshot ${path} could not be read by hnswlib: ${(err as Error).message}; rebuild the index from the database`);
+    }
+    const { header, labels, vectors, deleted } = contents;
+    const shard = new Shard(dim, params, tuning, hnsw, Math.max(1, header.maxElements, header.count));
+    shard.vectors.set(vectors);
+    for (let i = 0; i < header.count; i++) {
+      const label = labels[i] as number;
+      shard.slotOf.set(label, i);
+      if (deleted[i]) shard.deleted.add(label);
+    }
+    // ef is not part of the file format; without this the index would search at hnswlib's default 10.
+    shard.setEf(params.efSearch);
+    return shard;
+  }
+
+  state(): ShardState {
+    return { count: this.slotOf.size - this.deleted.size, capacity: this.capacity };
+  }
+
+  add(labels: Float64Array, vectors: Float32Array): Promise<ShardState> {
+    return this.serial(() => {
+      const { dim } = this;
+      let fresh = 0;
+      for (const l of labels) if (!this.slotOf.has(l)) fresh++;
+      const need = this.slotOf.size + fresh;
+      if (need > this.capacity) this.grow(Math.max(need, this.capacity * 2));
+      for (let i = 0; i < labels.length; i++) {
+        const label = labels[i] as number;
+        const row = vectors.subarray(i * dim, (i + 1) * dim);
+        let slot = this.slotOf.get(label);
+        if (slot === undefined) {
+          slot = this.slotOf.size;
+          this.slotOf.set(label, slot);
+        }
+        // Re-adding a label replaces its vector; hnswlib also un-deletes it, so mirror that.
+        this.deleted.delete(label);
+        this.vectors.set(row, slot * dim);
+        this.hnsw.addPoint(this.toQuery(row), label);
+      }
+      return this.state();
+    });
+  }
+
+  markDeleted(labels: Float64Array): Promise<ShardState> {
+    return this.serial(() => {
+      for (const label of labels) {
+        // Unknown or already-deleted labels are ignored: replay after a crash may repeat deletes.
+        if (!this.slotOf.has(label) || this.deleted.has(label)) continue;
+        this.hnsw.markDelete(label);
+        this.deleted.add(label);
+      }
+      return this.state();
+    });
+  }
+
+  /** Atomic: write `path.tmp`, fsync it, rename over `path`, fsync the directory. */
+  snapshot(path: string): Promise<ShardState> {
+    // writeIndex runs on a libuv thread. Searches may run meanwhile (both only read the graph), but
+    // a resize or insert would mutate memory under the writer, hence the serial chain.
+    return this.serial(async () => {
+      const tmp = `${path}.tmp`;
+      try {
+        await this.hnsw.writeIndex(tmp);
+        // hnswlib's ofstream ignores write errors (disk full), so check what landed before renaming.
+        await readSnapshot(tmp, this.dim);
+        const fh = await open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, path);
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw err;
+      }
+      const dir = await open(dirname(path), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+      return this.state();
+    });
+  }
+
+  search(query: Float32Array, k: number, ef: number, allow: Float64Array | null): ShardHits {
+    const live = this.slotOf.size - this.deleted.size;
+    if (k <= 0 || live === 0) return { labels: new Float64Array(0), scores: new Float32Array(0) };
+    if (allow) return this.searchAllowed(query, k, ef, allow);
+    const kk = Math.min(k, live);
+    this.setEf(Math.max(ef, kk));
+    const res = this.hnsw.searchKnn(this.toQuery(query), kk);
+    return toHits(res.neighbors, res.distances);
+  }
+
+  private searchAllowed(query: Float32Array, k: number, ef: number, allow: Float64Array): ShardHits {
+    const liveAllowed: number[] = [];
+    const seen = new Set<number>();
+    for (const label of allow) {
+      if (seen.has(label) || !this.slotOf.has(label) || this.deleted.has(label)) continue;
+      seen.add(label);
+      liveAllowed.push(label);
+    }
+    if (liveAllowed.length === 0) return { labels: new Float64Array(0), scores: new Float32Array(0) };
+    const kk = Math.min(k, liveAllowed.length);
+    const live = this.slotOf.size - this.deleted.size;
+    // A filtered HNSW search calls back into JS for every candidate and must wade through ~ef/selectivity
+    // nodes; for small allow sets scoring them exactly is both faster and exact.
+    if (liveAllowed.length <= this.tuning.bruteForceMaxLabels || liveAllowed.length <= this.tuning.bruteForceMaxFraction * live) {
+      return this.bruteForce(query, kk, liveAllowed);
+    }
+    this.setEf(Math.max(ef, kk));
+    const res = this.hnsw.searchKnn(this.toQuery(query), kk, (label) => seen.has(label));
+    // hnswlib keeps exploring until it holds ef allowed items, so a short answer only happens if
+    // part of the graph is unreachable; exact scoring keeps the k-results promise in that case.
+    if (res.neighbors.length < kk) return this.bruteForce(query, kk, liveAllowed);
+    return toHits(res.neighbors, res.distances);
+  }
+
+  private bruteForce(query: Float32Array, k: number, labels: readonly number[]): ShardHits {
+    const { dim, vectors } = this;
+    // Min-heap of the best k (score, label) pairs, root = worst kept.
+    const hs = new Float32Array(k);
+    const hl = new Float64Array(k);
+    let size = 0;
+    for (const label of labels) {
+      const base = (this.slotOf.get(label) as number) * dim;
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += (query[d] as number) * (vectors[base + d] as number);
+      if (size < k) {
+        let i = size++;
+        while (i > 0) {
+          const p = (i - 1) >> 1;
+          if ((hs[p] as number) <= s) break;
+          hs[i] = hs[p] as number;
+          hl[i] = hl[p] as number;
+          i = p;
+        }
+        hs[i] = s;
+        hl[i] = label;
+      } else if (s > (hs[0] as number)) {
+        let i = 0;
+        for (;;) {
+          const l = 2 * i + 1;
+          if (l >= size) break;
+          const r = l + 1;
+          const c = r < size && (hs[r] as number) < (hs[l] as number) ? r : l;
+          if ((hs[c] as number) >= s) break;
+          hs[i] = hs[c] as number;
+          hl[i] = hl[c] as number;
+          i = c;
+        }
+        hs[i] = s;
+        hl[i] = label;
+      }
+    }
+    const order = Array.from({ length: size }, (_, i) => i).sort((a, b) => (hs[b] as number) - (hs[a] as number));
+    const labelsOut = new Float64Array(size);
+    const scoresOut = new Float32Array(size);
+    order.forEach((j, i) => {
+      labelsOut[i] = hl[j] as number;
+      scoresOut[i] = hs[j] as number;
+    });
+    return { labels: labelsOut, scores: scoresOut };
+  }
+
+  private grow(newCapacity: number): void {
+    this.hnsw.resizeIndex(newCapacity);
+    const next = new Float32Array(newCapacity * this.dim);
+    next.set(this.vectors);
+    this.vectors = next;
+    this.capacity = newCapacity;
+  }
+
+  private setEf(ef: number): void {
+    if (ef !== this.currentEf) {
+      this.hnsw.setEf(ef);
+      this.currentEf = ef;
+    }
+  }
+
+  private toQuery(v: Float32Array): number[] {
+    const q = this.query;
+    for (let d = 0; d < this.dim; d++) q[d] = v[d] as number;
+    return q;
+  }
+
+  private serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.writeChain.then(fn);
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function toHits(neighbors: number[], distances: number[]): ShardHits {
+  const n = neighbors.length;
+  const labels = new Float64Array(n);
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    labels[i] = neighbors[i] as number;
+    scores[i] = 1 - (distances[i] as number);
+  }
+  return { labels, scores };
+}
