@@ -1,0 +1,229 @@
+// Embedding room against a real ONNX model (test/fixtures/models/tiny; EMBED_TEST_MODEL overrides it).
+// No timing assertions: batching is checked by counting batches, never by measuring time.
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../src/errors.js';
+import { EmbedPool, EmbedWorkerError } from '../../src/embed/pool.js';
+import { loadEmbedder, ModelLoadError, resolveModelSpec } from '../../src/embed/registry.js';
+import type { Embedder, EmbedderOptions, ModelSpec } from '../../src/embed/types.js';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const MODEL = process.env.EMBED_TEST_MODEL ?? join(REPO, 'test/fixtures/models/tiny');
+const tmp = mkdtempSync(join(tmpdir(), 'embed-test-'));
+
+const TEXTS = [
+  'mitochondrion inheritance',
+  'The distribution of mitochondria, including the mitochondrial genome, into daughter cells after mitosis or meiosis.',
+  'DNA binding',
+  'Any process that modulates the frequency, rate or extent of cell proliferation in response to an external stimulus, a very long definition that pads the batch.',
+  'membrane',
+  '',
+  'protein kinase activity',
+];
+
+function options(over: Partial<EmbedderOptions> = {}): EmbedderOptions {
+  return { cacheDir: join(tmp, 'cache'), workers: 1, maxBatch: 16, maxWaitMs: 2, maxQueue: 1000, ...over };
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('embedder on a real ONNX model', { timeout: 120_000 }, () => {
+  let spec: ModelSpec;
+  let embedder: Embedder;
+  let batches: number[] = [];
+
+  beforeAll(async () => {
+    spec = resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' });
+    embedder = await loadEmbedder(spec, options({ workers: 2, observer: { onBatch: (size) => batches.push(size) } }));
+  });
+  afterAll(() => embedder?.close());
+
+  it('reports a dimension and a stable version', () => {
+    expect(embedder.dim).toBeGreaterThan(0);
+    expect(embedder.version).toBe(spec.version);
+    expect(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' }).version).toBe(spec.version);
+    expect(spec.version).toMatch(/^[A-Za-z0-9._-]+$/);
+  });
+
+  it('returns one L2-normalized vector of length dim per text, in order', async () => {
+    const vecs = await embedder.embed(TEXTS);
+    expect(vecs).toHaveLength(TEXTS.length);
+    for (const v of vecs) {
+      expect(v).toBeInstanceOf(Float32Array);
+      expect(v.length).toBe(embedder.dim);
+      expect(Math.hypot(...v)).toBeCloseTo(1, 4);
+    }
+    // Different texts, different vectors (guards against rows routed to the wrong request).
+    expect(maxAbsDiff(vecs[0]!, vecs[2]!)).toBeGreaterThan(1e-3);
+  });
+
+  it('gives the same vector for a text whatever batch it rides in', async () => {
+    const batch = await embedder.embed(TEXTS);
+    const reversed = await embedder.embed([...TEXTS].reverse());
+    for (let i = 0; i < TEXTS.length; i++) {
+      const [single] = await embedder.embed([TEXTS[i]!]);
+      expect(maxAbsDiff(single!, batch[i]!)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(single!, reversed[TEXTS.length - 1 - i]!)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('merges concurrent calls into fewer batches and routes every row back to its caller', async () => {
+    const texts = Array.from({ length: 48 }, (_, i) => `${TEXTS[i % TEXTS.length]} #${i}`);
+    const singles = await Promise.all(texts.map((t) => embedder.embed([t])));
+    batches = [];
+    const concurrent = await Promise.all(texts.map((t) => embedder.embed([t])));
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(texts.length);
+    expect(batches.length).toBeLessThan(texts.length);
+    expect(Math.max(...batches)).toBeGreaterThan(1);
+    for (let i = 0; i < texts.length; i++) expect(maxAbsDiff(concurrent[i]![0]!, singles[i]![0]!)).toBeLessThan(1e-5);
+  });
+
+  it('splits a bulk call larger than maxBatch and keeps its order', async () => {
+    const texts = Array.from({ length: 53 }, (_, i) => `${'word '.repeat(i % 11)}${TEXTS[i % TEXTS.length]}`);
+    batches = [];
+    const vecs = await embedder.embed(texts);
+    expect(vecs).toHaveLength(texts.length);
+    expect(Math.max(...batches)).toBeLessThanOrEqual(16);
+    for (const i of [0, 17, 52]) {
+      const [single] = await embedder.embed([texts[i]!]);
+      expect(maxAbsDiff(single!, vecs[i]!)).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('backpressure and failures', { timeout: 120_000 }, () => {
+  let spec: ModelSpec;
+  beforeAll(() => {
+    spec = resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' });
+  });
+
+  it("rejects with AppError 'overloaded' (429, Retry-After) when the queue is full", async () => {
+    // A long maxWaitMs keeps the first call waiting in the queue, so the second one finds it full.
+    const pool = await loadEmbedder(spec, options({ maxBatch: 8, maxQueue: 4, maxWaitMs: 60_000 }));
+    try {
+      const first = pool.embed(['a', 'b', 'c']);
+      expect(pool.queueDepth()).toBe(3);
+      const err = await pool.embed(['d', 'e']).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).code).toBe('overloaded');
+      expect((err as AppError).status).toBe(429);
+      expect((err as AppError).headers).toEqual({ 'Retry-After': '1' });
+      // close() drains what was accepted instead of dropping it.
+      const closing = pool.close();
+      expect(await first).toHaveLength(3);
+      await closing;
+      await expect(pool.embed(['late'])).rejects.toMatchObject({ code: 'not_ready' });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('survives a crashed worker: its requests fail clearly, a replacement takes over', async () => {
+    const pool = (await loadEmbedder(spec, options({ workers: 2, maxBatch: 4 }))) as EmbedPool;
+    try {
+      const before = await pool.embed(['membrane']);
+      const doomed = pool.embed(Array.from({ length: 32 }, (_, i) => `text ${i}`));
+      await pool.terminateWorker(0);
+      const err = await doomed.then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(EmbedWorkerError);
+      expect((err as Error).message).toMatch(/embed worker 0 exited.*in-flight texts were not embedded/);
+      // Worker 1 keeps serving while 0 restarts.
+      const during = await pool.embed(['membrane']);
+      expect(maxAbsDiff(during[0]!, before[0]!)).toBeLessThan(1e-5);
+      while (pool.stats().readyWorkers < 2) await new Promise((r) => setTimeout(r, 50));
+      expect(pool.stats().restarts).toBe(1);
+      const after = await pool.embed(Array.from({ length: 12 }, () => 'membrane'));
+      for (const v of after) expect(maxAbsDiff(v, before[0]!)).toBeLessThan(1e-5);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('names MODEL_DIR in a one-line ModelLoadError for a missing directory', () => {
+    const err = captureSync(() => resolveModelSpec({ MODEL_DIR: join(tmp, 'no-such-model'), defaultDir: '/nonexistent' }));
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect(err.message).not.toContain('\n');
+    expect(err.message).toMatch(/^cannot load model ".*no-such-model" \(MODEL_DIR\): no such directory — set MODEL_DIR/);
+  });
+
+  it('names MODEL_DIR when the default model is missing', () => {
+    const err = captureSync(() => resolveModelSpec({ defaultDir: join(tmp, 'no-default') }));
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect(err.message).toContain('MODEL_DIR');
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('names the missing files of an incomplete model directory', async () => {
+    const dir = join(tmp, 'incomplete');
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(join(MODEL, 'config.json'), join(dir, 'config.json'));
+    const err = await loadEmbedder({ version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' }, options()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as Error).message).toMatch(/\(MODEL_DIR\): missing tokenizer\.json, tokenizer_config\.json, onnx\/model\.onnx — /);
+  });
+
+  it('turns a corrupt ONNX file into a one-line ModelLoadError, not a stack trace', async () => {
+    const dir = join(tmp, 'corrupt');
+    cpSync(MODEL, dir, { recursive: true });
+    writeFileSync(join(dir, 'onnx/model.onnx'), 'this is not a protobuf');
+    const err = await loadEmbedder({ version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' }, options()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as Error).message).not.toContain('\n');
+    expect((err as Error).message).toMatch(/^cannot load model ".*corrupt" \(MODEL_DIR\): .+ — set MODEL_DIR/);
+  });
+
+  it('names EMBED_MODEL for a hub id that cannot be fetched', async () => {
+    const spec = resolveModelSpec({ EMBED_MODEL: 'no-such-org-r7/no-such-model-r7', defaultDir: '/nonexistent' });
+    expect(spec.source).toEqual({ kind: 'hub', id: 'no-such-org-r7/no-such-model-r7' });
+    const err = await loadEmbedder(spec, options()).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect((err as Error).message).toMatch(/^cannot load model "no-such-org-r7\/no-such-model-r7" \(EMBED_MODEL\): not found/);
+    expect((err as Error).message).not.toContain('\n');
+  });
+});
+
+describe('resolveModelSpec', () => {
+  it('takes the version from model_card.json when present', () => {
+    const dir = join(tmp, 'carded');
+    cpSync(MODEL, dir, { recursive: true });
+    writeFileSync(join(dir, 'model_card.json'), JSON.stringify({ version: 'go-ft-0003', parent_version: 'base' }));
+    expect(resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' })).toMatchObject({ version: 'go-ft-0003', dtype: 'fp32', origin: 'MODEL_DIR' });
+  });
+
+  it('derives a file-name-safe version from a hub id and treats path-like EMBED_MODEL as a directory', () => {
+    expect(resolveModelSpec({ EMBED_MODEL: 'Xenova/all-MiniLM-L6-v2', defaultDir: '/x' })).toEqual({
+      version: 'Xenova__all-MiniLM-L6-v2',
+      source: { kind: 'hub', id: 'Xenova/all-MiniLM-L6-v2' },
+      dtype: 'fp32',
+      origin: 'EMBED_MODEL',
+    });
+    expect(resolveModelSpec({ EMBED_MODEL: 'Xenova/all-MiniLM-L6-v2', EMBED_DTYPE: 'q8', defaultDir: '/x' }).version).toBe('Xenova__all-MiniLM-L6-v2-q8');
+    expect(resolveModelSpec({ EMBED_MODEL: MODEL, defaultDir: '/x' }).source).toEqual({ kind: 'dir', path: MODEL });
+    // MODEL_DIR wins over EMBED_MODEL; the default is used only when neither is set.
+    expect(resolveModelSpec({ EMBED_MODEL: 'a/b', MODEL_DIR: MODEL, defaultDir: '/x' }).origin).toBe('MODEL_DIR');
+    expect(resolveModelSpec({ defaultDir: MODEL }).origin).toBe('default');
+  });
+});
+
+function captureSync(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a throw');
+}
