@@ -17,7 +17,7 @@ export const ConfigSchema = z.object({
   DATABASE_URL: z.string().optional(),
   EMBED_MODEL: z.string().optional(),
   MODEL_DIR: z.string().optional(),
-  MODEL_DTYPE: z.enum(['fp32', 'q8']).default('q8'),
+  EMBED_DTYPE: z.enum(['fp32', 'q8']).optional(),
   EMBED_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
   EMBED_MAX_BATCH: int(32, 1),
   EMBED_MAX_WAIT_MS: int(2),

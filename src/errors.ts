@@ -1,5 +1,5 @@
 // Every error a client can see has a stable code. The README's error table is generated from
-// ERROR_CODES (npm run docs:errors), so a new code is documented the moment it exists.
+// ERROR_CODES (npx tsx scripts/error-table.ts); a test fails when the README misses a code.
 export const ERROR_CODES = {
   invalid_json: { status: 400, description: 'The body is not valid JSON.' },
   invalid_request: { status: 400, description: 'The body or query string does not match the schema (unknown fields included).' },

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ModelSource, ModelSpec } from '../embed/types.js';
+import type { ModelSource } from '../embed/types.js';
 
 // model_versions.source is a string: "dir:/abs/path" or "hub:org/name".
 export function encodeSource(src: ModelSource): string {
@@ -30,18 +30,4 @@ export function readModelCard(dir: string): ModelCard {
   } catch {
     return {};
   }
-}
-
-/** Version names must be filesystem- and label-safe. */
-export function sanitizeVersion(v: string): string {
-  return v.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 100) || 'model';
-}
-
-export function specFromSource(source: ModelSource, dtype: ModelSpec['dtype'], version?: string): ModelSpec {
-  if (version) return { version, source, dtype };
-  if (source.kind === 'dir') {
-    const card = readModelCard(source.path);
-    return { version: sanitizeVersion(card.version ?? source.path.split('/').filter(Boolean).pop() ?? 'model'), source, dtype };
-  }
-  return { version: sanitizeVersion(source.id), source, dtype };
 }

@@ -1,0 +1,103 @@
+import { serve, type ServerType } from '@hono/node-server';
+import type { Hono } from 'hono';
+import type { AddressInfo } from 'node:net';
+import { loadConfig, DEFAULT_MODEL_DIR, type Config } from './config.js';
+import { loadEmbedder, resolveModelSpec } from './embed/registry.js';
+import type { ModelSpec } from './embed/types.js';
+import { createApp, type AppEnv, type AppOptions } from './http/app.js';
+import { IndexManager } from './index/manager.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { Engine } from './serving/engine.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/types.js';
+import { createLogger, type Logger } from './util/log.js';
+
+export interface Server {
+  url: string;
+  app: Hono<AppEnv>;
+  engine: Engine;
+  store: Store;
+  metrics: Metrics;
+  log: Logger;
+  /** Drains in-flight requests, flushes the query log, snapshots indexes, closes everything. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  config?: Partial<Config>;
+  env?: Record<string, string | undefined>;
+  /** Listen on a port (default true). Tests can use app.request() without one. */
+  listen?: boolean;
+  /** Route groups added by later layers (self-tuning loop). */
+  extend?: (ctx: { engine: Engine; config: Config }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
+}
+
+export function modelSpecFromConfig(cfg: Config): ModelSpec {
+  return resolveModelSpec({ EMBED_MODEL: cfg.EMBED_MODEL, MODEL_DIR: cfg.MODEL_DIR, EMBED_DTYPE: cfg.EMBED_DTYPE, defaultDir: DEFAULT_MODEL_DIR });
+}
+
+export async function startServer(opts: StartOptions = {}): Promise<Server> {
+  const config = loadConfig(opts.env ?? process.env, opts.config);
+  const log = createLogger(config.LOG_LEVEL);
+  const metrics = createMetrics();
+  const configuredModel = modelSpecFromConfig(config);
+  const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
+  const embedOpts = {
+    cacheDir: `${config.DATA_DIR}/models/cache`,
+    workers: config.EMBED_WORKERS,
+    maxBatch: config.EMBED_MAX_BATCH,
+    maxWaitMs: config.EMBED_MAX_WAIT_MS,
+    maxQueue: config.EMBED_MAX_QUEUE,
+    maxTokens: config.EMBED_MAX_TOKENS,
+    observer: {
+      onBatch(size: number, ms: number) {
+        metrics.embedBatchSize.observe(size);
+        metrics.embedBatchDuration.observe(ms / 1000);
+      },
+    },
+  };
+  const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
+  let draining = false;
+  let server: ServerType | undefined;
+  try {
+    await engine.start();
+  } catch (err) {
+    await indexes.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  const ext = opts.extend ? await opts.extend({ engine, config }) : {};
+  const app = createApp({ engine, isDraining: () => draining, ...ext });
+  let url = '';
+  if (opts.listen !== false) {
+    server = await new Promise<ServerType>((res) => {
+      const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => res(s));
+    });
+    const addr = server.address() as AddressInfo;
+    url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address}:${addr.port}`;
+    log.info('listening', { url, model: engine.serving.version, store: store.dialect });
+  }
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      draining = true;
+      if (server) {
+        const s = server;
+        // Stop accepting, let in-flight requests finish (bounded by the grace period).
+        await new Promise<void>((res) => {
+          const t = setTimeout(() => {
+            (s as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+            res();
+          }, config.SHUTDOWN_GRACE_MS);
+          t.unref();
+          s.close(() => { clearTimeout(t); res(); });
+          (s as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        });
+      }
+      await ext.close?.();
+      await engine.stop();
+      await store.close();
+    })());
+  return { url, app, engine, store, metrics, log, close };
+}

@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { startServer, type Server, type StartOptions } from '../src/server.js';
+import type { Config } from '../src/config.js';
+
+export const REPO = resolve(import.meta.dirname, '..');
+export const TINY_MODEL = join(REPO, 'test/fixtures/models/tiny');
+export const SHARED = resolve(REPO, '../shared');
+
+export function tempDir(prefix = 'rs-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TestServer extends Server {
+  dataDir: string;
+  /** JSON request through app.request() (no socket). */
+  req(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  dispose(): Promise<void>;
+}
+
+export async function startTestServer(config: Partial<Config> = {}, opts: Omit<StartOptions, 'config' | 'env'> = {}): Promise<TestServer> {
+  const dataDir = (config.DATA_DIR as string | undefined) ?? tempDir();
+  const server = await startServer({
+    env: {},
+    listen: opts.listen ?? false,
+    extend: opts.extend,
+    config: {
+      DATA_DIR: dataDir, MODEL_DIR: TINY_MODEL, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1',
+      EMBED_WORKERS: 1, INDEX_WORKERS: 1, SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0, ...config,
+    },
+  });
+  const req: TestServer['req'] = async (method, path, body, headers = {}) => {
+    const init: RequestInit = { method, headers: { 'content-type': 'application/json', ...headers } };
+    if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    const res = await server.app.request(path, init);
+    const text = await res.text();
+    let parsed: unknown = text;
+    try { parsed = JSON.parse(text); } catch { /* metrics and other text bodies */ }
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+  return {
+    ...server,
+    dataDir,
+    req,
+    async dispose() {
+      await server.close();
+      if (!config.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
