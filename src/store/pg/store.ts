@@ -1,0 +1,548 @@
+import { PGlite } from '@electric-sql/pglite';
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
+import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
+import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { mkdirSync } from 'node:fs';
+import pg from 'pg';
+import { AppError } from '../../errors.js';
+import type { Logger } from '../../util/log.js';
+import * as s from '../schema/pg.js';
+import type {
+  ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
+  FeedbackRow, HydratedChunk, IndexRecord, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
+  ServingPointer, Store, TrainJobRow, UpsertResult,
+} from '../types.js';
+
+// Both drivers (node-postgres against a server, PGlite in-process) produce this common base type,
+// so every query below is written once.
+type Db = PgDatabase<PgQueryResultHKT, typeof s>;
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+// Advisory-lock namespace (first int4 key) so our locks never collide with another application's
+// locks on a shared server. The second key picks the resource.
+const LOCK_NS = 0x52_54_52_56; // "RTRV"
+const LOCK_MIGRATE = 1;
+const LOCK_SERVING = 2;
+
+const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
+// Bound on distinct query terms in keyword search: each term costs one GIN lookup for its df.
+const MAX_KEYWORD_TERMS = 64;
+// BM25 parameters, the same defaults as SQLite FTS5's bm25().
+const BM25_K1 = 1.2;
+const BM25_B = 0.75;
+// Inlined as literals: as bind parameters next to an integer tf they would be typed integer.
+const K1 = sql.raw(BM25_K1.toFixed(4));
+const K1_PLUS_1 = sql.raw((BM25_K1 + 1).toFixed(4));
+const B = sql.raw(BM25_B.toFixed(4));
+// Postgres allows 65535 bind parameters per statement; rows × columns must stay below it.
+const ROWS_PER_INSERT = 2000;
+
+const toCollection = (r: typeof s.collections.$inferSelect): Collection => ({
+  id: r.id,
+  name: r.name,
+  hnsw: { M: r.hnswM, efConstruction: r.efConstruction, efSearch: r.efSearch },
+  chunk: { size: r.chunkSize, overlap: r.chunkOverlap },
+  createdAt: r.createdAt,
+});
+
+const chunkCols = { label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text };
+
+async function rawRows(db: Db | Tx, q: SQL): Promise<Record<string, unknown>[]> {
+  // node-postgres returns QueryResult, PGlite returns Results; both carry `rows`.
+  const res: unknown = await db.execute(q);
+  const rows = (res as { rows?: unknown }).rows;
+  if (!Array.isArray(rows)) throw new Error('postgres driver returned no rows array');
+  return rows as Record<string, unknown>[];
+}
+
+function metadataConds(filter: Record<string, Scalar>): SQL[] {
+  return Object.entries(filter).map(([k, v]) => {
+    if (!METADATA_KEY.test(k)) throw new AppError('invalid_request', `filter key "${k}" must match ${METADATA_KEY.source}`);
+    // jsonb equality is type-aware ("1" ≠ 1 ≠ true, 1 = 1.0) and a missing key yields SQL NULL (no
+    // match), which is exactly the SQLite json_type/json_extract semantics.
+    return sql`(${s.documents.metadata} -> ${k}::text) = ${JSON.stringify(v)}::jsonb`;
+  });
+}
+
+export interface PgStoreOptions {
+  migrationsFolder: string;
+  logger?: Logger;
+  /** node-postgres pool size. */
+  poolMax?: number;
+}
+
+export class PgStore implements Store {
+  readonly dialect = 'postgres' as const;
+
+  private constructor(private readonly db: Db, private readonly shutdown: () => Promise<void>) {}
+
+  /** A real Postgres server through a node-postgres pool (`postgres://` URLs). */
+  static async connect(url: string, opts: PgStoreOptions): Promise<PgStore> {
+    const pool = new pg.Pool({ connectionString: url, max: opts.poolMax ?? 10 });
+    // An idle client losing its connection (server restart, failover) emits 'error' on the pool;
+    // unhandled, that would crash the process instead of letting the next query reconnect.
+    pool.on('error', (err) => opts.logger?.error('postgres pool error', { err: err.message }));
+    try {
+      const client = await pool.connect();
+      try {
+        // Replicas starting together must not run the same migration twice; the session lock
+        // serialises them and the later ones find the journal already up to date.
+        await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NS, LOCK_MIGRATE]);
+        try {
+          await migrateNodePg(drizzleNodePg(client, { schema: s }), { migrationsFolder: opts.migrationsFolder });
+        } finally {
+          await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NS, LOCK_MIGRATE]);
+        }
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw err;
+    }
+    return new PgStore(drizzleNodePg(pool, { schema: s }), () => pool.end());
+  }
+
+  /** In-process Postgres (PGlite): `dataDir` persists, undefined keeps everything in memory. */
+  static async pglite(dataDir: string | undefined, opts: PgStoreOptions): Promise<PgStore> {
+    if (dataDir) mkdirSync(dataDir, { recursive: true });
+    const client = await PGlite.create(dataDir);
+    try {
+      const db = drizzlePglite(client, { schema: s });
+      await migratePglite(db, { migrationsFolder: opts.migrationsFolder });
+      return new PgStore(db, () => client.close());
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.shutdown();
+  }
+
+  // The counter row is updated first in every writing transaction, so its row lock serialises writers
+  // until commit: seq order is commit order. changesSince relies on that (see there).
+  private async nextSeq(tx: Tx): Promise<number> {
+    const [row] = await tx
+      .insert(s.counters)
+      .values({ name: 'seq', value: 1 })
+      .onConflictDoUpdate({ target: s.counters.name, set: { value: sql`${s.counters.value} + 1` } })
+      .returning({ value: s.counters.value });
+    if (!row) throw new Error('seq counter upsert returned no row');
+    return row.value;
+  }
+
+  async currentSeq(): Promise<number> {
+    const [row] = await this.db.select({ value: s.counters.value }).from(s.counters).where(eq(s.counters.name, 'seq'));
+    return row?.value ?? 0;
+  }
+
+  // ---- collections
+  async createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection> {
+    // ON CONFLICT instead of check-then-insert: two replicas creating the same name race safely.
+    const [row] = await this.db
+      .insert(s.collections)
+      .values({
+        name: input.name,
+        hnswM: input.hnsw.M,
+        efConstruction: input.hnsw.efConstruction,
+        efSearch: input.hnsw.efSearch,
+        chunkSize: input.chunk.size,
+        chunkOverlap: input.chunk.overlap,
+      })
+      .onConflictDoNothing({ target: s.collections.name })
+      .returning();
+    if (!row) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
+    return toCollection(row);
+  }
+
+  async getCollection(name: string): Promise<Collection | undefined> {
+    const [r] = await this.db.select().from(s.collections).where(eq(s.collections.name, name));
+    return r && toCollection(r);
+  }
+
+  async getCollectionById(id: number): Promise<Collection | undefined> {
+    const [r] = await this.db.select().from(s.collections).where(eq(s.collections.id, id));
+    return r && toCollection(r);
+  }
+
+  async listCollections(): Promise<Collection[]> {
+    // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was created with.
+    const rows = await this.db.select().from(s.collections).orderBy(sql`${s.collections.name} COLLATE "C"`);
+    return rows.map(toCollection);
+  }
+
+  async deleteCollection(name: string): Promise<boolean> {
+    // Chunks, documents and index records go with the ON DELETE CASCADE foreign keys.
+    const rows = await this.db.delete(s.collections).where(eq(s.collections.name, name)).returning({ id: s.collections.id });
+    return rows.length > 0;
+  }
+
+  async countDocuments(collectionId: number): Promise<number> {
+    const [r] = await this.db.select({ n: count() }).from(s.documents).where(eq(s.documents.collectionId, collectionId));
+    return r?.n ?? 0;
+  }
+
+  // ---- documents
+  async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
+    // A repeated id inside one batch: the last occurrence wins, as sequential upserts would leave it.
+    // Deduplicating also keeps the multi-row ON CONFLICT below legal (a row may be updated once).
+    const byId = new Map<string, DocumentInput>();
+    for (const d of docs) {
+      byId.delete(d.id);
+      byId.set(d.id, d);
+    }
+    const unique = [...byId.values()];
+    return this.db.transaction(async (tx) => {
+      const seq = await this.nextSeq(tx);
+      if (unique.length === 0) return { seq, added: [], removed: [] };
+      const ids = unique.map((d) => d.id);
+      const removed: number[] = [];
+      for (let i = 0; i < ids.length; i += ROWS_PER_INSERT) {
+        const old = await tx
+          .update(s.chunks)
+          .set({ deletedSeq: seq })
+          .where(and(eq(s.chunks.collectionId, collectionId), inArray(s.chunks.docId, ids.slice(i, i + ROWS_PER_INSERT)), isNull(s.chunks.deletedSeq)))
+          .returning({ label: s.chunks.label });
+        for (const o of old) removed.push(o.label);
+      }
+      const now = Date.now();
+      for (let i = 0; i < unique.length; i += ROWS_PER_INSERT) {
+        await tx
+          .insert(s.documents)
+          .values(unique.slice(i, i + ROWS_PER_INSERT).map((d) => ({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq, updatedAt: now })))
+          .onConflictDoUpdate({
+            target: [s.documents.collectionId, s.documents.id],
+            set: { text: sql`excluded.text`, metadata: sql`excluded.metadata`, seq, updatedAt: now },
+          });
+      }
+      const chunkRows = unique.flatMap((d) => d.chunks.map((text, n) => ({ collectionId, docId: d.id, n, text, seq })));
+      const added: ChunkRow[] = [];
+      for (let i = 0; i < chunkRows.length; i += ROWS_PER_INSERT) {
+        const part = await tx.insert(s.chunks).values(chunkRows.slice(i, i + ROWS_PER_INSERT)).returning(chunkCols);
+        added.push(...part);
+      }
+      // RETURNING order of a multi-row insert is not guaranteed; label order is what SQLite yields.
+      added.sort((a, b) => a.label - b.label);
+      removed.sort((a, b) => a - b);
+      return { seq, added, removed };
+    });
+  }
+
+  async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [doc] = await tx.select({ id: s.documents.id }).from(s.documents)
+        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).for('update');
+      if (!doc) return undefined;
+      const seq = await this.nextSeq(tx);
+      const old = await tx.update(s.chunks).set({ deletedSeq: seq })
+        .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
+        .returning({ label: s.chunks.label });
+      await tx.delete(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)));
+      return { seq, added: [], removed: old.map((o) => o.label).sort((a, b) => a - b) };
+    });
+  }
+
+  async getDocument(collectionId: number, docId: string) {
+    const [r] = await this.db.select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
+      .from(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)));
+    return r;
+  }
+
+  async hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
+    const out = new Map<number, HydratedChunk>();
+    for (let i = 0; i < labels.length; i += 10_000) {
+      const rows = await this.db
+        .select({ ...chunkCols, metadata: s.documents.metadata, docText: s.documents.text })
+        .from(s.chunks)
+        .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
+        .where(and(inArray(s.chunks.label, labels.slice(i, i + 10_000)), isNull(s.chunks.deletedSeq)));
+      for (const r of rows) out.set(r.label, r);
+    }
+    return out;
+  }
+
+  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
+    return this.db.select(chunkCols).from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), gt(s.chunks.label, afterLabel)))
+      .orderBy(asc(s.chunks.label)).limit(limit);
+  }
+
+  async countLiveChunks(collectionId: number): Promise<number> {
+    const [r] = await this.db.select({ n: count() }).from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)));
+    return r?.n ?? 0;
+  }
+
+  async changesSince(collectionId: number, seq: number): Promise<ChangesSince> {
+    // Read the committed counter first, then bound both queries by it. Because writers serialise on
+    // the counter row (see nextSeq), every transaction with seq ≤ now has committed, so the answer is
+    // the exact delta (seq, now] even under READ COMMITTED while other replicas keep writing. A chunk
+    // tombstoned after `now` still counts as live here; the next call reports its removal.
+    const now = await this.currentSeq();
+    const added = await this.db.select(chunkCols).from(s.chunks)
+      .where(and(
+        eq(s.chunks.collectionId, collectionId), gt(s.chunks.seq, seq), lte(s.chunks.seq, now),
+        sql`(${s.chunks.deletedSeq} IS NULL OR ${s.chunks.deletedSeq} > ${now})`,
+      ))
+      .orderBy(asc(s.chunks.label));
+    // Chunks born after `seq` and already dead were never in the snapshot: nothing to remove.
+    const removed = await this.db.select({ label: s.chunks.label }).from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.deletedSeq, seq), lte(s.chunks.deletedSeq, now), lte(s.chunks.seq, seq)))
+      .orderBy(asc(s.chunks.label));
+    return { added, removed: removed.map((r) => r.label), seq: now };
+  }
+
+  async labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]> {
+    const rows = await this.db.select({ label: s.chunks.label }).from(s.chunks)
+      .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), ...metadataConds(filter)))
+      .orderBy(asc(s.chunks.label));
+    return rows.map((r) => r.label);
+  }
+
+  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>) {
+    // Tokens are letters and digits only, so quoting them as tsquery lexemes cannot inject operators
+    // (`"AND OR NEAR("` is three plain terms), and the same tokeniser as the SQLite side is used.
+    const terms = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, MAX_KEYWORD_TERMS);
+    if (terms.length === 0) return [];
+    const orQuery = terms.map((t) => `'${t}'`).join(' | ');
+    const filterSql = filter && Object.keys(filter).length > 0
+      ? sql`AND EXISTS (SELECT 1 FROM ${s.documents} WHERE ${s.documents.collectionId} = c.collection_id AND ${s.documents.id} = c.doc_id AND ${and(...metadataConds(filter))})`
+      : sql``;
+    // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
+    // tsvector's position lists, length = distinct lexemes (tsv_len). ts_rank has no idf, so a common
+    // word would outrank a rare one; this keeps keyword and hybrid results comparable across dialects.
+    const rows = await rawRows(this.db, sql`
+      WITH terms AS (
+        SELECT DISTINCT value AS term FROM jsonb_array_elements_text(${JSON.stringify(terms)}::jsonb)
+      ), stats AS (
+        SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
+        FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL
+      ), idf AS (
+        SELECT t.term, greatest(ln((st.n - d.df + 0.5) / (d.df + 0.5)), 1e-6) AS idf
+        FROM terms t
+        CROSS JOIN stats st
+        CROSS JOIN LATERAL (
+          SELECT count(*)::float8 AS df FROM chunks x
+          WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL AND x.tsv @@ plainto_tsquery('simple', t.term)
+        ) d
+        WHERE d.df > 0
+      ), cand AS (
+        SELECT c.label, c.tsv, c.tsv_len FROM chunks c
+        WHERE c.collection_id = ${collectionId} AND c.deleted_seq IS NULL
+          AND c.tsv @@ to_tsquery('simple', ${orQuery}) ${filterSql}
+      )
+      SELECT cand.label::float8 AS label,
+             sum(idf.idf * (u.tf * ${K1_PLUS_1}) /
+                 (u.tf + ${K1} * (1 - ${B} + ${B} * cand.tsv_len / greatest(st.avgdl, 1))))::float8 AS score
+      FROM cand
+      CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(cand.tsv)) u
+      JOIN idf ON idf.term = u.lexeme
+      CROSS JOIN stats st
+      GROUP BY cand.label
+      ORDER BY score DESC, cand.label
+      LIMIT ${k}`);
+    return rows.map((r) => ({ label: Number(r.label), score: Number(r.score) }));
+  }
+
+  async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
+    return this.db.select(chunkCols).from(s.chunks)
+      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)))
+      .orderBy(sql`random()`).limit(n);
+  }
+
+  // ---- models
+  async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
+    await this.db.insert(s.modelVersions).values(row)
+      .onConflictDoUpdate({ target: s.modelVersions.version, set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion } });
+  }
+
+  async getModelVersion(version: string): Promise<ModelVersionRow | undefined> {
+    const [r] = await this.db.select().from(s.modelVersions).where(eq(s.modelVersions.version, version));
+    return r;
+  }
+
+  async listModelVersions(): Promise<ModelVersionRow[]> {
+    return this.db.select().from(s.modelVersions).orderBy(asc(s.modelVersions.createdAt), asc(s.modelVersions.version));
+  }
+
+  async setModelStatus(version: string, status: ModelStatus): Promise<void> {
+    await this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version));
+  }
+
+  async getServing(): Promise<ServingPointer | undefined> {
+    const [r] = await this.db.select().from(s.serving).where(eq(s.serving.id, 1));
+    return r && { modelVersion: r.modelVersion, generation: r.generation, changedAt: r.changedAt };
+  }
+
+  async promote(version: string): Promise<ServingPointer> {
+    return this.db.transaction(async (tx) => {
+      // The serving row may not exist yet, so FOR UPDATE alone cannot serialise the first two
+      // promotions; the transaction-scoped advisory lock can, and is released at commit/rollback.
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(${LOCK_NS}, ${LOCK_SERVING})`);
+      const now = Date.now();
+      const [cur] = await tx.select().from(s.serving).where(eq(s.serving.id, 1));
+      if (cur && cur.modelVersion !== version) {
+        await tx.update(s.modelVersions).set({ status: 'retired' }).where(eq(s.modelVersions.version, cur.modelVersion));
+      }
+      await tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version));
+      const generation = (cur?.generation ?? 0) + 1;
+      await tx.insert(s.serving).values({ id: 1, modelVersion: version, generation, changedAt: now })
+        .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } });
+      return { modelVersion: version, generation, changedAt: now };
+    });
+  }
+
+  // ---- index records
+  async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
+    const [r] = await this.db.select().from(s.indexes)
+      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)));
+    return r;
+  }
+
+  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<IndexRecord[]> {
+    const conds: SQL[] = [];
+    if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
+    if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
+    return this.db.select().from(s.indexes).where(and(...conds)).orderBy(asc(s.indexes.id));
+  }
+
+  async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
+    const [r] = await this.db.insert(s.indexes).values(rec)
+      .onConflictDoUpdate({
+        target: [s.indexes.collectionId, s.indexes.modelVersion],
+        set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
+      })
+      .returning();
+    if (!r) throw new Error('index record upsert returned no row');
+    return r;
+  }
+
+  async deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void> {
+    await this.db.delete(s.indexes).where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)));
+  }
+
+  // ---- query log and feedback
+  async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      for (let i = 0; i < rows.length; i += 500) await tx.insert(s.queryLog).values(rows.slice(i, i + 500)).onConflictDoNothing();
+    });
+  }
+
+  async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
+    const [r] = await this.db.select().from(s.queryLog).where(eq(s.queryLog.id, id));
+    return r;
+  }
+
+  async queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }) {
+    const conds = [eq(s.queryLog.collection, collection)];
+    if (opts.since !== undefined) conds.push(gte(s.queryLog.createdAt, opts.since));
+    if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
+    const dir = opts.newestFirst ? desc : asc;
+    return this.db.select().from(s.queryLog).where(and(...conds)).orderBy(dir(s.queryLog.createdAt), dir(s.queryLog.id)).limit(opts.limit);
+  }
+
+  async countQueryLog(collection: string, since?: number): Promise<number> {
+    const conds = [eq(s.queryLog.collection, collection)];
+    if (since !== undefined) conds.push(gte(s.queryLog.createdAt, since));
+    const [r] = await this.db.select({ n: count() }).from(s.queryLog).where(and(...conds));
+    return r?.n ?? 0;
+  }
+
+  async insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow> {
+    const [r] = await this.db.insert(s.feedback).values(row).returning();
+    if (!r) throw new Error('feedback insert returned no row');
+    return r;
+  }
+
+  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
+    const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
+    if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
+    const rows = await this.db.select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .from(s.feedback).innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
+      .where(and(...conds)).orderBy(asc(s.feedback.id)).limit(opts.limit ?? 1_000_000);
+    return rows.map((r) => ({ ...r, query: r.query ?? '' }));
+  }
+
+  // ---- drift, jobs, eval
+  async insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow> {
+    const [r] = await this.db.insert(s.driftReports).values(row).returning();
+    if (!r) throw new Error('drift report insert returned no row');
+    return r;
+  }
+
+  async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
+    return this.db.select().from(s.driftReports).where(eq(s.driftReports.collection, collection))
+      .orderBy(desc(s.driftReports.id)).limit(limit);
+  }
+
+  async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
+    return this.db.transaction(async (tx) => {
+      // One active job per collection across all replicas. A row lock cannot guard a row that does
+      // not exist yet, so lock the collection name itself; the lock is held until commit, and under
+      // READ COMMITTED the SELECT below starts after it is granted, so it sees any job just committed.
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext(${'train_jobs:' + row.collection}))`);
+      const [running] = await tx.select({ id: s.trainJobs.id }).from(s.trainJobs)
+        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`)).limit(1);
+      if (running) throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
+      const [r] = await tx.insert(s.trainJobs).values(row).returning();
+      if (!r) throw new Error('job insert returned no row');
+      return r;
+    });
+  }
+
+  async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
+    const [r] = await this.db.update(s.trainJobs).set({ ...patch, updatedAt: Date.now() }).where(eq(s.trainJobs.id, id)).returning();
+    if (!r) throw new AppError('job_not_found', `job ${id} not found`);
+    return r;
+  }
+
+  async getJob(id: string): Promise<TrainJobRow | undefined> {
+    const [r] = await this.db.select().from(s.trainJobs).where(eq(s.trainJobs.id, id));
+    return r;
+  }
+
+  async listJobs(opts: { collection?: string; states?: readonly JobState[]; limit?: number } = {}): Promise<TrainJobRow[]> {
+    const conds: SQL[] = [];
+    if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
+    if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
+    return this.db.select().from(s.trainJobs).where(and(...conds))
+      .orderBy(desc(s.trainJobs.createdAt), desc(s.trainJobs.id)).limit(opts.limit ?? 100);
+  }
+
+  async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
+    const [r] = await this.db.insert(s.evalReports).values(row).returning();
+    if (!r) throw new Error('eval report insert returned no row');
+    return r;
+  }
+
+  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<EvalReportRow[]> {
+    const conds: SQL[] = [];
+    if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
+    if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
+    return this.db.select().from(s.evalReports).where(and(...conds)).orderBy(desc(s.evalReports.id));
+  }
+
+  // ---- api keys
+  async insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void> {
+    await this.db.insert(s.apiKeys).values(row);
+  }
+
+  async findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined> {
+    const [r] = await this.db.select().from(s.apiKeys).where(eq(s.apiKeys.hash, hash));
+    return r;
+  }
+
+  async countApiKeys(): Promise<number> {
+    const [r] = await this.db.select({ n: count() }).from(s.apiKeys);
+    return r?.n ?? 0;
+  }
+}
+
+export type { Metadata };
