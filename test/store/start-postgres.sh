@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL on 127.0.0.1 for the store tests, installing Debian's `postgresql`
 # package first if no server binaries exist. Idempotent: a server already answering on the port is
-# reused. The last line of stdout is `TEST_DATABASE_URL=postgres://…`, e.g.
-#   eval "$(test/store/start-postgres.sh | tail -n1)"; export TEST_DATABASE_URL
+# reused. stdout is exactly one line, the connection URL (progress and errors go to stderr):
+#   export TEST_DATABASE_URL="$(test/store/start-postgres.sh)"
 # The role may CREATEDB: the test suite makes a fresh database per run and drops it afterwards.
 # Knobs: PG_TEST_PORT (54329), PG_TEST_DIR (/tmp/retrieval-pg), PG_TEST_DB (retrieval_test).
 set -euo pipefail
@@ -70,4 +70,4 @@ if [[ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1 
   psql_admin -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null || die "cannot create database $DB"
 fi
 "$BIN/psql" "$URL" -qAt -c 'SELECT 1' >/dev/null || die "cannot connect as $URL"
-echo "TEST_DATABASE_URL=$URL"
+echo "$URL"
