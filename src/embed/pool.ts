@@ -1,9 +1,11 @@
 // Worker-thread pool with a batching queue on the main thread.
 //
-// Concurrent embed() calls are merged into ONNX batches of up to maxBatch texts; a partial batch waits at
-// most maxWaitMs for company. Each worker holds at most MAX_INFLIGHT batches so it always has the next one
-// ready when the current finishes (no idle gap waiting on the main thread), while the rest stay in the
-// main queue where later calls can still be merged into them and where maxQueue is enforced.
+// Concurrent embed() calls are merged into ONNX batches of up to maxBatch texts. A worker with nothing to do
+// takes whatever is queued at once: on CPU the per-text cost barely drops with batch size, so making an
+// idle worker wait would only add latency. While every worker is busy, a partial batch waits up to
+// maxWaitMs for company. Each worker holds at most MAX_INFLIGHT batches so the next one is already there
+// when the current finishes (no gap waiting on the main thread); the rest stay in the main queue, where
+// later calls still merge into them and where maxQueue is enforced.
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
@@ -43,10 +45,12 @@ interface Request {
   reject(e: Error): void;
 }
 
-/** A run of one request's texts (indices into request.texts) waiting in the queue or riding in a batch. */
+/** One request's texts (indices into request.texts) waiting in the queue or riding in a batch. */
 interface Segment {
   req: Request;
   indices: number[];
+  /** Texts before this index were already taken into batches (a cursor, so huge requests are not re-sliced). */
+  start: number;
   enqueuedAt: number;
 }
 
@@ -146,7 +150,7 @@ export class EmbedPool implements Embedder {
       // so a bulk call pads far less (padding is to the longest text of a batch). Results go back by index.
       const indices = texts.map((_, i) => i);
       if (texts.length > 1) indices.sort((a, b) => texts[a]!.length - texts[b]!.length);
-      this.queue.push({ req, indices, enqueuedAt: performance.now() });
+      this.queue.push({ req, indices, start: 0, enqueuedAt: performance.now() });
       this.queued += texts.length;
       this.pump();
     });
@@ -211,7 +215,8 @@ export class EmbedPool implements Embedder {
       const oldest = this.queue[0]!;
       const due = oldest.enqueuedAt + this.opts.maxWaitMs;
       const now = performance.now();
-      if (this.queued < this.opts.maxBatch && now < due && !this.closing) {
+      const idle = slot.inflight.size === 0;
+      if (this.queued < this.opts.maxBatch && now < due && !idle && !this.closing) {
         if (!this.timer) {
           this.timer = setTimeout(() => {
             this.timer = undefined;
@@ -243,16 +248,11 @@ export class EmbedPool implements Embedder {
     let size = 0;
     while (size < this.opts.maxBatch && this.queue.length > 0) {
       const seg = this.queue[0]!;
-      const room = this.opts.maxBatch - size;
-      if (seg.indices.length <= room) {
-        this.queue.shift();
-        parts.push(seg);
-        size += seg.indices.length;
-      } else {
-        parts.push({ req: seg.req, indices: seg.indices.slice(0, room), enqueuedAt: seg.enqueuedAt });
-        seg.indices = seg.indices.slice(room);
-        size += room;
-      }
+      const take = Math.min(this.opts.maxBatch - size, seg.indices.length - seg.start);
+      parts.push({ req: seg.req, indices: seg.indices.slice(seg.start, seg.start + take), start: 0, enqueuedAt: seg.enqueuedAt });
+      seg.start += take;
+      size += take;
+      if (seg.start === seg.indices.length) this.queue.shift();
     }
     this.queued -= size;
     return { id: this.nextBatchId++, parts, size };
@@ -334,7 +334,7 @@ export class EmbedPool implements Embedder {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const seg = this.queue[i]!;
       if (reqs.has(seg.req)) {
-        this.queued -= seg.indices.length;
+        this.queued -= seg.indices.length - seg.start;
         this.queue.splice(i, 1);
       }
     }

@@ -27,7 +27,10 @@ export interface EmbedderOptions {
   workers: number;
   /** Max texts per ONNX batch. */
   maxBatch: number;
-  /** How long the batching queue waits for more texts before running a partial batch. */
+  /**
+   * How long a partial batch waits for more texts while every worker is busy (an idle worker takes
+   * whatever is queued at once, so a lone query never pays this wait).
+   */
   maxWaitMs: number;
   /** Max texts waiting in the queue; past it embed() rejects with AppError('overloaded'). */
   maxQueue: number;

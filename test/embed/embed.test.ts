@@ -106,9 +106,12 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
   });
 
   it("rejects with AppError 'overloaded' (429, Retry-After) when the queue is full", async () => {
-    // A long maxWaitMs keeps the first call waiting in the queue, so the second one finds it full.
+    // The idle worker takes the first call at once; with the worker busy, a long maxWaitMs keeps the
+    // second call waiting in the queue, so the third one finds it full.
     const pool = await loadEmbedder(spec, options({ maxBatch: 8, maxQueue: 4, maxWaitMs: 60_000 }));
     try {
+      const running = pool.embed(['occupies the only worker']);
+      expect(pool.queueDepth()).toBe(0);
       const first = pool.embed(['a', 'b', 'c']);
       expect(pool.queueDepth()).toBe(3);
       const err = await pool.embed(['d', 'e']).then(() => undefined, (e: unknown) => e);
@@ -118,6 +121,7 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
       expect((err as AppError).headers).toEqual({ 'Retry-After': '1' });
       // close() drains what was accepted instead of dropping it.
       const closing = pool.close();
+      expect(await running).toHaveLength(1);
       expect(await first).toHaveLength(3);
       await closing;
       await expect(pool.embed(['late'])).rejects.toMatchObject({ code: 'not_ready' });

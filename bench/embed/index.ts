@@ -1,0 +1,156 @@
+// Bulk embed throughput: the pool (workers + batching queue) vs a bare onnxruntime-node loop over the same
+// model, batch size, tokenizer and session options, in one run so the ratio is not polluted by machine noise.
+//
+//   npx tsx bench/embed/index.ts [--model DIR] [--n 2000] [--batch 32] [--workers 1,2] [--reps 5]
+//
+// The pool length-sorts each request before cutting it into batches, which cuts padding. A bare loop in
+// corpus order does not, so the bare loop is timed both ways and the ratio is printed against both:
+// "vs sorted" isolates the pool's own overhead, "vs corpus order" is what a naive caller would get.
+import { createReadStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { AutoTokenizer, env, LogLevel, type PreTrainedTokenizer } from '@huggingface/transformers';
+import * as ort from 'onnxruntime-node';
+import { EmbedPool } from '../../src/embed/pool.js';
+import { loadEmbedder, resolveModelSpec } from '../../src/embed/registry.js';
+import { cpuSessionOptions, meanPoolNormalize } from '../../src/embed/transformers.js';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const { values: args } = parseArgs({
+  options: {
+    model: { type: 'string', default: resolve(REPO, 'test/fixtures/models/tiny') },
+    n: { type: 'string', default: '2000' },
+    batch: { type: 'string', default: '32' },
+    workers: { type: 'string', default: '1,2' },
+    reps: { type: 'string', default: '5' },
+    corpus: { type: 'string', default: resolve(REPO, '../shared/data/go/corpus.jsonl') },
+  },
+});
+const N = Number(args.n);
+const BATCH = Number(args.batch);
+const REPS = Number(args.reps);
+const WORKERS = args.workers.split(',').map(Number);
+const cores = availableParallelism();
+
+async function readTexts(file: string, n: number): Promise<string[]> {
+  const out: string[] = [];
+  const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    out.push((JSON.parse(line) as { text: string }).text);
+    if (out.length >= n) break;
+  }
+  rl.close();
+  return out;
+}
+
+class BareLoop {
+  private constructor(
+    private readonly tokenizer: PreTrainedTokenizer,
+    private readonly session: ort.InferenceSession,
+    private readonly maxTokens: number,
+  ) {}
+
+  static async create(dir: string, weights: string, maxTokens: number): Promise<BareLoop> {
+    env.logLevel = LogLevel.ERROR;
+    env.allowRemoteModels = false;
+    env.localModelPath = resolve(dir, '..') + '/';
+    const tokenizer = await AutoTokenizer.from_pretrained(resolve(dir).split('/').pop()!, { local_files_only: true });
+    // A single session on the main thread gets every core, the best a bare loop can do.
+    const session = await ort.InferenceSession.create(resolve(dir, weights), cpuSessionOptions(cores) as ort.InferenceSession.SessionOptions);
+    return new BareLoop(tokenizer, session, maxTokens);
+  }
+
+  async run(texts: string[], batch: number): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i += batch) {
+      const enc = this.tokenizer(texts.slice(i, i + batch), { padding: true, truncation: true, max_length: this.maxTokens });
+      const ids = enc.input_ids;
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', ids.data as BigInt64Array, ids.dims),
+        attention_mask: new ort.Tensor('int64', enc.attention_mask.data as BigInt64Array, ids.dims),
+      };
+      if (this.session.inputNames.includes('token_type_ids')) {
+        feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(ids.data.length), ids.dims);
+      }
+      const res = await this.session.run(feeds);
+      const hidden = res[this.session.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : this.session.outputNames[0]!]!;
+      const { data, dim } = meanPoolNormalize(hidden.data as Float32Array, enc.attention_mask.data as BigInt64Array, hidden.dims as [number, number, number]);
+      for (let r = 0; r * dim < data.length; r++) out.push(data.slice(r * dim, (r + 1) * dim));
+    }
+    return out;
+  }
+}
+
+interface Contender {
+  label: string;
+  run(): Promise<unknown>;
+  ms: number[];
+}
+
+/** Rounds run every contender once, in turn, so load from other processes hits all of them alike. */
+async function race(contenders: Contender[]): Promise<void> {
+  for (let r = 0; r < REPS; r++) {
+    for (const c of contenders) {
+      const t0 = performance.now();
+      await c.run();
+      c.ms.push(performance.now() - t0);
+    }
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const rate = (c: Contender) => (N / median(c.ms)) * 1000;
+
+function maxDiff(a: Float32Array[], b: Float32Array[]): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i]!.length; k++) m = Math.max(m, Math.abs(a[i]![k]! - b[i]![k]!));
+  return m;
+}
+
+const spec = resolveModelSpec({ MODEL_DIR: args.model, defaultDir: args.model });
+const texts = await readTexts(args.corpus, N);
+const weights = spec.dtype === 'q8' ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx';
+console.log(`model ${spec.version} (${args.model}, ${spec.dtype}) · ${texts.length} GO passages · batch ${BATCH} · ${cores} cores · node ${process.version}`);
+
+const pools = new Map<number, EmbedPool>();
+for (const w of WORKERS) {
+  pools.set(w, (await loadEmbedder(spec, { cacheDir: '/tmp', workers: w, maxBatch: BATCH, maxWaitMs: 0, maxQueue: N })) as EmbedPool);
+}
+const maxTokens = pools.values().next().value!.maxTokens;
+const bare = await BareLoop.create(args.model, weights, maxTokens);
+const byLength = texts.map((t, i) => [t, i] as const).sort((a, b) => a[0].length - b[0].length).map(([t]) => t);
+console.log(`dim ${pools.values().next().value!.dim} · maxTokens ${maxTokens}`);
+
+// Warm-up: first runs pay for arena growth and lazy kernel setup.
+await bare.run(texts.slice(0, BATCH * 4), BATCH);
+for (const p of pools.values()) await p.embed(texts.slice(0, BATCH * 4));
+
+const bareCorpus: Contender = { label: 'bare ORT loop, corpus order', run: () => bare.run(texts, BATCH), ms: [] };
+const bareSorted: Contender = { label: 'bare ORT loop, length-sorted', run: () => bare.run(byLength, BATCH), ms: [] };
+const poolRuns: Contender[] = [...pools].map(([w, pool]) => ({
+  label: `pool ${w} worker(s) × ${Math.max(1, Math.floor(cores / w))} thread(s), one bulk call`,
+  run: () => pool.embed(texts),
+  ms: [],
+}));
+await race([bareCorpus, bareSorted, ...poolRuns]);
+console.log(`texts/s, median of ${REPS} interleaved rounds (min–max):`);
+for (const c of [bareCorpus, bareSorted, ...poolRuns]) {
+  const lo = (N / Math.max(...c.ms)) * 1000;
+  const hi = (N / Math.min(...c.ms)) * 1000;
+  console.log(`  ${c.label.padEnd(50)} ${rate(c).toFixed(1).padStart(8)}  (${lo.toFixed(0)}–${hi.toFixed(0)})`);
+}
+for (const c of poolRuns) {
+  console.log(`  ${c.label.slice(0, 20)}: ratio ${(rate(c) / rate(bareSorted)).toFixed(2)}× vs bare length-sorted, ${(rate(c) / rate(bareCorpus)).toFixed(2)}× vs bare corpus order`);
+}
+// Correctness: same vectors from both paths.
+const ref = await bare.run(texts.slice(0, 256), BATCH);
+for (const [w, pool] of pools) console.log(`max |pool(${w}) − bare| over 256 texts: ${maxDiff(await pool.embed(texts.slice(0, 256)), ref).toExponential(2)}`);
+for (const p of pools.values()) await p.close();
