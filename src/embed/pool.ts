@@ -138,6 +138,9 @@ export class EmbedPool implements Embedder {
   embed(texts: string[]): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new AppError('not_ready', 'the embedder is shutting down'));
     if (texts.length === 0) return Promise.resolve([]);
+    // Checked here, not in the worker: a bad input would otherwise fail every caller merged into its batch.
+    const bad = texts.findIndex((t) => typeof t !== 'string');
+    if (bad >= 0) return Promise.reject(new TypeError(`embed(): texts[${bad}] is ${typeof texts[bad]}, not a string`));
     // A single request larger than maxQueue is admitted into an empty queue, otherwise it could never run.
     if (this.queued > 0 && this.queued + texts.length > this.opts.maxQueue) {
       return Promise.reject(
@@ -358,8 +361,16 @@ export class EmbedPool implements Embedder {
 
   private respawn(index: number): void {
     this.counters.restarts++;
-    launch(index, this.init).then(
-      ({ slot }) => {
+    const replacement = launch(index, this.init).then(({ slot, dim }) => {
+      if (dim !== this.dim) {
+        // The files changed under us; vectors of another width would corrupt every index of this version.
+        void slot.worker.terminate();
+        throw new WorkerLoadError('invalid', `model files changed on disk: dimension ${dim}, expected ${this.dim}`);
+      }
+      return slot;
+    });
+    replacement.then(
+      (slot) => {
         // While closing, a replacement still helps drain the queue; once closed it must not outlive us.
         if (this.closed) void slot.worker.terminate();
         else this.adopt(slot);

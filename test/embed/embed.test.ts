@@ -200,6 +200,31 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
   });
 });
 
+describe("dtype 'q8' loads onnx/model_quantized.onnx", { timeout: 120_000 }, () => {
+  it('picks the quantized file when it is the only weights file, and says which file is missing otherwise', async () => {
+    // The fp32 weights under the quantized name: same vectors prove which file the worker opened.
+    const dir = join(tmp, 'q8only');
+    cpSync(MODEL, dir, { recursive: true, filter: (src) => !src.endsWith('.onnx') });
+    mkdirSync(join(dir, 'onnx'), { recursive: true });
+    copyFileSync(join(MODEL, 'onnx/model.onnx'), join(dir, 'onnx/model_quantized.onnx'));
+    const spec = resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' });
+    expect(spec.dtype).toBe('q8');
+    expect(spec.version).toMatch(/^q8only-q8-[0-9a-f]{8}$/);
+    const fp32 = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' }), options());
+    const q8 = await loadEmbedder(spec, options());
+    try {
+      const [a] = await fp32.embed(['protein kinase activity']);
+      const [b] = await q8.embed(['protein kinase activity']);
+      expect(maxAbsDiff(a!, b!)).toBeLessThan(1e-6);
+    } finally {
+      await Promise.all([fp32.close(), q8.close()]);
+    }
+    const err = captureSync(() => resolveModelSpec({ MODEL_DIR: dir, EMBED_DTYPE: 'fp32', defaultDir: '/nonexistent' }));
+    expect(err).toBeInstanceOf(ModelLoadError);
+    expect(err.message).toContain('missing onnx/model.onnx');
+  });
+});
+
 describe('resolveModelSpec', () => {
   it('takes the version from model_card.json when present', () => {
     const dir = join(tmp, 'carded');
