@@ -157,10 +157,12 @@ export function resolveModelSpec(envIn: ModelEnv): ModelSpec {
   if (!dtype) throw modelLoadError(base, `missing ${WEIGHTS.fp32} (or ${WEIGHTS.q8})`);
   const spec: ModelSpec = { ...base, dtype, version: '' };
   checkModelDir(spec as ModelSpec & { source: { kind: 'dir' } });
+  // q8 and fp32 weights of one artifact give different vectors, so they must not share a version.
+  const q8 = dtype === 'q8' ? '-q8' : '';
   spec.version =
     typeof card.version === 'string' && card.version.trim() !== ''
-      ? card.version.trim() // the trainer's name, verbatim: parent/child links in model cards must match
-      : `${slug(basename(dir))}${dtype === 'q8' ? '-q8' : ''}-${weightsHash(join(dir, WEIGHTS[dtype]))}`;
+      ? card.version.trim() + q8 // the trainer's name verbatim, so model-card parent links still match
+      : `${slug(basename(dir))}${q8}-${weightsHash(join(dir, WEIGHTS[dtype]))}`;
   return spec;
 }
 

@@ -2,7 +2,7 @@
 // No timing assertions: batching is checked by counting batches, never by measuring time.
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { EmbedPool, EmbedWorkerError } from '../../src/embed/pool.js';
@@ -63,6 +63,24 @@ describe('embedder on a real ONNX model', { timeout: 120_000 }, () => {
     }
     // Different texts, different vectors (guards against rows routed to the wrong request).
     expect(maxAbsDiff(vecs[0]!, vecs[2]!)).toBeGreaterThan(1e-3);
+  });
+
+  it("matches transformers.js's own feature-extraction pipeline (mean pooling, normalize)", async () => {
+    // Reference computed in this thread by the library's pipeline; our worker path must agree with it.
+    const { env, pipeline } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.localModelPath = resolve(MODEL, '..') + '/';
+    const fe = await pipeline('feature-extraction', basename(MODEL), { dtype: 'fp32', local_files_only: true });
+    try {
+      const ref = await fe(TEXTS, { pooling: 'mean', normalize: true });
+      const ours = await embedder.embed(TEXTS);
+      const [, dim] = ref.dims as [number, number];
+      expect(dim).toBe(embedder.dim);
+      const refData = ref.data as Float32Array;
+      for (let i = 0; i < TEXTS.length; i++) expect(maxAbsDiff(ours[i]!, refData.subarray(i * dim, (i + 1) * dim))).toBeLessThan(1e-5);
+    } finally {
+      await fe.dispose();
+    }
   });
 
   it('gives the same vector for a text whatever batch it rides in', async () => {
@@ -204,12 +222,15 @@ describe("dtype 'q8' loads onnx/model_quantized.onnx", { timeout: 120_000 }, () 
   it('picks the quantized file when it is the only weights file, and says which file is missing otherwise', async () => {
     // The fp32 weights under the quantized name: same vectors prove which file the worker opened.
     const dir = join(tmp, 'q8only');
-    cpSync(MODEL, dir, { recursive: true, filter: (src) => !src.endsWith('.onnx') });
+    cpSync(MODEL, dir, { recursive: true, filter: (src) => !src.endsWith('.onnx') && !src.endsWith('model_card.json') });
     mkdirSync(join(dir, 'onnx'), { recursive: true });
     copyFileSync(join(MODEL, 'onnx/model.onnx'), join(dir, 'onnx/model_quantized.onnx'));
     const spec = resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' });
     expect(spec.dtype).toBe('q8');
+    // No model card: name + dtype + weights hash. With a card, its version gets the same -q8 suffix.
     expect(spec.version).toMatch(/^q8only-q8-[0-9a-f]{8}$/);
+    writeFileSync(join(dir, 'model_card.json'), JSON.stringify({ version: 'go-ft-7' }));
+    expect(resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' }).version).toBe('go-ft-7-q8');
     const fp32 = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' }), options());
     const q8 = await loadEmbedder(spec, options());
     try {
