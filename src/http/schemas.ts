@@ -21,7 +21,8 @@ export const Scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 export const DocumentBody = z.strictObject({
   id: z.string().min(1).max(512),
-  text: z.unknown(),
+  // Checked by the route so a missing/non-string text gets the specific `empty_text` code.
+  text: z.unknown().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -32,7 +33,8 @@ export const UpsertDocumentsBody = z.strictObject({
 export const SearchBody = z.strictObject({
   collection: CollectionName,
   query: z.string().optional(),
-  vector: z.array(z.number()).optional(),
+  // Element types are checked by the route: NaN/Infinity must answer `invalid_vector`, not a schema error.
+  vector: z.array(z.unknown()).optional(),
   k: z.number().optional(),
   filter: z.record(z.string(), Scalar).optional(),
   efSearch: z.number().int().min(1).max(10_000).optional(),

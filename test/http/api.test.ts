@@ -109,7 +109,8 @@ describe('documents and search', () => {
     expect(r.body.results[0].id).toBe('doc1');
     expect(r.body.results[0].chunk.id).toMatch(/^doc1#\d+$/);
     expect(r.body.results[0].text).toContain('photosynthesis');
-    expect(r.body.results.length).toBe(2); // one result per parent document
+    // One result per parent document, although several chunks of doc1 match.
+    expect(r.body.results.filter((x: { id: string }) => x.id === 'doc1')).toHaveLength(1);
   });
 
   test('queries are written to the query log', async () => {

@@ -20,9 +20,9 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
     }
     if (b.vector) {
       if (b.mode !== 'vector') throw new AppError('invalid_request', `mode "${b.mode}" needs a text "query"`);
-      if (!b.vector.every(Number.isFinite)) throw new AppError('invalid_vector', 'vector must hold finite numbers only (no NaN/Infinity)');
+      if (!b.vector.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new AppError('invalid_vector', 'vector must hold finite numbers only (no NaN/Infinity)');
     }
-    const res = await engine.search({ collection: b.collection, query: b.query, vector: b.vector, k, filter: b.filter, efSearch: b.efSearch, mode: b.mode });
+    const res = await engine.search({ collection: b.collection, query: b.query, vector: b.vector as number[] | undefined, k, filter: b.filter, efSearch: b.efSearch, mode: b.mode });
     return c.json(res);
   });
 
