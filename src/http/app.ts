@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { AppError, ERROR_CODES, errorBody } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
+import { openApiDocument } from './openapi.js';
 import { collectionRoutes } from './routes/collections.js';
 import { searchRoutes } from './routes/search.js';
 
@@ -41,6 +42,9 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
     return c.body(await m.registry.metrics(), 200, { 'Content-Type': m.registry.contentType });
   });
+
+  const openapi = openApiDocument(process.env.npm_package_version ?? '0.1.0');
+  app.get('/openapi.json', (c) => c.json(openapi));
 
   app.use('*', async (c, next) => {
     if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
