@@ -36,7 +36,7 @@ export const ConfigSchema = z.object({
   SNAPSHOT_EVERY_SECONDS: int(60, 1),
   QUERY_LOG_FLUSH_MS: int(200, 1),
   QUERY_LOG_MAX_BUFFER: int(10_000, 1),
-  AUTH: z.enum(['on', 'off']).default('off'),
+  AUTH: z.enum(['on', 'off']).default('on'),
   ADMIN_API_KEY: z.string().optional(),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   SHUTDOWN_GRACE_MS: int(10_000),

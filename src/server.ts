@@ -1,6 +1,10 @@
 import { serve, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { existsSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createApiKey } from './auth/keys.js';
+import { apiKeyAuth } from './http/auth.js';
 import { loadConfig, DEFAULT_MODEL_DIR, type Config } from './config.js';
 import { loadEmbedder, resolveModelSpec } from './embed/registry.js';
 import type { ModelSpec } from './embed/types.js';
@@ -68,7 +72,9 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     throw err;
   }
   const ext = opts.extend ? await opts.extend({ engine, config }) : {};
-  const app = createApp({ engine, isDraining: () => draining, ...ext });
+  await bootstrapAdminKey(config, store, log);
+  const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
+  const app = createApp({ engine, isDraining: () => draining, auth, ...ext });
   let url = '';
   if (opts.listen !== false) {
     server = await new Promise<ServerType>((res) => {
@@ -100,4 +106,17 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await store.close();
     })());
   return { url, app, engine, store, metrics, log, close };
+}
+
+/**
+ * AUTH=on with no key anywhere would lock everyone out. On the very first start, mint an admin key and
+ * leave it in DATA_DIR/admin.key (mode 0600) rather than in the log, where secrets do not belong.
+ */
+async function bootstrapAdminKey(config: Config, store: Store, log: Logger): Promise<void> {
+  if (config.AUTH !== 'on' || config.ADMIN_API_KEY || (await store.countApiKeys()) > 0) return;
+  const file = join(config.DATA_DIR, 'admin.key');
+  if (existsSync(file)) return;
+  const created = await createApiKey(store, { role: 'admin', name: 'bootstrap' });
+  writeFileSync(file, created.key + '\n', { mode: 0o600 });
+  log.warn('created the first admin API key', { file, hint: 'curl -H "Authorization: Bearer $(cat ' + file + ')" …; create read keys with `npx retrieval keys create --role read`' });
 }

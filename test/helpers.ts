@@ -27,7 +27,7 @@ export async function startTestServer(config: Partial<Config> = {}, opts: Omit<S
     extend: opts.extend,
     config: {
       DATA_DIR: dataDir, MODEL_DIR: TINY_MODEL, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1',
-      EMBED_WORKERS: 1, INDEX_WORKERS: 1, SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0, ...config,
+      AUTH: 'off', EMBED_WORKERS: 1, INDEX_WORKERS: 1, SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0, ...config,
     },
   });
   const req: TestServer['req'] = async (method, path, body, headers = {}) => {

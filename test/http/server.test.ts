@@ -122,7 +122,7 @@ describe('durability', () => {
     const dir = tempDir();
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const env = { ...process.env, DATA_DIR: dir, MODEL_DIR: TINY_MODEL, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', SNAPSHOT_EVERY_SECONDS: '1', EMBED_WORKERS: '1', INDEX_WORKERS: '1' };
+    const env = { ...process.env, DATA_DIR: dir, MODEL_DIR: TINY_MODEL, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'error', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: '1', EMBED_WORKERS: '1', INDEX_WORKERS: '1' };
     const start = () => spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     const waitReady = async (p: ChildProcess) => {
       for (let i = 0; i < 600; i++) {

@@ -1,0 +1,48 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { createApiKey } from '../../src/auth/keys.js';
+import { startTestServer, type TestServer } from '../helpers.js';
+
+let s: TestServer;
+let admin: string;
+let read: string;
+
+beforeAll(async () => {
+  s = await startTestServer({ AUTH: 'on' });
+  const file = join(s.dataDir, 'admin.key');
+  // The first start mints an admin key into a private file.
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+  admin = readFileSync(file, 'utf8').trim();
+  read = (await createApiKey(s.store, { role: 'read', name: 'rag-app' })).key;
+}, 60_000);
+afterAll(async () => { await s?.dispose(); });
+
+const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
+
+test('no key → 401 unauthorized; health, readiness and metrics stay open', async () => {
+  const r = await s.req('GET', '/collections');
+  expect(r.status).toBe(401);
+  expect(r.body.error.code).toBe('unauthorized');
+  expect(r.headers.get('www-authenticate')).toMatch(/Bearer/);
+  for (const p of ['/healthz', '/readyz', '/metrics']) expect((await s.req('GET', p)).status).toBe(200);
+});
+
+test('wrong key → 401; keys are stored hashed', async () => {
+  expect((await s.req('GET', '/collections', undefined, bearer('rk_nope'))).status).toBe(401);
+  const stored = await s.store.findApiKeyByHash(admin);
+  expect(stored).toBeUndefined();
+});
+
+test('read key searches and embeds but cannot write (403 forbidden); admin can', async () => {
+  expect((await s.req('POST', '/collections', { name: 'sec' }, bearer(read))).body.error.code).toBe('forbidden');
+  expect((await s.req('POST', '/collections', { name: 'sec' }, bearer(admin))).status).toBe(201);
+  const ing = await s.req('POST', '/collections/sec/documents', { documents: [{ id: '1', text: 'secret plans' }] }, bearer(read));
+  expect(ing.status).toBe(403);
+  expect((await s.req('POST', '/collections/sec/documents', { documents: [{ id: '1', text: 'secret plans' }] }, bearer(admin))).status).toBe(200);
+  const q = await s.req('POST', '/search', { collection: 'sec', query: 'secret plans', k: 1 }, bearer(read));
+  expect(q.status).toBe(200);
+  expect(q.body.results[0].id).toBe('1');
+  expect((await s.req('POST', '/v1/embeddings', { input: 'x' }, { 'x-api-key': read })).status).toBe(200);
+  expect((await s.req('DELETE', '/collections/sec', undefined, bearer(read))).status).toBe(403);
+});
