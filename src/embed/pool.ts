@@ -60,18 +60,18 @@ interface Batch {
   size: number;
 }
 
+/** A worker whose model is loaded; slots only exist from 'ready' until exit. */
 interface Slot {
   index: number;
   worker: Worker;
-  ready: boolean;
   inflight: Map<number, Batch>;
   inflightTexts: number;
   lastError?: Error;
 }
 
 export interface PoolStats {
+  /** Workers with a loaded model (fewer than configured while one restarts). */
   workers: number;
-  readyWorkers: number;
   batches: number;
   texts: number;
   restarts: number;
@@ -167,7 +167,6 @@ export class EmbedPool implements Embedder {
     const live = this.slots.filter((s): s is Slot => s !== undefined);
     return {
       workers: live.length,
-      readyWorkers: live.filter((s) => s.ready).length,
       batches: this.counters.batches,
       texts: this.counters.texts,
       restarts: this.counters.restarts,
@@ -240,7 +239,7 @@ export class EmbedPool implements Embedder {
   private leastBusy(): Slot | undefined {
     let best: Slot | undefined;
     for (const s of this.slots) {
-      if (!s?.ready || s.inflight.size >= MAX_INFLIGHT) continue;
+      if (!s || s.inflight.size >= MAX_INFLIGHT) continue;
       if (!best || s.inflightTexts < best.inflightTexts) best = s;
     }
     return best;
@@ -426,7 +425,7 @@ function launch(index: number, init: WorkerInit): Promise<{ slot: Slot; dim: num
     const onMessage = (msg: FromWorker) => {
       if (msg.type === 'ready') {
         cleanup();
-        resolve({ slot: { index, worker, ready: true, inflight: new Map(), inflightTexts: 0 }, dim: msg.dim, maxTokens: msg.maxTokens });
+        resolve({ slot: { index, worker, inflight: new Map(), inflightTexts: 0 }, dim: msg.dim, maxTokens: msg.maxTokens });
       } else if (msg.type === 'load-error') {
         cleanup();
         void worker.terminate();

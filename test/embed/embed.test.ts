@@ -160,7 +160,7 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
       // Worker 1 keeps serving while 0 restarts.
       const during = await pool.embed(['membrane']);
       expect(maxAbsDiff(during[0]!, before[0]!)).toBeLessThan(1e-5);
-      while (pool.stats().readyWorkers < 2) await new Promise((r) => setTimeout(r, 50));
+      while (pool.stats().workers < 2) await new Promise((r) => setTimeout(r, 50));
       expect(pool.stats().restarts).toBe(1);
       const after = await pool.embed(Array.from({ length: 12 }, () => 'membrane'));
       for (const v of after) expect(maxAbsDiff(v, before[0]!)).toBeLessThan(1e-5);
