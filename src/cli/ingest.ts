@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { RetrievalError, type DocumentInput, type Metadata, type RetrievalClient } from '../client/index.js';
 import { ProgressBar, type ProgressSink } from './progress.js';
 
@@ -42,8 +41,13 @@ interface Checkpoint {
   bytes: number;
   docs: number;
   chunks: number;
-  /** sha256 of the file's first 64 KiB: a different file under the same name must not resume. */
+  /**
+   * sha256 of the acknowledged prefix's first 64 KiB: a different file under the same name must not
+   * resume, but fixing a bad line after the watermark (the usual reason to rerun) must.
+   */
   head: string;
+  /** How many leading bytes `head` covers: min(64 KiB, bytes). */
+  headBytes: number;
   done: boolean;
   updatedAt: string;
 }
@@ -52,14 +56,15 @@ export class IngestError extends Error {}
 
 export const checkpointPath = (file: string) => `${file}.progress`;
 
-async function headHash(file: string): Promise<string> {
-  const fh = await open(file, 'r');
+// Synchronous on purpose: it runs inside the checkpoint write, which must not interleave with another.
+function headHash(file: string, upTo: number): string {
+  const fd = openSync(file, 'r');
   try {
-    const buf = Buffer.alloc(65_536);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return createHash('sha256').update(buf.subarray(0, bytesRead)).digest('hex');
+    const buf = Buffer.alloc(Math.min(65_536, upTo));
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return createHash('sha256').update(buf.subarray(0, n)).digest('hex');
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -67,7 +72,7 @@ function readCheckpoint(path: string): Checkpoint | undefined {
   if (!existsSync(path)) return undefined;
   try {
     const c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
-    if (c.version !== 1 || typeof c.line !== 'number' || typeof c.bytes !== 'number') throw new Error('unknown format');
+    if (c.version !== 1 || typeof c.line !== 'number' || typeof c.bytes !== 'number' || typeof c.headBytes !== 'number') throw new Error('unknown format');
     return c;
   } catch (err) {
     throw new IngestError(`cannot read checkpoint ${path} (${err instanceof Error ? err.message : String(err)}); delete it or pass --restart`);
@@ -138,18 +143,17 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
   if (!existsSync(o.file)) throw new IngestError(`no such file: ${o.file}`);
   const total = statSync(o.file).size;
   const cpPath = checkpointPath(o.file);
-  const head = await headHash(o.file);
   let cp = o.restart ? undefined : readCheckpoint(cpPath);
   if (cp) {
     if (cp.collection !== o.collection) {
       throw new IngestError(`${cpPath} belongs to collection "${cp.collection}", not "${o.collection}"; pass --restart to start over`);
     }
-    if (cp.head !== head || cp.bytes > total) throw new IngestError(`${o.file} changed since ${cpPath} was written; pass --restart to ingest it from the start`);
+    if (cp.bytes > total || cp.head !== headHash(o.file, cp.headBytes)) throw new IngestError(`${o.file} changed since ${cpPath} was written; pass --restart to ingest it from the start`);
     if (cp.done && cp.bytes === total) {
       return { collection: o.collection, docs: cp.docs, chunks: cp.chunks, lines: cp.line, resumedFromLine: cp.line, seconds: 0, done: true, alreadyDone: true };
     }
   }
-  cp ??= { version: 1, collection: o.collection, line: 0, bytes: 0, docs: 0, chunks: 0, head, done: false, updatedAt: new Date().toISOString() };
+  cp ??= { version: 1, collection: o.collection, line: 0, bytes: 0, docs: 0, chunks: 0, head: '', headBytes: -1, done: false, updatedAt: new Date().toISOString() };
   const resumedFromLine = cp.line;
 
   try {
@@ -168,6 +172,11 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
   const state = cp;
   const save = () => {
     state.updatedAt = new Date().toISOString();
+    const headBytes = Math.min(65_536, state.bytes);
+    if (state.headBytes !== headBytes) {
+      state.head = headHash(o.file, headBytes);
+      state.headBytes = headBytes;
+    }
     writeCheckpoint(cpPath, state);
   };
 
