@@ -1,0 +1,292 @@
+// Search throughput: raw in-process hnswlib-node vs IndexManager (worker pool) vs HTTP /search, on
+// the same snapshot, the same ef and k, in one run, so the ratios are comparable.
+//
+//   npx tsx bench/search/index.ts
+//   BENCH_N=50000 BENCH_DIM=384 BENCH_EF=64 BENCH_K=10 BENCH_SECONDS=5 BENCH_CONCURRENCY=16 npx tsx bench/search/index.ts
+//   BENCH_HTTP=real   also drives the real server (src/server.ts startServer) when it is available.
+//
+// The index is built once through IndexManager and cached as a snapshot in the OS temp dir (50k × 384
+// takes about a minute to build on 2 cores); delete it or set BENCH_REBUILD=1 to rebuild.
+import { existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import hnswlib from 'hnswlib-node';
+
+import { IndexManager, type IndexManagerOptions } from '../../src/index/manager.js';
+import type { HnswParams, VectorIndex } from '../../src/index/types.js';
+import { spawnWorker } from '../../src/util/worker.js';
+import type { ClientJob, ClientResult } from './http-client.js';
+
+const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
+const N = env('BENCH_N', 50_000);
+const DIM = env('BENCH_DIM', 384);
+const EF = env('BENCH_EF', 64); // the server's default HNSW_EF_SEARCH
+const K = env('BENCH_K', 10);
+const SECONDS = env('BENCH_SECONDS', 5);
+const CONC = env('BENCH_CONCURRENCY', 16);
+const NQ = 2000;
+const PARAMS: HnswParams = { M: env('BENCH_M', 16), efConstruction: env('BENCH_EFC', 200), efSearch: EF };
+const KEY = { collectionId: 1, modelVersion: 'bench' };
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function unit(dim: number, rand: () => number): Float32Array {
+  const v = new Float32Array(dim);
+  let n = 0;
+  for (let i = 0; i < dim; i++) {
+    const g = rand() + rand() + rand() - 1.5;
+    v[i] = g;
+    n += g * g;
+  }
+  n = Math.sqrt(n);
+  for (let i = 0; i < dim; i++) v[i] = (v[i] as number) / n;
+  return v;
+}
+
+interface Row {
+  name: string;
+  qps: number;
+  p50: number;
+  p99: number;
+  note?: string;
+  /** QPS over the raw run measured next to it. */
+  ratio?: number;
+  /** Process CPU time (all threads: main, index workers, load generator) per query, ms. */
+  cpuMs?: number;
+  /** Of cpuMs, the load generator's share (HTTP rows). */
+  clientCpuMs?: number;
+}
+
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+function summarize(name: string, lat: number[], elapsedMs: number, cpuMs: number): Row {
+  const s = [...lat].sort((a, b) => a - b);
+  return { name, qps: (lat.length / elapsedMs) * 1000, p50: pct(s, 50), p99: pct(s, 99), cpuMs: cpuMs / lat.length };
+}
+
+async function buildOrLoadSnapshot(): Promise<string> {
+  const dir = join(tmpdir(), 'tuned-retrieval-bench-search');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `n${N}-d${DIM}-M${PARAMS.M}-efc${PARAMS.efConstruction}-seed1.hnsw`);
+  if (existsSync(path) && !process.env.BENCH_REBUILD) return path;
+  const rand = rng(1);
+  const m = new IndexManager({ workers: 1, addChunk: 1000 });
+  const idx = await m.create(KEY, DIM, PARAMS, N);
+  const t0 = performance.now();
+  const batch = 5000;
+  for (let start = 0; start < N; start += batch) {
+    const n = Math.min(batch, N - start);
+    await idx.add(
+      Array.from({ length: n }, (_, i) => start + i),
+      Array.from({ length: n }, () => unit(DIM, rand)),
+    );
+    process.stdout.write(`\rbuilding ${start + n}/${N} (${((start + n) / ((performance.now() - t0) / 1000)).toFixed(0)} vec/s)`);
+  }
+  process.stdout.write('\n');
+  await idx.snapshot(path);
+  await m.close();
+  return path;
+}
+
+type HnswlibModule = typeof hnswlib;
+
+async function raw(path: string, queries: number[][], lib: HnswlibModule = hnswlib, label = 'raw searchKnn (1 thread, in-process)'): Promise<Row> {
+  const idx = new lib.HierarchicalNSW('ip', DIM);
+  await idx.readIndex(path);
+  idx.setEf(EF);
+  for (let i = 0; i < 500; i++) idx.searchKnn(queries[i % queries.length] as number[], K);
+  const lat: number[] = [];
+  const c0 = cpuNow();
+  const t0 = performance.now();
+  const end = t0 + SECONDS * 1000;
+  let i = 0;
+  while (performance.now() < end) {
+    const q = queries[i++ % queries.length] as number[];
+    const s = performance.now();
+    idx.searchKnn(q, K);
+    lat.push(performance.now() - s);
+  }
+  return summarize(label, lat, performance.now() - t0, cpuNow() - c0);
+}
+
+/** `CONC` callers, each awaiting its previous search: a closed-loop load like 16 HTTP clients. */
+async function closedLoop(search: (q: Float32Array) => Promise<unknown>, queries: Float32Array[]): Promise<{ lat: number[]; elapsedMs: number; cpuMs: number }> {
+  let i = 0;
+  let measuring = false;
+  let stop = false;
+  const lat: number[] = [];
+  const loop = async () => {
+    while (!stop) {
+      const q = queries[i++ % queries.length] as Float32Array;
+      const s = performance.now();
+      await search(q);
+      if (measuring) lat.push(performance.now() - s);
+    }
+  };
+  const loops = Array.from({ length: CONC }, loop);
+  await new Promise((r) => setTimeout(r, 500));
+  measuring = true;
+  const c0 = cpuNow();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  measuring = false;
+  const elapsedMs = performance.now() - t0;
+  const cpuMs = cpuNow() - c0;
+  stop = true;
+  await Promise.all(loops);
+  return { lat, elapsedMs, cpuMs };
+}
+
+async function managerRun(path: string, queries: Float32Array[], opts: IndexManagerOptions, label: string): Promise<Row> {
+  const m = new IndexManager(opts);
+  try {
+    const idx = await m.load(KEY, DIM, PARAMS, path);
+    const { lat, elapsedMs, cpuMs } = await closedLoop((q) => idx.search(q, K), queries);
+    return summarize(`IndexManager ${label}, ${CONC} callers`, lat, elapsedMs, cpuMs);
+  } finally {
+    await m.close();
+  }
+}
+
+// Same shape as the product route minus the store lookup of text/metadata: JSON body in, zod-free
+// validation, Float32Array to the index, JSON hits out.
+function minimalApp(idx: VectorIndex): Hono {
+  const app = new Hono();
+  app.post('/search', async (c) => {
+    const body = (await c.req.json()) as { vector?: unknown; k?: unknown };
+    if (!Array.isArray(body.vector) || body.vector.length !== DIM) return c.json({ error: { code: 'invalid_vector', message: 'bad vector' } }, 400);
+    const k = typeof body.k === 'number' ? body.k : 10;
+    const t0 = performance.now();
+    const hits = await idx.search(Float32Array.from(body.vector as number[]), k);
+    return c.json({ results: hits.map((h) => ({ id: String(h.label), score: h.score })), tookMs: performance.now() - t0 });
+  });
+  return app;
+}
+
+async function httpLoad(url: string, bodies: string[]): Promise<ClientResult & { cpuMs: number }> {
+  const job: ClientJob = { url, bodies, concurrency: CONC, warmupMs: 1000, durationMs: SECONDS * 1000 };
+  const w = spawnWorker(new URL('./http-client.ts', import.meta.url), { workerData: job });
+  try {
+    // CPU is sampled on our own clock over (about) the client's measuring window; thread start-up is
+    // excluded by starting the clock once the client reports in.
+    let c0 = 0;
+    let c1 = 0;
+    const res = await new Promise<ClientResult>((resolve, reject) => {
+      w.on('message', (m: ClientResult | 'started') => {
+        if (m === 'started') {
+          setTimeout(() => (c0 = cpuNow()), job.warmupMs);
+          setTimeout(() => (c1 = cpuNow()), job.warmupMs + job.durationMs);
+        } else resolve(m);
+      });
+      w.once('error', reject);
+    });
+    return { ...res, cpuMs: c1 - c0 };
+  } finally {
+    await w.terminate();
+  }
+}
+
+async function httpMinimal(path: string, queries: Float32Array[], opts: IndexManagerOptions, label: string): Promise<Row> {
+  const m = new IndexManager(opts);
+  const idx = await m.load(KEY, DIM, PARAMS, path);
+  const app = minimalApp(idx);
+  const server = await new Promise<ReturnType<typeof serve>>((res) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => res(s));
+  });
+  try {
+    const { port } = server.address() as AddressInfo;
+    const bodies = queries.map((q) => JSON.stringify({ vector: Array.from(q), k: K }));
+    const r = await httpLoad(`http://127.0.0.1:${port}/search`, bodies);
+    if (r.errors) throw new Error(`${r.errors} HTTP errors, first: ${r.firstError}`);
+    const row = summarize(`HTTP /search (minimal hono route) ${label}, ${CONC} clients`, r.latenciesMs, r.elapsedMs, r.cpuMs);
+    return { ...row, clientCpuMs: r.clientCpuMs / r.requests };
+  } finally {
+    await new Promise<void>((res) => server.close(() => res()));
+    await m.close();
+  }
+}
+
+function print(rows: Row[], base: Row): void {
+  const w = Math.max(...rows.map((r) => r.name.length));
+  console.log(`\n${'variant'.padEnd(w)}  ${'QPS'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'× raw'.padStart(6)}  ${'CPU ms/q'.padStart(8)}`);
+  for (const r of rows) {
+    console.log(`${r.name.padEnd(w)}  ${r.qps.toFixed(0).padStart(8)}  ${r.p50.toFixed(3).padStart(7)}  ${r.p99.toFixed(3).padStart(7)}  ${(r.ratio ?? r.qps / base.qps).toFixed(2).padStart(6)}  ${(r.cpuMs ?? NaN).toFixed(3).padStart(8)}${r.note ? `  ${r.note}` : ''}`);
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`search bench: N=${N} dim=${DIM} M=${PARAMS.M} efC=${PARAMS.efConstruction} ef=${EF} k=${K} concurrency=${CONC} ${SECONDS}s per variant`);
+  console.log(`cpu: ${availableParallelism()} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
+  const path = await buildOrLoadSnapshot();
+  const qrand = rng(7);
+  const queries = Array.from({ length: NQ }, () => unit(DIM, qrand));
+  const plain = queries.map((q) => Array.from(q));
+
+  // The box may be shared (other test runs, builds): every variant is measured right after a fresh raw
+  // run and reported against that neighbour, and each pair repeats BENCH_ROUNDS times (median kept).
+  const ROUNDS = env('BENCH_ROUNDS', 3);
+  const only = process.env.BENCH_ONLY?.split(',');
+  const want = (name: string) => !only || only.includes(name);
+  const variants: { name: string; run: () => Promise<Row> }[] = [];
+  if (process.env.BENCH_ALT_HNSWLIB) {
+    // A second hnswlib-node build (e.g. compiled with -march=native, see README.md here) on the same file.
+    const alt = createRequire(import.meta.url)(process.env.BENCH_ALT_HNSWLIB) as HnswlibModule;
+    variants.push({ name: 'alt', run: () => raw(path, plain, alt, `raw searchKnn, ${process.env.BENCH_ALT_LABEL ?? 'alternative build'}`) });
+  }
+  if (want('manager')) {
+    variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 1 }, 'workers=1') });
+    variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 1, maxSearchBatch: 1, searchPipeline: CONC }, 'workers=1 unbatched') });
+    variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 2, replicas: 1 }, 'workers=2 replicas=1') });
+    variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 2, replicas: 2 }, 'workers=2 replicas=2') });
+  }
+  if (want('http')) {
+    variants.push({ name: 'http', run: () => httpMinimal(path, queries, { workers: 1 }, 'workers=1') });
+    variants.push({ name: 'http', run: () => httpMinimal(path, queries, { workers: 2, replicas: 2 }, 'workers=2 replicas=2') });
+  }
+  const rows: Row[] = [];
+  const rawRows: Row[] = [];
+  for (const v of variants) {
+    const rounds: { raw: Row; row: Row }[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const rr = await raw(path, plain);
+      rawRows.push(rr);
+      rounds.push({ raw: rr, row: await v.run() });
+    }
+    rounds.sort((a, b) => a.row.qps / a.raw.qps - b.row.qps / b.raw.qps);
+    const mid = rounds[Math.floor(rounds.length / 2)] as { raw: Row; row: Row };
+    const client = mid.row.clientCpuMs !== undefined ? `load generator ${mid.row.clientCpuMs.toFixed(3)} ms/q of it; ` : '';
+    rows.push({ ...mid.row, note: `${client}raw beside it ${mid.raw.qps.toFixed(0)} QPS; ratios over ${ROUNDS} rounds ${rounds.map((x) => (x.row.qps / x.raw.qps).toFixed(2)).join(' ')}`, ratio: mid.row.qps / mid.raw.qps });
+    process.stdout.write(`  done: ${mid.row.name}\n`);
+  }
+  rawRows.sort((a, b) => a.qps - b.qps);
+  const base = { ...(rawRows[Math.floor(rawRows.length / 2)] as Row), name: `raw searchKnn (1 thread, in-process), median of ${rawRows.length} runs`, ratio: 1 };
+  rows.unshift(base);
+  print(rows, base);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
