@@ -228,6 +228,37 @@ async function httpMinimal(path: string, queries: Float32Array[], opts: IndexMan
   }
 }
 
+// Filtered search: exact brute force over the allowed labels vs hnswlib's in-graph filter callback,
+// by filter selectivity, one caller, so the crossover that bruteForceMaxLabels/-Fraction encode is visible.
+async function filterCrossover(path: string, queries: Float32Array[]): Promise<void> {
+  const brute = new IndexManager({ workers: 1, bruteForceMaxLabels: Number.MAX_SAFE_INTEGER, bruteForceMaxFraction: 1 });
+  const graph = new IndexManager({ workers: 1, bruteForceMaxLabels: 0, bruteForceMaxFraction: 0 });
+  try {
+    const [bi, gi] = await Promise.all([brute.load(KEY, DIM, PARAMS, path), graph.load(KEY, DIM, PARAMS, path)]);
+    console.log(`\nfiltered search, k=${K}, ef=${EF}, 1 caller: mean ms/query (recall@${K} of the graph path vs exact)`);
+    for (const fraction of [0.005, 0.02, 0.05, 0.1, 0.3, 1]) {
+      const step = Math.round(1 / fraction);
+      const allow = Array.from({ length: Math.floor(N / step) }, (_, i) => i * step);
+      const time = async (idx: VectorIndex) => {
+        const out: number[][] = [];
+        const t0 = performance.now();
+        for (const q of queries.slice(0, 100)) out.push((await idx.search(q, K, { allow })).map((h) => h.label));
+        return { ms: (performance.now() - t0) / 100, out };
+      };
+      const b = await time(bi);
+      const g = await time(gi);
+      let hit = 0;
+      b.out.forEach((exact, i) => {
+        const e = new Set(exact);
+        for (const l of g.out[i] ?? []) if (e.has(l)) hit++;
+      });
+      console.log(`  allow ${(fraction * 100).toFixed(1).padStart(4)}% (${String(allow.length).padStart(5)} labels): brute force ${b.ms.toFixed(2).padStart(6)}  hnsw filter ${g.ms.toFixed(2).padStart(6)}  (recall ${(hit / (100 * K)).toFixed(3)})`);
+    }
+  } finally {
+    await Promise.all([brute.close(), graph.close()]);
+  }
+}
+
 function print(rows: Row[], base: Row): void {
   const w = Math.max(...rows.map((r) => r.name.length));
   console.log(`\n${'variant'.padEnd(w)}  ${'QPS'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'× raw'.padStart(6)}  ${'CPU ms/q'.padStart(8)}`);
@@ -250,10 +281,13 @@ async function main(): Promise<void> {
   const only = process.env.BENCH_ONLY?.split(',');
   const want = (name: string) => !only || only.includes(name);
   const variants: { name: string; run: () => Promise<Row> }[] = [];
-  if (process.env.BENCH_ALT_HNSWLIB) {
-    // A second hnswlib-node build (e.g. compiled with -march=native, see README.md here) on the same file.
-    const alt = createRequire(import.meta.url)(process.env.BENCH_ALT_HNSWLIB) as HnswlibModule;
-    variants.push({ name: 'alt', run: () => raw(path, plain, alt, `raw searchKnn, ${process.env.BENCH_ALT_LABEL ?? 'alternative build'}`) });
+  // Other hnswlib-node builds (e.g. -march=native, see README.md here) on the same file:
+  // BENCH_ALT_HNSWLIB="label:/abs/path/to/hnswlib-node/lib/index.js,label2:/other/lib/index.js".
+  for (const spec of (process.env.BENCH_ALT_HNSWLIB ?? '').split(',').filter(Boolean)) {
+    const at = spec.lastIndexOf(':');
+    const label = at > 0 ? spec.slice(0, at) : 'alternative build';
+    const alt = createRequire(import.meta.url)(at > 0 ? spec.slice(at + 1) : spec) as HnswlibModule;
+    variants.push({ name: 'alt', run: () => raw(path, plain, alt, `raw searchKnn, ${label} build`) });
   }
   if (want('manager')) {
     variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 1 }, 'workers=1') });
@@ -280,10 +314,12 @@ async function main(): Promise<void> {
     rows.push({ ...mid.row, note: `${client}raw beside it ${mid.raw.qps.toFixed(0)} QPS; ratios over ${ROUNDS} rounds ${rounds.map((x) => (x.row.qps / x.raw.qps).toFixed(2)).join(' ')}`, ratio: mid.row.qps / mid.raw.qps });
     process.stdout.write(`  done: ${mid.row.name}\n`);
   }
+  if (rawRows.length === 0) rawRows.push(await raw(path, plain));
   rawRows.sort((a, b) => a.qps - b.qps);
   const base = { ...(rawRows[Math.floor(rawRows.length / 2)] as Row), name: `raw searchKnn (1 thread, in-process), median of ${rawRows.length} runs`, ratio: 1 };
   rows.unshift(base);
   print(rows, base);
+  if (want('filter')) await filterCrossover(path, queries);
 }
 
 main().catch((err) => {

@@ -73,24 +73,29 @@ class WorkerSlot {
   private start(): void {
     const worker = spawnWorker(new URL('./hnsw-worker.ts', import.meta.url), { name: `hnsw-${this.slot}` });
     this.worker = worker;
+    let started = false;
+    let lastError: Error | undefined;
     this.ready = new Promise<void>((resolve, reject) => {
       const onMsg = (m: WorkerReady) => {
-        if (m && (m as WorkerReady).ready) {
+        if (m && m.ready) {
+          started = true;
           worker.off('message', onMsg);
           worker.on('message', (res: WorkerResponse) => this.onResponse(res));
           resolve();
         }
       };
       worker.on('message', onMsg);
-      worker.once('exit', (code) => reject(new Error(`index worker exited during start-up (code ${code})`)));
+      worker.once('exit', (code) => {
+        if (!started) reject(new Error(`index worker ${this.slot} failed to start (exit code ${code}${lastError ? `: ${lastError.message}` : ''})`));
+      });
     });
     this.ready.catch(() => undefined);
-    let lastError: Error | undefined;
     worker.on('error', (err) => {
       lastError = err;
     });
     worker.once('exit', (code) => {
-      if (this.stopping || this.worker !== worker) return;
+      // A worker that never started would fail again the same way: no respawn loop, calls reject.
+      if (this.stopping || this.worker !== worker || !started) return;
       const err = new IndexLostError(
         `index worker ${this.slot} exited (code ${code}${lastError ? `: ${lastError.message}` : ''}); its indexes must be reloaded`,
       );
