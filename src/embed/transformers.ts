@@ -63,7 +63,10 @@ function configureEnv(init: WorkerInit): { modelId: string; localOnly: boolean }
     env.allowRemoteModels = false;
     // transformers.js resolves local models as localModelPath/<id>/<file>.
     env.localModelPath = dirname(dir) + '/';
-    return { modelId: basename(dir), localOnly: true };
+    // transformers.js only prefixes localModelPath to names that pass its hub-id check (no spaces, no
+    // "--" or "..", ≤ 96 chars); any other name is used as a path as-is, so hand it the absolute path.
+    const name = basename(dir);
+    return { modelId: looksLikeHubName(name) ? name : dir, localOnly: true };
   }
   // A hub id must never be shadowed by a same-named folder under the library's default localModelPath.
   env.allowLocalModels = false;
@@ -71,6 +74,11 @@ function configureEnv(init: WorkerInit): { modelId: string; localOnly: boolean }
   env.useFSCache = true;
   env.cacheDir = init.cacheDir;
   return { modelId: source.id, localOnly: false };
+}
+
+/** Mirrors transformers.js's isValidHfModelId for a single path segment. */
+function looksLikeHubName(name: string): boolean {
+  return /^[\w\-.]{1,96}$/.test(name) && !/^[-.]|[-.]$/.test(name) && !name.includes('..') && !name.includes('--') && !/\.(git|ipynb)$/.test(name);
 }
 
 function classifyLoadError(err: unknown): ModelLoadFailure {

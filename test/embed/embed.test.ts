@@ -169,6 +169,18 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     }
   });
 
+  it('loads a model directory whose name is not a valid hub id (spaces, "--")', async () => {
+    const dir = join(tmp, 'odd name--v1');
+    cpSync(MODEL, dir, { recursive: true });
+    const odd = await loadEmbedder(resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' }), options());
+    try {
+      const [v] = await odd.embed(['membrane']);
+      expect(Math.hypot(...v!)).toBeCloseTo(1, 4);
+    } finally {
+      await odd.close();
+    }
+  });
+
   it('names MODEL_DIR in a one-line ModelLoadError for a missing directory', () => {
     const err = captureSync(() => resolveModelSpec({ MODEL_DIR: join(tmp, 'no-such-model'), defaultDir: '/nonexistent' }));
     expect(err).toBeInstanceOf(ModelLoadError);
