@@ -220,6 +220,23 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     expect((err as Error).message).toMatch(/^cannot load model ".*corrupt" \(MODEL_DIR\): .+ — set MODEL_DIR/);
   });
 
+  it('loads a hub id from the download cache without the network', async () => {
+    // transformers.js's file cache keys hub files as CACHE_DIR/<org>/<name>/<file>; seed it as a download would.
+    const cacheDir = join(tmp, 'hub-cache');
+    cpSync(MODEL, join(cacheDir, 'fixture-org/tiny'), { recursive: true });
+    const spec = resolveModelSpec({ EMBED_MODEL: 'fixture-org/tiny', defaultDir: '/nonexistent' });
+    const hub = await loadEmbedder(spec, options({ cacheDir }));
+    const local = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/nonexistent' }), options());
+    try {
+      expect(hub.version).toBe('fixture-org__tiny');
+      const [a] = await hub.embed(['cell cycle']);
+      const [b] = await local.embed(['cell cycle']);
+      expect(maxAbsDiff(a!, b!)).toBeLessThan(1e-6);
+    } finally {
+      await Promise.all([hub.close(), local.close()]);
+    }
+  });
+
   it('names EMBED_MODEL for a hub id that cannot be fetched', async () => {
     const spec = resolveModelSpec({ EMBED_MODEL: 'no-such-org-r7/no-such-model-r7', defaultDir: '/nonexistent' });
     expect(spec.source).toEqual({ kind: 'hub', id: 'no-such-org-r7/no-such-model-r7' });
