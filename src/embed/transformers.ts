@@ -4,7 +4,7 @@
 // pipeline('feature-extraction'): the pipeline always truncates at the tokenizer's model_max_length and
 // has no max_length option, so it cannot honour maxTokens. Mean pooling is done here in one row-major
 // pass that skips padding; transformers.js's mean_pooling walks the tensor column-wise over every padded
-// position: ~50 ms vs ~5 ms per [32 × 256 × 384] batch on the 2-core dev box, i.e. ~10% of a MiniLM run.
+// position: ~50 ms vs ~5 ms per [32 × 256 × 384] batch on the 2-core dev box (measured under load).
 import { basename, dirname, resolve } from 'node:path';
 import {
   AutoModel,
