@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
@@ -153,7 +153,13 @@ export class Engine {
     this.snapshotTimer.unref();
     if (store.dialect === 'postgres') {
       // Replicas share one database: follow other replicas' writes and the champion pointer.
-      this.followTimer = setInterval(() => void this.follow().catch((e) => log.warn('follow failed', { err: String(e) })), 1000);
+      let busy = false;
+      this.followTimer = setInterval(() => {
+        // Building a pair for a new champion takes longer than a tick: never run two follows at once.
+        if (busy) return;
+        busy = true;
+        void this.follow().catch((e) => log.warn('follow failed', { err: String(e) })).finally(() => { busy = false; });
+      }, 1000);
       this.followTimer.unref();
     }
     this.ready = true;
@@ -209,13 +215,16 @@ export class Engine {
     const key = { collectionId: c.id, modelVersion: version };
     const existing = indexes.get(key);
     if (existing) return existing;
-    const rec = await store.getIndexRecord(c.id, version);
-    if (rec?.path && existsSync(rec.path)) {
+    // The snapshot describes itself in a sidecar written after it: the database's index record is shared
+    // by every replica, but snapshot files are local to each.
+    const path = this.indexPath(c.id, version);
+    const meta = readSnapshotMeta(path);
+    if (meta && existsSync(path)) {
       try {
-        const idx = await indexes.load(key, embedder.dim, c.hnsw, rec.path);
-        const n = await this.catchUp(c.id, idx, embedder, rec.snapshotSeq);
+        const idx = await indexes.load(key, embedder.dim, c.hnsw, path);
+        const n = await this.catchUp(c.id, idx, embedder, meta.seq);
         log.info('index loaded', { collection: c.name, version, count: idx.count(), replayed: n });
-        this.snapshotSeqs.set(this.seqKey(c.id, version), rec.snapshotSeq);
+        this.snapshotSeqs.set(this.seqKey(c.id, version), meta.seq);
         return idx;
       } catch (err) {
         log.warn('index snapshot unusable; rebuilding from the store', { collection: c.name, version, err: String(err) });
@@ -310,6 +319,7 @@ export class Engine {
         const path = this.indexPath(cid, pair.version);
         try {
           await idx.snapshot(path);
+          writeSnapshotMeta(path, { seq, count: idx.count(), collectionId: cid, modelVersion: pair.version });
           await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path, snapshotSeq: seq, count: idx.count(), status: 'ready' });
           this.snapshotSeqs.set(k, seq);
           this.deps.metrics.snapshots.inc({ result: 'ok' });
@@ -391,6 +401,7 @@ export class Engine {
         pair.indexes.delete(c.id);
         await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
         rmSync(this.indexPath(c.id, pair.version), { force: true });
+        rmSync(`${this.indexPath(c.id, pair.version)}.meta.json`, { force: true });
         this.deps.metrics.indexSize.remove({ collection: name, model_version: pair.version });
       }
     });
@@ -542,4 +553,29 @@ export function reciprocalRankFusion(lists: { label: number; score: number }[][]
     list.forEach((h, i) => acc.set(h.label, (acc.get(h.label) ?? 0) + 1 / (k + i + 1)));
   }
   return [...acc.entries()].map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score);
+}
+
+interface SnapshotMeta {
+  /** Store change sequence the snapshot includes; later changes are replayed on load. */
+  seq: number;
+  count: number;
+  collectionId: number;
+  modelVersion: string;
+}
+
+function readSnapshotMeta(path: string): SnapshotMeta | undefined {
+  try {
+    const m = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8')) as SnapshotMeta;
+    return Number.isInteger(m.seq) ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeSnapshotMeta(path: string, meta: SnapshotMeta): void {
+  // A crash between the snapshot's rename and this write leaves an older seq: replay then re-applies
+  // changes the snapshot already has, which is harmless (adds overwrite, deletes are idempotent).
+  const tmp = `${path}.meta.json.tmp`;
+  writeFileSync(tmp, JSON.stringify(meta));
+  renameSync(tmp, `${path}.meta.json`);
 }

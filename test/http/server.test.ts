@@ -58,7 +58,7 @@ describe('real HTTP', () => {
     const file = join(s.dataDir, 'metrics.txt');
     writeFileSync(file, text);
     const out = execFileSync('sh', ['-c', `promtool check metrics < ${file} 2>&1; echo "rc=$?"`]).toString();
-    expect(out.trim().split('\n').pop()).toBe('rc=0');
+    expect(out.trim().split('\n').pop(), out).toBe('rc=0');
   }, 60_000);
 
   test('readyz is 503 until loaded, healthz always 200', async () => {
