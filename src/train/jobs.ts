@@ -1,0 +1,318 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import type { Embedder } from '../embed/types.js';
+import { AppError } from '../errors.js';
+import type { Engine } from '../serving/engine.js';
+import { decodeSource, encodeSource } from '../serving/models.js';
+import type { JobState, Metadata, TrainJobRow } from '../store/types.js';
+import { TERMINAL_JOB_STATES } from '../store/types.js';
+import { loadModel, specForDir } from '../swap/models.js';
+import type { Swapper } from '../swap/swap.js';
+import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backends.js';
+import { writeBundle } from './bundle.js';
+import { evalCorpus, rankWith, relevantMap, type Ranking } from './evaluate.js';
+import type { LlmMiner } from './llm.js';
+import { minePairs, type EvalQuery, type MiningOptions } from './mining.js';
+
+/** Scores one model's rankings against the held-out relevance judgements (src/eval). */
+export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
+
+export interface GateDecision {
+  passed: boolean;
+  [k: string]: unknown;
+}
+
+/** Candidate vs champion on the same held-out queries (src/eval). */
+export type GateFn = (candidate: Record<string, number>, champion: Record<string, number>, opts: { margin: number; tolerance: number }) => GateDecision;
+
+export interface JobRunnerDeps {
+  engine: Engine;
+  config: Config;
+  trainer: TrainerBackend;
+  swapper: Swapper;
+  irMetrics: IrMetricsFn;
+  gate: GateFn;
+  /** A fresh LLM miner per job (usage counters are per job), or undefined when no LLM is configured. */
+  llm?: () => LlmMiner | undefined;
+  mining?: Partial<Omit<MiningOptions, 'llm'>>;
+  /** Corpus cap for the gate's exact search (see evalCorpus). */
+  evalMaxChunks?: number;
+}
+
+/** A job failure whose message is safe and useful to show in /jobs. */
+class JobFailure extends Error {}
+
+const NON_TERMINAL: JobState[] = ['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping'];
+
+function slug(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 40);
+}
+
+function stamp(t: number): string {
+  return new Date(t).toISOString().replace(/[-:T]/g, '').slice(0, 14);
+}
+
+/**
+ * Retrain jobs: queued → mining → training → evaluating → reembedding → swapping → done | rejected |
+ * failed. Every transition (with progress and per-state timings) is written to the store before the work
+ * of the next state starts, so after a crash the row says exactly where the job stopped.
+ */
+export class JobRunner {
+  private readonly active = new Map<string, Promise<void>>();
+  private readonly abort = new AbortController();
+
+  constructor(private readonly deps: JobRunnerDeps) {}
+
+  private get store() { return this.deps.engine.store; }
+  private get metrics() { return this.deps.engine.metrics; }
+  private get log() { return this.deps.engine.log; }
+
+  jobDir(id: string): string { return join(this.deps.config.DATA_DIR, 'jobs', id); }
+  private stagingDir(version: string): string { return join(this.deps.engine.modelsDir(), '.staging', version); }
+
+  /** Creates a job (409 job_running / collection_empty) and starts it in the background. */
+  async create(collection: string, trigger: string): Promise<TrainJobRow> {
+    const c = await this.deps.engine.requireCollection(collection);
+    if ((await this.store.countDocuments(c.id)) === 0) throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
+    const parent = this.deps.engine.serving.version;
+    const now = Date.now();
+    const job = await this.store.insertJob({
+      id: randomUUID(), collection, trigger, state: 'queued', progress: {}, timings: {}, parentVersion: parent, candidateVersion: null, error: null,
+    });
+    this.metrics.trainJobs.inc({ state: 'queued' });
+    this.log.info('retrain job created', { job: job.id, collection, trigger, parent, at: now });
+    this.launch(job);
+    return job;
+  }
+
+  private launch(job: TrainJobRow): void {
+    const p = this.run(job).finally(() => this.active.delete(job.id));
+    this.active.set(job.id, p);
+  }
+
+  /** Waits for a job's background run (tests, shutdown). */
+  async wait(id: string): Promise<TrainJobRow | undefined> {
+    await this.active.get(id);
+    return this.store.getJob(id);
+  }
+
+  /**
+   * On startup: a queued job is started again (nothing was done yet); a job caught mid-way is failed with
+   * the reason — unless the store shows its candidate already became champion, the cut-over's commit point.
+   */
+  async recover(): Promise<{ resumed: string[]; failed: string[]; completed: string[] }> {
+    const out = { resumed: [] as string[], failed: [] as string[], completed: [] as string[] };
+    rmSync(join(this.deps.engine.modelsDir(), '.staging'), { recursive: true, force: true });
+    const pointer = await this.store.getServing();
+    for (const job of await this.store.listJobs({ states: NON_TERMINAL, limit: 1000 })) {
+      if (job.state === 'queued') {
+        out.resumed.push(job.id);
+        this.launch(job);
+        continue;
+      }
+      if (job.candidateVersion && pointer?.modelVersion === job.candidateVersion) {
+        await this.store.updateJob(job.id, { state: 'done', progress: { ...job.progress, recovered: 'the cut-over had committed before the restart' } });
+        this.metrics.trainJobs.inc({ state: 'done' });
+        out.completed.push(job.id);
+        continue;
+      }
+      await this.store.updateJob(job.id, {
+        state: 'failed',
+        error: `interrupted by a server restart while ${job.state}; the champion ${pointer?.modelVersion ?? job.parentVersion} kept serving`,
+      });
+      this.metrics.trainJobs.inc({ state: 'failed' });
+      if (job.candidateVersion) await this.discardCandidateIndexes(job.candidateVersion);
+      out.failed.push(job.id);
+    }
+    return out;
+  }
+
+  private async discardCandidateIndexes(version: string): Promise<void> {
+    const pointer = await this.store.getServing();
+    if (pointer?.modelVersion === version) return;
+    for (const rec of await this.store.listIndexRecords({ modelVersion: version })) {
+      await this.deps.engine.indexManager.drop({ collectionId: rec.collectionId, modelVersion: version }).catch(() => undefined);
+      await this.store.deleteIndexRecord(rec.collectionId, version);
+      if (rec.path) rmSync(rec.path, { force: true });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled([...this.active.values()]);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  private async run(initial: TrainJobRow): Promise<void> {
+    const { engine, config } = this.deps;
+    let job = initial;
+    let state: JobState = job.state;
+    let entered = performance.now();
+    const timings: Record<string, number> = { ...job.timings };
+    let progress: Metadata = { ...job.progress };
+    let lastWrite = 0;
+    const t0 = performance.now();
+
+    const persist = async (patch: Partial<Pick<TrainJobRow, 'state' | 'candidateVersion' | 'error'>> = {}) => {
+      job = await this.store.updateJob(job.id, { ...patch, progress, timings });
+      lastWrite = performance.now();
+    };
+    const to = async (next: JobState, extra: Partial<Pick<TrainJobRow, 'candidateVersion' | 'error'>> = {}) => {
+      const secs = (performance.now() - entered) / 1000;
+      timings[state] = Math.round(((timings[state] ?? 0) + secs) * 1000) / 1000;
+      this.metrics.trainJobDuration.observe({ state }, secs);
+      state = next;
+      entered = performance.now();
+      if (TERMINAL_JOB_STATES.includes(next)) timings.total = Math.round(((performance.now() - t0) / 1000) * 1000) / 1000;
+      progress = { ...progress, state: next };
+      await persist({ state: next, ...extra });
+      this.metrics.trainJobs.inc({ state: next });
+      this.log.info('retrain job state', { job: job.id, state: next });
+    };
+    /** Progress inside a state: throttled to one write a second (re-embeds report per batch). */
+    const report = async (key: string, value: unknown, force = false) => {
+      progress = { ...progress, [key]: value };
+      if (force || performance.now() - lastWrite > 1000) await persist();
+    };
+
+    let candidate: Embedder | undefined;
+    let activated = false;
+    try {
+      const col = await engine.requireCollection(job.collection);
+      const version = `ft-${slug(job.collection)}-${stamp(Date.now())}-${job.id.slice(0, 6)}`;
+      const parentRow = await this.store.getModelVersion(job.parentVersion);
+
+      // ---- mining
+      await to('mining', { candidateVersion: version });
+      const mineOpts: MiningOptions = {
+        seed: 13, evalFraction: 0.2, maxEvalQueries: 1000, minEvalQueries: 20, pseudoQueries: 1000,
+        ...this.deps.mining, llm: this.deps.llm?.(),
+      };
+      const mined = await minePairs(this.store, col.id, col.name, mineOpts).catch((err: unknown) => {
+        throw new JobFailure(`mining: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      const bundleDir = join(this.jobDir(job.id), 'bundle');
+      const parentDir = parentRow ? decodeSource(parentRow.source) : undefined;
+      if (!parentDir || parentDir.kind !== 'dir') {
+        throw new JobFailure(`the champion ${job.parentVersion} is not a local model directory; the trainer needs its artifact (set MODEL_DIR)`);
+      }
+      const bundle = await writeBundle(bundleDir, {
+        store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
+        job: {
+          version, parent_version: job.parentVersion, loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
+          batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR, seed: mineOpts.seed, collection: col.name,
+        },
+      });
+      await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, dataHash: bundle.dataHash }, true);
+
+      // ---- training (a child process; serving continues untouched)
+      await to('training');
+      const staging = this.stagingDir(version);
+      rmSync(staging, { recursive: true, force: true });
+      mkdirSync(join(staging, '..'), { recursive: true });
+      const trained = await this.deps.trainer.train({
+        bundle: bundleDir, out: staging, timeoutSeconds: config.TRAINER_TIMEOUT_SECONDS, signal: this.abort.signal,
+        // One slot per event kind (progress, eval before/after, export, done): the last of each is kept.
+        onProgress: (p) => {
+          const key = typeof p.event === 'string' ? (typeof p.when === 'string' ? `${p.event}_${p.when}` : p.event) : 'progress';
+          void report('training', { ...(progress.training as Metadata | undefined), [key]: p, lastEvent: key }).catch(() => undefined);
+        },
+      });
+      const missing = missingArtifactFiles(staging);
+      if (missing.length > 0) throw new JobFailure(`trainer exited 0 but its artifact lacks ${missing.join(', ')}`);
+      const trainReport = readJson(join(staging, 'train_report.json'));
+      const card: Metadata = {
+        ...readJson(join(staging, 'model_card.json')),
+        version, parent_version: job.parentVersion, training_data_hash: bundle.dataHash, job_id: job.id, trainer_backend: this.deps.trainer.name,
+      };
+      writeFileSync(join(staging, 'model_card.json'), JSON.stringify(card, null, 2));
+      const finalDir = join(engine.modelsDir(), version);
+      rmSync(finalDir, { recursive: true, force: true });
+      // Only a complete artifact ever appears under its version name.
+      renameSync(staging, finalDir);
+      await report('training', { ...(progress.training as Metadata | undefined), wallSeconds: trained.wallSeconds, report: summarizeTrainReport(trainReport) }, true);
+
+      // ---- evaluating + gate
+      await to('evaluating');
+      const spec = specForDir(version, finalDir, config);
+      candidate = await loadModel(spec, config, this.metrics).catch((err: unknown) => {
+        throw new JobFailure(`candidate model cannot be loaded: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      const champion = engine.serving;
+      const queries = readEval(join(bundleDir, 'eval.jsonl'));
+      const corpus = await evalCorpus(this.store, col.id, queries, this.deps.evalMaxChunks ?? 20_000, mineOpts.seed);
+      const rel = relevantMap(queries);
+      const candMetrics = this.deps.irMetrics(rel, await rankWith(candidate, corpus.chunks, queries));
+      const champMetrics = this.deps.irMetrics(rel, await rankWith(champion.embedder, corpus.chunks, queries));
+      const decision = this.deps.gate(candMetrics, champMetrics, { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE });
+      const evalRow = await this.store.insertEvalReport({
+        jobId: job.id, candidateVersion: version, championVersion: champion.version,
+        metrics: { candidate: candMetrics, champion: champMetrics, queries: queries.length, corpusChunks: corpus.chunks.length, corpusSampled: corpus.sampled, liveChunks: corpus.liveChunks },
+        decision: decision as Metadata, passed: decision.passed,
+      });
+      this.metrics.gateDecisions.inc({ decision: decision.passed ? 'pass' : 'reject' });
+      const fullCard = { ...card, eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, champion_version: champion.version, passed: decision.passed } };
+      writeFileSync(join(finalDir, 'model_card.json'), JSON.stringify(fullCard, null, 2));
+      await this.store.upsertModelVersion({
+        version, parentVersion: job.parentVersion, source: encodeSource({ kind: 'dir', path: finalDir }), dim: candidate.dim,
+        status: decision.passed ? 'candidate' : 'rejected', card: fullCard,
+      });
+      await report('gate', { evalReportId: evalRow.id, ...decision }, true);
+      if (!decision.passed) {
+        await candidate.close();
+        candidate = undefined;
+        await to('rejected');
+        return;
+      }
+
+      // ---- shadow re-embed
+      await to('reembedding');
+      const build = await this.deps.swapper.shadowBuild(version, candidate, (collection, done, total, overall) => {
+        void report('reembed', { collection, done, total, overallDone: overall.done, overallTotal: overall.total, ratio: overall.total ? overall.done / overall.total : 1 }).catch(() => undefined);
+      });
+      await report('reembed', { ...(progress.reembed as Metadata), ratio: 1 }, true);
+
+      // ---- cut-over
+      await to('swapping');
+      const swap = await this.deps.swapper.cutOver(build);
+      activated = true;
+      await report('swap', swap, true);
+      await to('done');
+    } catch (err) {
+      const tail = err instanceof TrainerError ? err.stderrTail : [];
+      const msg = err instanceof JobFailure || err instanceof TrainerError ? err.message : `${state}: ${err instanceof Error ? err.message : String(err)}`;
+      if (!(err instanceof JobFailure) && !(err instanceof TrainerError)) this.log.error('retrain job failed', { job: job.id, err: err instanceof Error ? err.stack : String(err) });
+      if (candidate && !activated) await candidate.close().catch(() => undefined);
+      if (job.candidateVersion && !activated) await this.discardCandidateIndexes(job.candidateVersion).catch(() => undefined);
+      if (job.candidateVersion) rmSync(this.stagingDir(job.candidateVersion), { recursive: true, force: true });
+      progress = { ...progress, ...(tail.length ? { stderrTail: tail } : {}) };
+      await to('failed', { error: tail.length ? `${msg}\n${tail.join('\n')}` : msg }).catch((e) => this.log.error('could not persist job failure', { job: job.id, err: String(e) }));
+    }
+  }
+}
+
+function readJson(path: string): Metadata {
+  if (!existsSync(path)) return {};
+  try {
+    const v: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Metadata) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The numbers worth showing in /jobs (the full report, loss curve included, stays in the artifact dir). */
+function summarizeTrainReport(r: Metadata): Metadata {
+  const pick = ['device', 'precision', 'loss', 'pairs', 'train_rows', 'steps', 'train_seconds', 'samples_per_second', 'wall_seconds',
+    'eval_before', 'eval_after', 'eval_delta', 'onnx_parity_max_abs_diff', 'int8_metric_loss', 'export_seconds'];
+  return Object.fromEntries(Object.entries(r).filter(([k]) => pick.includes(k)));
+}
+
+function readEval(path: string): EvalQuery[] {
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => {
+    const o = JSON.parse(l) as { query: string; relevant: string[] };
+    return { query: o.query, relevant: o.relevant };
+  });
+}
