@@ -1,0 +1,268 @@
+"""Model artifact writer: transformers.js layout + PyTorch weights + ONNX (fp32, int8) + parity.
+
+Layout written (see trainer/README.md):
+  config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json  (transformers.js)
+  onnx/model.onnx             fp32, inputs input_ids/attention_mask/token_type_ids, output last_hidden_state
+  onnx/model_quantized.onnx   dynamic int8 (onnxruntime.quantization), for CPU serving (transformers.js dtype 'q8')
+  pytorch/                    sentence-transformers directory (Transformer + mean Pooling + Normalize)
+  model_card.json
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Any, Iterable, Sequence
+
+ONNX_OPSET = 17
+
+
+def sha256_files(paths: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _hf_parts(st_model):
+    first = st_model[0]
+    hf = first.auto_model
+    tok = first.tokenizer
+    return hf, tok
+
+
+def export_onnx(hf_model_dir: str, onnx_path: str, opset: int = ONNX_OPSET) -> None:
+    """Export a HF BERT-style encoder (saved at hf_model_dir) to ONNX with dynamic batch/sequence axes."""
+    import torch
+    from transformers import AutoModel
+
+    try:
+        model = AutoModel.from_pretrained(hf_model_dir, attn_implementation="eager")
+    except (TypeError, ValueError):
+        model = AutoModel.from_pretrained(hf_model_dir)
+    model = model.float().cpu().eval()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    wrap = Wrap(model).eval()
+    # padded dummy batch: the attention mask has zeros, so no "all ones" shortcut is traced
+    ids = torch.tensor([[2, 10, 11, 12, 13, 3], [2, 14, 15, 3, 0, 0]], dtype=torch.long)
+    ids = ids.clamp(max=model.config.vocab_size - 1)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.long)
+    tt = torch.zeros_like(ids)
+    os.makedirs(os.path.dirname(onnx_path), exist_ok=True)
+    dyn = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: "sequence_length"},
+        "token_type_ids": {0: "batch_size", 1: "sequence_length"},
+        "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+    }
+    kwargs: dict[str, Any] = dict(
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["last_hidden_state"],
+        dynamic_axes=dyn,
+        opset_version=opset,
+        do_constant_folding=True,
+    )
+    with torch.no_grad():
+        try:
+            torch.onnx.export(wrap, (ids, mask, tt), onnx_path, dynamo=False, **kwargs)
+        except TypeError:
+            torch.onnx.export(wrap, (ids, mask, tt), onnx_path, **kwargs)
+    # single-file model (no external data) so transformers.js loads it as-is
+    import onnx
+
+    m = onnx.load(onnx_path, load_external_data=True)
+    for f in os.listdir(os.path.dirname(onnx_path)):
+        if f.endswith(".data") or f.endswith("_data"):
+            os.remove(os.path.join(os.path.dirname(onnx_path), f))
+    onnx.save_model(m, onnx_path, save_as_external_data=False)
+    onnx.checker.check_model(onnx_path)
+
+
+def quantize_int8(onnx_path: str, out_path: str) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(onnx_path, out_path, weight_type=QuantType.QInt8)
+
+
+class OnnxEncoder:
+    """Mean-pooled, L2-normalized sentence embeddings from an exported ONNX encoder (CPU)."""
+
+    def __init__(self, onnx_path: str, tokenizer, max_seq_length: int = 256, threads: int = 0):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        self.tok = tokenizer
+        self.max_len = max_seq_length
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64):
+        import numpy as np
+
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tok(
+                list(texts[i : i + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_len,
+                return_tensors="np",
+            )
+            feeds = {
+                "input_ids": enc["input_ids"].astype(np.int64),
+                "attention_mask": enc["attention_mask"].astype(np.int64),
+                "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
+            }
+            h = self.sess.run(["last_hidden_state"], feeds)[0]
+            m = feeds["attention_mask"][..., None].astype(np.float32)
+            e = (h * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
+            out.append(e.astype(np.float32))
+        return np.concatenate(out, 0) if out else np.zeros((0, 0), np.float32)
+
+
+def parity_sentences(n: int = 200, extra: Sequence[str] = ()) -> list[str]:
+    base = [
+        "mitochondrial genome maintenance",
+        "The distribution of mitochondria into daughter cells after mitosis.",
+        "Is a pressor necessary during aortic perfusion?",
+        "a",
+        "Flight nurses performed three manikin intubations in each of the two study environments.",
+        "binding to a DNA sequence",
+    ]
+    out = list(extra)[: n]
+    i = 0
+    while len(out) < n:
+        s = base[i % len(base)]
+        out.append(s if i < len(base) else f"{s} {i}" * (1 + i % 7))
+        i += 1
+    return out[:n]
+
+
+def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str]) -> float:
+    """Max abs diff between normalized embeddings from PyTorch (fp32, CPU) and onnxruntime."""
+    import numpy as np
+    import torch
+
+    _, tok = _hf_parts(st_model)
+    max_len = st_model.max_seq_length
+    orig_device = st_model.device
+    st_model.to("cpu")
+    dtypes = {p.dtype for p in st_model.parameters()}
+    st_model.float()
+    with torch.no_grad():
+        ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
+    st_model.to(orig_device)
+    if torch.bfloat16 in dtypes or torch.float16 in dtypes:
+        pass  # trainer keeps fp32 master weights; nothing to restore
+    got = OnnxEncoder(onnx_path, tok, max_len).encode(list(sentences), batch_size=32)
+    return float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max())
+
+
+def write_artifact(
+    st_model,
+    out_dir: str,
+    card: dict,
+    *,
+    quantize: bool = True,
+    weights_fp16: bool = False,
+    parity_texts: Sequence[str] = (),
+    parity_tol: float = 1e-4,
+) -> dict:
+    """Write the full artifact into out_dir (which must not exist or be empty). Returns export info.
+
+    Raises RuntimeError if ONNX parity exceeds parity_tol.
+    """
+    import torch
+
+    os.makedirs(out_dir, exist_ok=True)
+    pt_dir = os.path.join(out_dir, "pytorch")
+    hf, tok = _hf_parts(st_model)
+    st_model.to("cpu").float()
+    st_model.save(pt_dir)
+    if weights_fp16:
+        # store trainable weights in fp16 to halve their size; loaders upcast to fp32
+        from safetensors.torch import load_file, save_file
+
+        sf = os.path.join(pt_dir, "model.safetensors")
+        if os.path.exists(sf):
+            sd = load_file(sf)
+            save_file({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, sf, metadata={"format": "pt"})
+    # HF model dir for transformers.js: config + tokenizer at the root
+    hf_tmp = os.path.join(out_dir, ".hf_export")
+    hf.save_pretrained(hf_tmp)
+    tok.save_pretrained(hf_tmp)
+    for fn in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        p = os.path.join(hf_tmp, fn)
+        if os.path.exists(p):
+            shutil.copyfile(p, os.path.join(out_dir, fn))
+    _patch_tokenizer_config(os.path.join(out_dir, "tokenizer_config.json"), st_model.max_seq_length)
+    onnx_fp32 = os.path.join(out_dir, "onnx", "model.onnx")
+    export_onnx(hf_tmp, onnx_fp32)
+    shutil.rmtree(hf_tmp, ignore_errors=True)
+    info: dict[str, Any] = {"onnx_opset": ONNX_OPSET}
+    sents = parity_sentences(200, parity_texts)
+    diff = onnx_parity(st_model, onnx_fp32, sents)
+    info["onnx_parity_max_abs_diff"] = diff
+    info["onnx_parity_n"] = len(sents)
+    if not diff < parity_tol:
+        raise RuntimeError(f"ONNX parity failed: max abs diff {diff:.3g} >= {parity_tol:g}")
+    if quantize:
+        q = os.path.join(out_dir, "onnx", "model_quantized.onnx")
+        quantize_int8(onnx_fp32, q)
+        info["int8_parity_max_abs_diff"] = onnx_parity(st_model, q, sents)
+    card = dict(card)
+    card.setdefault("pooling", "mean")
+    card.setdefault("normalize", True)
+    card["dim"] = int(st_model.get_embedding_dimension() if hasattr(st_model, "get_embedding_dimension") else st_model.get_sentence_embedding_dimension())
+    card["max_seq_length"] = int(st_model.max_seq_length)
+    card["files"] = {
+        "onnx_fp32": "onnx/model.onnx",
+        "onnx_int8": "onnx/model_quantized.onnx" if quantize else None,
+        "pytorch": "pytorch/",
+    }
+    card["export"] = info
+    with open(os.path.join(out_dir, "model_card.json"), "w") as f:
+        json.dump(card, f, indent=2)
+    return info
+
+
+def _patch_tokenizer_config(path: str, max_len: int) -> None:
+    """Make tokenizer_config.json explicit for transformers.js (class, lower-casing, max length)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        cfg = json.load(f)
+    for k in ("is_local", "local_files_only"):
+        cfg.pop(k, None)
+    cfg.setdefault("tokenizer_class", "BertTokenizer")
+    cfg["model_max_length"] = int(max_len)
+    cfg.setdefault("do_lower_case", True)
+    for k, v in (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("unk_token", "[UNK]"), ("mask_token", "[MASK]")):
+        cfg.setdefault(k, v)
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
+def build_st_model(hf_dir: str, max_seq_length: int):
+    """sentence-transformers model: Transformer + mean Pooling + Normalize."""
+    from sentence_transformers import SentenceTransformer, models
+
+    tr = models.Transformer(hf_dir, max_seq_length=max_seq_length)
+    dim = tr.get_embedding_dimension() if hasattr(tr, "get_embedding_dimension") else tr.get_word_embedding_dimension()
+    pool = models.Pooling(dim, pooling_mode="mean")
+    return SentenceTransformer(modules=[tr, pool, models.Normalize()])

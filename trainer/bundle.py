@@ -1,0 +1,179 @@
+"""Training-bundle validation (plain Python: runs before torch is imported, so bad input fails fast).
+
+Bundle layout (DESIGN.md "Training bundle"):
+  pairs.jsonl   {"anchor": str, "positive": str[, "negative": str]}   one per line
+  eval.jsonl    {"query": str, "relevant": [corpus ids][, "id": str]}
+  corpus.jsonl  {"id": str, "text": str}
+  base/         model artifact: PyTorch weights in base/pytorch/ (sentence-transformers dir) or
+                an ST/HF model directly in base/; or job.json "base_model": a path or hub id
+  job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
+                 "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
+                 "version"?, "parent_version"?, "base_model"?}
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .data import BundleError, read_jsonl
+
+JOB_DEFAULTS: dict[str, Any] = {
+    "loss": "mnrl",
+    "batch_size": 128,
+    "epochs": 1,
+    "lr": 5e-5,
+    "seed": 42,
+    "max_seq_length": 128,
+    "hard_negatives": False,
+    "gpu": "auto",
+    "mini_batch_size": 64,
+    "warmup_ratio": 0.1,
+}
+
+
+@dataclass
+class Bundle:
+    path: str
+    job: dict
+    anchors: list[str]
+    positives: list[str]
+    negatives: list[str] | None
+    queries: list[dict]
+    corpus: list[dict]
+    base_path: str
+    files: list[str] = field(default_factory=list)
+
+
+def _num(job: dict, key: str, typ, minimum, strict: bool = True):
+    v = job[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (typ is int and int(v) != v):
+        raise BundleError(f"job.json: '{key}' must be {'an integer' if typ is int else 'a number'}")
+    if (v <= minimum) if strict else (v < minimum):
+        raise BundleError(f"job.json: '{key}' must be {'>' if strict else '>='} {minimum}")
+    return typ(v)
+
+
+def load_job(path: str) -> dict:
+    p = os.path.join(path, "job.json")
+    if not os.path.isfile(p):
+        raise BundleError(f"missing job.json in bundle {path}")
+    try:
+        with open(p, encoding="utf-8") as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as e:
+        raise BundleError(f"job.json: malformed JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(raw, dict):
+        raise BundleError("job.json: expected a JSON object")
+    job = dict(JOB_DEFAULTS)
+    job.update(raw)
+    if job["loss"] not in ("mnrl", "cached_mnrl"):
+        raise BundleError(f"job.json: 'loss' must be 'mnrl' or 'cached_mnrl', got {job['loss']!r}")
+    if job["gpu"] not in ("auto", "required"):
+        raise BundleError(f"job.json: 'gpu' must be 'auto' or 'required', got {job['gpu']!r}")
+    job["batch_size"] = _num(job, "batch_size", int, 1, strict=False)
+    job["mini_batch_size"] = _num(job, "mini_batch_size", int, 1, strict=False)
+    job["epochs"] = _num(job, "epochs", float, 0)
+    if job["epochs"] == int(job["epochs"]):
+        job["epochs"] = int(job["epochs"])
+    job["lr"] = _num(job, "lr", float, 0)
+    job["seed"] = _num(job, "seed", int, 0, strict=False)
+    job["max_seq_length"] = _num(job, "max_seq_length", int, 8, strict=False)
+    job["warmup_ratio"] = _num(job, "warmup_ratio", float, 0, strict=False)
+    hn = job["hard_negatives"]
+    if hn is None or hn is False:
+        job["hard_negatives"] = None
+    elif hn is True:
+        job["hard_negatives"] = {}
+    elif not isinstance(hn, dict):
+        raise BundleError("job.json: 'hard_negatives' must be a boolean or an object")
+    return job
+
+
+def _str_field(obj: dict, key: str, fname: str, line: int) -> str:
+    v = obj.get(key)
+    if not isinstance(v, str):
+        raise BundleError(f"{fname}:{line}: '{key}' must be a string")
+    if not v.strip():
+        raise BundleError(f"{fname}:{line}: empty '{key}' text")
+    return v
+
+
+def _jsonl(path: str, name: str) -> str:
+    p = os.path.join(path, name)
+    if not os.path.isfile(p):
+        raise BundleError(f"missing {name} in bundle {path}")
+    return p
+
+
+def resolve_base(path: str, job: dict) -> str:
+    if job.get("base_model"):
+        b = str(job["base_model"])
+        return os.path.join(path, b) if os.path.exists(os.path.join(path, b)) else b
+    base = os.path.join(path, "base")
+    for cand in (os.path.join(base, "pytorch"), base):
+        if os.path.isfile(os.path.join(cand, "modules.json")) or (
+            os.path.isfile(os.path.join(cand, "config.json"))
+            and any(os.path.isfile(os.path.join(cand, w)) for w in ("model.safetensors", "pytorch_model.bin"))
+        ):
+            return cand
+    if not os.path.isdir(base):
+        raise BundleError(f"missing base/ model in bundle {path} (or job.json 'base_model')")
+    raise BundleError("base/ has no PyTorch weights (expected base/pytorch/ sentence-transformers dir)")
+
+
+def load_bundle(path: str) -> Bundle:
+    if not os.path.isdir(path):
+        raise BundleError(f"bundle not found: {path}")
+    if not os.listdir(path):
+        raise BundleError(f"bundle is empty: {path}")
+    job = load_job(path)
+    pp = _jsonl(path, "pairs.jsonl")
+    anchors, positives, negatives = [], [], []
+    has_neg = None
+    for line, o in read_jsonl(pp):
+        anchors.append(_str_field(o, "anchor", "pairs.jsonl", line))
+        positives.append(_str_field(o, "positive", "pairs.jsonl", line))
+        n = "negative" in o and o["negative"] is not None
+        if has_neg is None:
+            has_neg = n
+        elif has_neg != n:
+            raise BundleError(f"pairs.jsonl:{line}: 'negative' must be on every line or on none")
+        if n:
+            negatives.append(_str_field(o, "negative", "pairs.jsonl", line))
+    if not anchors:
+        raise BundleError("pairs.jsonl is empty")
+    cp = _jsonl(path, "corpus.jsonl")
+    corpus, ids = [], set()
+    for line, o in read_jsonl(cp):
+        cid = o.get("id")
+        if not isinstance(cid, (str, int)) or isinstance(cid, bool) or str(cid) == "":
+            raise BundleError(f"corpus.jsonl:{line}: 'id' must be a non-empty string")
+        cid = str(cid)
+        if cid in ids:
+            raise BundleError(f"corpus.jsonl:{line}: duplicate id {cid!r}")
+        ids.add(cid)
+        corpus.append({"id": cid, "text": _str_field(o, "text", "corpus.jsonl", line)})
+    if not corpus:
+        raise BundleError("corpus.jsonl is empty")
+    ep = _jsonl(path, "eval.jsonl")
+    queries = []
+    for line, o in read_jsonl(ep):
+        q = _str_field(o, "query", "eval.jsonl", line)
+        rel = o.get("relevant")
+        if not isinstance(rel, list) or not rel:
+            raise BundleError(f"eval.jsonl:{line}: 'relevant' must be a non-empty list of corpus ids")
+        rel = [str(r) for r in rel]
+        missing = [r for r in rel if r not in ids]
+        if missing:
+            raise BundleError(f"eval.jsonl:{line}: relevant id {missing[0]!r} not in corpus.jsonl")
+        qid = str(o["id"]) if o.get("id") is not None else f"q{len(queries)}"
+        queries.append({"id": qid, "query": q, "relevant": rel})
+    if not queries:
+        raise BundleError("eval.jsonl is empty")
+    if len({q["id"] for q in queries}) != len(queries):
+        raise BundleError("eval.jsonl: duplicate query ids")
+    base = resolve_base(path, job)
+    return Bundle(path, job, anchors, positives, negatives if has_neg else None, queries, corpus, base,
+                  files=[pp, ep, cp, os.path.join(path, "job.json")])

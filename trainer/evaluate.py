@@ -1,0 +1,47 @@
+"""IR evaluation with sentence-transformers' InformationRetrievalEvaluator."""
+from __future__ import annotations
+
+import os
+
+from .data import load_jsonl
+
+KEYS = ["accuracy@1", "accuracy@3", "accuracy@5", "accuracy@10", "precision@1", "precision@3", "precision@5",
+        "precision@10", "recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@100"]
+
+
+def make_evaluator(queries: list[dict], corpus: list[dict], name: str = "eval", **kw):
+    """queries: [{"query", "relevant":[ids]} | {"id", "query", "relevant"}]; corpus: [{"id","text"}]."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    q = {}
+    rel = {}
+    for i, o in enumerate(queries):
+        qid = str(o.get("id", f"q{i}"))
+        q[qid] = o["query"]
+        rel[qid] = set(str(x) for x in o["relevant"])
+    c = {str(o["id"]): o["text"] for o in corpus}
+    return InformationRetrievalEvaluator(
+        queries=q, corpus=c, relevant_docs=rel, name=name,
+        accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10], mrr_at_k=[10], ndcg_at_k=[10],
+        map_at_k=[100], show_progress_bar=False, batch_size=256, corpus_chunk_size=50000, **kw)
+
+
+def flat(results: dict, name: str) -> dict:
+    """ST result dict -> {"ndcg@10": ...} for the cosine score function."""
+    out = {}
+    for k in KEYS:
+        key = f"{name}_cosine_{k}"
+        if key in results:
+            out[k] = float(results[key])
+    return out
+
+
+def evaluate(model, queries, corpus, name="eval") -> dict:
+    ev = make_evaluator(queries, corpus, name=name)
+    return flat(ev(model), name)
+
+
+def eval_dataset(model, data_dir: str, ds: str, split: str = "dev") -> dict:
+    queries = load_jsonl(os.path.join(data_dir, ds, f"queries.{split}.jsonl"))
+    corpus = load_jsonl(os.path.join(data_dir, ds, "corpus.jsonl"))
+    return evaluate(model, queries, corpus, name=f"{ds}_{split}")

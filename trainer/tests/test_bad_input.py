@@ -1,0 +1,92 @@
+"""Bad input: exit code != 0, one-line reason on stderr, nothing written. Runs without torch."""
+import json
+import os
+
+from .conftest import run_cli, write_bundle
+
+
+def _err(r):
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert lines, "expected an error line on stderr"
+    assert lines[-1].startswith("trainer: error: ")
+    return lines[-1]
+
+
+def test_missing_bundle(tmp_path):
+    r = run_cli("train", str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert r.returncode == 2
+    assert "bundle not found" in _err(r)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_bundle(tmp_path):
+    (tmp_path / "b").mkdir()
+    r = run_cli("train", str(tmp_path / "b"), str(tmp_path / "out"))
+    assert r.returncode == 2 and "empty" in _err(r)
+
+
+def test_missing_job(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), base=False)
+    os.remove(os.path.join(b, "job.json"))
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "job.json" in _err(r)
+
+
+def test_malformed_jsonl_has_line_number(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), pairs=[{"anchor": "a", "positive": "b"}, '{"anchor": "x", "positive": ', {"anchor": "c", "positive": "d"}], base=False)
+    r = run_cli("train", b, str(tmp_path / "out"))
+    assert r.returncode == 2
+    e = _err(r)
+    assert "pairs.jsonl:2" in e and "malformed" in e
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_text(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), pairs=[{"anchor": "a", "positive": "b"}, {"anchor": "  ", "positive": "d"}], base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "pairs.jsonl:2" in _err(r) and "empty" in _err(r)
+
+
+def test_empty_pairs(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), pairs=[], base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "pairs.jsonl is empty" in _err(r)
+
+
+def test_eval_unknown_id(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), queries=[{"query": "q", "relevant": ["nope"]}], base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "eval.jsonl:1" in _err(r)
+
+
+def test_bad_job_values(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), job={"loss": "triplet"}, base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "loss" in _err(r)
+    b = write_bundle(str(tmp_path / "c"), job={"batch_size": 0}, base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "batch_size" in _err(r)
+
+
+def test_missing_base(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and "base" in _err(r)
+
+
+def test_output_exists(tmp_path):
+    b = write_bundle(str(tmp_path / "b"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("keep")
+    r = run_cli("train", b, str(out))
+    assert r.returncode == 2 and "output exists" in _err(r)
+    assert (out / "x").read_text() == "keep"
+
+
+def test_validate_ok(tmp_path):
+    b = write_bundle(str(tmp_path / "b"))
+    r = run_cli("validate", b)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout.strip().splitlines()[-1])
+    assert ev["event"] == "valid" and ev["pairs"] == 64 and ev["base"].endswith(os.path.join("base", "pytorch"))

@@ -1,0 +1,60 @@
+"""End-to-end training on the tiny fixture model (torch required; GPU used when present)."""
+import json
+import os
+
+import pytest
+
+from .conftest import needs_torch, run_cli, write_bundle
+
+REQUIRED = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx", "onnx/model_quantized.onnx",
+            "pytorch/modules.json", "model_card.json", "train_report.json"]
+
+
+@needs_torch
+@pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])
+def test_train_writes_artifact(tmp_path, loss):
+    b = write_bundle(str(tmp_path / "b"), job={"loss": loss, "mini_batch_size": 4})
+    out = tmp_path / "model"
+    r = run_cli("train", b, str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = [json.loads(l) for l in r.stdout.strip().splitlines()]  # stdout is pure JSON lines
+    prog = [e for e in events if e["event"] == "progress"]
+    assert prog and all({"step", "total", "loss"} <= e.keys() for e in prog)
+    assert events[-1]["event"] == "done"
+    for f in REQUIRED:
+        assert (out / f).is_file(), f
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["pooling"] == "mean" and card["normalize"] is True and card["dim"] == 64
+    assert card["parent_version"] == "tiny-1" and card["training_data_hash"].startswith("sha256:")
+    assert {"before", "after", "int8"} <= card["eval"].keys()
+    rep = json.loads((out / "train_report.json").read_text())
+    assert rep["onnx_parity_max_abs_diff"] < 1e-4 and rep["onnx_parity_n"] == 200
+    assert rep["samples_per_second"] > 0 and rep["loss_curve"] and "ndcg@10" in rep["int8_metric_loss"]
+    # nothing half-written left beside the output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "model"]
+
+
+@needs_torch
+def test_train_from_trained_artifact_and_hard_negatives(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), job={"hard_negatives": {"num_negatives": 1, "range_min": 0, "range_max": 5, "max_score": 1.0}})
+    r = run_cli("train", b, str(tmp_path / "m1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert any(json.loads(l)["event"] == "hard_negatives" for l in r.stdout.splitlines())
+    # continue training from the produced artifact (its pytorch/ weights)
+    import shutil
+
+    shutil.rmtree(os.path.join(b, "base"))
+    shutil.copytree(tmp_path / "m1", os.path.join(b, "base"))
+    r = run_cli("train", b, str(tmp_path / "m2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads((tmp_path / "m2" / "model_card.json").read_text())
+    assert card["parent_version"] == json.loads((tmp_path / "m1" / "model_card.json").read_text())["version"]
+
+
+@needs_torch
+def test_gpu_required_without_gpu(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), job={"gpu": "required"})
+    r = run_cli("train", b, str(tmp_path / "out"), env={"CUDA_VISIBLE_DEVICES": ""})
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines()[-1].startswith("trainer: error: no CUDA GPU")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,251 @@
+"""`python -m trainer train BUNDLE OUT`: MNRL fine-tuning with SentenceTransformerTrainer."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from typing import Any, Callable
+
+from .artifact import OnnxEncoder, sha256_files, write_artifact
+from .bundle import Bundle
+from .data import BundleError
+
+
+class NoGpuError(Exception):
+    pass
+
+
+def pick_device(job: dict, warn: Callable[[str], None]) -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if job["gpu"] == "required":
+        raise NoGpuError("no CUDA GPU available and job.json has gpu: 'required'")
+    warn("no CUDA GPU available; training on CPU (slow). Set gpu: 'required' to refuse instead.")
+    return "cpu"
+
+
+def load_model(base: str, device: str, max_seq_length: int):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from .artifact import build_st_model
+
+    if os.path.isdir(base) and not os.path.isfile(os.path.join(base, "modules.json")):
+        model = build_st_model(base, max_seq_length)  # plain HF encoder dir: add mean pooling + normalize
+        model.to(device)
+    else:
+        model = SentenceTransformer(base, device=device, model_kwargs={"dtype": torch.float32})
+    model.float()
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def nested_flat(scores: dict) -> dict:
+    """ST compute_all_metrics() {'cosine': {'ndcg@k': {10: v}}} -> {'ndcg@10': v}."""
+    s = scores["cosine"]
+    out = {}
+    for metric, vals in s.items():
+        for k, v in vals.items():
+            out[metric.replace("@k", f"@{k}")] = float(v)
+    return out
+
+
+class _OnnxAsST:
+    """Minimal encode_query/encode_document facade so ST's evaluator can score an ONNX model."""
+
+    def __init__(self, enc: OnnxEncoder):
+        self.enc = enc
+
+    def _encode(self, sentences, convert_to_tensor=True, **_kw):
+        import torch
+
+        return torch.from_numpy(self.enc.encode(list(sentences), batch_size=128))
+
+    encode_query = _encode
+    encode_document = _encode
+    encode = _encode
+
+
+def make_evaluator(b: Bundle, name: str = "eval"):
+    from sentence_transformers import util
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(
+        queries={q["id"]: q["query"] for q in b.queries},
+        corpus={c["id"]: c["text"] for c in b.corpus},
+        relevant_docs={q["id"]: set(q["relevant"]) for q in b.queries},
+        name=name, accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10], mrr_at_k=[10],
+        ndcg_at_k=[10], map_at_k=[100], show_progress_bar=False, batch_size=256,
+        score_functions={"cosine": util.cos_sim})
+
+
+def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], None]) -> dict:
+    t_start = time.time()
+    job = b.job
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, util
+    from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import TrainerCallback, set_seed
+
+    device = pick_device(job, warn)
+    set_seed(job["seed"])
+    emit(event="start", device=device, pairs=len(b.anchors), queries=len(b.queries), corpus=len(b.corpus),
+         base=b.base_path, job=job)
+    model = load_model(b.base_path, device, job["max_seq_length"])
+    base_card = {}
+    for cand in (os.path.join(b.path, "base", "model_card.json"), os.path.join(os.path.dirname(b.base_path), "model_card.json")):
+        if os.path.isfile(cand):
+            with open(cand) as f:
+                base_card = json.load(f)
+            break
+    evaluator = make_evaluator(b)
+    t = time.time()
+    before = nested_flat(evaluator.compute_all_metrics(model))
+    emit(event="eval", when="before", secs=round(time.time() - t, 2), **{k: before[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+
+    cols: dict[str, list[str]] = {"anchor": b.anchors, "positive": b.positives}
+    if b.negatives is not None:
+        cols["negative"] = b.negatives
+    ds = Dataset.from_dict(cols)
+    mined = None
+    if job["hard_negatives"] is not None and b.negatives is None:
+        from sentence_transformers.util import mine_hard_negatives
+
+        hn = job["hard_negatives"]
+        t = time.time()
+        ds = mine_hard_negatives(
+            ds, model, anchor_column_name="anchor", positive_column_name="positive",
+            corpus=list(dict.fromkeys(list(b.positives) + [c["text"] for c in b.corpus])),
+            num_negatives=int(hn.get("num_negatives", 1)), range_min=int(hn.get("range_min", 10)),
+            range_max=int(hn.get("range_max", 50)), max_score=float(hn.get("max_score", 0.95)),
+            sampling_strategy=hn.get("sampling_strategy", "top"), batch_size=256, output_format="triplet",
+            use_faiss=False, verbose=False)
+        mined = {"rows": len(ds), "secs": round(time.time() - t, 2)}
+        emit(event="hard_negatives", **mined)
+
+    if job["loss"] == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim,
+                                                  mini_batch_size=job["mini_batch_size"])
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim)
+
+    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    steps_per_epoch = max(1, len(ds) // job["batch_size"])
+    total_est = max(1, int(steps_per_epoch * job["epochs"]))
+    work = out + ".work"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=work, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
+        learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=job["seed"],
+        data_seed=job["seed"], batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+        eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
+        report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu")
+
+    curve: list[dict] = []
+
+    class Progress(TrainerCallback):
+        def on_log(self, args_, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" in logs:
+                rec = {"step": state.global_step, "total": state.max_steps, "loss": float(logs["loss"]),
+                       "lr": float(logs.get("learning_rate", 0.0)), "epoch": float(state.epoch or 0)}
+                curve.append(rec)
+                emit(event="progress", **rec)
+            evals = {k: v for k, v in logs.items() if k.startswith("eval_")}
+            if evals:
+                emit(event="eval", when="epoch", step=state.global_step, **{k: float(v) for k, v in evals.items()
+                                                                           if isinstance(v, (int, float))})
+
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss,
+                                         evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.time()
+    tr = trainer.train()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    train_secs = time.time() - t
+    model.eval()
+    t = time.time()
+    after = nested_flat(evaluator.compute_all_metrics(model))
+    emit(event="eval", when="after", secs=round(time.time() - t, 2), **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+
+    data_hash = sha256_files([os.path.join(b.path, "pairs.jsonl"), os.path.join(b.path, "job.json")])
+    parent = job.get("parent_version") or base_card.get("version")
+    version = job.get("version") or f"ft-{data_hash[:12]}"
+    card = {"version": str(version), "parent_version": parent, "parent": parent, "pooling": "mean",
+            "normalize": True, "training_data_hash": "sha256:" + data_hash,
+            "base": b.base_path if not os.path.isdir(b.base_path) else os.path.relpath(b.base_path, b.path),
+            "eval": {"before": before, "after": after, "n_queries": len(b.queries), "n_corpus": len(b.corpus),
+                     "evaluator": "sentence_transformers InformationRetrievalEvaluator (cosine)"},
+            "job": job}
+    parent_dir = os.path.dirname(os.path.abspath(out)) or "."
+    tmp = os.path.join(parent_dir, f".{os.path.basename(os.path.abspath(out))}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        emit(event="export", step="onnx")
+        t = time.time()
+        info = write_artifact(model, tmp, card, quantize=True, weights_fp16=bool(job.get("weights_fp16", False)),
+                              parity_texts=[q["query"] for q in b.queries[:100]] + [c["text"] for c in b.corpus[:100]])
+        export_secs = time.time() - t
+        # int8 metric loss: the quantized ONNX scored by the same evaluator
+        t = time.time()
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(os.path.join(tmp, "pytorch"))
+        q8 = OnnxEncoder(os.path.join(tmp, "onnx", "model_quantized.onnx"), tok, job["max_seq_length"])
+        int8 = nested_flat(evaluator.compute_all_metrics(_OnnxAsST(q8)))
+        int8_loss = {k: after[k] - int8[k] for k in after}
+        emit(event="eval", when="int8", secs=round(time.time() - t, 2), **{k: int8[k] for k in ("ndcg@10", "recall@10")})
+        with open(os.path.join(tmp, "model_card.json")) as f:
+            card = json.load(f)
+        card["eval"]["int8"] = int8
+        with open(os.path.join(tmp, "model_card.json"), "w") as f:
+            json.dump(card, f, indent=2)
+        n_samples = len(ds) * job["epochs"]
+        report: dict[str, Any] = {
+            "version": card["version"], "parent_version": parent,
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+            "precision": "bf16" if use_bf16 else "fp32",
+            "loss": job["loss"], "job": job, "pairs": len(b.anchors), "train_rows": len(ds), "hard_negatives": mined,
+            "steps": int(tr.global_step), "train_seconds": round(train_secs, 3),
+            "samples_per_second": round(n_samples / train_secs, 2),
+            "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))},
+            "loss_curve": curve, "eval_before": before, "eval_after": after,
+            "eval_delta": {k: after[k] - before[k] for k in after},
+            "onnx_parity_max_abs_diff": info["onnx_parity_max_abs_diff"], "onnx_parity_n": info["onnx_parity_n"],
+            "int8_parity_max_abs_diff": info.get("int8_parity_max_abs_diff"),
+            "eval_int8": int8, "int8_metric_loss": int8_loss, "export_seconds": round(export_secs, 2),
+            "training_data_hash": card["training_data_hash"],
+            "versions": _versions(), "wall_seconds": round(time.time() - t_start, 2),
+        }
+        with open(os.path.join(tmp, "train_report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        if os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    emit(event="done", out=out, version=card["version"], wall_seconds=report["wall_seconds"],
+         train_seconds=report["train_seconds"], samples_per_second=report["samples_per_second"],
+         ndcg10_before=before["ndcg@10"], ndcg10_after=after["ndcg@10"])
+    return report
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for m in ("torch", "transformers", "sentence_transformers", "onnx", "onnxruntime"):
+        try:
+            out[m] = __import__(m).__version__
+        except Exception:  # pragma: no cover
+            pass
+    return out
