@@ -6,12 +6,16 @@
 // maxWaitMs for company. Each worker holds at most MAX_INFLIGHT batches so the next one is already there
 // when the current finishes (no gap waiting on the main thread); the rest stay in the main queue, where
 // later calls still merge into them and where maxQueue is enforced.
+//
+// Two lanes: 'query' (default) and 'bulk'. Batches are filled from the query lane first, so a search
+// arriving behind a 10k-document re-embed waits for at most the batches already in flight, not the whole
+// re-embed. Each lane has its own maxQueue bound, so bulk work cannot make queries 'overloaded'.
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
 import { spawnWorker } from '../util/worker.js';
 import type { FromWorker, LoadFailure, ToWorker, WorkerInit } from './protocol.js';
-import type { EmbedObserver, Embedder, EmbedderOptions, ModelSpec } from './types.js';
+import type { EmbedObserver, EmbedOptions, EmbedPriority, Embedder, EmbedderOptions, ModelSpec } from './types.js';
 
 const MAX_INFLIGHT = 2;
 const RESPAWN_BASE_MS = 100;
@@ -54,6 +58,11 @@ interface Segment {
   enqueuedAt: number;
 }
 
+interface Lane {
+  segs: Segment[];
+  queued: number;
+}
+
 interface Batch {
   id: number;
   parts: Segment[];
@@ -86,8 +95,9 @@ export class EmbedPool implements Embedder {
   /** Effective token limit per text (maxTokens capped by the model). */
   readonly maxTokens: number;
   private readonly slots: (Slot | undefined)[];
-  private readonly queue: Segment[] = [];
-  private queued = 0;
+  private readonly lanes: Record<EmbedPriority, Lane> = { query: { segs: [], queued: 0 }, bulk: { segs: [], queued: 0 } };
+  /** Lanes in the order batches are filled from. */
+  private readonly order: Lane[] = [this.lanes.query, this.lanes.bulk];
   private nextBatchId = 1;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
@@ -135,16 +145,20 @@ export class EmbedPool implements Embedder {
     return pool;
   }
 
-  embed(texts: string[]): Promise<Float32Array[]> {
+  embed(texts: string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new AppError('not_ready', 'the embedder is shutting down'));
     if (texts.length === 0) return Promise.resolve([]);
     // Checked here, not in the worker: a bad input would otherwise fail every caller merged into its batch.
     const bad = texts.findIndex((t) => typeof t !== 'string');
     if (bad >= 0) return Promise.reject(new TypeError(`embed(): texts[${bad}] is ${typeof texts[bad]}, not a string`));
-    // A single request larger than maxQueue is admitted into an empty queue, otherwise it could never run.
-    if (this.queued > 0 && this.queued + texts.length > this.opts.maxQueue) {
+    const priority = options.priority ?? 'query';
+    const lane = this.lanes[priority];
+    // A single request larger than maxQueue is admitted into an empty lane, otherwise it could never run.
+    if (lane.queued > 0 && lane.queued + texts.length > this.opts.maxQueue) {
       return Promise.reject(
-        new AppError('overloaded', `embed queue is full (${this.queued} texts waiting, limit ${this.opts.maxQueue})`, undefined, { 'Retry-After': '1' }),
+        new AppError('overloaded', `embed ${priority} queue is full (${lane.queued} texts waiting, limit ${this.opts.maxQueue})`, undefined, {
+          'Retry-After': '1',
+        }),
       );
     }
     return new Promise<Float32Array[]>((resolve, reject) => {
@@ -153,14 +167,14 @@ export class EmbedPool implements Embedder {
       // so a bulk call pads far less (padding is to the longest text of a batch). Results go back by index.
       const indices = texts.map((_, i) => i);
       if (texts.length > 1) indices.sort((a, b) => texts[a]!.length - texts[b]!.length);
-      this.queue.push({ req, indices, start: 0, enqueuedAt: performance.now() });
-      this.queued += texts.length;
+      lane.segs.push({ req, indices, start: 0, enqueuedAt: performance.now() });
+      lane.queued += texts.length;
       this.pump();
     });
   }
 
   queueDepth(): number {
-    return this.queued;
+    return this.lanes.query.queued + this.lanes.bulk.queued;
   }
 
   stats(): PoolStats {
@@ -170,7 +184,7 @@ export class EmbedPool implements Embedder {
       batches: this.counters.batches,
       texts: this.counters.texts,
       restarts: this.counters.restarts,
-      queued: this.queued,
+      queued: this.queueDepth(),
       inflight: live.reduce((n, s) => n + s.inflightTexts, 0),
     };
   }
@@ -207,18 +221,18 @@ export class EmbedPool implements Embedder {
   // ---- scheduling ---------------------------------------------------------------------------------
 
   private busy(): boolean {
-    return this.queued > 0 || this.slots.some((s) => s !== undefined && s.inflightTexts > 0);
+    return this.queueDepth() > 0 || this.slots.some((s) => s !== undefined && s.inflightTexts > 0);
   }
 
   private pump(): void {
-    while (this.queue.length > 0) {
+    while (this.queueDepth() > 0) {
       const slot = this.leastBusy();
       if (!slot) return;
-      const oldest = this.queue[0]!;
-      const due = oldest.enqueuedAt + this.opts.maxWaitMs;
+      const oldest = Math.min(...this.order.map((l) => l.segs[0]?.enqueuedAt ?? Infinity));
+      const due = oldest + this.opts.maxWaitMs;
       const now = performance.now();
       const idle = slot.inflight.size === 0;
-      if (this.queued < this.opts.maxBatch && now < due && !idle && !this.closing) {
+      if (this.queueDepth() < this.opts.maxBatch && now < due && !idle && !this.closing) {
         if (!this.timer) {
           this.timer = setTimeout(() => {
             this.timer = undefined;
@@ -248,15 +262,17 @@ export class EmbedPool implements Embedder {
   private takeBatch(): Batch {
     const parts: Segment[] = [];
     let size = 0;
-    while (size < this.opts.maxBatch && this.queue.length > 0) {
-      const seg = this.queue[0]!;
-      const take = Math.min(this.opts.maxBatch - size, seg.indices.length - seg.start);
-      parts.push({ req: seg.req, indices: seg.indices.slice(seg.start, seg.start + take), start: 0, enqueuedAt: seg.enqueuedAt });
-      seg.start += take;
-      size += take;
-      if (seg.start === seg.indices.length) this.queue.shift();
+    for (const lane of this.order) {
+      while (size < this.opts.maxBatch && lane.segs.length > 0) {
+        const seg = lane.segs[0]!;
+        const take = Math.min(this.opts.maxBatch - size, seg.indices.length - seg.start);
+        parts.push({ req: seg.req, indices: seg.indices.slice(seg.start, seg.start + take), start: 0, enqueuedAt: seg.enqueuedAt });
+        seg.start += take;
+        size += take;
+        lane.queued -= take;
+        if (seg.start === seg.indices.length) lane.segs.shift();
+      }
     }
-    this.queued -= size;
     return { id: this.nextBatchId++, parts, size };
   }
 
@@ -333,11 +349,13 @@ export class EmbedPool implements Embedder {
       r.settled = true;
       r.reject(err);
     }
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const seg = this.queue[i]!;
-      if (reqs.has(seg.req)) {
-        this.queued -= seg.indices.length - seg.start;
-        this.queue.splice(i, 1);
+    for (const lane of this.order) {
+      for (let i = lane.segs.length - 1; i >= 0; i--) {
+        const seg = lane.segs[i]!;
+        if (reqs.has(seg.req)) {
+          lane.queued -= seg.indices.length - seg.start;
+          lane.segs.splice(i, 1);
+        }
       }
     }
   }
@@ -389,8 +407,10 @@ export class EmbedPool implements Embedder {
   }
 
   private failQueue(err: Error): void {
-    const segs = this.queue.splice(0);
-    this.queued = 0;
+    const segs = this.order.flatMap((lane) => {
+      lane.queued = 0;
+      return lane.segs.splice(0);
+    });
     for (const s of segs) {
       if (s.req.settled) continue;
       s.req.settled = true;

@@ -32,7 +32,7 @@ export interface EmbedderOptions {
    * whatever is queued at once, so a lone query never pays this wait).
    */
   maxWaitMs: number;
-  /** Max texts waiting in the queue; past it embed() rejects with AppError('overloaded'). */
+  /** Max texts waiting per priority lane; past it embed() rejects with AppError('overloaded'). */
   maxQueue: number;
   /** Tokens per text; longer texts are truncated by the tokenizer. */
   maxTokens?: number;
@@ -41,11 +41,18 @@ export interface EmbedderOptions {
   observer?: EmbedObserver;
 }
 
+/** 'query' (default) is served before 'bulk' (ingest, re-embed); each has its own maxQueue bound. */
+export type EmbedPriority = 'query' | 'bulk';
+
+export interface EmbedOptions {
+  priority?: EmbedPriority;
+}
+
 export interface Embedder {
   readonly version: string;
   readonly dim: number;
   /** L2-normalized mean-pooled embeddings, one per text, in order. */
-  embed(texts: string[]): Promise<Float32Array[]>;
+  embed(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>;
   /** Texts waiting in the batching queue (for backpressure and metrics). */
   queueDepth(): number;
   close(): Promise<void>;

@@ -148,6 +148,24 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     }
   });
 
+  it("serves 'query' before queued 'bulk' work, with a separate queue bound per lane", async () => {
+    const pool = await loadEmbedder(spec, options({ maxBatch: 4, maxQueue: 8 }));
+    try {
+      let bulkDone = false;
+      const bulk = pool.embed(Array.from({ length: 40 }, (_, i) => `bulk document ${i}`), { priority: 'bulk' });
+      void bulk.then(() => (bulkDone = true));
+      // The bulk lane is far over maxQueue (admitted because it was empty) yet queries still get in...
+      const query = pool.embed(['a query', 'another query']);
+      // ...while more bulk work is refused.
+      await expect(pool.embed(['more'], { priority: 'bulk' })).rejects.toMatchObject({ code: 'overloaded' });
+      expect(await query).toHaveLength(2);
+      expect(bulkDone).toBe(false);
+      expect(await bulk).toHaveLength(40);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('survives a crashed worker: its requests fail clearly, a replacement takes over', async () => {
     const pool = (await loadEmbedder(spec, options({ workers: 2, maxBatch: 4 }))) as EmbedPool;
     try {
