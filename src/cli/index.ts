@@ -24,6 +24,7 @@ commands:
       last acknowledged line.
   search QUERY --collection C [--k 10] [--mode vector|keyword|hybrid] [--filter '{"key":"value"}']
   collections                       list collections
+  reindex [--collection C]          rebuild the HNSW index of C (default: every collection) from the store
   retrain --collection C            start a retrain job
   jobs [ID] [--collection C]        list jobs, or show one
   models                            list model versions
@@ -148,6 +149,20 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       const cols = await clientFor(values, io).listCollections();
       if (values.json) return json(cols), 0;
       out(table([['name', 'documents', 'chunks', 'model'], ...cols.map((c) => [c.name, String(c.documents), String(c.chunks), c.model])]));
+      return 0;
+    }
+    case 'reindex': {
+      const { values } = parse(rest, { collection: { type: 'string', short: 'c' } });
+      const client = clientFor(values, io);
+      const names = values.collection ? [values.collection] : (await client.listCollections()).map((c) => c.name);
+      const results: { collection: string; chunks: number }[] = [];
+      // One at a time: a rebuild re-embeds every chunk of the collection, which is the slow part.
+      for (const name of names) {
+        const r = await client.reindex(name);
+        results.push({ collection: name, chunks: r.chunks });
+        if (!values.json) io.stderr.write(`reindexed ${name}: ${r.chunks} chunks\n`);
+      }
+      if (values.json) json(results);
       return 0;
     }
     case 'retrain': {

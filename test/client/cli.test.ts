@@ -76,6 +76,8 @@ describe('retrieval CLI', () => {
     expect(JSON.parse(sj.stdout).results[0].id).toBe('GO:0000007');
     const cols = await run(['collections']);
     expect(cols.stdout).toMatch(/cli-go\s+300\s+300/);
+    const re = await run(['reindex', '--collection', 'cli-go']);
+    expect([re.code, re.stderr]).toEqual([0, 'reindexed cli-go: 300 chunks\n']);
   });
 
   it('stops at a bad line with its number, then resumes after the last acknowledged batch', async () => {

@@ -279,6 +279,11 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect((await ids('ribosome', 1)).ids).toEqual(['rare']);
     expect((await ids('mitochondrial protein', 10, { group: 'a' })).ids).toEqual(['rare']);
     expect((await ids('protein', 100, { group: 'filler' })).ids).toHaveLength(30);
+    // Words in most chunks (near-zero idf) still return results, and fill up a list after rarer hits.
+    expect((await ids('the', 5)).ids).toHaveLength(5);
+    const fill = await ids('ribosome the', 10);
+    expect(fill.ids[0]).toBe('rare');
+    expect(fill.ids).toHaveLength(10);
 
     // A replaced document's old text is no longer searchable; its new text is.
     await store.upsertDocuments(c.id, [doc('old', 'neurulation', { group: 'a' })]);

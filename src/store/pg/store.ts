@@ -30,6 +30,10 @@ const LOCK_SERVING = 2;
 const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 // Bound on distinct query terms in keyword search: each term costs one GIN lookup for its df.
 const MAX_KEYWORD_TERMS = 64;
+// Keyword search: terms with idf at or below this are "weak" (see keywordSearch), and at most this many
+// weak-only chunks are ranked to fill a result list.
+const WEAK_IDF = 1e-3;
+const STOPWORD_CANDIDATES = 2000;
 // BM25 parameters, the same defaults as SQLite FTS5's bm25().
 const BM25_K1 = 1.2;
 const BM25_B = 0.75;
@@ -37,6 +41,7 @@ const BM25_B = 0.75;
 const K1 = sql.raw(BM25_K1.toFixed(4));
 const K1_PLUS_1 = sql.raw((BM25_K1 + 1).toFixed(4));
 const B = sql.raw(BM25_B.toFixed(4));
+const WEAK = sql.raw(WEAK_IDF.toExponential());
 // Postgres allows 65535 bind parameters per statement; rows × columns must stay below it.
 const ROWS_PER_INSERT = 2000;
 
@@ -310,13 +315,18 @@ export class PgStore implements Store {
     // (`"AND OR NEAR("` is three plain terms), and the same tokeniser as the SQLite side is used.
     const terms = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, MAX_KEYWORD_TERMS);
     if (terms.length === 0) return [];
-    const orQuery = terms.map((t) => `'${t}'`).join(' | ');
     const filterSql = filter && Object.keys(filter).length > 0
       ? sql`AND EXISTS (SELECT 1 FROM ${s.documents} WHERE ${s.documents.collectionId} = c.collection_id AND ${s.documents.id} = c.doc_id AND ${and(...metadataConds(filter))})`
       : sql``;
     // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
     // tsvector's position lists, length = distinct lexemes (tsv_len). ts_rank has no idf, so a common
     // word would outrank a rare one; this keeps keyword and hybrid results comparable across dialects.
+    //
+    // Candidates are drawn in two tiers. Words like "the" sit in most chunks (idf ≤ WEAK_IDF), and
+    // unnesting every such chunk's tsvector was ~90 % of the query time. Any chunk holding a stronger
+    // term outscores every chunk holding only weak ones (≥ 1e-3·0.2 vs ≤ 64·2.2e-6), so tier 1 (a
+    // strong term) is ranked in full, and tier 2 (weak terms only) is consulted only to fill up to k,
+    // from at most STOPWORD_CANDIDATES chunks. Weak terms still add their share to every score.
     const rows = await rawRows(this.db, sql`
       WITH terms AS (
         SELECT DISTINCT value AS term FROM jsonb_array_elements_text(${JSON.stringify(terms)}::jsonb)
@@ -332,10 +342,22 @@ export class PgStore implements Store {
           WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL AND x.tsv @@ plainto_tsquery('simple', t.term)
         ) d
         WHERE d.df > 0
-      ), cand AS (
+      ), q AS (
+        -- Terms are letters and digits only (see above), so quote_literal yields plain 'term' lexemes.
+        SELECT to_tsquery('simple', (SELECT string_agg(quote_literal(term), ' | ') FROM idf WHERE idf > ${WEAK}))  AS strong,
+               to_tsquery('simple', (SELECT string_agg(quote_literal(term), ' | ') FROM idf WHERE idf <= ${WEAK})) AS weak
+      ), tier1 AS MATERIALIZED (
         SELECT c.label, c.tsv, c.tsv_len FROM chunks c
         WHERE c.collection_id = ${collectionId} AND c.deleted_seq IS NULL
-          AND c.tsv @@ to_tsquery('simple', ${orQuery}) ${filterSql}
+          AND c.tsv @@ (SELECT strong FROM q) ${filterSql}
+      ), tier2 AS (
+        SELECT c.label, c.tsv, c.tsv_len FROM chunks c
+        WHERE c.collection_id = ${collectionId} AND c.deleted_seq IS NULL
+          AND c.tsv @@ (SELECT weak FROM q)
+          AND ((SELECT strong FROM q) IS NULL OR NOT c.tsv @@ (SELECT strong FROM q)) ${filterSql}
+        LIMIT CASE WHEN (SELECT count(*) FROM tier1) >= ${k} THEN 0 ELSE ${STOPWORD_CANDIDATES}::int END
+      ), cand AS (
+        SELECT * FROM tier1 UNION ALL SELECT * FROM tier2
       )
       SELECT cand.label::float8 AS label,
              sum(idf.idf * (u.tf * ${K1_PLUS_1}) /
