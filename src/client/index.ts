@@ -202,6 +202,8 @@ export class RetrievalClient {
     }
   }
   async metrics(): Promise<string> { return (await this.request('GET', '/metrics')).text(); }
+  /** The OpenAPI 3.1 document generated from the server's request schemas. */
+  openapi(): Promise<Record<string, unknown>> { return this.json('GET', '/openapi.json'); }
 
   // ---- collections and documents
   createCollection(input: CreateCollectionInput): Promise<CollectionInfo> { return this.json('POST', '/collections', input); }
