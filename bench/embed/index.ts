@@ -95,15 +95,20 @@ interface Contender {
   label: string;
   run(): Promise<unknown>;
   ms: number[];
+  /** Process CPU time (all threads: main, workers, ORT pools) per round. */
+  cpuMs: number[];
 }
 
 /** Rounds run every contender once, in turn, so load from other processes hits all of them alike. */
 async function race(contenders: Contender[]): Promise<void> {
   for (let r = 0; r < REPS; r++) {
     for (const c of contenders) {
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       await c.run();
       c.ms.push(performance.now() - t0);
+      const cpu = process.cpuUsage(cpu0);
+      c.cpuMs.push((cpu.user + cpu.system) / 1000);
     }
   }
 }
@@ -115,6 +120,8 @@ function median(xs: number[]): number {
 }
 
 const rate = (c: Contender) => (N / median(c.ms)) * 1000;
+/** Texts per CPU-second: insensitive to other processes' load, and shows the pool's own overhead. */
+const cpuRate = (c: Contender) => (N / median(c.cpuMs)) * 1000;
 
 async function chunked(pool: EmbedPool, all: string[], size: number, parallel: number): Promise<void> {
   let next = 0;
@@ -173,22 +180,26 @@ console.log(`dim ${pools.values().next().value!.dim} · maxTokens ${maxTokens}`)
 await bare.run(texts.slice(0, BATCH * 4), BATCH);
 for (const p of pools.values()) await p.embed(texts.slice(0, BATCH * 4));
 
-const bareCorpus: Contender = { label: 'bare ORT loop, corpus order', run: () => bare.run(texts, BATCH), ms: [] };
-const bareSorted: Contender = { label: 'bare ORT loop, length-sorted', run: () => bare.run(byLength, BATCH), ms: [] };
+const bareCorpus: Contender = { label: 'bare ORT loop, corpus order', run: () => bare.run(texts, BATCH), ms: [], cpuMs: [] };
+const bareSorted: Contender = { label: 'bare ORT loop, length-sorted', run: () => bare.run(byLength, BATCH), ms: [], cpuMs: [] };
 const poolRuns: Contender[] = [...pools].flatMap(([w, pool]) => [
-  { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, one bulk call`, run: () => pool.embed(texts), ms: [] },
+  { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, one bulk call`, run: () => pool.embed(texts), ms: [], cpuMs: [] },
   // How the server re-embeds: REEMBED_BATCH-sized calls, two in flight, so sorting only helps within a call.
-  { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, ${CHUNK}-text calls ×2 in flight`, run: () => chunked(pool, texts, CHUNK, 2), ms: [] },
+  { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, ${CHUNK}-text calls ×2 in flight`, run: () => chunked(pool, texts, CHUNK, 2), ms: [], cpuMs: [] },
 ]);
 await race([bareCorpus, bareSorted, ...poolRuns]);
-console.log(`texts/s, median of ${REPS} interleaved rounds (min–max):`);
+console.log(`median of ${REPS} interleaved rounds: wall texts/s (min–max) · texts per CPU-second`);
 for (const c of [bareCorpus, bareSorted, ...poolRuns]) {
   const lo = (N / Math.max(...c.ms)) * 1000;
   const hi = (N / Math.min(...c.ms)) * 1000;
-  console.log(`  ${c.label.padEnd(50)} ${rate(c).toFixed(1).padStart(8)}  (${lo.toFixed(0)}–${hi.toFixed(0)})`);
+  console.log(`  ${c.label.padEnd(50)} ${rate(c).toFixed(1).padStart(8)} (${lo.toFixed(0)}–${hi.toFixed(0)}) · ${cpuRate(c).toFixed(0).padStart(6)}/CPU-s`);
 }
+console.log('ratios (pool ÷ bare), wall and per CPU-second:');
 for (const c of poolRuns) {
-  console.log(`  ${c.label}: ratio ${(rate(c) / rate(bareSorted)).toFixed(2)}× vs bare length-sorted, ${(rate(c) / rate(bareCorpus)).toFixed(2)}× vs bare corpus order`);
+  console.log(
+    `  ${c.label.padEnd(50)} vs bare sorted ${(rate(c) / rate(bareSorted)).toFixed(2)}× wall, ${(cpuRate(c) / cpuRate(bareSorted)).toFixed(2)}× CPU` +
+      ` · vs bare corpus order ${(rate(c) / rate(bareCorpus)).toFixed(2)}× wall, ${(cpuRate(c) / cpuRate(bareCorpus)).toFixed(2)}× CPU`,
+  );
 }
 // Query path: GO dev label queries, 16 concurrent single-text callers (what /search does per request).
 const queries = await readTexts(args.queries, 1000, 'query', 7);
