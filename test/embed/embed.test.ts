@@ -117,6 +117,31 @@ describe('embedder on a real ONNX model', { timeout: 120_000 }, () => {
   });
 });
 
+describe('truncation', { timeout: 120_000 }, () => {
+  it('truncates at maxTokens: texts that differ only after the limit embed identically', async () => {
+    const prefix = 'regulation of cell proliferation in response to external stimulus '.repeat(6);
+    const a = `${prefix} mitochondrial membrane`;
+    const b = `${prefix} nuclear envelope`;
+    const tokens: number[] = [];
+    const short = (await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/x' }), options({ maxTokens: 16, observer: { onBatch: (_n, _ms, t) => tokens.push(t ?? -1) } }))) as EmbedPool;
+    const full = (await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/x' }), options())) as EmbedPool;
+    try {
+      expect(short.maxTokens).toBe(16);
+      expect(full.maxTokens).toBeGreaterThan(16);
+      const [sa, sb] = await short.embed([a, b]);
+      expect(maxAbsDiff(sa!, sb!)).toBe(0);
+      expect(tokens).toEqual([32]); // two texts × 16 tokens, special tokens included
+      const [fa, fb] = await full.embed([a, b]);
+      expect(maxAbsDiff(fa!, fb!)).toBeGreaterThan(1e-3);
+      // Far past the model's position limit: truncated, not an ONNX error.
+      const [huge] = await full.embed(['cell '.repeat(5000)]);
+      expect(Math.hypot(...huge!)).toBeCloseTo(1, 4);
+    } finally {
+      await Promise.all([short.close(), full.close()]);
+    }
+  });
+});
+
 describe('backpressure and failures', { timeout: 120_000 }, () => {
   let spec: ModelSpec;
   beforeAll(() => {
