@@ -31,7 +31,8 @@ export interface LoopOptions {
 }
 
 const irMetrics: IrMetricsFn = (relevant, rankings) => flatten(computeIrMetrics(relevant, rankings));
-const gate: GateFn = (candidate, champion, opts) => decideGate(candidate, champion, opts);
+// Spread into a plain record: the stored decision is JSON, whatever fields src/eval adds later.
+const gate: GateFn = (candidate, champion, opts) => ({ ...decideGate(candidate, champion, opts) });
 
 /** Nested metric objects ({ recall: { 1: x } }) become flat keys ("recall@1") for storage and the gate. */
 function flatten(m: unknown, prefix = ''): Record<string, number> {

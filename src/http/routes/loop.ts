@@ -83,6 +83,8 @@ export function loopRoutes(deps: { engine: Engine; monitor: DriftMonitor; jobs: 
   return (app: Hono<AppEnv>) => {
     app.get('/drift', async (c) => {
       const q = parseValue(DriftQuery, c.req.query());
+      // Reading drift is a read; letting it start a retrain is not.
+      if (q.trigger === 'true') requireAdmin(c);
       await engine.requireCollection(q.collection);
       // The buffered query log must be visible to the windows.
       await engine.queryLog.flush();
