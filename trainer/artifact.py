@@ -266,3 +266,33 @@ def build_st_model(hf_dir: str, max_seq_length: int):
     dim = tr.get_embedding_dimension() if hasattr(tr, "get_embedding_dimension") else tr.get_word_embedding_dimension()
     pool = models.Pooling(dim, pooling_mode="mean")
     return SentenceTransformer(modules=[tr, pool, models.Normalize()])
+
+
+def export_existing(model_dir: str, quantize: bool = True, parity_tol: float = 1e-4) -> dict:
+    """Re-export ONNX for an artifact that has pytorch/ weights (e.g. models/base, whose fp32 ONNX is not committed)."""
+    import tempfile
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(os.path.join(model_dir, "pytorch"), device="cpu", model_kwargs={"dtype": torch.float32})
+    st.float()
+    hf, tok = _hf_parts(st)
+    with tempfile.TemporaryDirectory() as td:
+        hf.save_pretrained(td)
+        tok.save_pretrained(td)
+        onnx_fp32 = os.path.join(model_dir, "onnx", "model.onnx")
+        tmp = onnx_fp32 + ".tmp"
+        export_onnx(td, tmp)
+    diff = onnx_parity(st, tmp, parity_sentences(200))
+    if not diff < parity_tol:
+        os.remove(tmp)
+        raise RuntimeError(f"ONNX parity failed: max abs diff {diff:.3g} >= {parity_tol:g}")
+    os.replace(tmp, onnx_fp32)
+    info = {"onnx_parity_max_abs_diff": diff}
+    if quantize:
+        q = os.path.join(model_dir, "onnx", "model_quantized.onnx")
+        quantize_int8(onnx_fp32, q + ".tmp")
+        os.replace(q + ".tmp", q)
+        info["int8_parity_max_abs_diff"] = onnx_parity(st, q, parity_sentences(200))
+    return info

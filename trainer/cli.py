@@ -1,4 +1,4 @@
-"""Command line: `python -m trainer train BUNDLE OUT` | `python -m trainer validate BUNDLE`.
+"""Command line: `python -m trainer train BUNDLE OUT` | `validate BUNDLE` | `export MODEL_DIR`.
 
 stdout: JSON lines ({"event": "progress", "step", "total", "loss", ...}); everything else goes to stderr.
 Exit codes: 0 ok, 2 bad input (bundle/job/output path), 3 no GPU while gpu: 'required',
@@ -34,7 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("out")
     v = sub.add_parser("validate", help="check a bundle without training")
     v.add_argument("bundle")
+    x = sub.add_parser("export", help="(re)write onnx/model.onnx (+ model_quantized.onnx) of an artifact from its pytorch/ weights")
+    x.add_argument("model")
+    x.add_argument("--no-quantize", action="store_true")
     a = ap.parse_args(argv)
+    if a.cmd == "export":
+        sys.stdout = sys.stderr
+        try:
+            from .artifact import export_existing
+
+            info = export_existing(a.model, quantize=not a.no_quantize)
+        except Exception as e:  # noqa: BLE001
+            sys.stdout = real_stdout
+            return fail(4 if "parity" in str(e) else 1, f"{type(e).__name__}: {e}")
+        sys.stdout = real_stdout
+        emit(event="exported", model=a.model, **info)
+        return 0
 
     from .bundle import load_bundle
     from .data import BundleError
