@@ -84,15 +84,27 @@ export class Bm25Index {
         }
       }
     }
-    const scores = new Map<number, number>();
+    // keep only the top k (sorted by score desc, id asc) without sorting every touched document
+    const better = (a: RankedHit, b: RankedHit): boolean => a.score > b.score || (a.score === b.score && a.id < b.id);
+    const top: RankedHit[] = [];
     for (const d of touched) {
-      scores.set(d, acc[d] ?? 0);
+      const h: RankedHit = { id: this.ids[d] ?? '', score: acc[d] ?? 0 };
       acc[d] = 0;
       mark[d] = 0;
+      if (k <= 0) continue;
+      const last = top[top.length - 1];
+      if (top.length >= k && last !== undefined && !better(h, last)) continue;
+      let lo = 0;
+      let hi = top.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const m = top[mid];
+        if (m !== undefined && better(m, h)) lo = mid + 1;
+        else hi = mid;
+      }
+      top.splice(lo, 0, h);
+      if (top.length > k) top.pop();
     }
-    const hits: RankedHit[] = [];
-    for (const [d, s] of scores) hits.push({ id: this.ids[d] ?? '', score: s });
-    hits.sort((a, b) => (b.score - a.score) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return hits.slice(0, k);
+    return top;
   }
 }
