@@ -123,6 +123,19 @@ export class DriftMonitor {
     return texts.map((t) => this.cache.get(key(version, t))!);
   }
 
+  /**
+   * The first (or newest) `limit` logged queries that have text. Vector-only searches carry no text to
+   * re-embed, so they are skipped — which means reading past them: the window grows until it holds
+   * `limit` text queries or the log runs out.
+   */
+  private async textWindow(collection: string, o: { since: number; limit: number; newestFirst?: boolean; exclude?: Set<string> }): Promise<QueryLogRow[]> {
+    for (let fetch = o.limit; ; fetch *= 4) {
+      const rows = await this.deps.store.queryLogWindow(collection, { since: o.since, limit: fetch, newestFirst: o.newestFirst });
+      const text = rows.filter((r) => r.query !== null && r.query.trim() !== '' && !o.exclude?.has(r.id));
+      if (text.length >= o.limit || rows.length < fetch) return text.slice(0, o.limit);
+    }
+  }
+
   async check(collection: string, opts: DriftCheckOptions = {}): Promise<DriftCheck> {
     const { store, config, metrics, log } = this.deps;
     const pointer = await store.getServing();
@@ -130,12 +143,10 @@ export class DriftMonitor {
     const modelVersion = champion?.version ?? 'unknown';
     const since = opts.referenceSince ?? champion?.promotedAt ?? champion?.createdAt ?? 0;
     const W = config.DRIFT_WINDOW;
-    const withText = (rows: QueryLogRow[]) => rows.filter((r) => r.query !== null && r.query.trim() !== '');
-    const ref = withText(await store.queryLogWindow(collection, { since, limit: W }));
+    const ref = await this.textWindow(collection, { since, limit: W });
     const refIds = new Set(ref.map((r) => r.id));
     const refEnd = ref.length ? ref[ref.length - 1]!.createdAt : since;
-    const cur = withText(await store.queryLogWindow(collection, { since: refEnd, limit: W, newestFirst: true }))
-      .filter((r) => !refIds.has(r.id)).reverse();
+    const cur = (await this.textWindow(collection, { since: refEnd, limit: W, newestFirst: true, exclude: refIds })).reverse();
 
     const m: DriftMetrics = {
       status: 'ok', modelVersion,

@@ -35,7 +35,9 @@ describe('DriftMonitor', () => {
     const p = await store.promote(version);
     const t = p.changedAt + 1;
     // "stable": the same traffic throughout; "shifted": BP traffic, then MF traffic with lower scores.
-    await store.insertQueryLogs(queries(BP, 300, 1).map((q, i) => logRow('stable', q, t + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])));
+    // Vector-only searches (no text to re-embed) come first and must be read past, not counted.
+    await store.insertQueryLogs(Array.from({ length: 400 }, (_, i) => ({ ...logRow('stable', 'x', t + i / 1000, version), query: null })));
+    await store.insertQueryLogs(queries(BP, 300, 1).map((q, i) => logRow('stable', q, t + 1 + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])));
     await store.insertQueryLogs([
       ...queries(BP, 150, 2).map((q, i) => logRow('shifted', q, t + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])),
       ...queries(MF, 150, 3).map((q, i) => logRow('shifted', q, t + 5000 + i * 10, version, [0.55 + (i % 7) * 0.01, 0.5])),
