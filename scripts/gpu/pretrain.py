@@ -23,7 +23,7 @@ PRESETS = {
     "tiny": dict(vocab=8000, hidden=64, layers=2, heads=2, inter=256, max_len=128, mlm_bs=256, mnrl_bs=256,
                  mlm_lr=1e-3, mnrl_lr=5e-4),
     "base": dict(vocab=12000, hidden=256, layers=4, heads=4, inter=1024, max_len=256, mlm_bs=256, mnrl_bs=512,
-                 mlm_lr=5e-4, mnrl_lr=2e-4),
+                 mlm_lr=5e-4, mnrl_lr=3e-4),
 }
 
 
