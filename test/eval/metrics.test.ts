@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { computeIrMetrics, sortHits, type RankedHit } from '../../src/eval/metrics.js';
 
@@ -16,7 +17,7 @@ interface Fixture {
 
 // Produced on the H100 device by scripts/gpu/st_fixture.py: sentence-transformers' InformationRetrievalEvaluator
 // (write_predictions) top-100 rankings of the tiny-ft-go model + the metric dict it computed from them.
-const fx = JSON.parse(readFileSync(new URL('../fixtures/eval/st_ir_fixture.json', import.meta.url), 'utf8')) as Fixture;
+const fx = JSON.parse(gunzipSync(readFileSync(new URL('../fixtures/eval/st_ir_fixture.json.gz', import.meta.url))).toString('utf8')) as Fixture;
 
 function load(set: FixtureSet) {
   const relevant = new Map(Object.entries(set.relevant).map(([q, r]) => [q, new Set(r)] as const));
