@@ -158,7 +158,12 @@ summary.before = { bp: await measure(devBP), mfcc: await measure(devShift) };
 log('measured before', { model: (summary.before as { bp: { model: string } }).bp.model });
 const baseModel = (summary.before as { bp: { model: string } }).bp.model;
 
-// A search load that runs from the traffic shift until the end, tagging each answer with the job state.
+const tr = Date.now();
+summary.trafficBP = await replay(trainBP, Number(a.concurrency));
+log('replayed BP', summary.trafficBP as Json);
+
+// A search load from the traffic shift until the end, each answer tagged with the job state. It must not
+// start earlier: its MF/CC queries would land in the reference window the drift monitor compares against.
 let jobState = 'none';
 const load = { byState: {} as Record<string, { ok: number; failed: number; models: string[] }>, errors: [] as string[] };
 let stopLoad = false;
@@ -176,9 +181,6 @@ const loadWorkers = Array.from({ length: 4 }, async (_, w) => {
   }
 });
 
-const tr = Date.now();
-summary.trafficBP = await replay(trainBP, Number(a.concurrency));
-log('replayed BP', summary.trafficBP as Json);
 summary.trafficShift = await replay(trainShift, Number(a.concurrency));
 summary.trafficSeconds = (Date.now() - tr) / 1000;
 log('replayed MF/CC', summary.trafficShift as Json);

@@ -133,15 +133,34 @@ export function domainClassifierAuc(ref: readonly Float32Array[], cur: readonly 
     const trainX: Float32Array[] = [];
     const trainY: (0 | 1)[] = [];
     for (let i = 0; i < items.length; i++) if (i % folds !== f) { trainX.push(items[i]!.x); trainY.push(items[i]!.y); }
-    const { w, b } = fitLogistic(trainX, trainY, opts);
+    // Standardize with the training fold's statistics (as a sklearn StandardScaler → LogisticRegression
+    // pipeline would): embedding coordinates have tiny, uneven variances, and unscaled gradient descent
+    // under-fits them, understating real drift.
+    const { mu, sd } = standardizer(trainX);
+    const { w, b } = fitLogistic(trainX.map((x) => scale(x, mu, sd)), trainY, opts);
     for (let i = f; i < items.length; i += folds) {
-      const x = items[i]!.x;
+      const x = scale(items[i]!.x, mu, sd);
       let z = b;
       for (let d = 0; d < x.length; d++) z += w[d]! * x[d]!;
       scores[i] = z;
     }
   }
   return rocAuc(scores, items.map((it) => it.y));
+}
+
+function standardizer(xs: readonly Float32Array[]): { mu: Float64Array; sd: Float64Array } {
+  const dim = xs[0]?.length ?? 0;
+  const mu = mean(xs);
+  const sd = new Float64Array(dim);
+  for (const x of xs) for (let d = 0; d < dim; d++) sd[d]! += (x[d]! - mu[d]!) ** 2;
+  for (let d = 0; d < dim; d++) sd[d] = Math.sqrt(sd[d]! / Math.max(1, xs.length)) || 1;
+  return { mu, sd };
+}
+
+function scale(x: Float32Array, mu: Float64Array, sd: Float64Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let d = 0; d < x.length; d++) out[d] = (x[d]! - mu[d]!) / sd[d]!;
+  return out;
 }
 
 export interface MmdResult {
