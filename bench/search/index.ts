@@ -290,31 +290,38 @@ async function httpMinimal(path: string, queries: Float32Array[], opts: IndexMan
 // Filtered search: exact brute force over the allowed labels vs hnswlib's in-graph filter callback,
 // by filter selectivity, one caller, so the crossover that bruteForceMaxLabels/-Fraction encode is visible.
 async function filterCrossover(path: string, queries: Float32Array[]): Promise<void> {
-  const brute = new IndexManager({ workers: 1, bruteForceMaxLabels: Number.MAX_SAFE_INTEGER, bruteForceMaxFraction: 1 });
-  const graph = new IndexManager({ workers: 1, bruteForceMaxLabels: 0, bruteForceMaxFraction: 0 });
+  const strategies: [string, IndexManagerOptions][] = [
+    ['brute force', { bruteForceMaxLabels: Number.MAX_SAFE_INTEGER, bruteForceMaxFraction: 1 }],
+    ['hnsw filter', { bruteForceMaxLabels: 0, bruteForceMaxFraction: 0, oversampleMaxK: 0 }],
+    ['oversample', { bruteForceMaxLabels: 0, bruteForceMaxFraction: 0 }],
+    ['default', {}],
+  ];
+  const managers = strategies.map(([, o]) => new IndexManager({ workers: 1, ...o }));
   try {
-    const [bi, gi] = await Promise.all([brute.load(KEY, DIM, PARAMS, path), graph.load(KEY, DIM, PARAMS, path)]);
-    console.log(`\nfiltered search, k=${K}, ef=${EF}, 1 caller: mean ms/query (recall@${K} of the graph path vs exact)`);
+    const idxs = await Promise.all(managers.map((m) => m.load(KEY, DIM, PARAMS, path)));
+    console.log(`\nfiltered search, k=${K}, ef=${EF}, 1 caller: mean ms/query (recall@${K} vs exact)`);
     for (const fraction of [0.005, 0.02, 0.05, 0.1, 0.3, 1]) {
       const step = Math.round(1 / fraction);
       const allow = Array.from({ length: Math.floor(N / step) }, (_, i) => i * step);
-      const time = async (idx: VectorIndex) => {
+      const results: { ms: number; out: number[][] }[] = [];
+      for (const idx of idxs) {
         const out: number[][] = [];
         const t0 = performance.now();
         for (const q of queries.slice(0, 100)) out.push((await idx.search(q, K, { allow })).map((h) => h.label));
-        return { ms: (performance.now() - t0) / 100, out };
-      };
-      const b = await time(bi);
-      const g = await time(gi);
-      let hit = 0;
-      b.out.forEach((exact, i) => {
-        const e = new Set(exact);
-        for (const l of g.out[i] ?? []) if (e.has(l)) hit++;
+        results.push({ ms: (performance.now() - t0) / 100, out });
+      }
+      const exact = (results[0] as { out: number[][] }).out.map((r) => new Set(r));
+      const cells = results.map((r, s) => {
+        let hit = 0;
+        r.out.forEach((got, i) => {
+          for (const l of got) if (exact[i]?.has(l)) hit++;
+        });
+        return `${strategies[s]![0]} ${r.ms.toFixed(2).padStart(6)} (${(hit / (100 * K)).toFixed(2)})`;
       });
-      console.log(`  allow ${(fraction * 100).toFixed(1).padStart(4)}% (${String(allow.length).padStart(5)} labels): brute force ${b.ms.toFixed(2).padStart(6)}  hnsw filter ${g.ms.toFixed(2).padStart(6)}  (recall ${(hit / (100 * K)).toFixed(3)})`);
+      console.log(`  allow ${(fraction * 100).toFixed(1).padStart(5)}% (${String(allow.length).padStart(5)}): ${cells.join('  ')}`);
     }
   } finally {
-    await Promise.all([brute.close(), graph.close()]);
+    await Promise.all(managers.map((m) => m.close()));
   }
 }
 

@@ -22,8 +22,12 @@ export interface IndexManagerOptions {
   addChunk?: number;
   /** Default capacity for create() when none is given. */
   initialCapacity?: number;
+  /** Filters allowing at most this many live labels are scored exactly (brute force). */
   bruteForceMaxLabels?: number;
+  /** ... or at most this fraction of the index. */
   bruteForceMaxFraction?: number;
+  /** Larger filters first try an unfiltered search of up to this depth and keep the allowed hits; 0 disables. */
+  oversampleMaxK?: number;
 }
 
 export const DEFAULT_HNSW_PARAMS: HnswParams = { M: 16, efConstruction: 200, efSearch: 100 };
@@ -384,6 +388,7 @@ export class IndexManager {
       initialCapacity: options.initialCapacity ?? 1024,
       bruteForceMaxLabels: options.bruteForceMaxLabels ?? 4096,
       bruteForceMaxFraction: options.bruteForceMaxFraction ?? 0.02,
+      oversampleMaxK: options.oversampleMaxK ?? 1000,
     };
     this.slots = Array.from({ length: workers }, (_, i) => new WorkerSlot(i, this.opts, (slot, err) => this.onCrash(slot, err)));
   }
@@ -411,7 +416,8 @@ export class IndexManager {
   }
 
   private tuning(): ShardTuning {
-    return { bruteForceMaxLabels: this.opts.bruteForceMaxLabels, bruteForceMaxFraction: this.opts.bruteForceMaxFraction };
+    const { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK } = this.opts;
+    return { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK };
   }
 
   private pickSlots(): WorkerSlot[] {

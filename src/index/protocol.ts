@@ -27,6 +27,11 @@ export interface ShardTuning {
   bruteForceMaxLabels: number;
   /** ... or at most this fraction of the live elements. */
   bruteForceMaxFraction: number;
+  /**
+   * Larger filters first try an unfiltered search this deep at most (k × 2 / selectivity) and keep the
+   * allowed hits; 0 always uses hnswlib's filter callback.
+   */
+  oversampleMaxK: number;
 }
 
 export interface ShardState {

@@ -4,11 +4,15 @@ import { dirname } from 'node:path';
 import hnswlib from 'hnswlib-node';
 
 import { IndexSnapshotError } from './errors.js';
+import { LabelSlots } from './label-slots.js';
 import type { ShardState, ShardTuning } from './protocol.js';
 import { readSnapshot } from './snapshot-file.js';
 import type { HnswParams } from './types.js';
 
 type Hnsw = InstanceType<typeof hnswlib.HierarchicalNSW>;
+
+/** Oversampled unfiltered searches aim for this many times k allowed hits. */
+const OVERSAMPLE = 2;
 
 export interface ShardHits {
   labels: Float64Array;
@@ -23,8 +27,10 @@ export class Shard {
   private hnsw: Hnsw;
   private capacity: number;
   private vectors: Float32Array;
-  private readonly slotOf = new Map<number, number>();
+  private readonly slotOf = new LabelSlots();
   private readonly deleted = new Set<number>();
+  /** Scratch membership flags by slot for the current filtered search. */
+  private mark = new Uint8Array(0);
   private currentEf = -1;
   /** Reused query array: hnswlib-node only accepts plain JS arrays. */
   private readonly query: number[];
@@ -157,13 +163,33 @@ export class Shard {
   }
 
   private searchAllowed(query: Float32Array, k: number, ef: number, allow: Float64Array): ShardHits {
+    // Per-query cost is O(|allow|), so membership is a byte per slot (reused, cleared on the way out)
+    // rather than a Set built per query: a 50k-label filter would otherwise spend ms on hashing alone.
+    if (this.mark.length < this.capacity) this.mark = new Uint8Array(this.capacity);
+    const { mark, slotOf, deleted } = this;
     const liveAllowed: number[] = [];
-    const seen = new Set<number>();
+    const slots: number[] = [];
+    const checkDeleted = deleted.size > 0;
     for (const label of allow) {
-      if (seen.has(label) || !this.slotOf.has(label) || this.deleted.has(label)) continue;
-      seen.add(label);
+      const slot = slotOf.get(label);
+      if (slot === undefined || mark[slot] === 1 || (checkDeleted && deleted.has(label))) continue;
+      mark[slot] = 1;
+      slots.push(slot);
       liveAllowed.push(label);
     }
+    try {
+      return this.searchMarked(query, k, ef, liveAllowed);
+    } finally {
+      for (const slot of slots) mark[slot] = 0;
+    }
+  }
+
+  private allowed(label: number): boolean {
+    const slot = this.slotOf.get(label);
+    return slot !== undefined && this.mark[slot] === 1;
+  }
+
+  private searchMarked(query: Float32Array, k: number, ef: number, liveAllowed: number[]): ShardHits {
     if (liveAllowed.length === 0) return { labels: new Float64Array(0), scores: new Float32Array(0) };
     const kk = Math.min(k, liveAllowed.length);
     const live = this.slotOf.size - this.deleted.size;
@@ -172,8 +198,30 @@ export class Shard {
     if (liveAllowed.length <= this.tuning.bruteForceMaxLabels || liveAllowed.length <= this.tuning.bruteForceMaxFraction * live) {
       return this.bruteForce(query, kk, liveAllowed);
     }
+    const q = this.toQuery(query);
+    // hnswlib-node's filter calls back into JS (~1 µs) for nearly every node visited until ef allowed
+    // items are found, which dominates the search below ~30 % selectivity. An unfiltered search deep
+    // enough to expect OVERSAMPLE × k allowed hits is much cheaper when the allowed set is not rare
+    // near the query; if it comes back short (the filter correlates with the query), use the filter.
+    const selectivity = liveAllowed.length / live;
+    const deep = Math.ceil((kk * OVERSAMPLE) / selectivity);
+    if (deep <= this.tuning.oversampleMaxK) {
+      const depth = Math.min(live, Math.max(deep, kk));
+      this.setEf(Math.max(ef, depth));
+      const res = this.hnsw.searchKnn(q, depth);
+      const labels: number[] = [];
+      const distances: number[] = [];
+      for (let i = 0; i < res.neighbors.length && labels.length < kk; i++) {
+        const label = res.neighbors[i] as number;
+        if (this.allowed(label)) {
+          labels.push(label);
+          distances.push(res.distances[i] as number);
+        }
+      }
+      if (labels.length === kk) return toHits(labels, distances);
+    }
     this.setEf(Math.max(ef, kk));
-    const res = this.hnsw.searchKnn(this.toQuery(query), kk, (label) => seen.has(label));
+    const res = this.hnsw.searchKnn(q, kk, (label) => this.allowed(label));
     // hnswlib keeps exploring until it holds ef allowed items, so a short answer only happens if
     // part of the graph is unreachable; exact scoring keeps the k-results promise in that case.
     if (res.neighbors.length < kk) return this.bruteForce(query, kk, liveAllowed);
@@ -188,8 +236,20 @@ export class Shard {
     let size = 0;
     for (const label of labels) {
       const base = (this.slotOf.get(label) as number) * dim;
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += (query[d] as number) * (vectors[base + d] as number);
+      // Four accumulators: breaks the add dependency chain, ~2× faster than the plain loop in V8.
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let d = 0;
+      for (; d + 3 < dim; d += 4) {
+        s0 += (query[d] as number) * (vectors[base + d] as number);
+        s1 += (query[d + 1] as number) * (vectors[base + d + 1] as number);
+        s2 += (query[d + 2] as number) * (vectors[base + d + 2] as number);
+        s3 += (query[d + 3] as number) * (vectors[base + d + 3] as number);
+      }
+      for (; d < dim; d++) s0 += (query[d] as number) * (vectors[base + d] as number);
+      const s = s0 + s1 + s2 + s3;
       if (size < k) {
         let i = size++;
         while (i > 0) {

@@ -124,30 +124,44 @@ describe('IndexManager', () => {
 });
 
 describe('metadata filter (allow)', () => {
-  it('hnsw filter path returns k allowed results when k allowed exist', async () => {
-    // Thresholds at zero force the in-graph filter path even for a small allow set.
-    const m = new IndexManager({ workers: 1, bruteForceMaxLabels: 0, bruteForceMaxFraction: 0 });
-    try {
-      const idx = await m.create({ collectionId: 2, modelVersion: 'v1' }, DIM, PARAMS, N);
-      await idx.add(labels, vectors);
-      for (const fraction of [0.3, 0.03, 0.004]) {
-        const allowed = labels.filter((_, i) => i % Math.round(1 / fraction) === 0);
-        const allowSet = new Set(allowed);
-        for (const q of queries.slice(0, 20)) {
-          const hits = await idx.search(q, 10, { allow: allowed });
-          expect(hits).toHaveLength(10);
-          for (const h of hits) expect(allowSet.has(h.label)).toBe(true);
+  for (const [path, oversampleMaxK] of [
+    ['hnsw filter callback', 0],
+    ['oversampled unfiltered search (falling back to the filter)', 1000],
+  ] as const) {
+    it(`${path} path returns k allowed results when k allowed exist`, async () => {
+      // Brute-force thresholds at zero force the graph paths even for small allow sets.
+      const m = new IndexManager({ workers: 1, bruteForceMaxLabels: 0, bruteForceMaxFraction: 0, oversampleMaxK });
+      try {
+        const idx = await m.create({ collectionId: 2, modelVersion: 'v1' }, DIM, PARAMS, N);
+        await idx.add(labels, vectors);
+        for (const fraction of [0.3, 0.03, 0.004]) {
+          const allowed = labels.filter((_, i) => i % Math.round(1 / fraction) === 0);
+          const allowSet = new Set(allowed);
+          for (const q of queries.slice(0, 20)) {
+            const hits = await idx.search(q, 10, { allow: allowed });
+            expect(hits).toHaveLength(10);
+            for (const h of hits) expect(allowSet.has(h.label)).toBe(true);
+            for (let i = 1; i < hits.length; i++) expect(hits[i - 1]!.score).toBeGreaterThanOrEqual(hits[i]!.score);
+          }
         }
+        // A filter anti-correlated with the query: the allowed items are the 30 % farthest from it, so
+        // no unfiltered search of moderate depth meets one; k results must still come back.
+        const q = queries[3] as Float32Array;
+        const far = [...byLabel].sort((a, b) => dot(q, a[1]) - dot(q, b[1])).slice(0, Math.floor(N * 0.3)).map(([l]) => l);
+        const farSet = new Set(far);
+        const hits = await idx.search(q, 10, { allow: far });
+        expect(hits).toHaveLength(10);
+        for (const h of hits) expect(farSet.has(h.label)).toBe(true);
+        // Fewer allowed than k: all of them come back.
+        const few = [labels[5] as number, labels[6] as number, 999_999];
+        expect((await idx.search(queries[0] as Float32Array, 10, { allow: few })).map((h) => h.label).sort((a, b) => a - b)).toEqual(
+          [labels[5], labels[6]].sort((a, b) => (a as number) - (b as number)),
+        );
+      } finally {
+        await m.close();
       }
-      // Fewer allowed than k: all of them come back.
-      const few = [labels[5] as number, labels[6] as number, 999_999];
-      expect((await idx.search(queries[0] as Float32Array, 10, { allow: few })).map((h) => h.label).sort((a, b) => a - b)).toEqual(
-        [labels[5], labels[6]].sort((a, b) => (a as number) - (b as number)),
-      );
-    } finally {
-      await m.close();
-    }
-  });
+    });
+  }
 
   it('brute-force path is exact', async () => {
     const allowed = labels.filter((_, i) => i % 97 === 0); // 52 labels: far below the default threshold
