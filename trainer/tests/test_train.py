@@ -58,3 +58,20 @@ def test_gpu_required_without_gpu(tmp_path):
     assert r.returncode == 3
     assert r.stderr.strip().splitlines()[-1].startswith("trainer: error: no CUDA GPU")
     assert not (tmp_path / "out").exists()
+
+
+@needs_torch
+def test_export_subcommand_rewrites_onnx_with_parity(tmp_path):
+    import shutil
+
+    from .conftest import TINY
+
+    m = tmp_path / "m"
+    shutil.copytree(TINY, m)
+    (m / "onnx" / "model.onnx").unlink()
+    r = run_cli("export", str(m))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ev = json.loads(r.stdout.strip().splitlines()[-1])
+    assert ev["event"] == "exported" and ev["onnx_parity_max_abs_diff"] < 1e-4
+    assert (m / "onnx" / "model.onnx").is_file() and (m / "onnx" / "model_quantized.onnx").is_file()
+    assert not any(p.name.endswith(".tmp") for p in (m / "onnx").iterdir())
