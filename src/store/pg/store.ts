@@ -31,7 +31,8 @@ const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 // Bound on distinct query terms in keyword search: each term costs one GIN lookup for its df.
 const MAX_KEYWORD_TERMS = 64;
 // Keyword search: terms with idf at or below this are "weak" (see keywordSearch), and at most this many
-// weak-only chunks are ranked to fill a result list.
+// weak-only chunks are ranked to fill a result list. (Strong matches always outscore weak-only ones:
+// ≥ 1e-3 · 0.2 per strong term against ≤ 64 terms · 2.2e-6.)
 const WEAK_IDF = 1e-3;
 const STOPWORD_CANDIDATES = 2000;
 // BM25 parameters, the same defaults as SQLite FTS5's bm25().
@@ -41,7 +42,6 @@ const BM25_B = 0.75;
 const K1 = sql.raw(BM25_K1.toFixed(4));
 const K1_PLUS_1 = sql.raw((BM25_K1 + 1).toFixed(4));
 const B = sql.raw(BM25_B.toFixed(4));
-const WEAK = sql.raw(WEAK_IDF.toExponential());
 // Postgres allows 65535 bind parameters per statement; rows × columns must stay below it.
 const ROWS_PER_INSERT = 2000;
 
@@ -318,38 +318,64 @@ export class PgStore implements Store {
     const filterSql = filter && Object.keys(filter).length > 0
       ? sql`AND EXISTS (SELECT 1 FROM ${s.documents} WHERE ${s.documents.collectionId} = c.collection_id AND ${s.documents.id} = c.doc_id AND ${and(...metadataConds(filter))})`
       : sql``;
+
     // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
-    // tsvector's position lists, length = distinct lexemes (tsv_len). ts_rank has no idf, so a common
-    // word would outrank a rare one; this keeps keyword and hybrid results comparable across dialects.
-    //
-    // Candidates are drawn in two tiers. Words like "the" sit in most chunks (idf ≤ WEAK_IDF), and
-    // unnesting every such chunk's tsvector was ~90 % of the query time. Any chunk holding a stronger
-    // term outscores every chunk holding only weak ones (≥ 1e-3·0.2 vs ≤ 64·2.2e-6), so tier 1 (a
-    // strong term) is ranked in full, and tier 2 (weak terms only) is consulted only to fill up to k,
-    // from at most STOPWORD_CANDIDATES chunks. Weak terms still add their share to every score.
+    // tsvector's position lists, length = distinct lexemes (tsv_len). (ts_rank has no idf: a common word
+    // would outrank a rare one, and keyword/hybrid results would differ between dialects.)
+    const stats = await rawRows(this.db, sql`
+      SELECT t.term, st.n, st.avgdl,
+             (SELECT count(*) FROM chunks x WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL
+                AND x.tsv @@ plainto_tsquery('simple', t.term))::float8 AS df
+      FROM jsonb_array_elements_text(${JSON.stringify(terms)}::jsonb) AS t(term)
+      CROSS JOIN (SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
+                  FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL) st`);
+    const n = Number(stats[0]?.n ?? 0);
+    const avgdl = Number(stats[0]?.avgdl ?? 0);
+    const idf = new Map<string, number>();
+    for (const r of stats) {
+      const df = Number(r.df);
+      if (df > 0) idf.set(String(r.term), Math.max(Math.log((n - df + 0.5) / (df + 0.5)), 1e-6));
+    }
+    if (idf.size === 0) return [];
+
+    // MaxScore pruning, exact for top-k: a term adds less than idf·(k1+1) to any chunk's score. Score the
+    // chunks holding the rarest term first; the k-th best of those (θ) bounds the final k-th score from
+    // below. Terms whose bounds, summed from the most common up, stay under θ are "non-essential": a chunk
+    // holding only those cannot reach the top k, so only chunks holding an essential term are candidates.
+    // On 35k GO passages this keeps "… biosynthetic process" from scoring every chunk with "process".
+    const rarestFirst = [...idf.entries()].sort((a, b) => b[1] - a[1]);
+    const seed = await this.bm25(collectionId, idf, avgdl, [rarestFirst[0]![0]], [], k, filterSql, Math.max(4 * k, 100));
+    const theta = seed.length >= k ? seed[k - 1]!.score : 0;
+    const commonFirst = [...rarestFirst].reverse();
+    let i = 0;
+    for (let bound = 0; i < commonFirst.length && bound + commonFirst[i]![1] * (BM25_K1 + 1) < theta; i++) {
+      bound += commonFirst[i]![1] * (BM25_K1 + 1);
+    }
+    const essential = commonFirst.slice(i).map(([term]) => term);
+    // Words in most chunks ("the", idf ≤ WEAK_IDF) are essential only when nothing better fills k; then
+    // they only fill the list, from at most STOPWORD_CANDIDATES chunks, below every stronger match.
+    const strong = essential.filter((term) => idf.get(term)! > WEAK_IDF);
+    const weak = essential.filter((term) => idf.get(term)! <= WEAK_IDF);
+    return this.bm25(collectionId, idf, avgdl, strong, weak, k, filterSql);
+  }
+
+  /** Top-k BM25 over chunks holding a `strong` term, filled up from chunks holding only `weak` ones. */
+  private async bm25(
+    collectionId: number, idf: Map<string, number>, avgdl: number, strong: string[], weak: string[], k: number,
+    filterSql: SQL, tier1Cap?: number,
+  ): Promise<{ label: number; score: number }[]> {
+    // Terms are letters and digits only (see keywordSearch), so 'term' is a plain lexeme.
+    const orQuery = (ts: string[]) => (ts.length ? sql`to_tsquery('simple', ${ts.map((x) => `'${x}'`).join(' | ')})` : sql`NULL::tsquery`);
     const rows = await rawRows(this.db, sql`
-      WITH terms AS (
-        SELECT DISTINCT value AS term FROM jsonb_array_elements_text(${JSON.stringify(terms)}::jsonb)
-      ), stats AS (
-        SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
-        FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL
-      ), idf AS (
-        SELECT t.term, greatest(ln((st.n - d.df + 0.5) / (d.df + 0.5)), 1e-6) AS idf
-        FROM terms t
-        CROSS JOIN stats st
-        CROSS JOIN LATERAL (
-          SELECT count(*)::float8 AS df FROM chunks x
-          WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL AND x.tsv @@ plainto_tsquery('simple', t.term)
-        ) d
-        WHERE d.df > 0
+      WITH idf AS (
+        SELECT key AS term, value::float8 AS idf FROM jsonb_each_text(${JSON.stringify(Object.fromEntries(idf))}::jsonb)
       ), q AS (
-        -- Terms are letters and digits only (see above), so quote_literal yields plain 'term' lexemes.
-        SELECT to_tsquery('simple', (SELECT string_agg(quote_literal(term), ' | ') FROM idf WHERE idf > ${WEAK}))  AS strong,
-               to_tsquery('simple', (SELECT string_agg(quote_literal(term), ' | ') FROM idf WHERE idf <= ${WEAK})) AS weak
+        SELECT ${orQuery(strong)} AS strong, ${orQuery(weak)} AS weak
       ), tier1 AS MATERIALIZED (
         SELECT c.label, c.tsv, c.tsv_len FROM chunks c
         WHERE c.collection_id = ${collectionId} AND c.deleted_seq IS NULL
           AND c.tsv @@ (SELECT strong FROM q) ${filterSql}
+        ${tier1Cap ? sql`LIMIT ${tier1Cap}` : sql``}
       ), tier2 AS (
         SELECT c.label, c.tsv, c.tsv_len FROM chunks c
         WHERE c.collection_id = ${collectionId} AND c.deleted_seq IS NULL
@@ -361,11 +387,10 @@ export class PgStore implements Store {
       )
       SELECT cand.label::float8 AS label,
              sum(idf.idf * (u.tf * ${K1_PLUS_1}) /
-                 (u.tf + ${K1} * (1 - ${B} + ${B} * cand.tsv_len / greatest(st.avgdl, 1))))::float8 AS score
+                 (u.tf + ${K1} * (1 - ${B} + ${B} * cand.tsv_len / greatest(${avgdl}::float8, 1))))::float8 AS score
       FROM cand
       CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(cand.tsv)) u
       JOIN idf ON idf.term = u.lexeme
-      CROSS JOIN stats st
       GROUP BY cand.label
       ORDER BY score DESC, cand.label
       LIMIT ${k}`);
