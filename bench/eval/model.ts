@@ -1,0 +1,79 @@
+// Dense retrieval quality of a model artifact as served (transformers.js + onnxruntime-node, CPU), scored by
+// src/eval/metrics.ts with exact search. Cross-checks the Python numbers in model_card.json / trainer/RESULTS.md.
+//   npx tsx bench/eval/model.ts --model test/fixtures/models/tiny-ft-go --data ../shared/data/go [--queries 2000] [--dtype fp32|q8]
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { env, pipeline } from '@huggingface/transformers';
+import { computeIrMetrics, type RankedHit } from '../../src/eval/metrics.js';
+
+const { values: a } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'test/fixtures/models/tiny-ft-go' },
+    data: { type: 'string', default: '../shared/data/go' },
+    split: { type: 'string', default: 'dev' },
+    queries: { type: 'string', default: '0' },
+    dtype: { type: 'string', default: 'fp32' },
+    batch: { type: 'string', default: '64' },
+  },
+});
+
+function readJsonl<T>(p: string): T[] {
+  return readFileSync(p, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+}
+
+const modelDir = resolve(a.model);
+env.allowRemoteModels = false;
+env.localModelPath = dirname(modelDir) + '/';
+const dtype = a.dtype === 'q8' ? 'q8' : 'fp32';
+const fe = await pipeline('feature-extraction', basename(modelDir), { dtype });
+
+async function embed(texts: string[]): Promise<{ data: Float32Array; dim: number }> {
+  const bs = Number(a.batch);
+  const parts: Float32Array[] = [];
+  let dim = 0;
+  for (let i = 0; i < texts.length; i += bs) {
+    const out = await fe(texts.slice(i, i + bs), { pooling: 'mean', normalize: true });
+    dim = out.dims[1] ?? 0;
+    parts.push(out.data as Float32Array);
+  }
+  const data = new Float32Array(texts.length * dim);
+  let o = 0;
+  for (const p of parts) { data.set(p, o); o += p.length; }
+  return { data, dim };
+}
+
+const corpus = readJsonl<{ id: string; text: string }>(join(a.data, 'corpus.jsonl'));
+let queries = readJsonl<{ query: string; relevant: string[] }>(join(a.data, `queries.${a.split}.jsonl`));
+const nq = Number(a.queries);
+if (nq > 0) queries = queries.slice(0, nq);
+const t0 = performance.now();
+const C = await embed(corpus.map((c) => c.text));
+const t1 = performance.now();
+const Q = await embed(queries.map((q) => q.query));
+const t2 = performance.now();
+const d = C.dim;
+const relevant = new Map<string, Set<string>>();
+const rankings = new Map<string, RankedHit[]>();
+const K = 100;
+for (let qi = 0; qi < queries.length; qi++) {
+  const q = Q.data.subarray(qi * d, qi * d + d);
+  const scores = new Float32Array(corpus.length);
+  for (let j = 0; j < corpus.length; j++) {
+    let s = 0;
+    const off = j * d;
+    for (let k = 0; k < d; k++) s += (q[k] ?? 0) * (C.data[off + k] ?? 0);
+    scores[j] = s;
+  }
+  const idx = Array.from({ length: corpus.length }, (_, j) => j).sort((x, y) => (scores[y] ?? 0) - (scores[x] ?? 0)).slice(0, K);
+  rankings.set(String(qi), idx.map((j) => ({ id: corpus[j]?.id ?? '', score: scores[j] ?? 0 })));
+  relevant.set(String(qi), new Set(queries[qi]?.relevant ?? []));
+}
+const m = computeIrMetrics(relevant, rankings);
+const keys = ['recall@1', 'recall@3', 'recall@5', 'recall@10', 'mrr@10', 'ndcg@10', 'map@100'] as const;
+console.log(JSON.stringify({
+  model: a.model, dtype, data: a.data, split: a.split, queries: queries.length, corpus: corpus.length,
+  corpus_embed_per_s: Math.round(corpus.length / ((t1 - t0) / 1000)), query_embed_per_s: Math.round(queries.length / ((t2 - t1) / 1000)),
+  search_secs: Number(((performance.now() - t2) / 1000).toFixed(1)),
+  ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])),
+}));
