@@ -132,6 +132,7 @@ export class EmbedPool implements Embedder {
       cacheDir: opts.cacheDir,
       maxTokens: opts.maxTokens,
       intraOpThreads: opts.intraOpThreads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers)),
+      perTextRuns: opts.reproducible ?? spec.dtype === 'q8',
     };
     const first = await launch(0, init);
     const pool = new EmbedPool(spec.version, init, opts, first);

@@ -7,6 +7,8 @@ export interface WorkerInit {
   cacheDir: string;
   maxTokens?: number;
   intraOpThreads: number;
+  /** Run every text as its own ONNX batch (see EmbedderOptions.reproducible). */
+  perTextRuns: boolean;
 }
 
 export type ToWorker = { type: 'embed'; id: number; texts: string[] };

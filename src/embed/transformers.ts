@@ -107,6 +107,7 @@ export class TransformersEncoder {
     private readonly tokenizer: PreTrainedTokenizer,
     private readonly model: PreTrainedModel,
     readonly maxTokens: number,
+    private readonly perTextRuns: boolean,
     public dim: number,
   ) {}
 
@@ -133,7 +134,7 @@ export class TransformersEncoder {
     );
     const cap = Number.isFinite(limit) ? limit : 512;
     const maxTokens = Math.min(init.maxTokens ?? cap, cap);
-    const encoder = new TransformersEncoder(tokenizer, model, maxTokens, 0);
+    const encoder = new TransformersEncoder(tokenizer, model, maxTokens, init.perTextRuns, 0);
     try {
       // Probe once: proves the session runs and tells the pool the embedding width.
       encoder.dim = (await encoder.encode(['dimension probe'])).dim;
@@ -144,6 +145,16 @@ export class TransformersEncoder {
   }
 
   async encode(texts: string[]): Promise<EncodedBatch> {
+    if (!this.perTextRuns || texts.length === 1) return this.run(texts);
+    const rows: EncodedBatch[] = [];
+    for (const t of texts) rows.push(await this.run([t]));
+    const dim = rows[0]!.dim;
+    const data = new Float32Array(texts.length * dim);
+    rows.forEach((r, i) => data.set(r.data, i * dim));
+    return { data, dim, tokens: rows.reduce((n, r) => n + r.tokens, 0) };
+  }
+
+  private async run(texts: string[]): Promise<EncodedBatch> {
     const inputs = this.tokenizer(texts, { padding: true, truncation: true, max_length: this.maxTokens });
     const outputs = (await this.model(inputs)) as Record<string, Tensor | undefined>;
     // Same output preference as transformers.js's feature-extraction pipeline.

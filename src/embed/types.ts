@@ -36,6 +36,15 @@ export interface EmbedderOptions {
   maxQueue: number;
   /** Tokens per text; longer texts are truncated by the tokenizer. */
   maxTokens?: number;
+  /**
+   * Make a text's vector independent of its batch-mates. Dynamically quantized (q8) weights compute
+   * activation scales over the whole ONNX batch, so a vector shifts with whatever it was batched with
+   * (~3e-3 max abs, cosine ≥ 0.9999 on models/base). When true, the worker runs each text as its own
+   * ONNX batch (queueing and message batching are unchanged). Default: true for q8, false for fp32
+   * (fp32 is batch-invariant to ~1e-6 already). On the 2-core box, q8 base costs ~330 texts/CPU-s
+   * per-text vs ~255 at ONNX batch 32 and ~360 at batch 4–8, so it is not a throughput sacrifice.
+   */
+  reproducible?: boolean;
   /** ONNX intra-op threads per worker; default max(1, floor(cores / workers)). */
   intraOpThreads?: number;
   observer?: EmbedObserver;

@@ -318,6 +318,24 @@ describe("dtype 'q8' loads onnx/model_quantized.onnx", { timeout: 120_000 }, () 
   });
 });
 
+describe('real int8 weights (q8)', { timeout: 120_000 }, () => {
+  it('are batch-invariant by default: each text runs as its own ONNX batch', async () => {
+    const spec = resolveModelSpec({ MODEL_DIR: MODEL, EMBED_DTYPE: 'q8', defaultDir: '/nonexistent' });
+    expect(spec.version).toMatch(/-q8$/);
+    const q8 = await loadEmbedder(spec, options({ workers: 1 }));
+    try {
+      const batch = await q8.embed(TEXTS);
+      for (let i = 0; i < TEXTS.length; i++) {
+        const [single] = await q8.embed([TEXTS[i]!]);
+        expect(maxAbsDiff(single!, batch[i]!)).toBeLessThan(1e-6);
+        expect(Math.hypot(...single!)).toBeCloseTo(1, 4);
+      }
+    } finally {
+      await q8.close();
+    }
+  });
+});
+
 describe('resolveModelSpec', () => {
   it('takes the version from model_card.json when present', () => {
     const dir = join(tmp, 'carded');
