@@ -35,6 +35,8 @@ const MAX_KEYWORD_TERMS = 64;
 // ≥ 1e-3 · 0.2 per strong term against ≤ 64 terms · 2.2e-6.)
 const WEAK_IDF = 1e-3;
 const STOPWORD_CANDIDATES = 2000;
+const KEYWORD_STATS_TTL_MS = 30_000;
+const KEYWORD_STATS_MAX_TERMS = 50_000;
 // BM25 parameters, the same defaults as SQLite FTS5's bm25().
 const BM25_K1 = 1.2;
 const BM25_B = 0.75;
@@ -81,6 +83,9 @@ export interface PgStoreOptions {
 
 export class PgStore implements Store {
   readonly dialect = 'postgres' as const;
+
+  /** Keyword-search statistics per collection (see termStats). */
+  private readonly kwStats = new Map<number, { at: number; n: number; avgdl: number; df: Map<string, number> }>();
 
   private constructor(private readonly db: Db, private readonly shutdown: () => Promise<void>) {}
 
@@ -184,6 +189,7 @@ export class PgStore implements Store {
   async deleteCollection(name: string): Promise<boolean> {
     // Chunks, documents and index records go with the ON DELETE CASCADE foreign keys.
     const rows = await this.db.delete(s.collections).where(eq(s.collections.name, name)).returning({ id: s.collections.id });
+    for (const r of rows) this.kwStats.delete(r.id);
     return rows.length > 0;
   }
 
@@ -202,6 +208,15 @@ export class PgStore implements Store {
       byId.set(d.id, d);
     }
     const unique = [...byId.values()];
+    // After commit, so a keyword search racing the write cannot re-cache pre-write statistics.
+    try {
+      return await this.upsertTx(collectionId, unique);
+    } finally {
+      this.kwStats.delete(collectionId);
+    }
+  }
+
+  private upsertTx(collectionId: number, unique: DocumentInput[]): Promise<UpsertResult> {
     return this.db.transaction(async (tx) => {
       const seq = await this.nextSeq(tx);
       if (unique.length === 0) return { seq, added: [], removed: [] };
@@ -239,6 +254,14 @@ export class PgStore implements Store {
   }
 
   async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+    try {
+      return await this.deleteTx(collectionId, docId);
+    } finally {
+      this.kwStats.delete(collectionId);
+    }
+  }
+
+  private deleteTx(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
     return this.db.transaction(async (tx) => {
       const [doc] = await tx.select({ id: s.documents.id }).from(s.documents)
         .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).for('update');
@@ -322,19 +345,11 @@ export class PgStore implements Store {
     // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
     // tsvector's position lists, length = distinct lexemes (tsv_len). (ts_rank has no idf: a common word
     // would outrank a rare one, and keyword/hybrid results would differ between dialects.)
-    const stats = await rawRows(this.db, sql`
-      SELECT t.term, st.n, st.avgdl,
-             (SELECT count(*) FROM chunks x WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL
-                AND x.tsv @@ plainto_tsquery('simple', t.term))::float8 AS df
-      FROM jsonb_array_elements_text(${JSON.stringify(terms)}::jsonb) AS t(term)
-      CROSS JOIN (SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
-                  FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL) st`);
-    const n = Number(stats[0]?.n ?? 0);
-    const avgdl = Number(stats[0]?.avgdl ?? 0);
+    const { n, avgdl, df } = await this.termStats(collectionId, terms);
     const idf = new Map<string, number>();
-    for (const r of stats) {
-      const df = Number(r.df);
-      if (df > 0) idf.set(String(r.term), Math.max(Math.log((n - df + 0.5) / (df + 0.5)), 1e-6));
+    for (const term of terms) {
+      const d = df.get(term) ?? 0;
+      if (d > 0) idf.set(term, Math.max(Math.log((n - d + 0.5) / (d + 0.5)), 1e-6));
     }
     if (idf.size === 0) return [];
 
@@ -357,6 +372,33 @@ export class PgStore implements Store {
     const strong = essential.filter((term) => idf.get(term)! > WEAK_IDF);
     const weak = essential.filter((term) => idf.get(term)! <= WEAK_IDF);
     return this.bm25(collectionId, idf, avgdl, strong, weak, k, filterSql);
+  }
+
+  /**
+   * N, average length and per-term document frequencies of a collection. Counting a common word's
+   * chunks (12k for "process" in GO) cost more than the ranking itself, and query traffic repeats its
+   * words, so they are cached: dropped on this instance's own writes to the collection, and after
+   * KEYWORD_STATS_TTL_MS so other replicas' writes show up (they only nudge idf in between).
+   */
+  private async termStats(collectionId: number, terms: string[]): Promise<{ n: number; avgdl: number; df: Map<string, number> }> {
+    const now = Date.now();
+    let e = this.kwStats.get(collectionId);
+    if (!e || now - e.at > KEYWORD_STATS_TTL_MS || e.df.size > KEYWORD_STATS_MAX_TERMS) {
+      const [st] = await rawRows(this.db, sql`
+        SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
+        FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL`);
+      e = { at: now, n: Number(st?.n ?? 0), avgdl: Number(st?.avgdl ?? 0), df: new Map() };
+      this.kwStats.set(collectionId, e);
+    }
+    const missing = terms.filter((term) => !e.df.has(term));
+    if (missing.length > 0) {
+      const rows = await rawRows(this.db, sql`
+        SELECT t.term, (SELECT count(*) FROM chunks x WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL
+                          AND x.tsv @@ plainto_tsquery('simple', t.term))::float8 AS df
+        FROM jsonb_array_elements_text(${JSON.stringify(missing)}::jsonb) AS t(term)`);
+      for (const r of rows) e.df.set(String(r.term), Number(r.df));
+    }
+    return e;
   }
 
   /** Top-k BM25 over chunks holding a `strong` term, filled up from chunks holding only `weak` ones. */
