@@ -60,7 +60,11 @@ export function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOp
   });
   const monitor = new DriftMonitor({
     store: engine.store, config, metrics: engine.metrics, log: engine.log,
-    embed: (texts) => engine.embedTexts(texts),
+    // The serving model, in the 'bulk' lane: re-embedding a window must not delay live searches.
+    embed: async (texts) => {
+      const pair = engine.serving;
+      return { vectors: await pair.embedder.embed(texts, { priority: 'bulk' }), model: pair.version };
+    },
     servingVersion: () => engine.serving.version,
     async onDrift(collection) {
       try {

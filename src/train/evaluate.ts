@@ -38,17 +38,17 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 /**
  * Exact (brute-force) cosine ranking of `queries` over `corpus` with one embedder, chunks collapsed to
  * their document's best score. Exact search keeps HNSW recall out of the model comparison. Yields to the
- * event loop between queries so searches keep being served while a candidate is evaluated.
+ * event loop between queries, and embeds in the 'bulk' lane, so live searches keep going first.
  */
 export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: EvalQuery[], depth = 100): Promise<Map<string, Ranking>> {
   const dim = embedder.dim;
   const mat = new Float32Array(corpus.length * dim);
   for (let i = 0; i < corpus.length; i += 256) {
-    const vecs = await embedder.embed(corpus.slice(i, i + 256).map((c) => c.text));
+    const vecs = await embedder.embed(corpus.slice(i, i + 256).map((c) => c.text), { priority: 'bulk' });
     vecs.forEach((v, j) => mat.set(v, (i + j) * dim));
   }
   const qv: Float32Array[] = [];
-  for (let i = 0; i < queries.length; i += 256) qv.push(...(await embedder.embed(queries.slice(i, i + 256).map((q) => q.query))));
+  for (let i = 0; i < queries.length; i += 256) qv.push(...(await embedder.embed(queries.slice(i, i + 256).map((q) => q.query), { priority: 'bulk' })));
   const out = new Map<string, Ranking>();
   const scores = new Float32Array(corpus.length);
   for (let q = 0; q < queries.length; q++) {
