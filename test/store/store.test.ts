@@ -291,6 +291,13 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect((await ids('neurulation')).ids).toEqual(['old']);
     await store.deleteDocument(c.id, 'rare');
     expect((await ids('ribosome')).ids).toEqual([]);
+
+    // Term statistics must follow writes: a word first searched while absent is found once added.
+    expect((await ids('zeta')).ids).toEqual([]);
+    await store.upsertDocuments(c.id, [doc('z1', 'zeta function'), doc('z2', 'zeta zeta potential')]);
+    expect((await ids('zeta')).ids).toEqual(['z2', 'z1']);
+    await store.deleteDocument(c.id, 'z2');
+    expect((await ids('zeta')).ids).toEqual(['z1']);
   });
 
   it('keywordSearch treats every token as a plain word (no query syntax, no injection)', async () => {
