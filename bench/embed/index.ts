@@ -189,6 +189,16 @@ const poolRuns: Contender[] = [...pools].flatMap(([w, pool]) => [
   // How the server re-embeds: REEMBED_BATCH-sized calls, two in flight, so sorting only helps within a call.
   { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, ${CHUNK}-text calls ×2 in flight`, run: () => chunked(pool, texts, CHUNK, 2), ms: [], cpuMs: [] },
 ]);
+// q8 serves with per-text ONNX runs by default (EmbedderOptions.reproducible); time that default too.
+const wMax = Math.max(...WORKERS);
+const perText =
+  spec.dtype === 'q8'
+    ? ((await loadEmbedder(spec, { cacheDir: '/tmp', workers: wMax, maxBatch: BATCH, maxWaitMs: QUERY_WAIT_MS, maxQueue: N })) as EmbedPool)
+    : undefined;
+if (perText) {
+  await perText.embed(texts.slice(0, BATCH * 4));
+  poolRuns.push({ label: `pool ${wMax}w, q8 default: per-text ONNX runs`, run: () => perText.embed(texts), ms: [], cpuMs: [] });
+}
 await race([bareCorpus, bareSorted, ...poolRuns]);
 console.log(`median of ${REPS} interleaved rounds: wall texts/s (min–max) · texts per CPU-second`);
 for (const c of [bareCorpus, bareSorted, ...poolRuns]) {
@@ -215,3 +225,4 @@ const ref = await bare.run(texts.slice(0, 256), BATCH);
 // pool's batches (length-sorted) differ from the bare loop's (see EmbedderOptions.reproducible).
 for (const [w, pool] of pools) console.log(`max |pool(${w}) − bare| over 256 texts: ${maxDiff(await pool.embed(texts.slice(0, 256)), ref).toExponential(2)}`);
 for (const p of pools.values()) await p.close();
+await perText?.close();
