@@ -65,9 +65,9 @@ export ADMIN_API_KEY="$(node -e "process.stdout.write('rk_' + require('crypto').
 export LOOP_API_KEY="$ADMIN_API_KEY"
 export DATA_DIR="$WORK/srv" MODEL_DIR="$MODEL" PORT=${PORT:-$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})")} HOST=127.0.0.1 LOG_LEVEL=info \
   EMBED_WORKERS=${EMBED_WORKERS:-$(( CORES > 8 ? 4 : 1 ))} INDEX_WORKERS=${INDEX_WORKERS:-2} EMBED_MAX_BATCH=64 \
-  DRIFT_INTERVAL_SECONDS=${DRIFT_INTERVAL_SECONDS:-15} DRIFT_WINDOW=${DRIFT_WINDOW:-1000} DRIFT_MIN_QUERIES=${DRIFT_MIN_QUERIES:-500} \
+  DRIFT_INTERVAL_SECONDS=${DRIFT_INTERVAL_SECONDS:-20} DRIFT_WINDOW=${DRIFT_WINDOW:-1000} DRIFT_MIN_QUERIES=${DRIFT_MIN_QUERIES:-500} \
   DRIFT_AUC_THRESHOLD=${DRIFT_AUC_THRESHOLD:-0.75} DRIFT_COOLDOWN_SECONDS=3600 AUTO_RETRAIN=true TRAINER_TIMEOUT_SECONDS=${TRAINER_TIMEOUT_SECONDS:-300} \
-  TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-256} TRAIN_EPOCHS=${TRAIN_EPOCHS:-1} TRAIN_LR=${TRAIN_LR:-1e-4} \
+  TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-256} TRAIN_EPOCHS=${TRAIN_EPOCHS:-3} TRAIN_LR=${TRAIN_LR:-1e-4} \
   REEMBED_BATCH=256 REEMBED_PAUSE_MS=${REEMBED_PAUSE_MS:-0} SNAPSHOT_EVERY_SECONDS=600 QUERY_LOG_FLUSH_MS=100
 say "server: model=$MODEL backend=$TRAINER_BACKEND embed_workers=$EMBED_WORKERS cores=$CORES"
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then say "port $PORT is already in use"; exit 2; fi
@@ -77,8 +77,8 @@ stop_server() { kill "$SERVER" 2>/dev/null; for _ in $(seq 50); do kill -0 "$SER
 trap stop_server EXIT
 
 node --import tsx scripts/loop/replay.ts --url "http://127.0.0.1:$PORT" --data "$DATA" --out "$OUT/summary.json" \
-  --bp "${LOOP_BP:-3000}" --shift "${LOOP_SHIFT:-6000}" --dev "${LOOP_DEV:-1000}" --concurrency "${LOOP_CONCURRENCY:-8}" \
-  --job-timeout "${LOOP_JOB_TIMEOUT:-420}" ${LOOP_KEEP_DATA:+--skip-ingest} 2>&1 | tee -a "$OUT/replay.log"
+  --bp "${LOOP_BP:-4000}" --shift "${LOOP_SHIFT:-8000}" --dev "${LOOP_DEV:-1000}" --concurrency "${LOOP_CONCURRENCY:-8}" \
+  --job-timeout "${LOOP_JOB_TIMEOUT:-420}" --deadline $(( (T0 + ${LOOP_DEADLINE_S:-560}) * 1000 )) ${LOOP_KEEP_DATA:+--skip-ingest} 2>&1 | tee -a "$OUT/replay.log"
 RC=${PIPESTATUS[0]}
 # The trainer's own report, for the record (the job dir holds the bundle; models/ the artifact).
 find "$WORK/srv/models" -maxdepth 2 -name train_report.json -exec cp {} "$OUT/train_report.json" \; 2>/dev/null

@@ -21,6 +21,8 @@ const { values: a } = parseArgs({
     dev: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '8' },
     'job-timeout': { type: 'string', default: '420' },
+    /** Epoch ms by which the summary must be written (the device run has a hard limit). */
+    deadline: { type: 'string' },
     'skip-ingest': { type: 'boolean', default: false },
     key: { type: 'string' },
   },
@@ -187,7 +189,8 @@ log('replayed MF/CC', summary.trafficShift as Json);
 
 // From here on the server is on its own: its scheduler must notice the drift and run the job.
 let job: Json | undefined;
-const deadline = Date.now() + Number(a['job-timeout']) * 1000;
+// Stop waiting early enough to measure again and write the summary before a hard deadline.
+const deadline = Math.min(Date.now() + Number(a['job-timeout']) * 1000, a.deadline ? Number(a.deadline) - 45_000 : Infinity);
 while (Date.now() < deadline) {
   const jobs = (await ok<{ jobs: Json[] }>('GET', `/jobs?collection=${col}`)).jobs;
   const j = jobs.find((x) => x.trigger === 'drift');

@@ -1,7 +1,5 @@
 // Pair mining over a real SQLite store, and LLM mining against a real OpenAI-compatible HTTP server
 // started here (the `openai` client talks to it over a socket; nothing in the client is mocked).
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,50 +10,7 @@ import { LlmMiner, limiter, parseLines } from '../../src/train/llm.js';
 import { MiningError, minePairs, normalizeQuery, pseudoQuery } from '../../src/train/mining.js';
 import { tempDir, TINY_MODEL } from '../helpers.js';
 import { logRow } from './helpers.js';
-
-interface Fake {
-  server: Server;
-  url: string;
-  calls: number;
-  maxInFlight: number;
-  prompts: string[];
-}
-
-/** An OpenAI-compatible /v1/chat/completions: the first `failFirst` calls get 500s, then echo-style answers. */
-async function startLlm(failFirst = 0): Promise<Fake> {
-  const fake: Fake = { server: undefined as unknown as Server, url: '', calls: 0, maxInFlight: 0, prompts: [] };
-  let inFlight = 0;
-  fake.server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      const callNo = ++fake.calls;
-      inFlight++;
-      fake.maxInFlight = Math.max(fake.maxInFlight, inFlight);
-      setTimeout(() => {
-        inFlight--;
-        if (req.url !== '/v1/chat/completions' || req.method !== 'POST') { res.writeHead(404).end(); return; }
-        if (callNo <= failFirst) {
-          res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
-          return;
-        }
-        const j = JSON.parse(body) as { model: string; messages: { role: string; content: string }[] };
-        const user = j.messages.find((m) => m.role === 'user')!.content;
-        fake.prompts.push(user);
-        const subject = user.split('\n\n')[1]!.split(/\s+/).slice(0, 4).join(' ');
-        const content = user.startsWith('Rewrite') ? `1. which ${subject} exactly\n2. ${subject} meaning` : `- what is ${subject}?\n- define ${subject}`;
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-          id: 'c1', object: 'chat.completion', created: 0, model: j.model,
-          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52 },
-        }));
-      }, 15);
-    });
-  });
-  await new Promise<void>((r) => fake.server.listen(0, '127.0.0.1', () => r()));
-  fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}/v1`;
-  return fake;
-}
+import { startLlm } from './llm-server.js';
 
 const DOCS = Array.from({ length: 60 }, (_, i) => ({
   id: `GO:${String(i).padStart(7, '0')}`,
