@@ -65,8 +65,22 @@ for (let qi = 0; qi < queries.length; qi++) {
     for (let k = 0; k < d; k++) s += (q[k] ?? 0) * (C.data[off + k] ?? 0);
     scores[j] = s;
   }
-  const idx = Array.from({ length: corpus.length }, (_, j) => j).sort((x, y) => (scores[y] ?? 0) - (scores[x] ?? 0)).slice(0, K);
-  rankings.set(String(qi), idx.map((j) => ({ id: corpus[j]?.id ?? '', score: scores[j] ?? 0 })));
+  // top K by insertion into a small sorted buffer (scores below the current K-th are skipped)
+  const top: number[] = [];
+  for (let j = 0; j < scores.length; j++) {
+    const s = scores[j] ?? 0;
+    if (top.length === K && s <= (scores[top[K - 1] ?? 0] ?? 0)) continue;
+    let lo = 0;
+    let hi = top.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((scores[top[mid] ?? 0] ?? 0) >= s) lo = mid + 1;
+      else hi = mid;
+    }
+    top.splice(lo, 0, j);
+    if (top.length > K) top.pop();
+  }
+  rankings.set(String(qi), top.map((j) => ({ id: corpus[j]?.id ?? '', score: scores[j] ?? 0 })));
   relevant.set(String(qi), new Set(queries[qi]?.relevant ?? []));
 }
 const m = computeIrMetrics(relevant, rankings);
