@@ -200,14 +200,17 @@ export class Shard {
     }
     const q = this.toQuery(query);
     // hnswlib-node's filter calls back into JS (~1 µs) for nearly every node visited until ef allowed
-    // items are found, which dominates the search below ~30 % selectivity. An unfiltered search deep
-    // enough to expect OVERSAMPLE × k allowed hits is much cheaper when the allowed set is not rare
-    // near the query; if it comes back short (the filter correlates with the query), use the filter.
+    // items are found, which dominates the search. An unfiltered search of the same breadth, keeping the
+    // allowed hits, costs the same distance computations without the callbacks; if it comes back short
+    // (the filter is anti-correlated with the query), the filter path runs.
+    // The filter path effectively explores until ef *allowed* items are found, i.e. ~ef / selectivity
+    // nodes; the unfiltered search gets the same ef budget, so recall matches it (a search only as deep
+    // as k × OVERSAMPLE / selectivity measured 0.64 vs 0.90 recall@10 at 30 % on 20k × 64).
     const selectivity = liveAllowed.length / live;
-    const deep = Math.ceil((kk * OVERSAMPLE) / selectivity);
-    if (deep <= this.tuning.oversampleMaxK) {
-      const depth = Math.min(live, Math.max(deep, kk));
-      this.setEf(Math.max(ef, depth));
+    const depth = Math.min(live, Math.max(kk, Math.ceil((kk * OVERSAMPLE) / selectivity)));
+    const deepEf = Math.max(ef, depth, Math.ceil(ef / selectivity));
+    if (deepEf <= this.tuning.oversampleMaxK) {
+      this.setEf(deepEf);
       const res = this.hnsw.searchKnn(q, depth);
       const labels: number[] = [];
       const distances: number[] = [];
