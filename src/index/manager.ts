@@ -26,7 +26,7 @@ export interface IndexManagerOptions {
   bruteForceMaxLabels?: number;
   /** ... or at most this fraction of the index. */
   bruteForceMaxFraction?: number;
-  /** Larger filters first try an unfiltered search of up to this depth and keep the allowed hits; 0 disables. */
+  /** Larger filters first try an unfiltered search with ef up to this and keep the allowed hits; 0 disables. */
   oversampleMaxK?: number;
 }
 

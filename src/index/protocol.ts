@@ -28,8 +28,8 @@ export interface ShardTuning {
   /** ... or at most this fraction of the live elements. */
   bruteForceMaxFraction: number;
   /**
-   * Larger filters first try an unfiltered search this deep at most (k × 2 / selectivity) and keep the
-   * allowed hits; 0 always uses hnswlib's filter callback.
+   * Larger filters first try an unfiltered search with ef up to this (ef / selectivity, the breadth the
+   * filter path would explore) and keep the allowed hits; 0 always uses hnswlib's filter callback.
    */
   oversampleMaxK: number;
 }
