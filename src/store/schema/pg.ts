@@ -50,7 +50,7 @@ export const chunks = pgTable(
   (t) => [
     index('chunks_doc').on(t.collectionId, t.docId),
     index('chunks_seq').on(t.collectionId, t.seq),
-    index('chunks_deleted_seq').on(t.collectionId, t.deletedSeq),
+    index('chunks_deleted_seq').on(t.collectionId, t.deletedSeq).where(sql`deleted_seq IS NOT NULL`),
   ],
 );
 

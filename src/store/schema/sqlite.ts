@@ -46,7 +46,9 @@ export const chunks = sqliteTable(
   (t) => [
     index('chunks_doc').on(t.collectionId, t.docId),
     index('chunks_seq').on(t.collectionId, t.seq),
-    index('chunks_deleted_seq').on(t.collectionId, t.deletedSeq),
+    // Partial: with a plain index the planner served `deleted_seq IS NULL` (every live chunk) from it,
+    // turning each re-upsert's tombstone lookup into a scan (ingest went quadratic).
+    index('chunks_deleted_seq').on(t.collectionId, t.deletedSeq).where(sql`deleted_seq IS NOT NULL`),
   ],
 );
 

@@ -111,33 +111,45 @@ export class SqliteStore implements Store {
   }
 
   // ---- documents
+  // Ingest is the hot write path: plain prepared statements, compiled once, inside one transaction
+  // (drizzle rebuilds and re-prepares each query, which cost seconds per 1000-document batch).
+  private ingestStmts?: {
+    tombstone: Database.Statement<[number, number, string]>;
+    upsertDoc: Database.Statement<[number, string, string, string, number, number]>;
+    insertChunk: Database.Statement<[number, string, number, string, number]>;
+    nextSeq: Database.Statement<[]>;
+  };
+
+  private stmts() {
+    return (this.ingestStmts ??= {
+      tombstone: this.sqlite.prepare('UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label'),
+      upsertDoc: this.sqlite.prepare(
+        `INSERT INTO documents (collection_id, id, text, metadata, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (collection_id, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, seq = excluded.seq, updated_at = excluded.updated_at`,
+      ),
+      insertChunk: this.sqlite.prepare('INSERT INTO chunks (collection_id, doc_id, n, text, seq) VALUES (?, ?, ?, ?, ?) RETURNING label'),
+      nextSeq: this.sqlite.prepare("INSERT INTO counters (name, value) VALUES ('seq', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"),
+    });
+  }
+
   async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
-    return this.db.transaction((tx) => {
-      const seq = this.nextSeq();
+    const st = this.stmts();
+    const run = this.sqlite.transaction((): UpsertResult => {
+      const seq = (st.nextSeq.get() as { value: number }).value;
       const removed: number[] = [];
       const added: ChunkRow[] = [];
+      const now = Date.now();
       for (const d of docs) {
-        const old = tx
-          .update(s.chunks)
-          .set({ deletedSeq: seq })
-          .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, d.id), isNull(s.chunks.deletedSeq)))
-          .returning({ label: s.chunks.label })
-          .all();
-        for (const o of old) removed.push(o.label);
-        tx.insert(s.documents)
-          .values({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq })
-          .onConflictDoUpdate({
-            target: [s.documents.collectionId, s.documents.id],
-            set: { text: d.text, metadata: d.metadata, seq, updatedAt: Date.now() },
-          })
-          .run();
+        for (const o of st.tombstone.all(seq, collectionId, d.id) as { label: number }[]) removed.push(o.label);
+        st.upsertDoc.run(collectionId, d.id, d.text, JSON.stringify(d.metadata), seq, now);
         d.chunks.forEach((text, n) => {
-          const r = tx.insert(s.chunks).values({ collectionId, docId: d.id, n, text, seq }).returning({ label: s.chunks.label }).get();
+          const r = st.insertChunk.get(collectionId, d.id, n, text, seq) as { label: number };
           added.push({ label: r.label, docId: d.id, n, text });
         });
       }
       return { seq, added, removed };
     });
+    return run.immediate();
   }
 
   async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
