@@ -45,7 +45,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   const log = createLogger(config.LOG_LEVEL);
   const metrics = createMetrics();
   const configuredModel = modelSpecFromConfig(config);
-  const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log });
   const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
   const embedOpts = {
     cacheDir: `${config.DATA_DIR}/models/cache`,
