@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Embedder, ModelSpec } from '../embed/types.js';
+import { IndexLostError } from '../index/errors.js';
 import type { IndexManager } from '../index/manager.js';
 import type { Hit, IndexKey, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
@@ -360,17 +361,27 @@ export class Engine {
           await this.catchUp(c.id, idx, pair.embedder, from);
         }
       }
+      const live = await this.deps.store.listCollections();
+      this.collections.clear();
+      for (const c of live) this.collections.set(c.name, c);
       for (const cid of [...pair.indexes.keys()]) {
-        if (!(await this.deps.store.getCollectionById(cid))) pair.indexes.delete(cid);
+        if (!live.some((c) => c.id === cid)) pair.indexes.delete(cid);
       }
       this.lastFollowSeq = seq;
     });
   }
 
   // ---------------------------------------------------------------- collections
+  // Collections are read on every search and change rarely: cache them. Local creates/deletes update the
+  // cache; replicas on Postgres refresh it from follow().
+  private readonly collections = new Map<string, Collection>();
+
   async requireCollection(name: string): Promise<Collection> {
+    const hit = this.collections.get(name);
+    if (hit) return hit;
     const c = await this.deps.store.getCollection(name);
     if (!c) throw new AppError('collection_not_found', `collection "${name}" does not exist`);
+    this.collections.set(name, c);
     return c;
   }
 
@@ -396,6 +407,7 @@ export class Engine {
     await this.exclusive(async () => {
       const c = await this.requireCollection(name);
       await this.deps.store.deleteCollection(name);
+      this.collections.delete(name);
       for (const pair of [this.current, this.previous]) {
         if (!pair) continue;
         pair.indexes.delete(c.id);
@@ -533,7 +545,34 @@ export class Engine {
       allow = await this.deps.store.labelsMatching(c.id, filter);
       if (allow.length === 0) return [];
     }
-    return idx.search(vector, depth, { efSearch, allow });
+    try {
+      return await idx.search(vector, depth, { efSearch, allow });
+    } catch (err) {
+      if (!(err instanceof IndexLostError)) throw err;
+      // The worker holding this index died (it respawns empty): reload from snapshot + store, retry once.
+      this.deps.log.error('index worker lost; reloading the index', { collection: c.name, version: pair.version, err: String(err) });
+      const fresh = await this.recoverIndex(pair, c);
+      return fresh.search(vector, depth, { efSearch, allow });
+    }
+  }
+
+  private readonly recovering = new Map<string, Promise<VectorIndex>>();
+
+  private recoverIndex(pair: ServingPair, c: Collection): Promise<VectorIndex> {
+    const key = this.seqKey(c.id, pair.version);
+    let p = this.recovering.get(key);
+    if (!p) {
+      p = this.exclusive(async () => {
+        const cur = pair.indexes.get(c.id);
+        if (cur && cur.count() > 0 && this.deps.indexes.get(cur.key) === cur) return cur; // recovered meanwhile
+        await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
+        const idx = await this.openIndex(c, pair.version, pair.embedder);
+        pair.indexes.set(c.id, idx);
+        return idx;
+      }).finally(() => this.recovering.delete(key));
+      this.recovering.set(key, p);
+    }
+    return p;
   }
 
   async embedTexts(texts: string[]): Promise<{ vectors: Float32Array[]; model: string }> {

@@ -118,6 +118,18 @@ describe('durability', () => {
     expect(q.body.results[0].id).toBe('d17');
   }, 90_000);
 
+  test('a crashed index worker is detected and the index reloaded: searches keep working', async () => {
+    const s = await startTestServer();
+    cleanups.push(() => s.dispose());
+    await s.req('POST', '/collections', { name: 'w' });
+    await s.req('POST', '/collections/w/documents', { documents: Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: `worker crash test document ${i} about topic ${i % 5}` })) });
+    await s.engine.indexManager.killWorker(0);
+    const r = await s.req('POST', '/search', { collection: 'w', query: 'worker crash test document 12 about topic 2', k: 3 });
+    expect(r.status).toBe(200);
+    expect(r.body.results[0].id).toBe('d12');
+    expect((await s.req('GET', '/collections/w')).body.chunks).toBe(40);
+  }, 60_000);
+
   test('kill -9 during bulk ingest: every acknowledged document is searchable after restart', async () => {
     const dir = tempDir();
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

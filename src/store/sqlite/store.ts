@@ -172,23 +172,19 @@ export class SqliteStore implements Store {
     return r;
   }
 
+  private hydrateStmt?: Database.Statement<[string]>;
+
+  // On every search's path: one statement, prepared once, with the labels passed as a JSON array.
   async hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
     const out = new Map<number, HydratedChunk>();
     if (labels.length === 0) return out;
-    // A single IN (...) keeps this one round trip; SQLite allows 32k bound parameters.
-    for (let i = 0; i < labels.length; i += 10_000) {
-      const part = labels.slice(i, i + 10_000);
-      const rows = this.db
-        .select({
-          label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text,
-          metadata: s.documents.metadata, docText: s.documents.text,
-        })
-        .from(s.chunks)
-        .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
-        .where(and(inArray(s.chunks.label, part), isNull(s.chunks.deletedSeq)))
-        .all();
-      for (const r of rows) out.set(r.label, r);
-    }
+    this.hydrateStmt ??= this.sqlite.prepare(
+      `SELECT c.label AS label, c.doc_id AS docId, c.n AS n, c.text AS text, d.metadata AS metadata, d.text AS docText
+       FROM chunks c JOIN documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id
+       WHERE c.label IN (SELECT value FROM json_each(?)) AND c.deleted_seq IS NULL`,
+    );
+    const rows = this.hydrateStmt.all(JSON.stringify(labels)) as (Omit<HydratedChunk, 'metadata'> & { metadata: string })[];
+    for (const r of rows) out.set(r.label, { ...r, metadata: JSON.parse(r.metadata) as Metadata });
     return out;
   }
 
