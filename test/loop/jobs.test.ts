@@ -192,12 +192,13 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
     }
   }, 90_000);
 
-  it('after a restart a queued job is resumed and a job caught mid-way is failed with the reason', async () => {
+  it('after a restart a queued job is resumed, a job caught mid-way is failed with the reason, one past its commit point is done', async () => {
     const dir = tempDir('jobs-restart-');
     const cmd = `echo 'boom' >&2; exit 1 # {bundle} {out}`;
     let s = await start(dir, { TRAINER_COMMAND: cmd });
     await s.req('POST', '/collections', { name: 'c' });
     await s.req('POST', '/collections', { name: 'd' });
+    await s.req('POST', '/collections', { name: 'e' });
     await s.req('POST', '/collections/c/documents', { documents: docs });
     await s.req('POST', '/collections/d/documents', { documents: docs.slice(0, 10) });
     await traffic(s);
@@ -208,6 +209,8 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
     const store = await openStore({ dataDir: dir });
     await store.insertJob({ id: '11111111-aaaa-4aaa-8aaa-111111111111', collection: 'd', trigger: 'drift', state: 'training', progress: { state: 'training' }, timings: { queued: 0.1, mining: 2 }, parentVersion: champion, candidateVersion: 'ft-d-half', error: null });
     await store.insertJob({ id: '22222222-bbbb-4bbb-8bbb-222222222222', collection: 'c', trigger: 'manual', state: 'queued', progress: {}, timings: {}, parentVersion: champion, candidateVersion: null, error: null });
+    // Killed after the store's promote (the commit point) but before the job row said "done".
+    await store.insertJob({ id: '33333333-cccc-4ccc-8ccc-333333333333', collection: 'e', trigger: 'drift', state: 'swapping', progress: { state: 'swapping' }, timings: {}, parentVersion: 'older', candidateVersion: champion, error: null });
     await store.saveIndexRecord({ collectionId: (await store.getCollection('d'))!.id, modelVersion: 'ft-d-half', path: null, snapshotSeq: 0, count: 3, status: 'building' });
     await store.close();
 
@@ -219,6 +222,9 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
       expect(mid!.state).toBe('failed');
       expect(mid!.error).toBe(`interrupted by a server restart while training; the champion ${champion} kept serving`);
       expect(await s.store.listIndexRecords({ modelVersion: 'ft-d-half' })).toEqual([]);
+      const committed = await s.store.getJob('33333333-cccc-4ccc-8ccc-333333333333');
+      expect(committed!.state).toBe('done');
+      expect(committed!.progress.recovered).toBe('the cut-over had committed before the restart');
       const resumed = await loop.jobs.wait('22222222-bbbb-4bbb-8bbb-222222222222');
       // It ran again from the start: mined, trained (the trainer fails here), and says so.
       expect(resumed!.state).toBe('failed');
