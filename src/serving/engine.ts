@@ -497,15 +497,21 @@ export class Engine {
         ranked = reciprocalRankFusion([dense, sparse], RRF_K);
       }
     }
-    const chunks = await this.deps.store.hydrate(ranked.map((h) => h.label));
     const results: SearchResultItem[] = [];
     const seen = new Set<string>();
-    for (const h of ranked) {
-      const ch = chunks.get(h.label);
-      if (!ch || seen.has(ch.docId)) continue;
-      seen.add(ch.docId);
-      results.push(toResult(ch, h.score));
-      if (results.length === req.k) break;
+    // Hydrate only as far down the ranking as needed: usually k rows, more when chunks of one document
+    // (or hits tombstoned since the search) take slots.
+    for (let from = 0; from < ranked.length && results.length < req.k;) {
+      const part = ranked.slice(from, from + Math.max(req.k - results.length, 8));
+      from += part.length;
+      const chunks = await this.deps.store.hydrate(part.map((h) => h.label));
+      for (const h of part) {
+        const ch = chunks.get(h.label);
+        if (!ch || seen.has(ch.docId)) continue;
+        seen.add(ch.docId);
+        results.push(toResult(ch, h.score));
+        if (results.length === req.k) break;
+      }
     }
     const tookMs = performance.now() - t0;
     const queryId = randomUUID();

@@ -27,7 +27,6 @@ export interface ChunkRow {
 
 export interface HydratedChunk extends ChunkRow {
   metadata: Metadata;
-  docText: string;
 }
 
 export interface UpsertResult {

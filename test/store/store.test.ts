@@ -136,7 +136,7 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const h = await store.hydrate([...labels1, r2.added[0]!.label, 999_999_999]);
     // Tombstoned and unknown labels do not hydrate.
     expect([...h.keys()].sort((x, y) => x - y)).toEqual([labels1[2]!, r2.added[0]!.label]);
-    expect(h.get(r2.added[0]!.label)).toEqual({ label: r2.added[0]!.label, docId: 'a', n: 0, text: 'alpha v2', metadata: { lang: 'fr', v: 2 }, docText: 'alpha v2' });
+    expect(h.get(r2.added[0]!.label)).toEqual({ label: r2.added[0]!.label, docId: 'a', n: 0, text: 'alpha v2', metadata: { lang: 'fr', v: 2 } });
     expect(h.get(labels1[2]!)?.metadata).toEqual({ lang: 'de' });
     expect((await store.hydrate([])).size).toBe(0);
   });

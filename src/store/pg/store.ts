@@ -285,7 +285,7 @@ export class PgStore implements Store {
     const out = new Map<number, HydratedChunk>();
     for (let i = 0; i < labels.length; i += 10_000) {
       const rows = await this.db
-        .select({ ...chunkCols, metadata: s.documents.metadata, docText: s.documents.text })
+        .select({ ...chunkCols, metadata: s.documents.metadata })
         .from(s.chunks)
         .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
         .where(and(inArray(s.chunks.label, labels.slice(i, i + 10_000)), isNull(s.chunks.deletedSeq)));

@@ -179,7 +179,7 @@ export class SqliteStore implements Store {
     const out = new Map<number, HydratedChunk>();
     if (labels.length === 0) return out;
     this.hydrateStmt ??= this.sqlite.prepare(
-      `SELECT c.label AS label, c.doc_id AS docId, c.n AS n, c.text AS text, d.metadata AS metadata, d.text AS docText
+      `SELECT c.label AS label, c.doc_id AS docId, c.n AS n, c.text AS text, d.metadata AS metadata
        FROM chunks c JOIN documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id
        WHERE c.label IN (SELECT value FROM json_each(?)) AND c.deleted_seq IS NULL`,
     );
@@ -322,11 +322,19 @@ export class SqliteStore implements Store {
   }
 
   // ---- query log and feedback
+  private queryLogStmt?: Database.Statement<[string, string, string | null, string, number, string, string, string, number, number]>;
+
   async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
-    this.db.transaction((tx) => {
-      for (let i = 0; i < rows.length; i += 500) tx.insert(s.queryLog).values(rows.slice(i, i + 500)).onConflictDoNothing().run();
-    });
+    const st = (this.queryLogStmt ??= this.sqlite.prepare(
+      `INSERT INTO query_log (id, collection, query, mode, k, result_ids, scores, model_version, latency_ms, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+    ));
+    this.sqlite.transaction(() => {
+      for (const r of rows) {
+        st.run(r.id, r.collection, r.query, r.mode, r.k, JSON.stringify(r.resultIds), JSON.stringify(r.scores), r.modelVersion, r.latencyMs, r.createdAt);
+      }
+    })();
   }
 
   async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
