@@ -21,6 +21,7 @@ import { IndexManager, type IndexManagerOptions } from '../../src/index/manager.
 import type { HnswParams, VectorIndex } from '../../src/index/types.js';
 import { spawnWorker } from '../../src/util/worker.js';
 import type { ClientJob, ClientResult } from './http-client.js';
+import { randomUnitVector, seededRandom } from '../../src/util/random.js';
 
 const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
 const N = env('BENCH_N', 50_000);
@@ -32,30 +33,6 @@ const CONC = env('BENCH_CONCURRENCY', 16);
 const NQ = 2000;
 const PARAMS: HnswParams = { M: env('BENCH_M', 16), efConstruction: env('BENCH_EFC', 200), efSearch: EF };
 const KEY = { collectionId: 1, modelVersion: 'bench' };
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function unit(dim: number, rand: () => number): Float32Array {
-  const v = new Float32Array(dim);
-  let n = 0;
-  for (let i = 0; i < dim; i++) {
-    const g = rand() + rand() + rand() - 1.5;
-    v[i] = g;
-    n += g * g;
-  }
-  n = Math.sqrt(n);
-  for (let i = 0; i < dim; i++) v[i] = (v[i] as number) / n;
-  return v;
-}
 
 interface Row {
   name: string;
@@ -91,7 +68,7 @@ async function buildOrLoadSnapshot(): Promise<string> {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `n${N}-d${DIM}-M${PARAMS.M}-efc${PARAMS.efConstruction}-seed1.hnsw`);
   if (existsSync(path) && !process.env.BENCH_REBUILD) return path;
-  const rand = rng(1);
+  const rand = seededRandom(1);
   const m = new IndexManager({ workers: 1, addChunk: 1000 });
   const idx = await m.create(KEY, DIM, PARAMS, N);
   const t0 = performance.now();
@@ -100,7 +77,7 @@ async function buildOrLoadSnapshot(): Promise<string> {
     const n = Math.min(batch, N - start);
     await idx.add(
       Array.from({ length: n }, (_, i) => start + i),
-      Array.from({ length: n }, () => unit(DIM, rand)),
+      Array.from({ length: n }, () => randomUnitVector(DIM, rand)),
     );
     process.stdout.write(`\rbuilding ${start + n}/${N} (${((start + n) / ((performance.now() - t0) / 1000)).toFixed(0)} vec/s)`);
   }
@@ -212,7 +189,7 @@ async function startRealServer(): Promise<ServerLeg> {
   const idx = engine.serving.indexes.get(c.id);
   if (!idx) throw new Error('server created no index for the bench collection');
   const dim = idx.dim;
-  const rand = rng(3);
+  const rand = seededRandom(3);
   process.stdout.write(`seeding the server: ${N} documents, ${dim}-d random vectors\n`);
   for (let start = 0; start < N; start += 5000) {
     const n = Math.min(5000, N - start);
@@ -221,7 +198,7 @@ async function startRealServer(): Promise<ServerLeg> {
       return { id: `d${start + i}`, text, metadata: { shard: (start + i) % 10 }, chunks: [text] };
     });
     const r = await store.upsertDocuments(c.id, docs);
-    await idx.add(r.added.map((a) => a.label), r.added.map(() => unit(dim, rand)));
+    await idx.add(r.added.map((a) => a.label), r.added.map(() => randomUnitVector(dim, rand)));
   }
   const snapshot = join(dataDir, 'bench-raw.hnsw');
   await idx.snapshot(snapshot);
@@ -337,8 +314,8 @@ async function main(): Promise<void> {
   console.log(`search bench: N=${N} dim=${DIM} M=${PARAMS.M} efC=${PARAMS.efConstruction} ef=${EF} k=${K} concurrency=${CONC} ${SECONDS}s per variant`);
   console.log(`cpu: ${availableParallelism()} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
   const path = await buildOrLoadSnapshot();
-  const qrand = rng(7);
-  const queries = Array.from({ length: NQ }, () => unit(DIM, qrand));
+  const qrand = seededRandom(7);
+  const queries = Array.from({ length: NQ }, () => randomUnitVector(DIM, qrand));
   const plain = queries.map((q) => Array.from(q));
 
   // The box may be shared (other test runs, builds): every variant is measured right after a fresh raw
@@ -383,8 +360,8 @@ async function main(): Promise<void> {
   if (want('server')) {
     const leg = await startRealServer();
     try {
-      const srand = rng(11);
-      const sq = Array.from({ length: NQ }, () => unit(leg.dim, srand));
+      const srand = seededRandom(11);
+      const sq = Array.from({ length: NQ }, () => randomUnitVector(leg.dim, srand));
       const splain = sq.map((q) => Array.from(q));
       const rounds: { raw: Row; row: Row }[] = [];
       for (let r = 0; r < ROUNDS; r++) {

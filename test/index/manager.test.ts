@@ -5,32 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { IndexLostError, IndexManager, IndexSnapshotError, IndexStateError, type HnswParams, type VectorIndex } from '../../src/index/index.js';
-
-// Deterministic PRNG so a failure reproduces.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomUnit(dim: number, rand: () => number): Float32Array {
-  const v = new Float32Array(dim);
-  let n = 0;
-  for (let i = 0; i < dim; i++) {
-    // Sum of uniforms ≈ Gaussian: directions spread evenly over the sphere.
-    const g = rand() + rand() + rand() - 1.5;
-    v[i] = g;
-    n += g * g;
-  }
-  n = Math.sqrt(n);
-  for (let i = 0; i < dim; i++) v[i] = (v[i] as number) / n;
-  return v;
-}
+import { randomUnitVector, seededRandom } from '../../src/util/random.js';
 
 function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
@@ -48,11 +23,11 @@ function exactTopK(q: Float32Array, vecs: Map<number, Float32Array>, k: number, 
 const DIM = 64;
 const N = 5000;
 const PARAMS: HnswParams = { M: 16, efConstruction: 200, efSearch: 100 };
-const rand = rng(42);
+const rand = seededRandom(42);
 const labels = Array.from({ length: N }, (_, i) => i * 3 + 7); // non-contiguous, like rowids after deletes
-const vectors = labels.map(() => randomUnit(DIM, rand));
+const vectors = labels.map(() => randomUnitVector(DIM, rand));
 const byLabel = new Map(labels.map((l, i) => [l, vectors[i] as Float32Array]));
-const queries = Array.from({ length: 100 }, () => randomUnit(DIM, rand));
+const queries = Array.from({ length: 100 }, () => randomUnitVector(DIM, rand));
 
 let dir: string;
 let manager: IndexManager;
