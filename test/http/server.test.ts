@@ -130,7 +130,7 @@ describe('durability', () => {
     expect((await s.req('GET', '/collections/w')).body.chunks).toBe(40);
   }, 60_000);
 
-  test('kill -9 during bulk ingest: every acknowledged document is searchable after restart', async () => {
+  test('kill -9 during bulk ingest and snapshots (3 times): every acknowledged document is searchable after restart', async () => {
     const dir = tempDir();
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const port = 20000 + Math.floor(Math.random() * 20000);
@@ -152,34 +152,39 @@ describe('durability', () => {
     expect((await post('/collections', { name: 'k' })).status).toBe(201);
     const acked: string[] = [];
     let batch = 0;
-    const ingest = (async () => {
-      for (;;) {
-        const docs = Array.from({ length: 20 }, (_, i) => ({ id: `b${batch}-${i}`, text: `batch ${batch} item ${i} about subject ${(batch * 20 + i) % 97}` }));
-        try {
-          const r = await post('/collections/k/documents', { documents: docs });
-          if (r.status !== 200) break;
-          acked.push(...docs.map((d) => d.id));
-          batch++;
-        } catch { break; }
+    // Three kill -9s at different offsets: with a snapshot every second, some land mid-snapshot
+    // (writeIndex to .tmp, rename, sidecar), some mid-ingest transaction.
+    for (const killAfterMs of [2500, 1300, 3100]) {
+      let stop = false;
+      const ingest = (async () => {
+        while (!stop) {
+          const docs = Array.from({ length: 20 }, (_, i) => ({ id: `b${batch}-${i}`, text: `batch ${batch} item ${i} about subject ${(batch * 20 + i) % 97}` }));
+          try {
+            const r = await post('/collections/k/documents', { documents: docs });
+            if (r.status !== 200) break;
+            acked.push(...docs.map((d) => d.id));
+            batch++;
+          } catch { break; }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, killAfterMs));
+      p.kill('SIGKILL');
+      stop = true;
+      await ingest;
+      p = start();
+      await waitReady(p);
+      const info = await (await fetch(`${base}/collections/k`)).json() as { documents: number; chunks: number };
+      expect(info.documents).toBeGreaterThanOrEqual(acked.length);
+      expect(info.chunks).toBe(info.documents);
+      // Every acknowledged document is in the index: an exact-text query finds a sample of them.
+      const sample = acked.filter((_, i) => i % Math.max(1, Math.floor(acked.length / 15)) === 0);
+      for (const id of sample) {
+        const [b, i] = id.slice(1).split('-').map(Number) as [number, number];
+        const r = await (await post('/search', { collection: 'k', query: `batch ${b} item ${i} about subject ${(b * 20 + i) % 97}`, k: 3 })).json() as { results: { id: string }[] };
+        expect(r.results.map((x) => x.id)).toContain(id);
       }
-    })();
-    // Let it ingest across at least one periodic snapshot, then kill it mid-stream.
-    await new Promise((r) => setTimeout(r, 2500));
-    p.kill('SIGKILL');
-    await ingest;
-    expect(acked.length).toBeGreaterThan(0);
-    p = start();
-    await waitReady(p);
-    const info = await (await fetch(`${base}/collections/k`)).json() as { documents: number; chunks: number };
-    expect(info.documents).toBeGreaterThanOrEqual(acked.length);
-    expect(info.chunks).toBe(info.documents);
-    // Every acknowledged document is in the index: a filter-free exact-text query finds a sample of them.
-    const sample = acked.filter((_, i) => i % Math.max(1, Math.floor(acked.length / 15)) === 0);
-    for (const id of sample) {
-      const [b, i] = id.slice(1).split('-').map(Number) as [number, number];
-      const r = await (await post('/search', { collection: 'k', query: `batch ${b} item ${i} about subject ${(b * 20 + i) % 97}`, k: 3 })).json() as { results: { id: string }[] };
-      expect(r.results.map((x) => x.id)).toContain(id);
     }
+    expect(acked.length).toBeGreaterThan(0);
     p.kill('SIGTERM');
   }, 180_000);
 });
