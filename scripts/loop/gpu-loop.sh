@@ -4,7 +4,8 @@
 # `python3 -m trainer train` on the GPU (MNRL) → gate → shadow re-embed → swap, under a search load.
 #
 # Prepare here (once):   bash scripts/loop/pack-node.sh        # → .loopnode/ (Node binary + pruned node_modules)
-# Run there via the device tool, from the repo root, carrying .loopnode and .carry/data/go:
+# Run there via the device tool, from the repo root, carrying .loopnode, .carry/data/go and .whl (the
+# trainer's `datasets` wheels, see scripts/gpu/setup.sh):
 #   bash scripts/loop/gpu-loop.sh          (writes $OUT/summary.json, $OUT/server.log, $OUT/replay.log)
 # Dry run on a CPU box:  LOOP_DRY_RUN=1 bash scripts/loop/gpu-loop.sh  (the `command` backend returns the
 #   trained fixture tiny-ft-go instead of running torch; without node_modules in the checkout, or with
@@ -45,7 +46,14 @@ if [ ! -d node_modules ] || [ -n "${LOOP_USE_BUNDLE:-}" ]; then
 fi
 if [ -z "${LOOP_DRY_RUN:-}" ]; then
   export TRAINER_BACKEND=local TRAINER_PYTHON=${TRAINER_PYTHON:-python3}
-  python3 -c 'import torch, sentence_transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__)' 2>&1 | tee -a "$OUT/replay.log"
+  # The trainer needs `datasets`, which the box's image lacks: install the wheels carried in .whl/
+  # (scripts/gpu/setup.sh, the trainer's own device setup). Fail here, not minutes later inside the job.
+  if ! python3 -c 'import datasets' 2>/dev/null; then
+    [ -d .whl ] || { say "python3 lacks 'datasets' and no .whl/ was carried (carry .whl: scripts/gpu/setup.sh)"; exit 2; }
+    bash scripts/gpu/setup.sh 2>&1 | tee -a "$OUT/replay.log"
+  fi
+  python3 -c 'import torch, sentence_transformers, datasets; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__, "datasets", datasets.__version__)' 2>&1 | tee -a "$OUT/replay.log" \
+    || { say "the trainer's Python dependencies are missing"; exit 2; }
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/replay.log"
 else
   # CPU dry run: the `command` backend returns an artifact the real trainer made (no torch here).
