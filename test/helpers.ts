@@ -49,3 +49,29 @@ export async function startTestServer(config: Partial<Config> = {}, opts: Omit<S
     },
   };
 }
+
+/**
+ * A fresh database on the Postgres server of TEST_DATABASE_URL (CI starts one), so test files running
+ * in parallel never share tables. The role may CREATEDB (test/store/start-postgres.sh).
+ */
+export async function freshPostgres(prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const base = process.env.TEST_DATABASE_URL;
+  if (!base) throw new Error('TEST_DATABASE_URL is not set');
+  const { default: pg } = await import('pg');
+  const db = `${prefix}_${process.pid}_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${db}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${db}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}

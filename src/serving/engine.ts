@@ -257,7 +257,8 @@ export class Engine {
     for (;;) {
       const rows = await store.liveChunks(c.id, after, batch);
       if (rows.length === 0) break;
-      const vecs = await embedder.embed(rows.map((r) => r.text));
+      // Bulk lane: a re-embed or rebuild must never delay live queries.
+      const vecs = await embedder.embed(rows.map((r) => r.text), { priority: 'bulk' });
       await idx.add(rows.map((r) => r.label), vecs);
       after = rows[rows.length - 1]!.label;
       done += rows.length;
@@ -290,7 +291,7 @@ export class Engine {
     if (ch.removed.length) await idx.markDeleted(ch.removed);
     for (let i = 0; i < ch.added.length; i += 256) {
       const part = ch.added.slice(i, i + 256);
-      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text)));
+      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk' }));
     }
     return ch.added.length + ch.removed.length;
   }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startTestServer, type TestServer } from '../helpers.js';
+import { freshPostgres, startTestServer, type TestServer } from '../helpers.js';
 
 
 const DOCS = [
@@ -11,18 +11,25 @@ const DOCS = [
 
 // The same API suite runs on the embedded default (SQLite) and on Postgres (PGlite in-process; a real
 // server when TEST_DATABASE_URL is set, as in CI).
-const STORES: [string, string | undefined][] = [['sqlite', undefined], ['pglite', 'pglite://memory']];
-if (process.env.TEST_DATABASE_URL) STORES.push(['postgres', process.env.TEST_DATABASE_URL]);
+const STORES: string[] = ['sqlite', 'pglite'];
+if (process.env.TEST_DATABASE_URL) STORES.push('postgres');
 
-describe.each(STORES)('API on %s', (_store, databaseUrl) => {
+describe.each(STORES)('API on %s', (store) => {
   let s: TestServer;
+  let dropDb: (() => Promise<void>) | undefined;
   beforeAll(async () => {
+    let databaseUrl: string | undefined;
+    if (store === 'pglite') databaseUrl = 'pglite://memory';
+    if (store === 'postgres') ({ url: databaseUrl, drop: dropDb } = await freshPostgres('rt_api'));
     s = await startTestServer({ DATABASE_URL: databaseUrl, MAX_BATCH_DOCS: 50, MAX_TEXT_BYTES: 20_000, MAX_BODY_BYTES: 200_000, MAX_K: 100, CHUNK_SIZE: 200, CHUNK_OVERLAP: 40 });
     expect((await s.req('POST', '/collections', { name: 'bio' })).status).toBe(201);
     expect((await s.req('POST', '/collections/bio/documents', { documents: DOCS })).status).toBe(200);
   }, 60_000);
 
-  afterAll(async () => { await s?.dispose(); });
+  afterAll(async () => {
+    await s?.dispose();
+    await dropDb?.();
+  });
 
   async function docCount(name = 'bio'): Promise<number> {
     return (await s.req('GET', `/collections/${name}`)).body.documents;

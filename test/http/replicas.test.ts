@@ -1,11 +1,15 @@
 import { afterAll, expect, test } from 'vitest';
 import { encodeSource } from '../../src/serving/models.js';
-import { TINY_MODEL, startTestServer, type TestServer } from '../helpers.js';
+import { TINY_MODEL, freshPostgres, startTestServer, type TestServer } from '../helpers.js';
 
 // N stateless replicas share one Postgres. Needs a real server (CI starts one; see .ci/run).
 const url = process.env.TEST_DATABASE_URL;
 const servers: TestServer[] = [];
-afterAll(async () => { for (const s of servers) await s.dispose(); });
+const cleanups: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.dispose();
+  for (const c of cleanups) await c();
+});
 
 async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
@@ -17,15 +21,11 @@ async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 2
 }
 
 test.skipIf(!url)('replicas on one Postgres see each other\'s writes and follow the champion pointer', async () => {
-  // A fresh schema-level namespace per run: drop what an earlier run left.
-  const { Client } = await import('pg');
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  await c.query('DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public; DROP SCHEMA IF EXISTS drizzle CASCADE;');
-  await c.end();
-  const a = await startTestServer({ DATABASE_URL: url });
+  const db = await freshPostgres('rt_replicas');
+  cleanups.push(db.drop);
+  const a = await startTestServer({ DATABASE_URL: db.url });
   servers.push(a);
-  const b = await startTestServer({ DATABASE_URL: url, LOG_LEVEL: (process.env.TEST_LOG_LEVEL as 'warn' | undefined) ?? 'silent' });
+  const b = await startTestServer({ DATABASE_URL: db.url, LOG_LEVEL: (process.env.TEST_LOG_LEVEL as 'warn' | undefined) ?? 'silent' });
   servers.push(b);
   expect((await a.req('POST', '/collections', { name: 'shared' })).status).toBe(201);
   await a.req('POST', '/collections/shared/documents', { documents: [{ id: 'r1', text: 'written through replica a about glaciers' }] });

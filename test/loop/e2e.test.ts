@@ -123,7 +123,9 @@ describe.skipIf(!ready)('self-tuning loop end to end', () => {
     // The rule that fired: significant (MMD permutation p) and large (classifier AUC or centroid shift).
     expect(fired.metrics.mmd.pValue).toBeLessThan(0.01);
     expect(fired.metrics.domainAuc >= 0.75 || fired.metrics.centroidDistance >= 0.1).toBe(true);
-    expect(fired.metrics.current.n).toBe(150);
+    // The scheduler may fire as soon as the window holds DRIFT_MIN_QUERIES shifted queries.
+    expect(fired.metrics.current.n).toBeGreaterThanOrEqual(100);
+    expect(fired.metrics.current.n).toBeLessThanOrEqual(150);
 
     const job = await waitJob(jobId!, (j) => ['done', 'rejected', 'failed'].includes(j.state as string));
     await l.stop();

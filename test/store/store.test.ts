@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { MIGRATIONS_ROOT, openStore, resolveStoreTarget } from '../../src/store/index.js';
 import { PgStore } from '../../src/store/pg/store.js';
+import { freshPostgres } from '../helpers.js';
 import type { DocumentInput, QueryLogRow, Store, TrainJobRow } from '../../src/store/types.js';
 import { tempDir } from '../helpers.js';
 
@@ -42,19 +42,13 @@ if (TEST_DATABASE_URL) {
     name: 'postgres',
     async open() {
       // A fresh database per run: migrations start from zero and nothing leaks between runs.
-      const db = `rt_store_${process.pid}_${Date.now()}`;
-      const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
-      await admin.connect();
-      await admin.query(`CREATE DATABASE ${db}`);
-      const url = new URL(TEST_DATABASE_URL);
-      url.pathname = `/${db}`;
-      const store = await openStore({ dataDir: '/nonexistent', databaseUrl: url.toString() });
+      const db = await freshPostgres('rt_store');
+      const store = await openStore({ dataDir: '/nonexistent', databaseUrl: db.url });
       return {
         store,
         cleanup: async () => {
           await store.close();
-          await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-          await admin.end();
+          await db.drop();
         },
       };
     },
