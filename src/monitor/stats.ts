@@ -5,27 +5,8 @@
 // pure-TS implementations of the textbook methods, each cited where it is defined. All randomness comes
 // from a seeded PRNG so a drift report can be reproduced from the same query log.
 
-/** mulberry32: a tiny seeded PRNG (public domain, Tommy Ettinger); enough for shuffles and permutations. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function shuffleInPlace<T>(xs: T[], rand: () => number): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = xs[i]!;
-    xs[i] = xs[j]!;
-    xs[j] = t;
-  }
-  return xs;
-}
+export { seededRandom, shuffleInPlace } from '../util/random.js';
+import { seededRandom, shuffleInPlace } from '../util/random.js';
 
 function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;

@@ -1,5 +1,5 @@
 import type { Embedder } from '../embed/types.js';
-import { seededRandom, shuffleInPlace } from '../monitor/stats.js';
+import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { ChunkRow, Store } from '../store/types.js';
 import type { EvalQuery } from './mining.js';
 

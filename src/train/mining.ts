@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../store/types.js';
-import { seededRandom, shuffleInPlace } from '../monitor/stats.js';
+import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { LlmMiner, LlmUsage } from './llm.js';
 
 export type PairSource = 'feedback' | 'llm_question' | 'llm_paraphrase' | 'pseudo_query';

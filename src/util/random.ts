@@ -25,3 +25,14 @@ export function randomUnitVector(dim: number, rand: () => number): Float32Array 
   for (let i = 0; i < dim; i++) v[i] = (v[i] as number) / n;
   return v;
 }
+
+/** Fisher–Yates, in place, driven by `rand`. */
+export function shuffleInPlace<T>(xs: T[], rand: () => number): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = xs[i]!;
+    xs[i] = xs[j]!;
+    xs[j] = t;
+  }
+  return xs;
+}
