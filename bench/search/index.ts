@@ -182,7 +182,10 @@ async function startRealServer(): Promise<ServerLeg> {
   const server = await startServer({
     env: {},
     listen: true,
-    config: { DATA_DIR: dataDir, MODEL_DIR: modelDir, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0 },
+    config: {
+      DATA_DIR: dataDir, MODEL_DIR: modelDir, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0,
+      ...(process.env.BENCH_INDEX_WORKERS ? { INDEX_WORKERS: Number(process.env.BENCH_INDEX_WORKERS) } : {}),
+    },
   });
   const { engine, store } = server;
   const c = await engine.createCollection('bench', PARAMS);
