@@ -6,8 +6,10 @@ import { z } from 'zod';
 export const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
-const bool = (def: boolean) =>
-  z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']).default(def ? 'true' : 'false').transform((v) => ['true', '1', 'on', 'yes'].includes(v));
+const boolWords = z.enum(['true', 'false', '1', '0', 'on', 'off', 'yes', 'no']);
+const isTrue = (v: string) => ['true', '1', 'on', 'yes'].includes(v);
+const bool = (def: boolean) => boolWords.default(def ? 'true' : 'false').transform(isTrue);
+const optionalBool = () => boolWords.optional().transform((v) => (v === undefined ? undefined : isTrue(v)));
 
 // Every knob is an environment variable; the README table is this schema.
 export const ConfigSchema = z.object({
@@ -35,6 +37,11 @@ export const ConfigSchema = z.object({
   MAX_TEXT_BYTES: int(1_048_576, 1),
   MAX_BODY_BYTES: int(33_554_432, 1024),
   SNAPSHOT_EVERY_SECONDS: int(60, 1),
+  // Shared storage for index snapshots and model artifacts (s3://bucket/prefix or file:///dir); unset = DATA_DIR only.
+  OBJECT_STORE_URL: z.string().optional(),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().default('us-east-1'),
+  S3_FORCE_PATH_STYLE: optionalBool(),
   QUERY_LOG_FLUSH_MS: int(200, 1),
   QUERY_LOG_MAX_BUFFER: int(10_000, 1),
   AUTH: z.enum(['on', 'off']).default('on'),

@@ -1,5 +1,6 @@
 import { ConfigError } from './config.js';
 import { ModelLoadError } from './embed/registry.js';
+import { ObjectStoreError } from './objects/types.js';
 import { startServer } from './server.js';
 import { withLoop } from './loop.js';
 
@@ -19,7 +20,7 @@ try {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof ModelLoadError) {
+  if (err instanceof ConfigError || err instanceof ModelLoadError || err instanceof ObjectStoreError) {
     process.stderr.write(`error: ${err.message}\n`);
     process.exit(2);
   }

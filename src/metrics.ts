@@ -28,6 +28,11 @@ export function createMetrics() {
     queryLogBuffered: new Gauge({ name: 'query_log_buffered', help: 'Query-log rows waiting to be written.', registers: r }),
     queryLogDropped: new Counter({ name: 'query_log_dropped_total', help: 'Query-log rows dropped because the buffer was full or a write failed.', registers: r }),
     snapshots: new Counter({ name: 'index_snapshots_total', help: 'Index snapshots written.', labelNames: ['result'], registers: r }),
+    objectStoreOps: new Counter({
+      name: 'object_store_operations_total', help: 'Object-store transfers of index snapshots and model artifacts, by operation and result.',
+      labelNames: ['op', 'result'], registers: r,
+    }),
+    objectStoreBytes: new Counter({ name: 'object_store_bytes_total', help: 'Bytes moved to or from the object store.', labelNames: ['direction'], registers: r }),
     modelInfo: new Gauge({ name: 'model_info', help: 'The serving model version (value 1).', labelNames: ['version'], registers: r }),
     // self-tuning loop
     driftScore: new Gauge({ name: 'drift_score', help: 'Latest drift statistics per collection.', labelNames: ['collection', 'metric'], registers: r }),

@@ -11,6 +11,7 @@ import type { ModelSpec } from './embed/types.js';
 import { createApp, type AppEnv, type AppOptions } from './http/app.js';
 import { IndexManager } from './index/manager.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { openObjectStore, RemoteArtifacts } from './objects/index.js';
 import { Engine } from './serving/engine.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
@@ -45,6 +46,11 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   const log = createLogger(config.LOG_LEVEL);
   const metrics = createMetrics();
   const configuredModel = modelSpecFromConfig(config);
+  // The object store is checked before anything else opens: a wrong bucket or key is a one-line error.
+  const objects = await openObjectStore(config);
+  await objects?.check();
+  const remote = objects ? new RemoteArtifacts(objects, { log, metrics }) : undefined;
+  if (remote) log.info('object store', { location: remote.location });
   const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log });
   const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
   const embedOpts = {
@@ -61,7 +67,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       },
     },
   };
-  const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
+  const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, remote, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
   let draining = false;
   let server: ServerType | undefined;
   try {

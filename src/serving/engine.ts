@@ -12,6 +12,8 @@ import type { Collection, HydratedChunk, Metadata, Scalar, Store } from '../stor
 import { chunkText } from '../util/chunk.js';
 import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
+import type { RemoteArtifacts } from '../objects/remote.js';
+import type { ModelSource } from '../embed/types.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
 
@@ -34,6 +36,8 @@ export interface EngineDeps {
   loadEmbedder: LoadEmbedder;
   /** The model configured by EMBED_MODEL / MODEL_DIR (or the committed base model). */
   configuredModel: ModelSpec;
+  /** Shared object storage for snapshots and model artifacts (OBJECT_STORE_URL); absent = DATA_DIR only. */
+  remote?: RemoteArtifacts;
 }
 
 export interface SearchRequest {
@@ -112,6 +116,25 @@ export class Engine {
     return join(this.deps.config.DATA_DIR, 'models');
   }
 
+  get remote(): RemoteArtifacts | undefined { return this.deps.remote; }
+
+  /**
+   * A model directory another replica (or an earlier pod) wrote is not on this machine: fetch it from
+   * the object store into DATA_DIR/models/<version>. Anything else is returned as is.
+   */
+  async resolveModelSource(version: string, source: ModelSource): Promise<ModelSource> {
+    const remote = this.deps.remote;
+    if (source.kind !== 'dir' || existsSync(source.path) || !remote) return source;
+    const local = join(this.modelsDir(), version);
+    if (existsSync(join(local, 'config.json'))) return { kind: 'dir', path: local };
+    const t0 = Date.now();
+    if (await remote.fetchModel(version, local)) {
+      this.deps.log.info('model fetched from the object store', { version, location: remote.location, ms: Date.now() - t0 });
+      return { kind: 'dir', path: local };
+    }
+    return source;
+  }
+
   // ---------------------------------------------------------------- start / stop
   async start(): Promise<void> {
     const { store, configuredModel, log } = this.deps;
@@ -131,7 +154,7 @@ export class Engine {
       await this.activate(await this.buildPair(configuredModel.version, embedder, p.generation));
     } else {
       const row = await store.getModelVersion(pointer.modelVersion);
-      if (row) spec = { version: row.version, source: decodeSource(row.source), dtype: configuredModel.dtype };
+      if (row) spec = { version: row.version, source: await this.resolveModelSource(row.version, decodeSource(row.source)), dtype: configuredModel.dtype };
       let embedder: Embedder;
       try {
         embedder = await this.deps.loadEmbedder(spec);
@@ -149,8 +172,9 @@ export class Engine {
       await this.activate(await this.buildPair(spec.version, embedder, p.generation));
     }
     this.queryLog.start();
-    this.snapshotTimer = setInterval(() => void this.snapshotAll().catch((e) => log.error('snapshot failed', { err: String(e) })),
-      this.deps.config.SNAPSHOT_EVERY_SECONDS * 1000);
+    this.snapshotTimer = setInterval(() => {
+      if (!this.snapshotBusy) void this.snapshotAll().catch((e) => log.error('snapshot failed', { err: String(e) }));
+    }, this.deps.config.SNAPSHOT_EVERY_SECONDS * 1000);
     this.snapshotTimer.unref();
     if (store.dialect === 'postgres') {
       // Replicas share one database: follow other replicas' writes and the champion pointer.
@@ -219,7 +243,9 @@ export class Engine {
     // The snapshot describes itself in a sidecar written after it: the database's index record is shared
     // by every replica, but snapshot files are local to each.
     const path = this.indexPath(c.id, version);
-    const meta = readSnapshotMeta(path);
+    let meta = readSnapshotMeta(path);
+    const fetched = await this.fetchRemoteSnapshot(c, version, path, existsSync(path) ? meta?.seq : undefined);
+    if (fetched) meta = fetched;
     if (meta && existsSync(path)) {
       try {
         const idx = await indexes.load(key, embedder.dim, c.hnsw, path);
@@ -233,6 +259,30 @@ export class Engine {
       }
     }
     return this.buildIndex(c, version, embedder, onProgress);
+  }
+
+  /** Replaces the local snapshot with the object store's when that one is newer. Returns its meta if it did. */
+  private async fetchRemoteSnapshot(c: Collection, version: string, path: string, localSeq: number | undefined): Promise<SnapshotMeta | undefined> {
+    const remote = this.deps.remote;
+    if (!remote) return undefined;
+    try {
+      const ptr = await remote.latestSnapshot(c.id, version);
+      if (!ptr || (localSeq !== undefined && ptr.seq <= localSeq)) return undefined;
+      // Collection ids are per database: a pointer from another deployment sharing the prefix must not load.
+      if (ptr.collection?.name !== c.name || ptr.collection.createdAt !== c.createdAt) {
+        this.deps.log.warn('object-store snapshot belongs to another collection; ignored', { collection: c.name, key: ptr.key });
+        return undefined;
+      }
+      const t0 = Date.now();
+      if (!(await remote.fetchSnapshot(ptr, path))) return undefined;
+      const meta: SnapshotMeta = { seq: ptr.seq, count: ptr.count, collectionId: c.id, modelVersion: version };
+      writeSnapshotMeta(path, meta);
+      this.deps.log.info('index snapshot fetched from the object store', { collection: c.name, version, seq: ptr.seq, bytes: ptr.bytes, ms: Date.now() - t0 });
+      return meta;
+    } catch (err) {
+      this.deps.log.warn('object-store snapshot unusable; using local data', { collection: c.name, version, err: String(err) });
+      return undefined;
+    }
   }
 
   /** Embeds every live chunk of `c` into a fresh index for `version`. Writes that land meanwhile are caught up. */
@@ -309,11 +359,31 @@ export class Engine {
     });
   }
 
-  /** Writes a snapshot of every serving index that changed since its last snapshot. */
-  async snapshotAll(): Promise<void> {
+  private snapshotChain: Promise<void> = Promise.resolve();
+  private snapshotBusy = false;
+
+  /**
+   * Writes a snapshot of every serving index that changed since its last snapshot, then publishes them
+   * to the object store. Runs one at a time: a publish still uploading a file is never overwritten.
+   */
+  snapshotAll(): Promise<void> {
+    const run = this.snapshotChain.then(async () => {
+      this.snapshotBusy = true;
+      try {
+        await this.publishSnapshots(await this.writeSnapshots());
+      } finally {
+        this.snapshotBusy = false;
+      }
+    });
+    this.snapshotChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeSnapshots(): Promise<{ c: Collection; version: string; path: string; seq: number; count: number }[]> {
     const pair = this.current;
-    if (!pair) return;
-    await this.exclusive(async () => {
+    if (!pair) return [];
+    return this.exclusive(async () => {
+      const written = [];
       const seq = await this.deps.store.currentSeq();
       for (const [cid, idx] of pair.indexes) {
         const k = this.seqKey(cid, pair.version);
@@ -329,8 +399,24 @@ export class Engine {
           this.deps.metrics.snapshots.inc({ result: 'error' });
           throw err;
         }
+        const c = await this.deps.store.getCollectionById(cid);
+        if (c) written.push({ c, version: pair.version, path, seq, count: idx.count() });
       }
+      return written;
     });
+  }
+
+  // Outside the write lock: uploads can take a while and ingest must not wait for them.
+  private async publishSnapshots(written: { c: Collection; version: string; path: string; seq: number; count: number }[]): Promise<void> {
+    const remote = this.deps.remote;
+    if (!remote) return;
+    for (const w of written) {
+      try {
+        await remote.publishSnapshot(w.c, w.version, w.path, { seq: w.seq, count: w.count });
+      } catch (err) {
+        this.deps.log.error('index snapshot not published to the object store', { collection: w.c.name, version: w.version, err: String(err) });
+      }
+    }
   }
 
   /** Postgres replicas: apply other replicas' writes, and follow the champion pointer. */
@@ -342,7 +428,8 @@ export class Engine {
     if (pointer && pointer.generation !== pair.generation && pointer.modelVersion !== pair.version) {
       const row = await this.deps.store.getModelVersion(pointer.modelVersion);
       if (row) {
-        const embedder = await this.deps.loadEmbedder({ version: row.version, source: decodeSource(row.source), dtype: this.deps.configuredModel.dtype });
+        const source = await this.resolveModelSource(row.version, decodeSource(row.source));
+        const embedder = await this.deps.loadEmbedder({ version: row.version, source, dtype: this.deps.configuredModel.dtype });
         // Build fully before switching: a replica never serves a model with another model's index.
         await this.activate(await this.buildPair(row.version, embedder, pointer.generation));
         this.deps.log.info('followed champion pointer', { version: row.version, generation: pointer.generation });
@@ -415,6 +502,8 @@ export class Engine {
         await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
         rmSync(this.indexPath(c.id, pair.version), { force: true });
         rmSync(`${this.indexPath(c.id, pair.version)}.meta.json`, { force: true });
+        void this.deps.remote?.deleteSnapshots(c.id, pair.version)
+          .catch((err) => this.deps.log.warn('object-store snapshots of a deleted collection not removed', { collection: name, err: String(err) }));
         this.deps.metrics.indexSize.remove({ collection: name, model_version: pair.version });
       }
     });

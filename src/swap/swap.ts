@@ -143,9 +143,9 @@ export class Swapper {
     }
     let source;
     try {
-      source = decodeSource(row.source);
-    } catch {
-      throw new AppError('model_unavailable', `model version "${version}" has no usable source`);
+      source = await this.engine.resolveModelSource(version, decodeSource(row.source));
+    } catch (err) {
+      throw new AppError('model_unavailable', `model version "${version}" has no usable source: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (source.kind === 'dir' && !existsSync(source.path)) throw new AppError('model_unavailable', `the files of model version "${version}" are gone (${source.path})`);
     let embedder: Embedder;

@@ -194,7 +194,7 @@ export class JobRunner {
         throw new JobFailure(`mining: ${err instanceof Error ? err.message : String(err)}`);
       });
       const bundleDir = join(this.jobDir(job.id), 'bundle');
-      const parentDir = parentRow ? decodeSource(parentRow.source) : undefined;
+      const parentDir = parentRow ? await engine.resolveModelSource(parentRow.version, decodeSource(parentRow.source)) : undefined;
       if (!parentDir || parentDir.kind !== 'dir') {
         throw new JobFailure(`the champion ${job.parentVersion} is not a local model directory; the trainer needs its artifact (set MODEL_DIR)`);
       }
@@ -267,12 +267,25 @@ export class JobRunner {
         return;
       }
 
+      // Replicas that follow the new champion load it from the object store: upload while re-embedding,
+      // and never cut over before the upload is complete.
+      const remote = engine.remote;
+      const published = remote?.publishModel(version, finalDir);
+      published?.catch(() => undefined);
+
       // ---- shadow re-embed
       await to('reembedding');
       const build = await this.deps.swapper.shadowBuild(version, candidate, (collection, done, total, overall) => {
         void report('reembed', { collection, done, total, overallDone: overall.done, overallTotal: overall.total, ratio: overall.total ? overall.done / overall.total : 1 }).catch(() => undefined);
       });
       await report('reembed', { ...(progress.reembed as Metadata), ratio: 1 }, true);
+
+      if (remote && published) {
+        const up = await published.catch((err: unknown) => {
+          throw new JobFailure(`publishing the model to ${remote.location}: ${err instanceof Error ? err.message : String(err)}`);
+        });
+        await report('publish', { location: remote.location, ...up }, true);
+      }
 
       // ---- cut-over
       await to('swapping');
