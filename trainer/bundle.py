@@ -3,12 +3,12 @@
 Bundle layout (DESIGN.md "Training bundle"):
   pairs.jsonl   {"anchor": str, "positive": str[, "negative": str]}   one per line
   eval.jsonl    {"query": str, "relevant": [corpus ids][, "id": str]}
-  corpus.jsonl  {"id": str, "text": str}
+  corpus.jsonl  {"id": str, "text": str[, "group": str]}   group: parent document (optional)
   base/         model artifact: PyTorch weights in base/pytorch/ (sentence-transformers dir) or
                 an ST/HF model directly in base/; or job.json "base_model": a path or hub id
   job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
-                 "version"?, "parent_version"?, "base_model"?}
+                 "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?}
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .corpus_pairs import normalize_spec, resolve_spec
 from .data import BundleError, read_jsonl
 
 JOB_DEFAULTS: dict[str, Any] = {
@@ -30,6 +31,7 @@ JOB_DEFAULTS: dict[str, Any] = {
     "gpu": "auto",
     "mini_batch_size": 64,
     "warmup_ratio": 0.1,
+    "corpus_pairs": False,
 }
 
 
@@ -88,6 +90,7 @@ def load_job(path: str) -> dict:
         job["hard_negatives"] = {}
     elif not isinstance(hn, dict):
         raise BundleError("job.json: 'hard_negatives' must be a boolean or an object")
+    job["corpus_pairs"] = normalize_spec(job["corpus_pairs"])
     return job
 
 
@@ -154,9 +157,17 @@ def load_bundle(path: str) -> Bundle:
         if cid in ids:
             raise BundleError(f"corpus.jsonl:{line}: duplicate id {cid!r}")
         ids.add(cid)
-        corpus.append({"id": cid, "text": _str_field(o, "text", "corpus.jsonl", line)})
+        row = {"id": cid, "text": _str_field(o, "text", "corpus.jsonl", line)}
+        g = o.get("group")
+        if g is not None:
+            if not isinstance(g, (str, int)) or isinstance(g, bool) or str(g) == "":
+                raise BundleError(f"corpus.jsonl:{line}: 'group' must be a non-empty string")
+            row["group"] = str(g)
+        corpus.append(row)
     if not corpus:
         raise BundleError("corpus.jsonl is empty")
+    if job["corpus_pairs"] is not None:
+        job["corpus_pairs"] = resolve_spec(job["corpus_pairs"], any("group" in c for c in corpus))
     ep = _jsonl(path, "eval.jsonl")
     queries = []
     for line, o in read_jsonl(ep):

@@ -127,8 +127,37 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
             range_max=int(hn.get("range_max", 50)), max_score=float(hn.get("max_score", 0.95)),
             sampling_strategy=hn.get("sampling_strategy", "top"), batch_size=256, output_format="triplet",
             use_faiss=False, verbose=False)
-        mined = {"rows": len(ds), "secs": round(time.time() - t, 2)}
+        dropped = 0
+        if any("group" in c for c in b.corpus):  # a mined "negative" from the positive's own document is not one
+            g_of = text_groups(b, [], [])
+            n0 = len(ds)
+            ds = ds.filter(lambda r: not (g_of.get(r["negative"], set()) & g_of.get(r["positive"], set())))
+            dropped = n0 - len(ds)
+        mined = {"rows": len(ds), "same_group_dropped": dropped, "secs": round(time.time() - t, 2)}
         emit(event="hard_negatives", **mined)
+
+    train_ds: Any = ds
+    n_rows = len(ds)
+    cp_stats = None
+    rows: list[dict] = []
+    row_groups: list = []
+    has_groups = any("group" in c for c in b.corpus)
+    if job["corpus_pairs"] is not None:
+        from datasets import DatasetDict
+
+        from .corpus_pairs import build_corpus_pairs
+
+        t = time.time()
+        rows, row_groups, cp_stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], job["seed"])
+        cp_stats["secs"] = round(time.time() - t, 2)
+        emit(event="corpus_pairs", **cp_stats)
+        if rows:
+            cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
+            train_ds = DatasetDict({"pairs": ds, "corpus": cds})
+            n_rows += len(cds)
+    batch_sampler: Any = BatchSamplers.NO_DUPLICATES
+    if has_groups:
+        batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
 
     if job["loss"] == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim,
@@ -137,13 +166,13 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         loss = MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim)
 
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    steps_per_epoch = max(1, len(ds) // job["batch_size"])
+    steps_per_epoch = max(1, n_rows // job["batch_size"])
     total_est = max(1, int(steps_per_epoch * job["epochs"]))
     work = out + ".work"
     args = SentenceTransformerTrainingArguments(
         output_dir=work, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
         learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=job["seed"],
-        data_seed=job["seed"], batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no",
+        data_seed=job["seed"], batch_sampler=batch_sampler, save_strategy="no",
         eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
         report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu")
 
@@ -162,7 +191,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
                 emit(event="eval", when="epoch", step=state.global_step, **{k: float(v) for k, v in evals.items()
                                                                            if isinstance(v, (int, float))})
 
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss,
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss,
                                          evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
     if device == "cuda":
         torch.cuda.synchronize()
@@ -176,7 +205,10 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     after = nested_flat(evaluator.compute_all_metrics(model))
     emit(event="eval", when="after", secs=round(time.time() - t, 2), **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
 
-    data_hash = sha256_files([os.path.join(b.path, "pairs.jsonl"), os.path.join(b.path, "job.json")])
+    hashed = [os.path.join(b.path, "pairs.jsonl"), os.path.join(b.path, "job.json")]
+    if job["corpus_pairs"] is not None:  # the corpus is training data too
+        hashed.append(os.path.join(b.path, "corpus.jsonl"))
+    data_hash = sha256_files(hashed)
     parent = job.get("parent_version") or base_card.get("version")
     version = job.get("version") or f"ft-{data_hash[:12]}"
     card = {"version": str(version), "parent_version": parent, "parent": parent, "pooling": "mean",
@@ -208,12 +240,13 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         card["eval"]["int8"] = int8
         with open(os.path.join(tmp, "model_card.json"), "w") as f:
             json.dump(card, f, indent=2)
-        n_samples = len(ds) * job["epochs"]
+        n_samples = n_rows * job["epochs"]
         report: dict[str, Any] = {
             "version": card["version"], "parent_version": parent,
             "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
             "precision": "bf16" if use_bf16 else "fp32",
-            "loss": job["loss"], "job": job, "pairs": len(b.anchors), "train_rows": len(ds), "hard_negatives": mined,
+            "loss": job["loss"], "job": job, "pairs": len(b.anchors), "train_rows": n_rows, "hard_negatives": mined,
+            "corpus_pairs": cp_stats, "batch_sampler": "group-aware no-duplicates" if has_groups else "no-duplicates",
             "steps": int(tr.global_step), "train_seconds": round(train_secs, 3),
             "samples_per_second": round(n_samples / train_secs, 2),
             "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))},
@@ -239,6 +272,48 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
          train_seconds=report["train_seconds"], samples_per_second=report["samples_per_second"],
          ndcg10_before=before["ndcg@10"], ndcg10_after=after["ndcg@10"])
     return report
+
+
+def text_groups(b: Bundle, rows: list[dict], row_groups: list) -> dict[str, set]:
+    """text -> the corpus groups it belongs to (corpus passages, and the anchor/positive texts of corpus pairs)."""
+    out: dict[str, set] = {}
+    for c in b.corpus:
+        if "group" in c:
+            out.setdefault(c["text"], set()).add(c["group"])
+    for r, g in zip(rows, row_groups):
+        if g is not None:
+            out.setdefault(r["anchor"], set()).add(g)
+            out.setdefault(r["positive"], set()).add(g)
+    return out
+
+
+def group_batch_sampler(tg: dict[str, set]):
+    """batch_sampler callable for SentenceTransformerTrainingArguments: no duplicate texts and no two rows of one
+    corpus group in a batch (in-batch negatives are never parts of the anchor's own document)."""
+    import torch
+    from sentence_transformers import DefaultBatchSampler
+
+    from .corpus_pairs import conflict_free_batches, row_keys
+
+    class GroupAwareBatchSampler(DefaultBatchSampler):
+        def __init__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
+            super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
+                             valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+            cols = [c for c in dataset.column_names if c not in set(valid_label_columns or []) | {"dataset_name"}]
+            data = [dataset[c] for c in cols]
+            self.keys = [row_keys((col[i] for col in data), tg) for i in range(len(dataset))]
+
+        def __iter__(self):
+            if self.generator is not None and self.seed is not None:
+                self.generator.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(self.keys), generator=self.generator).tolist()
+            yield from conflict_free_batches(self.keys, order, self.batch_size, self.drop_last)
+
+        def __len__(self):
+            n = len(self.keys)
+            return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+
+    return GroupAwareBatchSampler
 
 
 def _versions() -> dict:

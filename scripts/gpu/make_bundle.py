@@ -3,6 +3,9 @@
   python scripts/gpu/make_bundle.py --dataset go --base models/base --out /tmp/b --job '{"batch_size":256}'
 pairs.jsonl = train queries -> each relevant passage; eval.jsonl = dev queries; corpus.jsonl = full corpus.
 --shuffle-positives builds a deliberately bad bundle (positives permuted: mismatched pairs).
+--group-field pmid copies that corpus field into corpus.jsonl "group" (parent document: the abstract of a PubMedQA
+section), used by job.json "corpus_pairs" and the group-aware batch sampler. --ungroup-eval (ablation only) leaves
+"group" off the passages relevant to any eval query, so no group pairs are built from the eval abstracts.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ def main():
     ap.add_argument("--shuffle-positives", action="store_true")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--job", default="{}")
+    ap.add_argument("--group-field", default="")
+    ap.add_argument("--ungroup-eval", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     d = os.path.join(a.data, a.dataset)
@@ -53,9 +58,13 @@ def main():
     with open(os.path.join(a.out, "eval.jsonl"), "w") as f:
         for i, q in enumerate(ev):
             f.write(json.dumps({"id": f"{a.eval_split}-{i}", "query": q["query"], "relevant": q["relevant"]}, ensure_ascii=False) + "\n")
+    eval_ids = {r for q in ev for r in q["relevant"]} if a.ungroup_eval else set()
     with open(os.path.join(a.out, "corpus.jsonl"), "w") as f:
         for c in corpus:
-            f.write(json.dumps({"id": c["id"], "text": c["text"]}, ensure_ascii=False) + "\n")
+            row = {"id": c["id"], "text": c["text"]}
+            if a.group_field and c.get(a.group_field) is not None and c["id"] not in eval_ids:
+                row["group"] = str(c[a.group_field])
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     job = {"loss": "mnrl", "batch_size": 256, "epochs": 1, "lr": 2e-4, "seed": 42, "max_seq_length": 128,
            "gpu": "auto"}
     job.update(json.loads(a.job))

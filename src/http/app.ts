@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
+import { routePath } from 'hono/route';
 import { AppError, ERROR_CODES, errorBody } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import { openApiDocument } from './openapi.js';
@@ -28,7 +29,9 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   app.use('*', async (c, next) => {
     const t0 = performance.now();
     await next();
-    const route = c.req.routePath && c.req.routePath !== '*' && c.req.routePath !== '/*' ? c.req.routePath : 'unmatched';
+    // The last matched route is the endpoint even when a middleware (auth, not-ready) answered first.
+    const last = routePath(c, -1);
+    const route = last && last !== '*' && last !== '/*' ? last : 'unmatched';
     m.httpRequests.inc({ route, method: c.req.method, status: String(c.res.status) });
     m.httpDuration.observe({ route, method: c.req.method }, (performance.now() - t0) / 1000);
   });

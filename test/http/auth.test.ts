@@ -46,3 +46,13 @@ test('read key searches and embeds but cannot write (403 forbidden); admin can',
   expect((await s.req('POST', '/v1/embeddings', { input: 'x' }, { 'x-api-key': read })).status).toBe(200);
   expect((await s.req('DELETE', '/collections/sec', undefined, bearer(read))).status).toBe(403);
 });
+
+test('/metrics labels refused requests with the route they asked for, not "unmatched"', async () => {
+  await s.req('POST', '/search', { collection: 'x', query: 'q' });
+  await s.req('DELETE', '/collections/abc', undefined, bearer(read));
+  await s.req('GET', '/no/such/route', undefined, bearer(admin));
+  const m = (await s.req('GET', '/metrics')).body as string;
+  expect(m).toMatch(/http_requests_total\{route="\/search",method="POST",status="401"\} [1-9]/);
+  expect(m).toMatch(/http_requests_total\{route="\/collections\/:name",method="DELETE",status="403"\} [1-9]/);
+  expect(m).toMatch(/http_requests_total\{route="unmatched",method="GET",status="404"\} [1-9]/);
+});
