@@ -8,7 +8,8 @@ Bundle layout (DESIGN.md "Training bundle"):
                 an ST/HF model directly in base/; or job.json "base_model": a path or hub id
   job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
-                 "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?}
+                 "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
+                 "dataloader_workers"?}
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ JOB_DEFAULTS: dict[str, Any] = {
     "mini_batch_size": 64,
     "warmup_ratio": 0.1,
     "corpus_pairs": False,
+    "dataloader_workers": 0,
 }
 
 
@@ -83,6 +85,7 @@ def load_job(path: str) -> dict:
     job["seed"] = _num(job, "seed", int, 0, strict=False)
     job["max_seq_length"] = _num(job, "max_seq_length", int, 8, strict=False)
     job["warmup_ratio"] = _num(job, "warmup_ratio", float, 0, strict=False)
+    job["dataloader_workers"] = _num(job, "dataloader_workers", int, 0, strict=False)
     hn = job["hard_negatives"]
     if hn is None or hn is False:
         job["hard_negatives"] = None

@@ -115,25 +115,38 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         cols["negative"] = b.negatives
     ds = Dataset.from_dict(cols)
     mined = None
+    has_groups = any("group" in c for c in b.corpus)
     if job["hard_negatives"] is not None and b.negatives is None:
         from sentence_transformers.util import mine_hard_negatives
 
         hn = job["hard_negatives"]
+        want = int(hn.get("num_negatives", 1))
+        # with corpus groups, mine a few extra candidates: a "negative" from the positive's own document is not one
+        extra = 4 if has_groups else 0
         t = time.time()
         ds = mine_hard_negatives(
             ds, model, anchor_column_name="anchor", positive_column_name="positive",
             corpus=list(dict.fromkeys(list(b.positives) + [c["text"] for c in b.corpus])),
-            num_negatives=int(hn.get("num_negatives", 1)), range_min=int(hn.get("range_min", 10)),
-            range_max=int(hn.get("range_max", 50)), max_score=float(hn.get("max_score", 0.95)),
-            sampling_strategy=hn.get("sampling_strategy", "top"), batch_size=256, output_format="triplet",
-            use_faiss=False, verbose=False)
-        dropped = 0
-        if any("group" in c for c in b.corpus):  # a mined "negative" from the positive's own document is not one
+            num_negatives=want + extra, range_min=int(hn.get("range_min", 10)),
+            range_max=int(hn.get("range_max", 50)) + extra, max_score=float(hn.get("max_score", 0.95)),
+            sampling_strategy=hn.get("sampling_strategy", "top"), batch_size=256,
+            output_format="n-tuple" if extra else "triplet", use_faiss=False, verbose=False)
+        skipped = 0
+        if extra:
             g_of = text_groups(b, [], [])
-            n0 = len(ds)
-            ds = ds.filter(lambda r: not (g_of.get(r["negative"], set()) & g_of.get(r["positive"], set())))
-            dropped = n0 - len(ds)
-        mined = {"rows": len(ds), "same_group_dropped": dropped, "secs": round(time.time() - t, 2)}
+            neg_cols = [c for c in ds.column_names if c.startswith("negative")]
+            trip: dict[str, list[str]] = {"anchor": [], "positive": [], "negative": []}
+            for r in ds:
+                pg = g_of.get(r["positive"], set())
+                ok = [r[c] for c in neg_cols if not (g_of.get(r[c], set()) & pg)]
+                skipped += len(neg_cols) - len(ok)
+                negs = ok[:want]
+                for n in negs:
+                    trip["anchor"].append(r["anchor"])
+                    trip["positive"].append(r["positive"])
+                    trip["negative"].append(n)
+            ds = Dataset.from_dict(trip)
+        mined = {"rows": len(ds), "same_group_skipped": skipped, "secs": round(time.time() - t, 2)}
         emit(event="hard_negatives", **mined)
 
     train_ds: Any = ds
@@ -141,7 +154,6 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     cp_stats = None
     rows: list[dict] = []
     row_groups: list = []
-    has_groups = any("group" in c for c in b.corpus)
     if job["corpus_pairs"] is not None:
         from datasets import DatasetDict
 
@@ -174,7 +186,8 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=job["seed"],
         data_seed=job["seed"], batch_sampler=batch_sampler, save_strategy="no",
         eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
-        report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu")
+        report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
+        dataloader_num_workers=job["dataloader_workers"])
 
     curve: list[dict] = []
 
@@ -300,7 +313,7 @@ def group_batch_sampler(tg: dict[str, set]):
             super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
                              valid_label_columns=valid_label_columns, generator=generator, seed=seed)
             cols = [c for c in dataset.column_names if c not in set(valid_label_columns or []) | {"dataset_name"}]
-            data = [dataset[c] for c in cols]
+            data = [list(dataset[c]) for c in cols]
             self.keys = [row_keys((col[i] for col in data), tg) for i in range(len(dataset))]
 
         def __iter__(self):
