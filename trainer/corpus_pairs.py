@@ -6,6 +6,8 @@ with the labelled pairs.jsonl (domain adaptation; no queries needed):
   "group": N   per passage, N pairs  passage -> another passage of the same parent document
                (corpus.jsonl rows with the same optional "group" field, e.g. the chunks of one document or
                the sections of one abstract). Teaches the encoder that all parts of a document belong together.
+  "group_span": N  per passage, N pairs  one sentence of it -> another passage of the same group (a query-like
+               span -> the rest of its document).
   "ict":   N   per passage, N inverse-cloze pairs  one sentence -> the passage without that sentence
                (kept in the positive with probability "ict_keep"). Teaches query-like spans -> passage.
 
@@ -20,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .data import BundleError
 
-SPEC_DEFAULTS: dict[str, Any] = {"group": None, "ict": 1, "ict_keep": 0.1, "min_words": 4, "max_pairs": 0}
+SPEC_DEFAULTS: dict[str, Any] = {"group": None, "group_span": 0, "ict": 1, "ict_keep": 0.1, "min_words": 4, "max_pairs": 0}
 
 # sentence boundary: . ! ? followed by whitespace and an upper-case letter, digit or opening bracket
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
@@ -39,7 +41,7 @@ def normalize_spec(raw: Any) -> dict | None:
         raise BundleError(f"job.json: unknown 'corpus_pairs' key {unknown[0]!r} (known: {', '.join(SPEC_DEFAULTS)})")
     spec = dict(SPEC_DEFAULTS)
     spec.update(raw)
-    for key in ("group", "ict", "min_words", "max_pairs"):
+    for key in ("group", "group_span", "ict", "min_words", "max_pairs"):
         v = spec[key]
         if key == "group" and v is None:
             continue
@@ -60,7 +62,9 @@ def resolve_spec(spec: dict, has_groups: bool) -> dict:
         spec["group"] = 1 if has_groups else 0
     elif spec["group"] > 0 and not has_groups:
         raise BundleError("job.json: 'corpus_pairs.group' needs a 'group' field on corpus.jsonl rows")
-    if spec["group"] == 0 and spec["ict"] == 0:
+    if spec["group_span"] > 0 and not has_groups:
+        raise BundleError("job.json: 'corpus_pairs.group_span' needs a 'group' field on corpus.jsonl rows")
+    if spec["group"] == 0 and spec["ict"] == 0 and spec["group_span"] == 0:
         raise BundleError("job.json: 'corpus_pairs' has neither 'group' nor 'ict' pairs enabled")
     return spec
 
@@ -81,7 +85,7 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
             members.setdefault(c["group"], []).append(i)
     rows: list[dict] = []
     groups: list[str | None] = []
-    n_group = n_ict = 0
+    n_group = n_ict = n_span = 0
     for i, c in enumerate(corpus):
         g = c.get("group")
         text = c["text"]
@@ -91,6 +95,14 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
                 rows.append({"anchor": text, "positive": corpus[j]["text"]})
                 groups.append(g)
                 n_group += 1
+        if spec["group_span"] and g is not None:
+            others = [j for j in members[g] if j != i and corpus[j]["text"] != text]
+            cand = [s for s in split_sentences(text) if len(s.split()) >= spec["min_words"]]
+            if others and cand:
+                for _ in range(spec["group_span"]):
+                    rows.append({"anchor": rng.choice(cand), "positive": corpus[rng.choice(others)]["text"]})
+                    groups.append(g)
+                    n_span += 1
         if spec["ict"]:
             sents = split_sentences(text)
             if len(sents) < 2:
@@ -107,8 +119,8 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
         keep_idx = sorted(rng.sample(range(len(rows)), spec["max_pairs"]))
         rows = [rows[k] for k in keep_idx]
         groups = [groups[k] for k in keep_idx]
-    stats = {"rows": len(rows), "group_pairs": n_group, "ict_pairs": n_ict, "groups": len(members),
-             "capped": bool(spec["max_pairs"] and n_group + n_ict > spec["max_pairs"])}
+    stats = {"rows": len(rows), "group_pairs": n_group, "group_span_pairs": n_span, "ict_pairs": n_ict,
+             "groups": len(members), "capped": bool(spec["max_pairs"] and n_group + n_span + n_ict > spec["max_pairs"])}
     return rows, groups, stats
 
 

@@ -38,7 +38,7 @@ def grouped_corpus(with_groups=True):
 def test_spec_normalization():
     assert normalize_spec(False) is None and normalize_spec(None) is None
     s = normalize_spec(True)
-    assert s == {"group": None, "ict": 1, "ict_keep": 0.1, "min_words": 4, "max_pairs": 0}
+    assert s == {"group": None, "group_span": 0, "ict": 1, "ict_keep": 0.1, "min_words": 4, "max_pairs": 0}
     assert resolve_spec(s, has_groups=True)["group"] == 1
     assert resolve_spec(s, has_groups=False)["group"] == 0
     assert normalize_spec({"group": 2, "ict": 0})["group"] == 2
@@ -48,6 +48,8 @@ def test_spec_normalization():
             normalize_spec(bad)
     with pytest.raises(BundleError, match="needs a 'group'"):
         resolve_spec(normalize_spec({"group": 1}), has_groups=False)
+    with pytest.raises(BundleError, match="group_span"):
+        resolve_spec(normalize_spec({"group_span": 1}), has_groups=False)
     with pytest.raises(BundleError, match="neither"):
         resolve_spec(normalize_spec({"group": 0, "ict": 0}), has_groups=True)
 
@@ -84,6 +86,17 @@ def test_build_pairs_group_and_ict():
     spec0 = resolve_spec(normalize_spec(True), False)
     rows0, g0, st0 = build_corpus_pairs(grouped_corpus(False), spec0, seed=3)
     assert st0["group_pairs"] == 0 and st0["ict_pairs"] == 4 and set(g0) == {None}
+
+
+def test_group_span_pairs():
+    corpus = grouped_corpus()
+    spec = resolve_spec(normalize_spec({"group": 0, "ict": 0, "group_span": 2}), True)
+    rows, groups, st = build_corpus_pairs(corpus, spec, seed=5)
+    group_of = {c["text"]: c["group"] for c in corpus}
+    assert st["group_span_pairs"] == len(rows) == 2 * 5  # every passage of groups a and b, none of single c
+    for r, g in zip(rows, groups):
+        src = next(c for c in corpus if r["anchor"] in c["text"])
+        assert src["text"] != r["positive"] and group_of[r["positive"]] == src["group"] == g
 
 
 def test_conflict_free_batches_never_mix_a_group():
