@@ -1,5 +1,7 @@
 // Mixed load against a real server process: 64 clients doing search / ingest / feedback for a while.
-//   npx tsx bench/load/index.ts [--seconds 600] [--clients 64] [--docs 5000] [--model DIR]
+//   npx tsx bench/load/index.ts [--seconds 600] [--clients 64] [--docs 5000] [--model DIR] [--fixed]
+// --fixed: ingest re-upserts documents of the seed set (the corpus size stays constant), so RSS growth
+// over the run is a leak, not more data.
 // Reports per-op counts, status classes (0 5xx is the goal), p50/p99, and server RSS start vs end.
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,6 +18,7 @@ const { values: a } = parseArgs({
     model: { type: 'string' },
     data: { type: 'string', default: '../shared/data/go' },
     port: { type: 'string', default: '18731' },
+    fixed: { type: 'boolean', default: false },
   },
 });
 const REPO = resolve(import.meta.dirname, '../..');
@@ -71,7 +74,9 @@ try {
         if (top) { recent.push({ queryId: res.json.queryId, id: top.id }); if (recent.length > 1000) recent.shift(); }
       } else if (r < 0.9) {
         op = 'ingest';
-        const docs = Array.from({ length: 8 }, () => corpus[next++ % corpus.length]!).map((d) => ({ id: d.id, text: d.text }));
+        const pick = () => (a.fixed ? seed[Math.floor(rnd() * seed.length)]! : corpus[next++ % corpus.length]!);
+        // A batch with one id twice is refused (duplicate_id): keep fixed-mode batches distinct.
+        const docs = [...new Map(Array.from({ length: 8 }, pick).map((d) => [d.id, { id: d.id, text: d.text }])).values()];
         res = await post('/collections/load/documents', { documents: docs });
       } else {
         op = 'feedback';
@@ -87,7 +92,7 @@ try {
   clearInterval(tracer);
   const rssEnd = rss();
   const pct = (xs: number[], p: number) => { const s = [...xs].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? NaN; };
-  console.log(`load: ${a.clients} clients, ${a.seconds} s, ${seed.length} seed docs, node ${process.version}`);
+  console.log(`load: ${a.clients} clients, ${a.seconds} s, ${seed.length} seed docs${a.fixed ? ' (fixed corpus: ingest re-upserts seed docs)' : ''}, node ${process.version}`);
   for (const [op, xs] of Object.entries(ops)) console.log(`${op.padEnd(9)} n=${String(xs.length).padStart(7)}  rps=${(xs.length / Number(a.seconds)).toFixed(1).padStart(7)}  p50=${pct(xs, 0.5).toFixed(1)} ms  p99=${pct(xs, 0.99).toFixed(1)} ms`);
   console.log('statuses:', JSON.stringify(status));
   const fivexx = Object.entries(status).filter(([k]) => / 5\d\d$/.test(k)).reduce((n, [, v]) => n + v, 0);

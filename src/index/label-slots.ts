@@ -58,4 +58,18 @@ export class LabelSlots {
     if (!this.sparse.has(label)) this.count++;
     this.sparse.set(label, slot);
   }
+
+  delete(label: number): boolean {
+    const i = label - this.base;
+    if (i >= 0 && i < this.dense.length && this.dense[i] !== 0) {
+      this.dense[i] = 0;
+      this.count--;
+      return true;
+    }
+    if (this.sparse.delete(label)) {
+      this.count--;
+      return true;
+    }
+    return false;
+  }
 }

@@ -29,6 +29,16 @@ export class Shard {
   private vectors: Float32Array;
   private readonly slotOf = new LabelSlots();
   private readonly deleted = new Set<number>();
+  // Re-upserts tombstone chunks and add new labels. hnswlib reuses a deleted element for a new label
+  // (allowReplaceDeleted), so its memory tracks the live count instead of every version ever written;
+  // it picks the element itself, so which label it evicted is learned later (reclaim()), and the slots
+  // of our vector copy are recycled then.
+  /** Elements hnswlib holds as deleted, i.e. free for replacement. */
+  private vacant = 0;
+  /** Replacements since the last reclaim(): labels in `deleted` that hnswlib no longer has. */
+  private evicted = 0;
+  private nextSlot = 0;
+  private readonly freeSlots: number[] = [];
   /** Scratch membership flags by slot for the current filtered search. */
   private mark = new Uint8Array(0);
   private currentEf = -1;
@@ -53,7 +63,7 @@ export class Shard {
   static create(dim: number, params: HnswParams, capacity: number, tuning: ShardTuning): Shard {
     const cap = Math.max(1, Math.floor(capacity));
     const hnsw = new hnswlib.HierarchicalNSW('ip', dim);
-    hnsw.initIndex({ maxElements: cap, m: params.M, efConstruction: params.efConstruction });
+    hnsw.initIndex({ maxElements: cap, m: params.M, efConstruction: params.efConstruction, allowReplaceDeleted: true });
     const shard = new Shard(dim, params, tuning, hnsw, cap);
     shard.setEf(params.efSearch);
     return shard;
@@ -64,7 +74,7 @@ export class Shard {
     const contents = await readSnapshot(path, dim);
     const hnsw = new hnswlib.HierarchicalNSW('ip', dim);
     try {
-      await hnsw.readIndex(path);
+      await hnsw.readIndex(path, true);
     } catch (err) {
       throw new IndexSnapshotError(`index snapshot ${path} could not be read by hnswlib: ${(err as Error).message}; rebuild the index from the database`);
     }
@@ -76,6 +86,8 @@ export class Shard {
       shard.slotOf.set(label, i);
       if (deleted[i]) shard.deleted.add(label);
     }
+    shard.nextSlot = header.count;
+    shard.vacant = shard.deleted.size;
     // ef is not part of the file format; without this the index would search at hnswlib's default 10.
     shard.setEf(params.efSearch);
     return shard;
@@ -88,22 +100,39 @@ export class Shard {
   add(labels: Float64Array, vectors: Float32Array): Promise<ShardState> {
     return this.serial(() => {
       const { dim } = this;
+      if (this.evicted > Math.max(1024, this.slotOf.size / 4)) this.reclaim();
       let fresh = 0;
       for (const l of labels) if (!this.slotOf.has(l)) fresh++;
-      const need = this.slotOf.size + fresh;
+      // Both the vector copy and hnswlib (which may append when nothing is vacant) need room.
+      const need = Math.max(this.nextSlot + Math.max(0, fresh - this.freeSlots.length), this.hnsw.getCurrentCount() + fresh);
       if (need > this.capacity) this.grow(Math.max(need, this.capacity * 2));
       for (let i = 0; i < labels.length; i++) {
         const label = labels[i] as number;
         const row = vectors.subarray(i * dim, (i + 1) * dim);
         let slot = this.slotOf.get(label);
+        let inHnsw = slot !== undefined;
         if (slot === undefined) {
-          slot = this.slotOf.size;
+          slot = this.freeSlots.pop() ?? this.nextSlot++;
           this.slotOf.set(label, slot);
+        } else if (this.deleted.has(label)) {
+          // Re-adding a deleted label: hnswlib refuses to update a deleted element while replacement is
+          // on, so undelete it first — unless hnswlib already gave its element to another label.
+          try {
+            this.hnsw.unmarkDelete(label);
+            this.vacant--;
+          } catch {
+            inHnsw = false;
+          }
         }
-        // Re-adding a label replaces its vector; hnswlib also un-deletes it, so mirror that.
         this.deleted.delete(label);
         this.vectors.set(row, slot * dim);
-        this.hnsw.addPoint(this.toQuery(row), label);
+        if (!inHnsw && this.vacant > 0) {
+          this.hnsw.addPoint(this.toQuery(row), label, true);
+          this.vacant--;
+          this.evicted++;
+        } else {
+          this.hnsw.addPoint(this.toQuery(row), label);
+        }
       }
       return this.state();
     });
@@ -116,6 +145,7 @@ export class Shard {
         if (!this.slotOf.has(label) || this.deleted.has(label)) continue;
         this.hnsw.markDelete(label);
         this.deleted.add(label);
+        this.vacant++;
       }
       return this.state();
     });
@@ -126,6 +156,7 @@ export class Shard {
     // writeIndex runs on a libuv thread. Searches may run meanwhile (both only read the graph), but
     // a resize or insert would mutate memory under the writer, hence the serial chain.
     return this.serial(async () => {
+      this.reclaim();
       const tmp = `${path}.tmp`;
       try {
         await this.hnsw.writeIndex(tmp);
@@ -288,6 +319,25 @@ export class Shard {
       scoresOut[i] = hs[j] as number;
     });
     return { labels: labelsOut, scores: scoresOut };
+  }
+
+  /** Forgets the deleted labels whose elements hnswlib handed to new labels, and frees their slots. */
+  private reclaim(): void {
+    if (this.evicted === 0) return;
+    const present = new Set(this.hnsw.getIdsList());
+    for (const label of this.deleted) {
+      if (present.has(label)) continue;
+      const slot = this.slotOf.get(label);
+      this.deleted.delete(label);
+      this.slotOf.delete(label);
+      if (slot !== undefined) this.freeSlots.push(slot);
+    }
+    this.evicted = 0;
+  }
+
+  /** hnswlib's element count (live + deleted): what its memory is sized by. */
+  elements(): number {
+    return this.hnsw.getCurrentCount();
   }
 
   private grow(newCapacity: number): void {
