@@ -64,6 +64,11 @@ export const ConfigSchema = z.object({
   TRAIN_EPOCHS: int(1, 1),
   TRAIN_BATCH_SIZE: int(128, 2),
   TRAIN_LR: z.coerce.number().default(5e-5),
+  // Self-supervised pairs from the collection itself (trainer corpus_pairs): per document, pairs with
+  // another document of its TRAIN_GROUP_BY group, and inverse-cloze (sentence → passage) pairs.
+  TRAIN_GROUP_BY: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional(),
+  TRAIN_GROUP_PAIRS: int(3, 0),
+  TRAIN_ICT_PAIRS: int(0, 0),
   GATE_MARGIN: z.coerce.number().default(0.01),
   GATE_TOLERANCE: z.coerce.number().default(0.005),
   REEMBED_BATCH: int(256, 1),

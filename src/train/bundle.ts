@@ -16,6 +16,11 @@ export interface JobSpec {
   lr: number;
   seed: number;
   collection: string;
+  /**
+   * Self-supervised pairs the trainer builds from corpus.jsonl (trainer/README.md): `group` pairs per
+   * passage with another passage of its group, `ict` inverse-cloze pairs per passage.
+   */
+  corpus_pairs?: { group: number; ict: number };
 }
 
 export interface BundleInfo {
@@ -23,6 +28,8 @@ export interface BundleInfo {
   pairs: number;
   evalQueries: number;
   corpus: number;
+  /** Distinct groups among corpus rows (0 when nothing is grouped). */
+  groups: number;
   /** sha256 of pairs.jsonl: the model card's training-data hash. */
   dataHash: string;
 }
@@ -40,26 +47,39 @@ async function writeJsonl(path: string, rows: Iterable<unknown>): Promise<string
   return hash.digest('hex');
 }
 
-/** Every live document of the collection, chunks re-joined in order: the trainer's retrieval corpus. */
-export async function* corpusRows(store: Store, collectionId: number): AsyncGenerator<{ id: string; text: string }> {
+export interface CorpusRow {
+  id: string;
+  text: string;
+  /** Documents sharing the `groupBy` metadata value (sections of one article, pages of one manual). */
+  group?: string;
+}
+
+/**
+ * Every live document of the collection, chunks re-joined in order: the trainer's retrieval corpus.
+ * With `groupBy`, each row carries that metadata field's value as its group.
+ */
+export async function* corpusRows(store: Store, collectionId: number, groupBy?: string): AsyncGenerator<CorpusRow> {
   let after = 0;
-  let curId: string | undefined;
+  let cur: CorpusRow | undefined;
   let parts: string[] = [];
+  const finish = (row: CorpusRow): CorpusRow => ({ ...row, text: parts.join(' ') });
   for (;;) {
     const rows = await store.liveChunks(collectionId, after, 2000);
     if (rows.length === 0) break;
+    const meta = groupBy ? await store.hydrate(rows.filter((r) => r.n === 0).map((r) => r.label)) : undefined;
     for (const r of rows) {
       // Chunks of one document are written together, so their labels are consecutive.
-      if (r.docId !== curId) {
-        if (curId !== undefined) yield { id: curId, text: parts.join(' ') };
-        curId = r.docId;
+      if (r.docId !== cur?.id) {
+        if (cur) yield finish(cur);
+        const g = meta?.get(r.label)?.metadata[groupBy!];
+        cur = { id: r.docId, text: '', ...(g !== undefined && g !== null && g !== '' ? { group: String(g) } : {}) };
         parts = [];
       }
       parts.push(r.text);
     }
     after = rows[rows.length - 1]!.label;
   }
-  if (curId !== undefined) yield { id: curId, text: parts.join(' ') };
+  if (cur) yield finish(cur);
 }
 
 /**
@@ -68,6 +88,8 @@ export async function* corpusRows(store: Store, collectionId: number): AsyncGene
  */
 export async function writeBundle(dir: string, input: {
   store: Store; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
+  /** Metadata field whose value groups documents for corpus group pairs. */
+  groupBy?: string;
 }): Promise<BundleInfo> {
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
@@ -76,14 +98,23 @@ export async function writeBundle(dir: string, input: {
   const dataHash = await writeJsonl(join(tmp, 'pairs.jsonl'), input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive })));
   await writeJsonl(join(tmp, 'eval.jsonl'), input.eval.map((e) => ({ query: e.query, relevant: e.relevant })));
   let corpus = 0;
-  const rows: { id: string; text: string }[] = [];
-  for await (const r of corpusRows(input.store, input.collectionId)) { rows.push(r); corpus++; }
+  const rows: CorpusRow[] = [];
+  const groups = new Set<string>();
+  for await (const r of corpusRows(input.store, input.collectionId, input.groupBy)) {
+    rows.push(r);
+    if (r.group !== undefined) groups.add(r.group);
+    corpus++;
+  }
   await writeJsonl(join(tmp, 'corpus.jsonl'), rows);
   if (!existsSync(input.baseModelDir)) throw new Error(`parent model directory ${input.baseModelDir} does not exist`);
   // A copy, not a link: a `command` backend may ship the bundle to another machine. Async: a base model is
   // tens of MB and the event loop is serving searches meanwhile.
   await cp(input.baseModelDir, join(tmp, 'base'), { recursive: true, dereference: true });
-  writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...input.job, data_hash: dataHash }, null, 2));
+  // The trainer refuses group pairs over a corpus without groups, and a corpus_pairs that asks for nothing.
+  const { corpus_pairs: asked, ...job } = input.job;
+  const corpusPairs = asked ? { group: groups.size > 0 ? asked.group : 0, ict: asked.ict } : undefined;
+  const withPairs = corpusPairs && corpusPairs.group + corpusPairs.ict > 0 ? { corpus_pairs: corpusPairs } : {};
+  writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...job, ...withPairs, data_hash: dataHash }, null, 2));
   renameSync(tmp, dir);
-  return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, dataHash };
+  return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, groups: groups.size, dataHash };
 }

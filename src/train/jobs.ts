@@ -203,9 +203,11 @@ export class JobRunner {
         job: {
           version, parent_version: job.parentVersion, loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
           batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR, seed: mineOpts.seed, collection: col.name,
+          corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },
         },
+        groupBy: config.TRAIN_GROUP_BY,
       });
-      await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, dataHash: bundle.dataHash }, true);
+      await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash }, true);
 
       // ---- training (a child process; serving continues untouched)
       await to('training');

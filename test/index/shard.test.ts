@@ -9,7 +9,7 @@ import { tempDir } from '../helpers.js';
 
 const DIM = 16;
 const PARAMS = { M: 8, efConstruction: 100, efSearch: 200 };
-const TUNING = { bruteForceMaxLabels: 50, bruteForceMaxFraction: 0.05 };
+const TUNING = { bruteForceMaxLabels: 50, bruteForceMaxFraction: 0.05, oversampleMaxK: 1000 };
 const dir = tempDir('shard-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
