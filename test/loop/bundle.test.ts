@@ -41,7 +41,7 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     const out = join(dir, name);
     const info = await writeBundle(out, {
       store, collectionId: cid, baseModelDir: TINY_MODEL, job, groupBy,
-      pairs: [{ anchor: 'which finding in patients', positive: 'Article 0 section 1. It reports finding 1 in patients. Outcomes improved.' }],
+      pairs: [{ anchor: 'which finding in patients', positive: 'Article 0 section 1. It reports finding 1 in patients. Outcomes improved.', docId: '0-1', source: 'feedback' }],
       eval: [{ query: 'finding 2', relevant: ['0-2'] }],
     });
     const corpus = readFileSync(join(out, 'corpus.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; text: string; group?: string });
