@@ -79,7 +79,11 @@ export class Shard {
       throw new IndexSnapshotError(`index snapshot ${path} could not be read by hnswlib: ${(err as Error).message}; rebuild the index from the database`);
     }
     const { header, labels, vectors, deleted } = contents;
-    const shard = new Shard(dim, params, tuning, hnsw, Math.max(1, header.maxElements, header.count));
+    const capacity = Math.max(1, header.maxElements, header.count);
+    // hnswlib's loader takes max_elements from its own argument (0 here) unless the file holds elements:
+    // an empty index would come back with room for none and refuse every add.
+    if (hnsw.getMaxElements() < capacity) hnsw.resizeIndex(capacity);
+    const shard = new Shard(dim, params, tuning, hnsw, capacity);
     shard.vectors.set(vectors);
     for (let i = 0; i < header.count; i++) {
       const label = labels[i] as number;

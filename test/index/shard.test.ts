@@ -88,3 +88,17 @@ it('20 rounds of replacing every document keep the element count near the live c
   expect(loaded.elements()).toBe(before);
   expect((await Shard.load(DIM, PARAMS, join(dir, 'mid.hnsw'), TUNING)).state().count).toBe(300);
 });
+
+it('an empty index snapshotted and loaded back still takes adds and answers searches', async () => {
+  const rand = seededRandom(9);
+  const path = join(dir, 'empty.hnsw');
+  await Shard.create(DIM, PARAMS, 1024, TUNING).snapshot(path);
+  const shard = await Shard.load(DIM, PARAMS, path, TUNING);
+  expect(shard.search(randomUnitVector(DIM, rand), 5, 50, null).labels).toHaveLength(0);
+  // hnswlib reloads an empty index with room for 0 elements; a small first batch must still fit.
+  const vecs = new Float32Array(3000 * DIM).map(() => rand() - 0.5);
+  await shard.add(Float64Array.from({ length: 10 }, (_, i) => i + 1), vecs.subarray(0, 10 * DIM));
+  await shard.add(Float64Array.from({ length: 2990 }, (_, i) => i + 11), vecs.subarray(10 * DIM));
+  expect(shard.state().count).toBe(3000);
+  expect(shard.search(vecs.subarray(0, DIM), 1, 50, null).labels[0]).toBe(1);
+});
