@@ -1,0 +1,25 @@
+// deploy/local/topology.sh end to end: Postgres + S3 + two replicas + Prometheus as processes, the
+// stand-in for `docker compose up` where there is no Docker. Needs Debian's prometheus and postgresql.
+import { spawn, spawnSync } from 'node:child_process';
+import { expect, it } from 'vitest';
+import { REPO } from '../helpers.js';
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const ready = Boolean(process.env.TEST_DATABASE_URL) && ['prometheus', 'psql', 'jq', 'curl'].every(has);
+
+it.skipIf(!ready)('the compose topology runs as processes: ingest via A, search via B, Prometheus scrapes both, a fresh B loads its index from S3', async () => {
+  const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
+    const p = spawn('bash', ['deploy/local/topology.sh'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    p.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { text += d.toString(); });
+    p.on('exit', (code) => resolve({ code, text }));
+  });
+  expect(out.text).toMatch(/top hit on B for document (\S+)'s own text: \1 /);
+  expect(out.text).toMatch(/up\{job=retrieval\} summed: 2/);
+  expect(out.text).toMatch(/rule groups loaded: [1-9]/);
+  expect(out.text).toMatch(/^embed_batch_size_sum 0$/m);
+  expect(out.text).toMatch(/^object_store_operations_total\{op="snapshot_download",result="ok"\} 1$/m);
+  expect(out.text, out.text.slice(-3000)).toContain('== OK');
+  expect(out.code).toBe(0);
+}, 240_000);
