@@ -307,6 +307,9 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect(await store.keywordSearch(c.id, '', 5)).toEqual([]);
     expect((await store.keywordSearch(c.id, 'brien', 5)).length).toBe(1);
     expect(await store.countLiveChunks(c.id)).toBe(2);
+    // SQL-ish words are plain terms too (an unquoted array element "null" would be SQL NULL).
+    await store.upsertDocuments(c.id, [doc('nul', 'a null allele and a true mutant')]);
+    for (const w of ['null', 'NULL allele', 'true']) expect((await store.keywordSearch(c.id, w, 5)).length).toBe(1);
   });
 
   it('model versions and promote: atomic, generation + 1, exactly one champion', async () => {
