@@ -15,7 +15,7 @@ import { AutoTokenizer, env, LogLevel, type PreTrainedTokenizer } from '@hugging
 import * as ort from 'onnxruntime-node';
 import { EmbedPool } from '../../src/embed/pool.js';
 import { loadEmbedder, resolveModelSpec } from '../../src/embed/registry.js';
-import { cpuSessionOptions, meanPoolNormalize } from '../../src/embed/transformers.js';
+import { cpuSessionOptions, meanPoolNormalize, tokenize } from '../../src/embed/transformers.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const { values: args } = parseArgs({
@@ -73,7 +73,7 @@ class BareLoop {
   async run(texts: string[], batch: number): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += batch) {
-      const enc = this.tokenizer(texts.slice(i, i + batch), { padding: true, truncation: true, max_length: this.maxTokens });
+      const enc = tokenize(this.tokenizer, texts.slice(i, i + batch), this.maxTokens);
       const ids = enc.input_ids;
       const feeds: Record<string, ort.Tensor> = {
         input_ids: new ort.Tensor('int64', ids.data as BigInt64Array, ids.dims),

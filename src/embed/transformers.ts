@@ -155,7 +155,7 @@ export class TransformersEncoder {
   }
 
   private async run(texts: string[]): Promise<EncodedBatch> {
-    const inputs = this.tokenizer(texts, { padding: true, truncation: true, max_length: this.maxTokens });
+    const inputs = tokenize(this.tokenizer, texts, this.maxTokens);
     const outputs = (await this.model(inputs)) as Record<string, Tensor | undefined>;
     // Same output preference as transformers.js's feature-extraction pipeline.
     const hidden = outputs.last_hidden_state ?? outputs.token_embeddings ?? outputs.logits;
@@ -168,6 +168,38 @@ export class TransformersEncoder {
   async dispose(): Promise<void> {
     await this.model.dispose();
   }
+}
+
+type TokenizerOutput = { input_ids: Tensor; attention_mask: Tensor; [k: string]: Tensor };
+const endsWithSep = new WeakMap<PreTrainedTokenizer, boolean>();
+
+/**
+ * Tokenizes like Python's tokenizers: transformers.js truncates *after* adding special tokens, so a text
+ * longer than maxTokens loses its final [SEP] ([CLS] t1…t511 instead of [CLS] t1…t510 [SEP]), which the
+ * model never saw in training. Where the tokenizer ends sequences with [SEP], a truncated row gets it back
+ * in its last position, which yields exactly Python's ids.
+ */
+export function tokenize(tokenizer: PreTrainedTokenizer, texts: string[], maxTokens: number): TokenizerOutput {
+  const inputs = tokenizer(texts, { padding: true, truncation: true, max_length: maxTokens }) as unknown as TokenizerOutput;
+  const sep = (tokenizer as unknown as { sep_token_id?: number }).sep_token_id;
+  if (sep === undefined) return inputs;
+  let adds = endsWithSep.get(tokenizer);
+  if (adds === undefined) {
+    const probe = tokenizer('a').input_ids as Tensor;
+    adds = Number(probe.data[probe.data.length - 1]) === sep;
+    endsWithSep.set(tokenizer, adds);
+  }
+  if (!adds) return inputs;
+  const ids = inputs.input_ids.data as BigInt64Array;
+  const mask = inputs.attention_mask.data as BigInt64Array;
+  const [rows, cols] = inputs.input_ids.dims as [number, number];
+  for (let r = 0; r < rows; r++) {
+    let len = 0;
+    for (let c = 0; c < cols; c++) if (mask[r * cols + c] !== 0n) len = c + 1;
+    // Only rows cut at the limit; a shorter row already ends with its [SEP].
+    if (len === maxTokens && ids[r * cols + len - 1] !== BigInt(sep)) ids[r * cols + len - 1] = BigInt(sep);
+  }
+  return inputs;
 }
 
 /** Masked mean over tokens, then L2 normalize; exported for the bench's bare ONNX loop. */

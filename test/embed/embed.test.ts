@@ -2,7 +2,7 @@
 // No timing assertions: batching is checked by counting batches, never by measuring time.
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { EmbedPool, EmbedWorkerError } from '../../src/embed/pool.js';
@@ -138,6 +138,30 @@ describe('truncation', { timeout: 120_000 }, () => {
       expect(Math.hypot(...huge!)).toBeCloseTo(1, 4);
     } finally {
       await Promise.all([short.close(), full.close()]);
+    }
+  });
+});
+
+describe('tokenization parity with Python', { timeout: 120_000 }, () => {
+  it('truncated texts keep their final [SEP], as sentence-transformers tokenizes them (fixture from Python tokenizers)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { AutoTokenizer, env } = await import('@huggingface/transformers');
+    const { tokenize } = await import('../../src/embed/transformers.js');
+    const fx = JSON.parse(readFileSync(join(REPO, 'test/fixtures/tokenizer/tiny_truncation.json'), 'utf8')) as { max_length: number; texts: string[]; ids: number[][] };
+    env.allowRemoteModels = false;
+    env.localModelPath = dirname(MODEL) + '/';
+    const tok = await AutoTokenizer.from_pretrained(basename(MODEL), { local_files_only: true });
+    expect(fx.ids.filter((x) => x.length === fx.max_length).length).toBeGreaterThan(10);
+    // One at a time, and as one padded batch.
+    fx.texts.forEach((t, i) => {
+      expect(Array.from(tokenize(tok, [t], fx.max_length).input_ids.data as BigInt64Array, Number)).toEqual(fx.ids[i]);
+    });
+    const batch = tokenize(tok, fx.texts, fx.max_length);
+    const [rows, cols] = batch.input_ids.dims as [number, number];
+    for (let r = 0; r < rows; r++) {
+      const n = fx.ids[r]!.length;
+      expect(Array.from((batch.input_ids.data as BigInt64Array).slice(r * cols, r * cols + n), Number)).toEqual(fx.ids[r]);
+      expect(Array.from((batch.attention_mask.data as BigInt64Array).slice(r * cols, (r + 1) * cols), Number).reduce((a, b) => a + b, 0)).toBe(n);
     }
   });
 });
