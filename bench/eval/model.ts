@@ -1,10 +1,10 @@
-// Dense retrieval quality of a model artifact as served (transformers.js + onnxruntime-node, CPU), scored by
+// Dense retrieval quality of a model artifact as served (the server's embed pool: transformers.js + onnxruntime-node, CPU), scored by
 // src/eval/metrics.ts with exact search. Cross-checks the Python numbers in model_card.json / trainer/RESULTS.md.
 //   npx tsx bench/eval/model.ts --model test/fixtures/models/tiny-ft-go --data ../shared/data/go [--queries 2000] [--dtype fp32|q8]
 import { readFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { env, pipeline } from '@huggingface/transformers';
+import { loadEmbedder } from '../../src/embed/registry.js';
 import { computeIrMetrics, type RankedHit } from '../../src/eval/metrics.js';
 
 const { values: a } = parseArgs({
@@ -23,23 +23,21 @@ function readJsonl<T>(p: string): T[] {
 }
 
 const modelDir = resolve(a.model);
-env.allowRemoteModels = false;
-env.localModelPath = dirname(modelDir) + '/';
 const dtype = a.dtype === 'q8' ? 'q8' : 'fp32';
-const fe = await pipeline('feature-extraction', basename(modelDir), { dtype });
+// The served path (worker pool, our tokenization and pooling), truncating where sentence-transformers does.
+let maxTokens: number | undefined;
+try {
+  maxTokens = (JSON.parse(readFileSync(join(modelDir, 'model_card.json'), 'utf8')) as { max_seq_length?: number }).max_seq_length;
+} catch { /* no card: the model's own limit */ }
+const embedder = await loadEmbedder({ version: 'bench', source: { kind: 'dir', path: modelDir }, dtype }, {
+  cacheDir: '/tmp', workers: 2, maxBatch: Number(a.batch), maxWaitMs: 2, maxQueue: 1_000_000, maxTokens,
+});
 
 async function embed(texts: string[]): Promise<{ data: Float32Array; dim: number }> {
-  const bs = Number(a.batch);
-  const parts: Float32Array[] = [];
-  let dim = 0;
-  for (let i = 0; i < texts.length; i += bs) {
-    const out = await fe(texts.slice(i, i + bs), { pooling: 'mean', normalize: true });
-    dim = out.dims[1] ?? 0;
-    parts.push(out.data as Float32Array);
-  }
+  const rows = await embedder.embed(texts, { priority: 'bulk' });
+  const dim = embedder.dim;
   const data = new Float32Array(texts.length * dim);
-  let o = 0;
-  for (const p of parts) { data.set(p, o); o += p.length; }
+  rows.forEach((r, i) => data.set(r, i * dim));
   return { data, dim };
 }
 
@@ -91,3 +89,4 @@ console.log(JSON.stringify({
   search_secs: Number(((performance.now() - t2) / 1000).toFixed(1)),
   ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])),
 }));
+await embedder.close();
