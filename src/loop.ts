@@ -84,6 +84,8 @@ export async function withLoop(ctx: { engine: Engine; config: Config }, opts: Lo
   const loop = createLoop(ctx, opts);
   const rec = await loop.jobs.recover();
   if (rec.resumed.length + rec.failed.length + rec.completed.length > 0) ctx.engine.log.warn('retrain jobs recovered after restart', rec);
+  if (rec.runningElsewhere.length > 0) ctx.engine.log.info('retrain jobs running on other replicas', { jobs: rec.runningElsewhere });
+  if (ctx.engine.store.dialect === 'postgres') loop.jobs.startOrphanSweep();
   loop.monitor.start(async () => (await ctx.engine.store.listCollections()).map((c) => c.name));
   opts.onReady?.(loop);
   return {

@@ -211,6 +211,13 @@ export interface Store {
   updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>): Promise<TrainJobRow>;
   getJob(id: string): Promise<TrainJobRow | undefined>;
   listJobs(opts?: { collection?: string; states?: readonly JobState[]; limit?: number }): Promise<TrainJobRow[]>;
+  /**
+   * Claims the right to run (or give up on) a job for as long as this process holds it: undefined when a
+   * live process already holds it. On Postgres it is a session-level advisory lock on a connection of its
+   * own, so a replica that dies releases it with its connection; replicas never fail or rerun each
+   * other's running jobs. One process (SQLite, PGlite): an in-process claim.
+   */
+  claimJob(id: string): Promise<JobClaim | undefined>;
   insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow>;
   listEvalReports(opts?: { candidateVersion?: string; jobId?: string }): Promise<EvalReportRow[]>;
 
@@ -218,4 +225,19 @@ export interface Store {
   insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void>;
   findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined>;
   countApiKeys(): Promise<number>;
+}
+
+export interface JobClaim {
+  release(): Promise<void>;
+}
+
+/** The claim for stores used by a single process. */
+export class LocalJobClaims {
+  private readonly held = new Set<string>();
+
+  claim(id: string): JobClaim | undefined {
+    if (this.held.has(id)) return undefined;
+    this.held.add(id);
+    return { release: async () => { this.held.delete(id); } };
+  }
 }

@@ -6,7 +6,7 @@ import type { Embedder } from '../embed/types.js';
 import { AppError } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import { decodeSource, encodeSource } from '../serving/models.js';
-import type { JobState, Metadata, TrainJobRow } from '../store/types.js';
+import type { JobClaim, JobState, Metadata, TrainJobRow } from '../store/types.js';
 import { TERMINAL_JOB_STATES } from '../store/types.js';
 import { loadModel, specForDir } from '../swap/models.js';
 import type { Swapper } from '../swap/swap.js';
@@ -45,6 +45,8 @@ export interface JobRunnerDeps {
 class JobFailure extends Error {}
 
 const NON_TERMINAL: JobState[] = ['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping'];
+// How often replicas on Postgres look for jobs whose replica died (see JobRunner.startOrphanSweep).
+const ORPHAN_SWEEP_MS = 60_000;
 
 function slug(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 40);
@@ -83,12 +85,16 @@ export class JobRunner {
     });
     this.metrics.trainJobs.inc({ state: 'queued' });
     this.log.info('retrain job created', { job: job.id, collection, trigger, parent, at: now });
-    this.launch(job);
+    const claim = await this.store.claimJob(job.id);
+    // Not claimable: another replica's sweep picked the queued job up in the meantime and runs it.
+    if (claim) this.launch(job, claim);
     return job;
   }
 
-  private launch(job: TrainJobRow): void {
-    const p = this.run(job).finally(() => this.active.delete(job.id));
+  private launch(job: TrainJobRow, claim: JobClaim): void {
+    const p = this.run(job)
+      .finally(() => claim.release().catch((err: unknown) => this.log.warn('job claim not released', { job: job.id, err: String(err) })))
+      .finally(() => this.active.delete(job.id));
     this.active.set(job.id, p);
   }
 
@@ -101,32 +107,75 @@ export class JobRunner {
   /**
    * On startup: a queued job is started again (nothing was done yet); a job caught mid-way is failed with
    * the reason — unless the store shows its candidate already became champion, the cut-over's commit point.
+   * Only jobs no live process holds (claimJob) are touched: on Postgres another replica may be running them.
    */
-  async recover(): Promise<{ resumed: string[]; failed: string[]; completed: string[] }> {
-    const out = { resumed: [] as string[], failed: [] as string[], completed: [] as string[] };
+  async recover(): Promise<{ resumed: string[]; failed: string[]; completed: string[]; runningElsewhere: string[] }> {
+    // Staging dirs are under this process's own DATA_DIR (never shared between replicas).
     rmSync(join(this.deps.engine.modelsDir(), '.staging'), { recursive: true, force: true });
+    return this.adoptOrphans();
+  }
+
+  /**
+   * Replicas sharing Postgres: a job whose replica died (its claim went with its connection) would block
+   * its collection forever (409 job_running); survivors adopt it every ORPHAN_SWEEP_MS.
+   */
+  startOrphanSweep(everyMs = ORPHAN_SWEEP_MS): void {
+    if (this.sweep) return;
+    this.sweep = setInterval(() => {
+      void this.adoptOrphans()
+        .then((r) => { if (r.resumed.length + r.failed.length + r.completed.length > 0) this.log.warn('orphaned retrain jobs adopted', r); })
+        .catch((err: unknown) => this.log.warn('orphan sweep failed', { err: String(err) }));
+    }, everyMs);
+    this.sweep.unref();
+  }
+
+  private sweep: NodeJS.Timeout | undefined;
+
+  private async adoptOrphans(): Promise<{ resumed: string[]; failed: string[]; completed: string[]; runningElsewhere: string[] }> {
+    const out = { resumed: [] as string[], failed: [] as string[], completed: [] as string[], runningElsewhere: [] as string[] };
     const pointer = await this.store.getServing();
     for (const job of await this.store.listJobs({ states: NON_TERMINAL, limit: 1000 })) {
-      if (job.state === 'queued') {
+      if (this.active.has(job.id)) continue;
+      const claim = await this.store.claimJob(job.id);
+      if (!claim) {
+        out.runningElsewhere.push(job.id);
+        continue;
+      }
+      // Claimed: re-read, the job may have ended between the listing and the claim.
+      const fresh = await this.store.getJob(job.id);
+      if (!fresh || !NON_TERMINAL.includes(fresh.state)) {
+        await claim.release();
+        continue;
+      }
+      if (fresh.state === 'queued') {
         out.resumed.push(job.id);
-        this.launch(job);
+        this.launch(fresh, claim);
         continue;
       }
-      if (job.candidateVersion && pointer?.modelVersion === job.candidateVersion) {
-        await this.store.updateJob(job.id, { state: 'done', progress: { ...job.progress, recovered: 'the cut-over had committed before the restart' } });
-        this.metrics.trainJobs.inc({ state: 'done' });
-        out.completed.push(job.id);
-        continue;
+      try {
+        await this.settleInterrupted(fresh, pointer?.modelVersion, out);
+      } finally {
+        await claim.release();
       }
-      await this.store.updateJob(job.id, {
-        state: 'failed',
-        error: `interrupted by a server restart while ${job.state}; the champion ${pointer?.modelVersion ?? job.parentVersion} kept serving`,
-      });
-      this.metrics.trainJobs.inc({ state: 'failed' });
-      if (job.candidateVersion) await this.discardCandidateIndexes(job.candidateVersion);
-      out.failed.push(job.id);
     }
     return out;
+  }
+
+  /** A job whose process is gone: done if its cut-over had committed, otherwise failed with the reason. */
+  private async settleInterrupted(job: TrainJobRow, champion: string | undefined, out: { failed: string[]; completed: string[] }): Promise<void> {
+    if (job.candidateVersion && champion === job.candidateVersion) {
+      await this.store.updateJob(job.id, { state: 'done', progress: { ...job.progress, recovered: 'the cut-over had committed before the restart' } });
+      this.metrics.trainJobs.inc({ state: 'done' });
+      out.completed.push(job.id);
+      return;
+    }
+    await this.store.updateJob(job.id, {
+      state: 'failed',
+      error: `interrupted by a server restart while ${job.state}; the champion ${champion ?? job.parentVersion} kept serving`,
+    });
+    this.metrics.trainJobs.inc({ state: 'failed' });
+    if (job.candidateVersion) await this.discardCandidateIndexes(job.candidateVersion);
+    out.failed.push(job.id);
   }
 
   private async discardCandidateIndexes(version: string): Promise<void> {
@@ -140,6 +189,7 @@ export class JobRunner {
   }
 
   async stop(): Promise<void> {
+    if (this.sweep) clearInterval(this.sweep);
     this.abort.abort();
     await Promise.allSettled([...this.active.values()]);
   }

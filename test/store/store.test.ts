@@ -440,6 +440,19 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect((await store.listJobs({ collection: coll })).length).toBe(2);
   });
 
+  it('job claims: one holder at a time, free again once released', async () => {
+    const a = await store.claimJob('job-1');
+    expect(a).toBeDefined();
+    expect(await store.claimJob('job-1')).toBeUndefined();
+    const b = await store.claimJob('job-2');
+    expect(b).toBeDefined();
+    await a!.release();
+    const again = await store.claimJob('job-1');
+    expect(again).toBeDefined();
+    await again!.release();
+    await b!.release();
+  });
+
   it('drift and eval reports round-trip JSON and booleans, newest first', async () => {
     const coll = uniqueName('drift');
     const d1 = await store.insertDriftReport({ collection: coll, modelVersion: 'm1', metrics: { auc: 0.5, mmd: { stat: 0.01, p: 0.7 } }, drifted: false, jobId: null });

@@ -12,9 +12,10 @@ import type { Logger } from '../../util/log.js';
 import * as s from '../schema/pg.js';
 import type {
   ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
-  FeedbackRow, HydratedChunk, IndexRecord, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
+  FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
+import { LocalJobClaims } from '../types.js';
 
 // Both drivers (node-postgres against a server, PGlite in-process) produce this common base type,
 // so every query below is written once.
@@ -93,7 +94,18 @@ export class PgStore implements Store {
   /** Keyword-search statistics per collection (see termStats). */
   private readonly kwStats = new Map<number, { at: number; n: number; avgdl: number; df: Map<string, number> }>();
 
-  private constructor(private readonly db: Db, private readonly shutdown: () => Promise<void>) {}
+  private constructor(
+    private readonly db: Db,
+    private readonly shutdown: () => Promise<void>,
+    /** Session-level job claims (node-postgres); absent for PGlite, which only one process can open. */
+    private readonly claimSession?: (id: string) => Promise<JobClaim | undefined>,
+  ) {}
+
+  private readonly localClaims = new LocalJobClaims();
+
+  async claimJob(id: string): Promise<JobClaim | undefined> {
+    return this.claimSession ? this.claimSession(id) : this.localClaims.claim(id);
+  }
 
   /** A real Postgres server through a node-postgres pool (`postgres://` URLs). */
   static async connect(url: string, opts: PgStoreOptions): Promise<PgStore> {
@@ -119,7 +131,39 @@ export class PgStore implements Store {
       await pool.end().catch(() => undefined);
       throw err;
     }
-    return new PgStore(drizzleNodePg(pool, { schema: s }), () => pool.end());
+    const claimSession = async (id: string): Promise<JobClaim | undefined> => {
+      // A connection of its own, held while the job runs: the lock lives and dies with it.
+      const client = await pool.connect();
+      // Checked-out clients get no pool-level error handler: a dropped connection must not crash the process.
+      const onError = (err: Error) => opts.logger?.warn('job claim connection lost; another replica may adopt the job', { job: id, err: err.message });
+      client.on('error', onError);
+      try {
+        const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_NS, `job:${id}`]);
+        if (rows[0]?.ok) {
+          return {
+            release: async () => {
+              try {
+                await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_NS, `job:${id}`]);
+                client.off('error', onError);
+                client.release();
+              } catch (err) {
+                // A broken connection is discarded, not returned to the pool.
+                client.off('error', onError);
+                client.release(err as Error);
+              }
+            },
+          };
+        }
+      } catch (err) {
+        client.off('error', onError);
+        client.release(err as Error);
+        throw err;
+      }
+      client.off('error', onError);
+      client.release();
+      return undefined;
+    };
+    return new PgStore(drizzleNodePg(pool, { schema: s }), () => pool.end(), claimSession);
   }
 
   /** In-process Postgres (PGlite): `dataDir` persists, undefined keeps everything in memory. */

@@ -8,9 +8,10 @@ import { AppError } from '../../errors.js';
 import * as s from '../schema/sqlite.js';
 import type {
   ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
-  FeedbackRow, HydratedChunk, IndexRecord, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
+  FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, Scalar,
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
+import { LocalJobClaims } from '../types.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
@@ -376,6 +377,12 @@ export class SqliteStore implements Store {
   async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
     return this.db.select().from(s.driftReports).where(eq(s.driftReports.collection, collection))
       .orderBy(desc(s.driftReports.id)).limit(limit).all();
+  }
+
+  private readonly jobClaims = new LocalJobClaims();
+
+  async claimJob(id: string): Promise<JobClaim | undefined> {
+    return this.jobClaims.claim(id);
   }
 
   async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
