@@ -31,9 +31,13 @@ export class QueryLogBuffer {
     this.metrics.queryLogBuffered.set(this.buf.length);
   }
 
-  /** Writes everything buffered so far; concurrent callers share one write. */
+  /**
+   * Writes everything buffered so far; concurrent callers share one write. A write already under way
+   * holds only older rows, so wait for it and then write what came since (/feedback relies on this to
+   * find the search it names).
+   */
   async flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
+    while (this.flushing) await this.flushing;
     if (this.buf.length === 0) return;
     const rows = this.buf;
     this.buf = [];
