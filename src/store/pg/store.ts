@@ -393,7 +393,7 @@ export class PgStore implements Store {
       : sql``;
 
     // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
-    // tsvector's position lists, length = distinct lexemes (tsv_len). (ts_rank has no idf: a common word
+    // tsvector's position lists, length = tokens (tsv_len, migration 0003). (ts_rank has no idf: a common word
     // would outrank a rare one, and keyword/hybrid results would differ between dialects.)
     const { n, avgdl, df } = await this.termStats(collectionId, terms);
     const idf = new Map<string, number>();

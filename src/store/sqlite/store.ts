@@ -234,7 +234,8 @@ export class SqliteStore implements Store {
 
   async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>) {
     // Quote every token so user text can never be parsed as FTS5 syntax (AND/OR/NEAR, column filters).
-    const tokens = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+    // Distinct terms, as on Postgres: FTS5 would count a repeated query word once per repetition.
+    const tokens = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, 64);
     if (tokens.length === 0) return [];
     const match = tokens.map((t) => `"${t}"`).join(' OR ');
     const allowed = filter && Object.keys(filter).length > 0 ? new Set(await this.labelsMatching(collectionId, filter)) : undefined;
