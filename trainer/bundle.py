@@ -9,7 +9,7 @@ Bundle layout (DESIGN.md "Training bundle"):
   job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
-                 "dataloader_workers"?}
+                 "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?}
 """
 from __future__ import annotations
 
@@ -34,7 +34,16 @@ JOB_DEFAULTS: dict[str, Any] = {
     "warmup_ratio": 0.1,
     "corpus_pairs": False,
     "dataloader_workers": 0,
+    "scale": 20.0,
+    "directions": ["query_to_doc"],
+    "partition_mode": "joint",
+    "hardness": None,
+    "soup": 1,
 }
+
+DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
+MAX_SOUP = 8
 
 
 @dataclass
@@ -94,7 +103,38 @@ def load_job(path: str) -> dict:
     elif not isinstance(hn, dict):
         raise BundleError("job.json: 'hard_negatives' must be a boolean or an object")
     job["corpus_pairs"] = normalize_spec(job["corpus_pairs"])
+    job["scale"] = _num(job, "scale", float, 0)
+    job["soup"] = _num(job, "soup", int, 1, strict=False)
+    if job["soup"] > MAX_SOUP:
+        raise BundleError(f"job.json: 'soup' must be <= {MAX_SOUP}")
+    _loss_shape(job)
     return job
+
+
+def _loss_shape(job: dict) -> None:
+    """MNRL interaction terms (sentence-transformers `directions`/`partition_mode`) and in-batch hardness weighting."""
+    d = job["directions"]
+    if isinstance(d, str):
+        d = [d]
+    if not isinstance(d, list) or not d or any(x not in DIRECTIONS for x in d):
+        raise BundleError(f"job.json: 'directions' must be a non-empty list of {', '.join(DIRECTIONS)}")
+    if "query_to_doc" not in d:
+        raise BundleError("job.json: 'directions' must include 'query_to_doc'")
+    job["directions"] = list(dict.fromkeys(d))
+    if job["partition_mode"] not in ("joint", "per_direction"):
+        raise BundleError(f"job.json: 'partition_mode' must be 'joint' or 'per_direction', got {job['partition_mode']!r}")
+    if job["partition_mode"] == "per_direction" and {"query_to_query", "doc_to_doc"} & set(d):
+        raise BundleError("job.json: 'partition_mode' 'per_direction' works only with query_to_doc and doc_to_query")
+    h = job["hardness"]
+    if h is None or h is False:
+        job["hardness"] = None
+    elif not isinstance(h, dict) or h.get("mode", "in_batch_negatives") not in HARDNESS_MODES:
+        raise BundleError(f"job.json: 'hardness' must be an object {{\"mode\": {'|'.join(HARDNESS_MODES)}, \"strength\": number}}")
+    else:
+        strength = h.get("strength", 0.0)
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+            raise BundleError("job.json: 'hardness.strength' must be a number >= 0")
+        job["hardness"] = {"mode": h.get("mode", "in_batch_negatives"), "strength": float(strength)}
 
 
 def _str_field(obj: dict, key: str, fname: str, line: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .artifact import OnnxEncoder, sha256_files, write_artifact
 from .bundle import Bundle
 from .data import BundleError
+from .soup import accumulate_state, finish_average
 
 
 class NoGpuError(Exception):
@@ -71,6 +72,21 @@ class _OnnxAsST:
     encode = _encode
 
 
+def make_loss(model, job: dict):
+    """MNRL (or its cached variant) with the job's scale, interaction directions and hardness weighting."""
+    from sentence_transformers import util
+    from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+
+    kw: dict[str, Any] = {"scale": job["scale"], "similarity_fct": util.cos_sim,
+                          "directions": tuple(job["directions"]), "partition_mode": job["partition_mode"]}
+    if job["hardness"]:
+        kw["hardness_mode"] = job["hardness"]["mode"]
+        kw["hardness_strength"] = job["hardness"]["strength"]
+    if job["loss"] == "cached_mnrl":
+        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=job["mini_batch_size"], **kw)
+    return MultipleNegativesRankingLoss(model, **kw)
+
+
 def make_evaluator(b: Bundle, name: str = "eval"):
     from sentence_transformers import util
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
@@ -89,8 +105,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     job = b.job
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, util
-    from sentence_transformers.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback, set_seed
 
@@ -149,70 +164,97 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         mined = {"rows": len(ds), "same_group_skipped": skipped, "secs": round(time.time() - t, 2)}
         emit(event="hard_negatives", **mined)
 
-    train_ds: Any = ds
-    n_rows = len(ds)
-    cp_stats = None
-    rows: list[dict] = []
-    row_groups: list = []
-    if job["corpus_pairs"] is not None:
-        from datasets import DatasetDict
-
-        from .corpus_pairs import build_corpus_pairs
-
-        t = time.time()
-        rows, row_groups, cp_stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], job["seed"])
-        cp_stats["secs"] = round(time.time() - t, 2)
-        emit(event="corpus_pairs", **cp_stats)
-        if rows:
-            cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
-            train_ds = DatasetDict({"pairs": ds, "corpus": cds})
-            n_rows += len(cds)
     batch_sampler: Any = BatchSamplers.NO_DUPLICATES
-    if has_groups:
-        batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
-
-    if job["loss"] == "cached_mnrl":
-        loss = CachedMultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim,
-                                                  mini_batch_size=job["mini_batch_size"])
-    else:
-        loss = MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=util.cos_sim)
-
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    steps_per_epoch = max(1, n_rows // job["batch_size"])
-    total_est = max(1, int(steps_per_epoch * job["epochs"]))
-    work = out + ".work"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=work, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
-        learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=job["seed"],
-        data_seed=job["seed"], batch_sampler=batch_sampler, save_strategy="no",
-        eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
-        report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
-        dataloader_num_workers=job["dataloader_workers"])
-
+    members = job["soup"]
     curve: list[dict] = []
+    cp_stats = None
+    n_rows = len(ds)
+    steps = 0
+    train_secs = 0.0
+    trainer_metrics: dict = {}
+    member_reports: list[dict] = []
+    soup_state: dict | None = None
+    first_model = model
+    for member in range(members):
+        # a soup member differs from the others by its seed: init of nothing (same base), but corpus pairs,
+        # batch order and dropout are all drawn from it
+        seed = job["seed"] + member
+        if member:
+            set_seed(seed)
+            model = load_model(b.base_path, device, job["max_seq_length"])
+        train_ds: Any = ds
+        n_rows = len(ds)
+        rows: list[dict] = []
+        row_groups: list = []
+        if job["corpus_pairs"] is not None:
+            from datasets import DatasetDict
 
-    class Progress(TrainerCallback):
-        def on_log(self, args_, state, control, logs=None, **kw):
-            logs = logs or {}
-            if "loss" in logs:
-                rec = {"step": state.global_step, "total": state.max_steps, "loss": float(logs["loss"]),
-                       "lr": float(logs.get("learning_rate", 0.0)), "epoch": float(state.epoch or 0)}
-                curve.append(rec)
-                emit(event="progress", **rec)
-            evals = {k: v for k, v in logs.items() if k.startswith("eval_")}
-            if evals:
-                emit(event="eval", when="epoch", step=state.global_step, **{k: float(v) for k, v in evals.items()
-                                                                           if isinstance(v, (int, float))})
+            from .corpus_pairs import build_corpus_pairs
 
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss,
-                                         evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t = time.time()
-    tr = trainer.train()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    train_secs = time.time() - t
+            t = time.time()
+            rows, row_groups, stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], seed)
+            stats["secs"] = round(time.time() - t, 2)
+            cp_stats = cp_stats or stats
+            emit(event="corpus_pairs", **({"member": member} if members > 1 else {}), **stats)
+            if rows:
+                cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
+                train_ds = DatasetDict({"pairs": ds, "corpus": cds})
+                n_rows += len(cds)
+        if has_groups:
+            batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
+        loss = make_loss(model, job)
+        steps_per_epoch = max(1, n_rows // job["batch_size"])
+        total_est = max(1, int(steps_per_epoch * job["epochs"]))
+        work = out + ".work"
+        args = SentenceTransformerTrainingArguments(
+            output_dir=work, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
+            learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=seed,
+            data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
+            eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
+            report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
+            dataloader_num_workers=job["dataloader_workers"])
+        tag = {"member": member} if members > 1 else {}
+
+        class Progress(TrainerCallback):
+            # step/total count over all soup members, so one progress bar covers the whole job
+            def on_log(self, args_, state, control, logs=None, **kw):
+                logs = logs or {}
+                if "loss" in logs:
+                    rec = {"step": steps + state.global_step, "total": state.max_steps * members, **tag,
+                           "loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
+                           "epoch": float(state.epoch or 0)}
+                    curve.append(rec)
+                    emit(event="progress", **rec)
+                evals = {k: v for k, v in logs.items() if k.startswith("eval_")}
+                if evals:
+                    emit(event="eval", when="epoch", step=steps + state.global_step, **tag,
+                         **{k: float(v) for k, v in evals.items() if isinstance(v, (int, float))})
+
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss,
+                                             evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.time()
+        tr = trainer.train()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        secs = time.time() - t
+        train_secs += secs
+        steps += int(tr.global_step)
+        trainer_metrics = {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))}
+        if members > 1:
+            model.eval()
+            m_after = nested_flat(evaluator.compute_all_metrics(model))
+            emit(event="eval", when="member", member=member, seed=seed,
+                 **{k: m_after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+            member_reports.append({"member": member, "seed": seed, "steps": int(tr.global_step),
+                                   "train_seconds": round(secs, 3), "eval_after": m_after})
+            soup_state = accumulate_state(soup_state, model.state_dict())
+        shutil.rmtree(work, ignore_errors=True)
+    if members > 1:
+        model = first_model
+        model.load_state_dict(finish_average(soup_state, members, model.state_dict()))
     model.eval()
     t = time.time()
     after = nested_flat(evaluator.compute_all_metrics(model))
@@ -253,16 +295,19 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         card["eval"]["int8"] = int8
         with open(os.path.join(tmp, "model_card.json"), "w") as f:
             json.dump(card, f, indent=2)
-        n_samples = n_rows * job["epochs"]
+        n_samples = n_rows * job["epochs"] * members
         report: dict[str, Any] = {
             "version": card["version"], "parent_version": parent,
             "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
             "precision": "bf16" if use_bf16 else "fp32",
             "loss": job["loss"], "job": job, "pairs": len(b.anchors), "train_rows": n_rows, "hard_negatives": mined,
             "corpus_pairs": cp_stats, "batch_sampler": "group-aware no-duplicates" if has_groups else "no-duplicates",
-            "steps": int(tr.global_step), "train_seconds": round(train_secs, 3),
+            "steps": steps, "train_seconds": round(train_secs, 3),
             "samples_per_second": round(n_samples / train_secs, 2),
-            "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))},
+            "trainer_metrics": trainer_metrics,
+            "loss_config": {"scale": job["scale"], "directions": job["directions"], "partition_mode": job["partition_mode"],
+                            "hardness": job["hardness"]},
+            "soup": {"members": member_reports, "averaging": "uniform"} if members > 1 else None,
             "loss_curve": curve, "eval_before": before, "eval_after": after,
             "eval_delta": {k: after[k] - before[k] for k in after},
             "onnx_parity_max_abs_diff": info["onnx_parity_max_abs_diff"], "onnx_parity_n": info["onnx_parity_n"],

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from .conftest import run_cli, write_bundle
 
 
@@ -66,6 +68,20 @@ def test_bad_job_values(tmp_path):
     b = write_bundle(str(tmp_path / "c"), job={"batch_size": 0}, base=False)
     r = run_cli("validate", b)
     assert r.returncode == 2 and "batch_size" in _err(r)
+
+
+@pytest.mark.parametrize("job,word", [
+    ({"soup": 0}, "soup"), ({"soup": 9}, "soup"), ({"soup": 1.5}, "soup"), ({"scale": 0}, "scale"),
+    ({"directions": ["doc_to_query"]}, "query_to_doc"), ({"directions": ["query_to_doc", "sideways"]}, "directions"),
+    ({"directions": []}, "directions"), ({"partition_mode": "both"}, "partition_mode"),
+    ({"directions": ["query_to_doc", "doc_to_doc"], "partition_mode": "per_direction"}, "per_direction"),
+    ({"hardness": {"mode": "harder"}}, "hardness"), ({"hardness": {"strength": -1}}, "hardness.strength"),
+    ({"hardness": 3}, "hardness"),
+])
+def test_bad_loss_and_soup_values(tmp_path, job, word):
+    b = write_bundle(str(tmp_path / "b"), job=job, base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and word in _err(r), _err(r)
 
 
 def test_missing_base(tmp_path):

@@ -75,3 +75,38 @@ def test_export_subcommand_rewrites_onnx_with_parity(tmp_path):
     assert ev["event"] == "exported" and ev["onnx_parity_max_abs_diff"] < 1e-4
     assert (m / "onnx" / "model.onnx").is_file() and (m / "onnx" / "model_quantized.onnx").is_file()
     assert not any(p.name.endswith(".tmp") for p in (m / "onnx").iterdir())
+
+
+@needs_torch
+def test_soup_is_the_average_of_its_members(tmp_path):
+    """soup: 2 trains seeds s and s+1 and serves their uniform weight average: it must equal the average of two
+    single runs with those seeds (training is deterministic on CPU for a fixed seed)."""
+    import torch
+    from safetensors.torch import load_file
+
+    loss = {"directions": ["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"],
+            "hardness": {"mode": "in_batch_negatives", "strength": 5}, "scale": 30, "epochs": 2}
+    env = {"CUDA_VISIBLE_DEVICES": ""}
+    outs = {}
+    for name, job in (("soup", {"soup": 2, "seed": 3}), ("s3", {"seed": 3}), ("s4", {"seed": 4})):
+        b = write_bundle(str(tmp_path / f"b-{name}"), job={**loss, **job})
+        r = run_cli("train", b, str(tmp_path / name), env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs[name] = [json.loads(l) for l in r.stdout.strip().splitlines()]
+    w = {n: load_file(str(tmp_path / n / "pytorch" / "model.safetensors")) for n in outs}
+    diff = max(float((w["soup"][k].float() - (w["s3"][k].float() + w["s4"][k].float()) / 2).abs().max()) for k in w["soup"])
+    assert diff < 1e-5, diff
+    assert max(float((w["s3"][k] - w["s4"][k]).abs().max()) for k in w["s3"]) > 1e-3  # the members do differ
+    ev = outs["soup"]
+    members = [e for e in ev if e["event"] == "eval" and e.get("when") == "member"]
+    assert [m["seed"] for m in members] == [3, 4]
+    prog = [e for e in ev if e["event"] == "progress"]
+    assert prog[-1]["step"] == prog[-1]["total"] and {p["member"] for p in prog} == {0, 1}
+    rep = json.loads((tmp_path / "soup" / "train_report.json").read_text())
+    assert [m["seed"] for m in rep["soup"]["members"]] == [3, 4]
+    assert rep["steps"] == sum(m["steps"] for m in rep["soup"]["members"])
+    assert rep["loss_config"]["directions"][-1] == "doc_to_doc" and rep["loss_config"]["scale"] == 30.0
+    # the member's own metrics match its single-seed twin
+    single = [e for e in outs["s4"] if e["event"] == "eval" and e.get("when") == "after"][0]
+    assert abs(members[1]["ndcg@10"] - single["ndcg@10"]) < 1e-6
+    assert torch.isfinite(torch.tensor(rep["eval_after"]["ndcg@10"]))
