@@ -9,7 +9,8 @@ Bundle layout (DESIGN.md "Training bundle"):
   job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
-                 "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?}
+                 "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
+                 "soup_concurrency"?}
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ JOB_DEFAULTS: dict[str, Any] = {
     "partition_mode": "joint",
     "hardness": None,
     "soup": 1,
+    "soup_concurrency": 0,
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -107,6 +109,7 @@ def load_job(path: str) -> dict:
     job["soup"] = _num(job, "soup", int, 1, strict=False)
     if job["soup"] > MAX_SOUP:
         raise BundleError(f"job.json: 'soup' must be <= {MAX_SOUP}")
+    job["soup_concurrency"] = _num(job, "soup_concurrency", int, 0, strict=False)
     _loss_shape(job)
     return job
 

@@ -105,9 +105,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     job = b.job
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.training_args import BatchSamplers
-    from transformers import TrainerCallback, set_seed
+    from transformers import set_seed
 
     device = pick_device(job, warn)
     set_seed(job["seed"])
@@ -164,97 +162,32 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         mined = {"rows": len(ds), "same_group_skipped": skipped, "secs": round(time.time() - t, 2)}
         emit(event="hard_negatives", **mined)
 
-    batch_sampler: Any = BatchSamplers.NO_DUPLICATES
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     members = job["soup"]
+    concurrency = soup_concurrency(job, device)
     curve: list[dict] = []
-    cp_stats = None
-    n_rows = len(ds)
-    steps = 0
-    train_secs = 0.0
-    trainer_metrics: dict = {}
-    member_reports: list[dict] = []
-    soup_state: dict | None = None
-    first_model = model
-    for member in range(members):
-        # a soup member differs from the others by its seed: init of nothing (same base), but corpus pairs,
-        # batch order and dropout are all drawn from it
-        seed = job["seed"] + member
-        if member:
-            set_seed(seed)
-            model = load_model(b.base_path, device, job["max_seq_length"])
-        train_ds: Any = ds
-        n_rows = len(ds)
-        rows: list[dict] = []
-        row_groups: list = []
-        if job["corpus_pairs"] is not None:
-            from datasets import DatasetDict
-
-            from .corpus_pairs import build_corpus_pairs
-
-            t = time.time()
-            rows, row_groups, stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], seed)
-            stats["secs"] = round(time.time() - t, 2)
-            cp_stats = cp_stats or stats
-            emit(event="corpus_pairs", **({"member": member} if members > 1 else {}), **stats)
-            if rows:
-                cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
-                train_ds = DatasetDict({"pairs": ds, "corpus": cds})
-                n_rows += len(cds)
-        if has_groups:
-            batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
-        loss = make_loss(model, job)
-        steps_per_epoch = max(1, n_rows // job["batch_size"])
-        total_est = max(1, int(steps_per_epoch * job["epochs"]))
-        work = out + ".work"
-        args = SentenceTransformerTrainingArguments(
-            output_dir=work, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
-            learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=use_bf16, seed=seed,
-            data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
-            eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
-            report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
-            dataloader_num_workers=job["dataloader_workers"])
-        tag = {"member": member} if members > 1 else {}
-
-        class Progress(TrainerCallback):
-            # step/total count over all soup members, so one progress bar covers the whole job
-            def on_log(self, args_, state, control, logs=None, **kw):
-                logs = logs or {}
-                if "loss" in logs:
-                    rec = {"step": steps + state.global_step, "total": state.max_steps * members, **tag,
-                           "loss": float(logs["loss"]), "lr": float(logs.get("learning_rate", 0.0)),
-                           "epoch": float(state.epoch or 0)}
-                    curve.append(rec)
-                    emit(event="progress", **rec)
-                evals = {k: v for k, v in logs.items() if k.startswith("eval_")}
-                if evals:
-                    emit(event="eval", when="epoch", step=steps + state.global_step, **tag,
-                         **{k: float(v) for k, v in evals.items() if isinstance(v, (int, float))})
-
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=loss,
-                                             evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.time()
-        tr = trainer.train()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        secs = time.time() - t
-        train_secs += secs
-        steps += int(tr.global_step)
-        trainer_metrics = {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))}
-        if members > 1:
-            model.eval()
-            m_after = nested_flat(evaluator.compute_all_metrics(model))
-            emit(event="eval", when="member", member=member, seed=seed,
-                 **{k: m_after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
-            member_reports.append({"member": member, "seed": seed, "steps": int(tr.global_step),
-                                   "train_seconds": round(secs, 3), "eval_after": m_after})
-            soup_state = accumulate_state(soup_state, model.state_dict())
-        shutil.rmtree(work, ignore_errors=True)
+    tracker = _SoupProgress(members, emit, curve)
+    if members == 1:
+        res = fit_member(b, job, model, ds, job["seed"], device, evaluator, work_dir=out + ".work",
+                         on_log=lambda rec: tracker.log(0, rec), on_epoch=lambda rec: tracker.epoch(0, rec),
+                         on_pairs=lambda st: emit(event="corpus_pairs", **st))
+        member_reports: list[dict] = []
+    elif concurrency > 1 and mined is None:
+        member_reports = _soup_parallel(b, job, device, members, concurrency, out, tracker, emit)
+    else:
+        member_reports = _soup_sequential(b, job, model, ds, device, evaluator, members, out, tracker, emit)
     if members > 1:
-        model = first_model
-        model.load_state_dict(finish_average(soup_state, members, model.state_dict()))
+        acc = None
+        for m in member_reports:
+            acc = accumulate_state(acc, m.pop("state"))
+        model.load_state_dict(finish_average(acc, members, model.state_dict()))
+        res = {"steps": sum(m["steps"] for m in member_reports), "train_seconds": sum(m["train_seconds"] for m in member_reports),
+               "n_rows": member_reports[0]["n_rows"], "cp_stats": member_reports[0]["cp_stats"],
+               "trainer_metrics": member_reports[-1]["trainer_metrics"]}
+        # members may train side by side: the phase's wall time is what samples/s is measured against
+        res["train_seconds"] = tracker.wall()
+    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    n_rows, cp_stats, steps, train_secs = res["n_rows"], res["cp_stats"], res["steps"], res["train_seconds"]
+    trainer_metrics = res["trainer_metrics"]
     model.eval()
     t = time.time()
     after = nested_flat(evaluator.compute_all_metrics(model))
@@ -307,7 +240,8 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
             "trainer_metrics": trainer_metrics,
             "loss_config": {"scale": job["scale"], "directions": job["directions"], "partition_mode": job["partition_mode"],
                             "hardness": job["hardness"]},
-            "soup": {"members": member_reports, "averaging": "uniform"} if members > 1 else None,
+            "soup": {"members": member_reports, "averaging": "uniform", "concurrency": min(concurrency, members) if mined is None else 1}
+            if members > 1 else None,
             "loss_curve": curve, "eval_before": before, "eval_after": after,
             "eval_delta": {k: after[k] - before[k] for k in after},
             "onnx_parity_max_abs_diff": info["onnx_parity_max_abs_diff"], "onnx_parity_n": info["onnx_parity_n"],
@@ -324,12 +258,220 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     emit(event="done", out=out, version=card["version"], wall_seconds=report["wall_seconds"],
          train_seconds=report["train_seconds"], samples_per_second=report["samples_per_second"],
          ndcg10_before=before["ndcg@10"], ndcg10_after=after["ndcg@10"])
     return report
+
+
+def soup_concurrency(job: dict, device: str) -> int:
+    """How many soup members train at once. On a GPU a small encoder's training is bound by the CPU (tokenizing
+    collator, kernel launches), so members side by side use the card several times better; on a CPU they would
+    only compete for the same cores."""
+    c = int(job.get("soup_concurrency") or 0)
+    if c <= 0:
+        c = job["soup"] if device == "cuda" else 1
+    return max(1, min(c, job["soup"]))
+
+
+class _SoupProgress:
+    """One progress stream for a whole job: step/total summed over the soup's members."""
+
+    def __init__(self, members: int, emit: Callable[..., None], curve: list[dict]):
+        self.members, self.emit, self.curve = members, emit, curve
+        self.steps: dict[int, int] = {}
+        self.totals: dict[int, int] = {}
+        self.t0 = time.time()
+
+    def wall(self) -> float:
+        return round(time.time() - self.t0, 3)
+
+    def log(self, member: int, rec: dict) -> None:
+        self.steps[member], self.totals[member] = rec["step"], rec["total"]
+        known = list(self.totals.values())
+        total = sum(known) + (self.members - len(known)) * max(known)
+        out = {**rec, "step": sum(self.steps.values()), "total": total}
+        if self.members > 1:
+            out["member"] = member
+            out["member_step"] = rec["step"]
+        self.curve.append(out)
+        self.emit(event="progress", **out)
+
+    def epoch(self, member: int, rec: dict) -> None:
+        self.emit(event="eval", when="epoch", **({"member": member} if self.members > 1 else {}), **rec)
+
+
+def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluator, work_dir: str,
+               on_log: Callable[[dict], None], on_epoch: Callable[[dict], None],
+               on_pairs: Callable[[dict], None]) -> dict:
+    """Train `model` in place on the pairs (+ the corpus pairs drawn with `seed`)."""
+    import torch
+    from datasets import Dataset, DatasetDict
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.training_args import BatchSamplers
+    from transformers import TrainerCallback
+
+    train_ds: Any = ds
+    n_rows = len(ds)
+    rows: list[dict] = []
+    row_groups: list = []
+    cp_stats = None
+    if job["corpus_pairs"] is not None:
+        from .corpus_pairs import build_corpus_pairs
+
+        t = time.time()
+        rows, row_groups, cp_stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], seed)
+        cp_stats["secs"] = round(time.time() - t, 2)
+        on_pairs(cp_stats)
+        if rows:
+            cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
+            train_ds = DatasetDict({"pairs": ds, "corpus": cds})
+            n_rows += len(cds)
+    batch_sampler: Any = BatchSamplers.NO_DUPLICATES
+    if any("group" in c for c in b.corpus):
+        batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
+    total_est = max(1, int(max(1, n_rows // job["batch_size"]) * job["epochs"]))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=work_dir, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
+        learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        seed=seed, data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
+        eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
+        report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
+        dataloader_num_workers=job["dataloader_workers"])
+
+    class Progress(TrainerCallback):
+        def on_log(self, args_, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" in logs:
+                on_log({"step": state.global_step, "total": state.max_steps, "loss": float(logs["loss"]),
+                        "lr": float(logs.get("learning_rate", 0.0)), "epoch": float(state.epoch or 0)})
+            evals = {k: float(v) for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+            if evals:
+                on_epoch({"step": state.global_step, **evals})
+
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds, loss=make_loss(model, job),
+                                         evaluator=evaluator if job["epochs"] > 1 else None, callbacks=[Progress()])
+    try:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.time()
+        tr = trainer.train()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        secs = time.time() - t
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return {"steps": int(tr.global_step), "train_seconds": round(secs, 3), "n_rows": n_rows, "cp_stats": cp_stats,
+            "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))}}
+
+
+def _member_result(member: int, seed: int, res: dict, after: dict, state: dict) -> dict:
+    return {"member": member, "seed": seed, "steps": res["steps"], "train_seconds": res["train_seconds"],
+            "n_rows": res["n_rows"], "cp_stats": res["cp_stats"], "trainer_metrics": res["trainer_metrics"],
+            "eval_after": after, "state": state}
+
+
+def _soup_sequential(b: Bundle, job: dict, model, ds, device: str, evaluator, members: int, out: str,
+                     tracker: _SoupProgress, emit: Callable[..., None]) -> list[dict]:
+    from transformers import set_seed
+
+    reports = []
+    for member in range(members):
+        seed = job["seed"] + member
+        if member:
+            set_seed(seed)
+            model = load_model(b.base_path, device, job["max_seq_length"])
+        res = fit_member(b, job, model, ds, seed, device, evaluator, work_dir=f"{out}.work{member}",
+                         on_log=lambda rec, m=member: tracker.log(m, rec), on_epoch=lambda rec, m=member: tracker.epoch(m, rec),
+                         on_pairs=lambda st, m=member: emit(event="corpus_pairs", member=m, **st))
+        model.eval()
+        after = nested_flat(evaluator.compute_all_metrics(model))
+        emit(event="eval", when="member", member=member, seed=seed, **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+        reports.append(_member_result(member, seed, res, after,
+                                      {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}))
+    return reports
+
+
+def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q) -> None:
+    """Entry point of a soup member trained in its own (spawned) process; talks to the parent through `q`."""
+    # the parent owns the JSON-lines stdout: this process writes nothing there, not even from native code
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        import torch
+        from datasets import Dataset
+        from transformers import set_seed
+
+        from .bundle import load_bundle
+
+        b = load_bundle(bundle_path)
+        job = b.job
+        set_seed(seed)
+        model = load_model(b.base_path, device, job["max_seq_length"])
+        evaluator = make_evaluator(b)
+        ds = Dataset.from_dict({"anchor": b.anchors, "positive": b.positives, **({"negative": b.negatives} if b.negatives else {})})
+        res = fit_member(b, job, model, ds, seed, device, evaluator, work_dir=f"{state_path}.work",
+                         on_log=lambda rec: q.put(("log", member, rec)), on_epoch=lambda rec: q.put(("epoch", member, rec)),
+                         on_pairs=lambda st: q.put(("pairs", member, st)))
+        model.eval()
+        after = nested_flat(evaluator.compute_all_metrics(model))
+        torch.save({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, state_path)
+        q.put(("done", member, {**_member_result(member, seed, res, after, {}), "state": state_path}))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails the job
+        q.put(("error", member, f"{type(e).__name__}: {e}"))
+        raise
+
+
+def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency: int, out: str,
+                   tracker: _SoupProgress, emit: Callable[..., None]) -> list[dict]:
+    import queue as queue_mod
+    import tempfile
+
+    import torch
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # CUDA is already initialized here: fork would break it
+    q = ctx.Queue()
+    tmp = tempfile.mkdtemp(prefix=".soup-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+    procs: dict[int, Any] = {}
+    done: dict[int, dict] = {}
+    pending = list(range(members))
+    try:
+        while len(done) < members:
+            while pending and sum(1 for m, p in procs.items() if m not in done) < concurrency:
+                m = pending.pop(0)
+                p = ctx.Process(target=_member_main, args=(os.path.abspath(b.path), m, job["seed"] + m, device,
+                                                          os.path.join(tmp, f"member{m}.pt"), q))
+                p.start()
+                procs[m] = p
+            try:
+                kind, m, payload = q.get(timeout=2)
+            except queue_mod.Empty:
+                for m, p in procs.items():
+                    if m not in done and not p.is_alive() and p.exitcode not in (0, None):
+                        raise RuntimeError(f"soup member {m} (seed {job['seed'] + m}) exited with code {p.exitcode}")
+                continue
+            if kind == "log":
+                tracker.log(m, payload)
+            elif kind == "epoch":
+                tracker.epoch(m, payload)
+            elif kind == "pairs":
+                emit(event="corpus_pairs", member=m, **payload)
+            elif kind == "error":
+                raise RuntimeError(f"soup member {m} (seed {job['seed'] + m}) failed: {payload}")
+            elif kind == "done":
+                payload["state"] = torch.load(payload["state"], map_location="cpu")
+                done[m] = payload
+                after = payload["eval_after"]
+                emit(event="eval", when="member", member=m, seed=payload["seed"],
+                     **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+        return [done[m] for m in range(members)]
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def text_groups(b: Bundle, rows: list[dict], row_groups: list) -> dict[str, set]:

@@ -78,9 +78,11 @@ def test_export_subcommand_rewrites_onnx_with_parity(tmp_path):
 
 
 @needs_torch
-def test_soup_is_the_average_of_its_members(tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_soup_is_the_average_of_its_members(tmp_path, concurrency):
     """soup: 2 trains seeds s and s+1 and serves their uniform weight average: it must equal the average of two
-    single runs with those seeds (training is deterministic on CPU for a fixed seed)."""
+    single runs with those seeds (training is deterministic on CPU for a fixed seed), whether the members train
+    one after the other in the trainer's process or side by side in their own processes."""
     import torch
     from safetensors.torch import load_file
 
@@ -88,7 +90,7 @@ def test_soup_is_the_average_of_its_members(tmp_path):
             "hardness": {"mode": "in_batch_negatives", "strength": 5}, "scale": 30, "epochs": 2}
     env = {"CUDA_VISIBLE_DEVICES": ""}
     outs = {}
-    for name, job in (("soup", {"soup": 2, "seed": 3}), ("s3", {"seed": 3}), ("s4", {"seed": 4})):
+    for name, job in (("soup", {"soup": 2, "seed": 3, "soup_concurrency": concurrency}), ("s3", {"seed": 3}), ("s4", {"seed": 4})):
         b = write_bundle(str(tmp_path / f"b-{name}"), job={**loss, **job})
         r = run_cli("train", b, str(tmp_path / name), env=env)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -103,10 +105,12 @@ def test_soup_is_the_average_of_its_members(tmp_path):
     prog = [e for e in ev if e["event"] == "progress"]
     assert prog[-1]["step"] == prog[-1]["total"] and {p["member"] for p in prog} == {0, 1}
     rep = json.loads((tmp_path / "soup" / "train_report.json").read_text())
-    assert [m["seed"] for m in rep["soup"]["members"]] == [3, 4]
+    assert [m["seed"] for m in rep["soup"]["members"]] == [3, 4] and rep["soup"]["concurrency"] == concurrency
+    assert all("state" not in m for m in rep["soup"]["members"])
     assert rep["steps"] == sum(m["steps"] for m in rep["soup"]["members"])
     assert rep["loss_config"]["directions"][-1] == "doc_to_doc" and rep["loss_config"]["scale"] == 30.0
     # the member's own metrics match its single-seed twin
     single = [e for e in outs["s4"] if e["event"] == "eval" and e.get("when") == "after"][0]
     assert abs(members[1]["ndcg@10"] - single["ndcg@10"]) < 1e-6
     assert torch.isfinite(torch.tensor(rep["eval_after"]["ndcg@10"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b-s3", "b-s4", "b-soup", "s3", "s4", "soup"]
