@@ -337,7 +337,7 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
         seed=seed, data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
         eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
         report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
-        dataloader_num_workers=job["dataloader_workers"])
+        dataloader_num_workers=job["dataloader_workers"], dataloader_persistent_workers=job["dataloader_workers"] > 0)
 
     class Progress(TrainerCallback):
         def on_log(self, args_, state, control, logs=None, **kw):
@@ -397,6 +397,11 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
     # the parent owns the JSON-lines stdout: this process writes nothing there, not even from native code
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # a spawned process inherits the "spawn" start method, and DataLoader workers would then each re-import
+    # sentence-transformers (seconds) at every epoch and evaluation; fork them, as the trainer's own process does
+    import multiprocessing
+
+    multiprocessing.set_start_method("fork", force=True)
     try:
         import torch
         from datasets import Dataset
