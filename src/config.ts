@@ -69,6 +69,10 @@ export const ConfigSchema = z.object({
   TRAIN_GROUP_BY: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional(),
   TRAIN_GROUP_PAIRS: int(3, 0),
   TRAIN_ICT_PAIRS: int(0, 0),
+  // Seeds trained side by side and weight-averaged into the candidate (trainer `soup`), and the in-batch
+  // hardness weighting of the MNRL loss (trainer `hardness`, 0 = off).
+  TRAIN_SOUP: z.coerce.number().int().min(1).max(8).default(1),
+  TRAIN_HARDNESS: z.coerce.number().min(0).default(0),
   GATE_MARGIN: z.coerce.number().default(0.01),
   GATE_TOLERANCE: z.coerce.number().default(0.005),
   REEMBED_BATCH: int(256, 1),

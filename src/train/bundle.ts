@@ -21,6 +21,10 @@ export interface JobSpec {
    * passage with another passage of its group, `ict` inverse-cloze pairs per passage.
    */
   corpus_pairs?: { group: number; ict: number };
+  /** Members trained with seeds seed…seed+N−1 and weight-averaged into one model (trainer/README.md). */
+  soup?: number;
+  /** In-batch hardness weighting of the MNRL loss. */
+  hardness?: { mode: 'in_batch_negatives'; strength: number };
 }
 
 export interface BundleInfo {

@@ -11,7 +11,7 @@ import { TERMINAL_JOB_STATES } from '../store/types.js';
 import { loadModel, specForDir } from '../swap/models.js';
 import type { Swapper } from '../swap/swap.js';
 import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backends.js';
-import { writeBundle } from './bundle.js';
+import { writeBundle, type JobSpec } from './bundle.js';
 import { evalCorpus, rankWith, relevantMap, type Ranking } from './evaluate.js';
 import type { LlmMiner } from './llm.js';
 import { minePairs, type EvalQuery, type MiningOptions } from './mining.js';
@@ -250,11 +250,7 @@ export class JobRunner {
       }
       const bundle = await writeBundle(bundleDir, {
         store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
-        job: {
-          version, parent_version: job.parentVersion, loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
-          batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR, seed: mineOpts.seed, collection: col.name,
-          corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },
-        },
+        job: { version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name, ...trainRecipe(config) },
         groupBy: config.TRAIN_GROUP_BY,
       });
       await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash }, true);
@@ -380,4 +376,15 @@ function readEval(path: string): EvalQuery[] {
     const o = JSON.parse(l) as { query: string; relevant: string[] };
     return { query: o.query, relevant: o.relevant };
   });
+}
+
+/** The fine-tuning recipe of a job.json, from the TRAIN_* settings. */
+export function trainRecipe(config: Config): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
+  return {
+    loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
+    batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR,
+    corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },
+    ...(config.TRAIN_SOUP > 1 ? { soup: config.TRAIN_SOUP } : {}),
+    ...(config.TRAIN_HARDNESS > 0 ? { hardness: { mode: 'in_batch_negatives' as const, strength: config.TRAIN_HARDNESS } } : {}),
+  };
 }

@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
+import { loadConfig } from '../../src/config.js';
 import { writeBundle, type JobSpec } from '../../src/train/bundle.js';
+import { trainRecipe } from '../../src/train/jobs.js';
 import { REPO, TINY_MODEL, tempDir } from '../helpers.js';
 
 const python = spawnSync('python3', ['--version']).status === 0;
@@ -80,5 +82,20 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/trainer: error: .*group/);
     expect(job.version).toBe('v2');
+  });
+
+  it('TRAIN_SOUP / TRAIN_HARDNESS reach job.json, and the trainer accepts them', async () => {
+    const cfg = loadConfig({ TRAIN_SOUP: '4', TRAIN_HARDNESS: '5', TRAIN_EPOCHS: '10', TRAIN_GROUP_BY: 'pmid' });
+    const b = await bundle('soup', { version: 'v3', parent_version: 'v1', seed: 1, collection: 'papers', ...trainRecipe(cfg) }, 'pmid');
+    expect(b.jobJson).toMatchObject({ soup: 4, hardness: { mode: 'in_batch_negatives', strength: 5 }, epochs: 10, loss: 'mnrl' });
+    expect(b.validate.status).toBe(0);
+    const valid = JSON.parse(b.validate.stdout.trim().split('\n').at(-1)!) as { job: Record<string, unknown> };
+    expect(valid.job).toMatchObject({ soup: 4, hardness: { mode: 'in_batch_negatives', strength: 5 }, soup_concurrency: 0 });
+    // the defaults stay a single plain-MNRL model
+    const plain = trainRecipe(loadConfig({}));
+    expect(plain).not.toHaveProperty('soup');
+    expect(plain).not.toHaveProperty('hardness');
+    expect(() => loadConfig({ TRAIN_SOUP: '9' })).toThrow(/TRAIN_SOUP/);
+    expect(() => loadConfig({ TRAIN_HARDNESS: '-1' })).toThrow(/TRAIN_HARDNESS/);
   });
 });
