@@ -115,3 +115,44 @@ def test_soup_is_the_average_of_its_members(tmp_path, concurrency):
     assert abs(members[1]["ndcg@10"] - single["ndcg@10"]) < 1e-6
     assert torch.isfinite(torch.tensor(rep["eval_after"]["ndcg@10"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b-s3", "b-s4", "b-soup", "s3", "s4", "soup"]
+
+
+@needs_torch
+def test_soup_member_killed_fails_the_job_cleanly(tmp_path):
+    """A member process that dies (e.g. the OOM killer) fails the whole job with a one-line reason, the other
+    member is stopped, and nothing is written: no artifact, no member weights left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    b = write_bundle(str(tmp_path / "b"), job={"soup": 2, "soup_concurrency": 2, "epochs": 40, "seed": 3})
+    out = tmp_path / "model"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    p = subprocess.Popen([sys.executable, "-m", "trainer", "train", b, str(out)], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def children(pid):
+        r = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True)
+        return [int(l.split()[0]) for l in r.stdout.splitlines() if "spawn_main" in l]
+
+    try:
+        # wait until a member is training (its first progress line), then kill one member
+        for line in p.stdout:
+            if '"progress"' in line:
+                break
+        kids = children(p.pid)
+        assert kids, "no member processes found"
+        os.kill(kids[0], signal.SIGKILL)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("trainer: error: RuntimeError: soup member") and "exited with code -9" in last, last
+    time.sleep(0.5)
+    assert children(p.pid) == []
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["b"]
