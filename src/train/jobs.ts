@@ -365,10 +365,22 @@ function readJson(path: string): Metadata {
 }
 
 /** The numbers worth showing in /jobs (the full report, loss curve included, stays in the artifact dir). */
-function summarizeTrainReport(r: Metadata): Metadata {
-  const pick = ['device', 'precision', 'loss', 'pairs', 'train_rows', 'steps', 'train_seconds', 'samples_per_second', 'wall_seconds',
+export function summarizeTrainReport(r: Metadata): Metadata {
+  const pick = ['device', 'precision', 'loss', 'loss_config', 'pairs', 'train_rows', 'steps', 'train_seconds', 'samples_per_second', 'wall_seconds',
     'eval_before', 'eval_after', 'eval_delta', 'onnx_parity_max_abs_diff', 'int8_metric_loss', 'export_seconds'];
-  return Object.fromEntries(Object.entries(r).filter(([k]) => pick.includes(k)));
+  const out: Metadata = Object.fromEntries(Object.entries(r).filter(([k]) => pick.includes(k)));
+  // a soup's members: enough to see the spread the average removed, not their full reports
+  const soup = r.soup as { members?: Array<Record<string, unknown>>; concurrency?: number } | null | undefined;
+  if (soup && Array.isArray(soup.members)) {
+    out.soup = {
+      concurrency: soup.concurrency ?? null,
+      members: soup.members.map((m) => {
+        const ev = (m.eval_after ?? {}) as Record<string, unknown>;
+        return { seed: m.seed, train_seconds: m.train_seconds, 'ndcg@10': ev['ndcg@10'], 'recall@10': ev['recall@10'], 'mrr@10': ev['mrr@10'] };
+      }),
+    };
+  }
+  return out;
 }
 
 function readEval(path: string): EvalQuery[] {

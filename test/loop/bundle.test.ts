@@ -8,7 +8,7 @@ import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
 import { loadConfig } from '../../src/config.js';
 import { writeBundle, type JobSpec } from '../../src/train/bundle.js';
-import { trainRecipe } from '../../src/train/jobs.js';
+import { summarizeTrainReport, trainRecipe } from '../../src/train/jobs.js';
 import { REPO, TINY_MODEL, tempDir } from '../helpers.js';
 
 const python = spawnSync('python3', ['--version']).status === 0;
@@ -97,5 +97,21 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     expect(plain).not.toHaveProperty('hardness');
     expect(() => loadConfig({ TRAIN_SOUP: '9' })).toThrow(/TRAIN_SOUP/);
     expect(() => loadConfig({ TRAIN_HARDNESS: '-1' })).toThrow(/TRAIN_HARDNESS/);
+  });
+});
+
+describe('train report summary (a real soup report from the H100, device call 7)', () => {
+  it('keeps the headline numbers and each member\'s seed and metrics, not their full reports', () => {
+    const report = JSON.parse(readFileSync(join(REPO, 'test/fixtures/train_report.soup4.json'), 'utf8')) as Record<string, unknown>;
+    const s = summarizeTrainReport(report) as Record<string, unknown> & { soup: { concurrency: number; members: Array<Record<string, number>> } };
+    expect(s.device).toMatch(/H100/);
+    expect((s.eval_after as Record<string, number>)['ndcg@10']).toBeCloseTo(0.888, 3);
+    expect(s.loss_config).toMatchObject({ hardness: { mode: 'in_batch_negatives', strength: 5 } });
+    expect(s.soup.concurrency).toBe(4);
+    expect(s.soup.members.map((m) => m.seed)).toEqual([42, 43, 44, 45]);
+    expect(Object.keys(s.soup.members[0]!).sort()).toEqual(['mrr@10', 'ndcg@10', 'recall@10', 'seed', 'train_seconds']);
+    expect(s).not.toHaveProperty('loss_curve');
+    expect(JSON.stringify(s).length).toBeLessThan(JSON.stringify(report).length / 5);
+    expect(summarizeTrainReport({ device: 'cpu', soup: null })).toEqual({ device: 'cpu' });
   });
 });
