@@ -2,7 +2,7 @@
 # Device call 7: the product path for PubMedQA. One `python -m trainer train` with the recipe calls 5-6 chose:
 # recipe M (group 3 + ict 2, bs 256, lr 8e-4, 10 epochs) + in-batch hardness weighting (strength 5) + `soup: 4`
 # (seeds SEED..SEED+3, SEED default 42, trained side by side in their own processes, uniform weight average). Then the trainer's pytest
-# suite. Results: $OUT/summary.txt, $OUT/train.jsonl (the trainer's stdout), $OUT/call7.tgz, $OUT/pytest.txt.
+# suite. EPOCHS / HARD / SOUP / SEED (defaults 10 / 5 / 4 / 42) vary the recipe for later calls. Results: $OUT/summary.txt, $OUT/train.jsonl (the trainer's stdout), $OUT/call7.tgz, $OUT/pytest.txt.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 RAYON_NUM_THREADS=2
 OUT=${OUT:-/tmp/out}; W=/tmp/w7; rm -rf $W; mkdir -p $OUT $W/logs
@@ -10,9 +10,9 @@ T0=$(date +%s)
 bash scripts/gpu/setup.sh > $W/logs/env.txt 2>&1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> $W/logs/env.txt
 python3 scripts/gpu/make_bundle.py --dataset pubmedqa --base models/base --group-field pmid --out $W/b --job \
-  '{"max_seq_length":256,"gpu":"required","dataloader_workers":3,"batch_size":256,"lr":8e-4,"epochs":10,"seed":'${SEED:-42}',
-    "corpus_pairs":{"group":3,"ict":2},"hardness":{"mode":"in_batch_negatives","strength":5},"soup":4,
-    "version":"pm7-soup4-s'${SEED:-42}'"}' >> $W/logs/bundles.txt
+  '{"max_seq_length":256,"gpu":"required","dataloader_workers":3,"batch_size":256,"lr":8e-4,"epochs":'${EPOCHS:-10}',"seed":'${SEED:-42}',
+    "corpus_pairs":{"group":3,"ict":2},"hardness":{"mode":"in_batch_negatives","strength":'${HARD:-5}'},"soup":'${SOUP:-4}',
+    "version":"pm7-soup'${SOUP:-4}'-e'${EPOCHS:-10}'-h'${HARD:-5}'-s'${SEED:-42}'"}' >> $W/logs/bundles.txt
 S=$(date +%s)
 timeout ${LIMIT:-420} python3 -m trainer train $W/b $W/m > $OUT/train.jsonl 2>$W/logs/train.err
 echo "{\"event\":\"process_wall_seconds\",\"rc\":$?,\"s\":$(( $(date +%s) - S ))}" >> $OUT/train.jsonl
