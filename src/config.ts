@@ -73,6 +73,9 @@ export const ConfigSchema = z.object({
   // hardness weighting of the MNRL loss (trainer `hardness`, 0 = off).
   TRAIN_SOUP: z.coerce.number().int().min(1).max(8).default(1),
   TRAIN_HARDNESS: z.coerce.number().min(0).default(0),
+  // Token limit of training (and so of the candidate's serving); unset = the champion's own (its model card's
+  // max_seq_length), so a model pretrained on 256-token passages is not fine-tuned, and then served, at 128.
+  TRAIN_MAX_SEQ_LENGTH: z.coerce.number().int().min(8).max(8192).optional(),
   GATE_MARGIN: z.coerce.number().default(0.01),
   GATE_TOLERANCE: z.coerce.number().default(0.005),
   REEMBED_BATCH: int(256, 1),

@@ -25,6 +25,8 @@ export interface JobSpec {
   soup?: number;
   /** In-batch hardness weighting of the MNRL loss. */
   hardness?: { mode: 'in_batch_negatives'; strength: number };
+  /** Token limit for training and for the candidate's tokenizer (the trainer's default is 128). */
+  max_seq_length?: number;
 }
 
 export interface BundleInfo {

@@ -250,7 +250,7 @@ export class JobRunner {
       }
       const bundle = await writeBundle(bundleDir, {
         store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
-        job: { version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name, ...trainRecipe(config) },
+        job: { version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name, ...trainRecipe(config, parentDir.path) },
         groupBy: config.TRAIN_GROUP_BY,
       });
       await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash }, true);
@@ -365,6 +365,18 @@ function readJson(path: string): Metadata {
 }
 
 /** The numbers worth showing in /jobs (the full report, loss curve included, stays in the artifact dir). */
+/** The model card's max_seq_length (artifacts written by the trainer or pretrain.py), if it has a sane one. */
+function cardMaxSeqLength(modelDir: string): number | undefined {
+  const file = join(modelDir, 'model_card.json');
+  if (!existsSync(file)) return undefined;
+  try {
+    const v: unknown = (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>).max_seq_length;
+    return typeof v === 'number' && Number.isInteger(v) && v >= 8 && v <= 8192 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function summarizeTrainReport(r: Metadata): Metadata {
   const pick = ['device', 'precision', 'loss', 'loss_config', 'pairs', 'train_rows', 'steps', 'train_seconds', 'samples_per_second', 'wall_seconds',
     'eval_before', 'eval_after', 'eval_delta', 'onnx_parity_max_abs_diff', 'int8_metric_loss', 'export_seconds'];
@@ -391,8 +403,10 @@ function readEval(path: string): EvalQuery[] {
 }
 
 /** The fine-tuning recipe of a job.json, from the TRAIN_* settings. */
-export function trainRecipe(config: Config): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
+export function trainRecipe(config: Config, parentDir?: string): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
+  const maxSeq = config.TRAIN_MAX_SEQ_LENGTH ?? (parentDir ? cardMaxSeqLength(parentDir) : undefined);
   return {
+    ...(maxSeq !== undefined ? { max_seq_length: maxSeq } : {}),
     loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
     batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR,
     corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },

@@ -98,6 +98,19 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     expect(() => loadConfig({ TRAIN_SOUP: '9' })).toThrow(/TRAIN_SOUP/);
     expect(() => loadConfig({ TRAIN_HARDNESS: '-1' })).toThrow(/TRAIN_HARDNESS/);
   });
+
+  it("the job trains at the champion's token limit unless TRAIN_MAX_SEQ_LENGTH says otherwise", async () => {
+    const base = join(REPO, 'models/base');
+    expect(trainRecipe(loadConfig({}), base).max_seq_length).toBe(256); // base-2's card
+    expect(trainRecipe(loadConfig({}), TINY_MODEL).max_seq_length).toBe(128);
+    expect(trainRecipe(loadConfig({ TRAIN_MAX_SEQ_LENGTH: '64' }), base).max_seq_length).toBe(64);
+    expect(trainRecipe(loadConfig({}), dir)).not.toHaveProperty('max_seq_length'); // no model card: the trainer's default
+    expect(() => loadConfig({ TRAIN_MAX_SEQ_LENGTH: '4' })).toThrow(/TRAIN_MAX_SEQ_LENGTH/);
+    const b = await bundle('seq', { version: 'v4', parent_version: 'v1', seed: 1, collection: 'papers', ...trainRecipe(loadConfig({}), base) });
+    expect(b.jobJson.max_seq_length).toBe(256);
+    expect(b.validate.status).toBe(0);
+    expect((JSON.parse(b.validate.stdout.trim().split('\n').at(-1)!) as { job: Record<string, unknown> }).job.max_seq_length).toBe(256);
+  });
 });
 
 describe('train report summary (a real soup report from the H100, device call 7)', () => {
