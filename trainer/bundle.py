@@ -10,7 +10,7 @@ Bundle layout (DESIGN.md "Training bundle"):
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
                  "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
-                 "soup_concurrency"?}
+                 "soup_concurrency"?, "soup_stall_seconds"?}
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ JOB_DEFAULTS: dict[str, Any] = {
     "hardness": None,
     "soup": 1,
     "soup_concurrency": 0,
+    "soup_stall_seconds": 0,  # > 0: fail a side-by-side soup when no member sends anything for this long; 0: off
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -110,6 +111,7 @@ def load_job(path: str) -> dict:
     if job["soup"] > MAX_SOUP:
         raise BundleError(f"job.json: 'soup' must be <= {MAX_SOUP}")
     job["soup_concurrency"] = _num(job, "soup_concurrency", int, 0, strict=False)
+    job["soup_stall_seconds"] = _num(job, "soup_stall_seconds", float, 0, strict=False)
     _loss_shape(job)
     return job
 

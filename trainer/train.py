@@ -19,6 +19,18 @@ class NoGpuError(Exception):
     pass
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` makes this process print every thread's Python stack to stderr and carry on: how a trainer
+    (or one of its soup members) that seems hung shows where it is."""
+    import faulthandler
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__ or sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no SIGUSR1 here, or no stderr with a file descriptor
+        pass
+
+
 def pick_device(job: dict, warn: Callable[[str], None]) -> str:
     import torch
 
@@ -102,6 +114,7 @@ def make_evaluator(b: Bundle, name: str = "eval"):
 
 def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], None]) -> dict:
     t_start = time.time()
+    dump_stacks_on_sigusr1()
     job = b.job
     import torch
     from datasets import Dataset
@@ -392,11 +405,14 @@ def _soup_sequential(b: Bundle, job: dict, model, ds, device: str, evaluator, me
     return reports
 
 
-def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q) -> None:
-    """Entry point of a soup member trained in its own (spawned) process; talks to the parent through `q`."""
+def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q, threads: int = 0) -> None:
+    """Entry point of a soup member trained in its own (spawned) process; talks to the parent through `q`.
+    `threads` > 0: torch's intra-op thread count for this member (CPU members: the parent's share, see
+    _soup_parallel)."""
     # the parent owns the JSON-lines stdout: this process writes nothing there, not even from native code
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    dump_stacks_on_sigusr1()
     # a spawned process inherits the "spawn" start method, and DataLoader workers would then each re-import
     # sentence-transformers (seconds) at every epoch and evaluation; fork them, as the trainer's own process does
     import multiprocessing
@@ -404,6 +420,9 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
     multiprocessing.set_start_method("fork", force=True)
     try:
         import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
         from datasets import Dataset
         from transformers import set_seed
 
@@ -429,7 +448,12 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
 
 def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency: int, out: str,
                    tracker: _SoupProgress, emit: Callable[..., None]) -> list[dict]:
+    """Train the members `concurrency` at a time, each in its own spawned process. The job fails (RuntimeError
+    naming the member and its seed) when a member reports an error, when a member's process ends without having
+    reported its result (whatever its exit code), or, with job `soup_stall_seconds` > 0, when no running member
+    has sent anything for that long (their Python stacks are dumped to stderr first)."""
     import queue as queue_mod
+    import signal
     import tempfile
 
     import torch
@@ -438,44 +462,92 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
     ctx = mp.get_context("spawn")  # CUDA is already initialized here: fork would break it
     q = ctx.Queue()
     tmp = tempfile.mkdtemp(prefix=".soup-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+    # CPU members share this machine's cores. Each would otherwise start torch's default intra-op pool (a thread per
+    # core), and `concurrency` such OpenMP teams, whose threads spin-wait at every barrier, oversubscribe the CPU:
+    # on a 2-core box each member of the tests' 2-member soup trained 10-70x slower than one member alone
+    # (OMP_WAIT_POLICY=PASSIVE cured it too); with 64-thread teams on a busy many-core box it can pass for a hang.
+    # So each CPU member gets its share of this process's threads (OMP_NUM_THREADS or torch's default, at most the
+    # CPUs it may run on). GPU members keep torch's default: their CPU side is the tokenizer and kernel launches.
+    cores = torch.get_num_threads()
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    threads = max(1, cores // concurrency) if device == "cpu" else 0
+    stall = float(job.get("soup_stall_seconds") or 0)
     procs: dict[int, Any] = {}
     done: dict[int, dict] = {}
     pending = list(range(members))
+
+    def seed(m: int) -> int:
+        return job["seed"] + m
+
+    def running() -> list[int]:
+        return [m for m in procs if m not in done]
+
+    def handle(kind: str, m: int, payload: Any) -> None:
+        if kind == "log":
+            tracker.log(m, payload)
+        elif kind == "epoch":
+            tracker.epoch(m, payload)
+        elif kind == "pairs":
+            emit(event="corpus_pairs", member=m, **payload)
+        elif kind == "error":
+            raise RuntimeError(f"soup member {m} (seed {seed(m)}) failed: {payload}")
+        elif kind == "done":
+            payload["state"] = torch.load(payload["state"], map_location="cpu")
+            done[m] = payload
+            after = payload["eval_after"]
+            emit(event="eval", when="member", member=m, seed=payload["seed"],
+                 **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+
     try:
+        last_msg = time.time()
         while len(done) < members:
-            while pending and sum(1 for m, p in procs.items() if m not in done) < concurrency:
+            while pending and len(running()) < concurrency:
                 m = pending.pop(0)
-                p = ctx.Process(target=_member_main, args=(os.path.abspath(b.path), m, job["seed"] + m, device,
-                                                          os.path.join(tmp, f"member{m}.pt"), q))
+                p = ctx.Process(target=_member_main, args=(os.path.abspath(b.path), m, seed(m), device,
+                                                          os.path.join(tmp, f"member{m}.pt"), q, threads))
                 p.start()
                 procs[m] = p
+                last_msg = time.time()
             try:
-                kind, m, payload = q.get(timeout=2)
+                handle(*q.get(timeout=2))
+                last_msg = time.time()
             except queue_mod.Empty:
-                for m, p in procs.items():
-                    if m not in done and not p.is_alive() and p.exitcode not in (0, None):
-                        raise RuntimeError(f"soup member {m} (seed {job['seed'] + m}) exited with code {p.exitcode}")
-                continue
-            if kind == "log":
-                tracker.log(m, payload)
-            elif kind == "epoch":
-                tracker.epoch(m, payload)
-            elif kind == "pairs":
-                emit(event="corpus_pairs", member=m, **payload)
-            elif kind == "error":
-                raise RuntimeError(f"soup member {m} (seed {job['seed'] + m}) failed: {payload}")
-            elif kind == "done":
-                payload["state"] = torch.load(payload["state"], map_location="cpu")
-                done[m] = payload
-                after = payload["eval_after"]
-                emit(event="eval", when="member", member=m, seed=payload["seed"],
-                     **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+                pass
+            exited = [m for m in running() if not procs[m].is_alive()]
+            if exited:
+                # what an exited member sent is in the pipe already (a process joins its queue's feeder thread
+                # before it exits): read it before judging the member
+                while any(m not in done for m in exited):
+                    try:
+                        handle(*q.get(timeout=0.5))
+                    except queue_mod.Empty:
+                        break
+                for m in exited:
+                    if m not in done:
+                        raise RuntimeError(f"soup member {m} (seed {seed(m)}) exited with code {procs[m].exitcode} "
+                                           "without reporting its result")
+            if stall > 0 and time.time() - last_msg > stall:
+                stuck = running()
+                for m in stuck:  # each one's faulthandler prints its threads' stacks; one at a time, not interleaved
+                    try:
+                        os.kill(procs[m].pid, signal.SIGUSR1)
+                    except OSError:
+                        pass
+                    time.sleep(0.5)
+                names = ", ".join(f"{m} (seed {seed(m)})" for m in stuck)
+                raise RuntimeError(f"soup member{'s' if len(stuck) > 1 else ''} {names} sent nothing for {stall:g} s "
+                                   "(job soup_stall_seconds); their Python stacks are on stderr above")
         return [done[m] for m in range(members)]
     finally:
         for p in procs.values():
             if p.is_alive():
                 p.terminate()
+        for p in procs.values():
             p.join(timeout=10)
+            if p.is_alive():  # a member that ignores SIGTERM would keep the trainer's stderr open after it exits
+                p.kill()
+                p.join(timeout=5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

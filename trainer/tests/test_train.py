@@ -1,6 +1,11 @@
-"""End-to-end training on the tiny fixture model (torch required; GPU used when present)."""
+"""End-to-end training on the tiny fixture model (torch required; GPU used when present), and how a soup's
+side-by-side members fail: stand-in members (module-level functions here, which spawned processes import by name)
+take the place of train._member_main."""
+import contextlib
 import json
 import os
+import signal
+import time
 
 import pytest
 
@@ -156,3 +161,153 @@ def test_soup_member_killed_fails_the_job_cleanly(tmp_path):
     time.sleep(0.5)
     assert children(p.pid) == []
     assert sorted(x.name for x in tmp_path.iterdir()) == ["b"]
+
+
+@pytest.mark.parametrize("value", [-1, "10", True])
+def test_bad_soup_stall_seconds(tmp_path, value):
+    b = write_bundle(str(tmp_path / "b"), job={"soup_stall_seconds": value}, base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("trainer: error: job.json: 'soup_stall_seconds' must be"), r.stderr
+
+
+def test_soup_stall_seconds_default_and_value(tmp_path):
+    for job, want in (({}, 0), ({"soup_stall_seconds": 900}, 900)):
+        b = write_bundle(str(tmp_path / f"b{want}"), job=job)
+        r = run_cli("validate", b)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["job"]["soup_stall_seconds"] == want
+
+
+# --- soup members that misbehave, trained side by side in spawned processes (train._soup_parallel) ---
+
+def _member_reports_or_exits(bundle_path, member, seed, device, state_path, q, threads=0):
+    """Member 0 reports its result and exits at once; member 1 logs a step and exits with code 0, never
+    reporting its result (as when a message is lost, e.g. one its queue could not pickle)."""
+    import torch
+
+    if member == 0:
+        torch.save({"w": torch.full((2,), float(seed))}, state_path)
+        q.put(("done", member, {"member": member, "seed": seed, "state": state_path,
+                                "eval_after": {"ndcg@10": 0.5, "recall@10": 0.5, "mrr@10": 0.5}}))
+    else:
+        q.put(("log", member, {"step": 1, "total": 2, "loss": 1.0, "lr": 0.0, "epoch": 0.5}))
+
+
+def _member_reports(bundle_path, member, seed, device, state_path, q, threads=0):
+    """Both members report and exit at once: their results are often read after they have exited."""
+    import torch
+
+    torch.save({"w": torch.full((2,), float(seed))}, state_path)
+    q.put(("log", member, {"step": 1, "total": 1, "loss": 1.0, "lr": 0.0, "epoch": 1.0, "threads": threads}))
+    q.put(("done", member, {"member": member, "seed": seed, "state": state_path,
+                            "eval_after": {"ndcg@10": 0.5, "recall@10": 0.5, "mrr@10": 0.5}}))
+
+
+def _member_stalls(bundle_path, member, seed, device, state_path, q, threads=0):
+    """Logs a step, then hangs; dumps its stacks on SIGUSR1 as the real member does."""
+    from trainer.train import dump_stacks_on_sigusr1
+
+    dump_stacks_on_sigusr1()
+    q.put(("log", member, {"step": 1, "total": 2, "loss": 1.0, "lr": 0.0, "epoch": 0.5}))
+    time.sleep(600)
+
+
+@contextlib.contextmanager
+def _deadline(secs):
+    """Fail instead of hanging: the soup loop used to wait forever for a member that exited with code 0."""
+    def on_alarm(*_):
+        raise TimeoutError(f"_soup_parallel still waiting after {secs} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(secs)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _soup_with(monkeypatch, tmp_path, member_main, events, **job):
+    """train._soup_parallel (2 CPU members side by side, seeds 3 and 4) with `member_main` as the members' code."""
+    import multiprocessing
+    import types
+
+    from trainer import train
+
+    monkeypatch.setattr(train, "_member_main", member_main)
+    tracker = train._SoupProgress(2, lambda **kw: events.append(kw), [])
+    try:
+        with _deadline(90):
+            return train._soup_parallel(types.SimpleNamespace(path=str(tmp_path)), {"seed": 3, **job}, "cpu", 2, 2,
+                                        str(tmp_path / "model"), tracker, lambda **kw: events.append(kw))
+    finally:
+        # members stopped and reaped, their scratch directory gone
+        assert multiprocessing.active_children() == []
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".soup-")]
+
+
+@needs_torch
+def test_soup_member_exiting_without_its_result_fails_the_job(monkeypatch, tmp_path):
+    """A member whose process ends without having reported its result fails the job even with exit code 0, after
+    what it did send has been read: one line naming the member, its seed and its exit code."""
+    events: list[dict] = []
+    with pytest.raises(RuntimeError) as e:
+        _soup_with(monkeypatch, tmp_path, _member_reports_or_exits, events)
+    assert str(e.value) == "soup member 1 (seed 4) exited with code 0 without reporting its result"
+    assert any(ev["event"] == "progress" and ev["member"] == 1 for ev in events)
+
+
+@needs_torch
+def test_soup_members_exiting_right_after_their_result_succeed(monkeypatch, tmp_path):
+    import torch
+
+    events: list[dict] = []
+    reports = _soup_with(monkeypatch, tmp_path, _member_reports, events)
+    assert [r["seed"] for r in reports] == [3, 4]
+    assert [float(r["state"]["w"][0]) for r in reports] == [3.0, 4.0]
+    assert sorted(ev["seed"] for ev in events if ev.get("when") == "member") == [3, 4]
+    # CPU members split this process's torch threads between them
+    cores = min(torch.get_num_threads(), len(os.sched_getaffinity(0)))
+    assert {ev["threads"] for ev in events if ev["event"] == "progress"} == {max(1, cores // 2)}
+
+
+@needs_torch
+def test_soup_stall_guard_dumps_the_members_stacks_and_fails(monkeypatch, tmp_path, capfd):
+    t = time.time()
+    with pytest.raises(RuntimeError) as e:
+        _soup_with(monkeypatch, tmp_path, _member_stalls, [], soup_stall_seconds=4)
+    assert str(e.value) == ("soup members 0 (seed 3), 1 (seed 4) sent nothing for 4 s (job soup_stall_seconds); "
+                            "their Python stacks are on stderr above")
+    assert time.time() - t < 60
+    err = capfd.readouterr().err
+    assert err.count("in _member_stalls") == 2, err[-3000:]
+
+
+@needs_torch
+def test_run_cli_timeout_reports_the_stacks_of_the_trainer_and_its_members(tmp_path):
+    """A trainer run that overstays its test's timeout is killed with its members, and the failure shows where each
+    process was (SIGUSR1 -> faulthandler in the trainer and in each member)."""
+    b = write_bundle(str(tmp_path / "b"), job={"soup": 2, "soup_concurrency": 2, "epochs": 5000, "seed": 3})
+    # 60 s: far from the end of training, and long enough for both members to be training even on a busy box
+    with pytest.raises(pytest.fail.Exception) as e:
+        run_cli("train", b, str(tmp_path / "model"), env={"CUDA_VISIBLE_DEVICES": ""}, timeout=60)
+    msg = str(e.value)
+    assert "timed out after 60 s" in msg and "--- processes then ---" in msg
+    assert "in _soup_parallel" in msg, msg[-6000:]  # the trainer's own stack
+    assert msg.count("in _member_main") >= 2, msg[-6000:]  # and each member's
+    # and nothing of it is left running
+    pids = [int(line.split()[0]) for line in msg.split("--- processes then ---\n")[1].split("\n--- ")[0].splitlines()]
+    assert len(pids) >= 3
+    t = time.time()
+    while time.time() - t < 10 and any(_running(pid) for pid in pids):
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _running(pid)]
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
