@@ -87,6 +87,22 @@ export interface QueryLogRow {
   createdAt: number;
 }
 
+export interface QueryLogSliceOptions {
+  /** Oldest first: the first createdAt to read; newest first: the last (inclusive upper bound). */
+  from: number;
+  newestFirst?: boolean;
+  /** Newest first: stop at this createdAt (inclusive lower bound). */
+  floor?: number;
+  /** About how many log rows one slice covers (more only when rows share one timestamp). */
+  scanRows: number;
+}
+
+export interface QueryLogSlice {
+  rows: QueryLogRow[];
+  /** `from` for the next slice; undefined when the scan reached the end of the log (or `floor`). */
+  next: number | undefined;
+}
+
 export interface FeedbackRow {
   id: number;
   queryId: string;
@@ -196,11 +212,22 @@ export interface Store {
   saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord>;
   deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void>;
 
+  // serving strategies (src/search/strategy.ts), one per (collection, model version)
+  getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined>;
+  saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void>;
+
   // query log and feedback
   insertQueryLogs(rows: QueryLogRow[]): Promise<void>;
   getQueryLog(id: string): Promise<QueryLogRow | undefined>;
   queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }): Promise<QueryLogRow[]>;
   countQueryLog(collection: string, since?: number): Promise<number>;
+  /**
+   * One bounded slice of a scan for logged queries with text (query not null or blank), so a scan past
+   * hundreds of thousands of vector-only searches never holds the caller for long: the slice covers about
+   * `scanRows` log rows from `from` (inclusive) — oldest first, or newest first down to `floor` — and
+   * returns its text rows in that order, with the cursor for the next slice (undefined at the end).
+   */
+  queryLogTextSlice(collection: string, opts: QueryLogSliceOptions): Promise<QueryLogSlice>;
   insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow>;
   feedbackPairs(collection: string, opts?: { since?: number; limit?: number }): Promise<FeedbackPair[]>;
 

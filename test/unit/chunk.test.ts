@@ -1,6 +1,6 @@
 import { expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { reciprocalRankFusion } from '../../src/serving/engine.js';
+import { reciprocalRankFusion } from '../../src/search/fusion.js';
 import { chunkText } from '../../src/util/chunk.js';
 
 test('short text is one chunk', () => {
@@ -32,7 +32,7 @@ test('text without spaces is still split', () => {
 });
 
 test('reciprocal-rank fusion rewards agreement', () => {
-  const fused = reciprocalRankFusion([[{ label: 1, score: 9 }, { label: 2, score: 8 }], [{ label: 2, score: 5 }, { label: 3, score: 4 }]]);
+  const fused = reciprocalRankFusion([[{ key: 1, score: 9 }, { key: 2, score: 8 }], [{ key: 2, score: 5 }, { key: 3, score: 4 }]]).map((h) => ({ label: h.key, score: h.score }));
   expect(fused.map((h) => h.label)).toEqual([2, 1, 3]);
   expect(fused[0]!.score).toBeCloseTo(1 / 62 + 1 / 61, 10);
 });

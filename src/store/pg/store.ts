@@ -577,6 +577,19 @@ export class PgStore implements Store {
     await this.db.delete(s.indexes).where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)));
   }
 
+  // ---- serving strategies
+  async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
+    const [r] = await this.db.select().from(s.strategies)
+      .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion)));
+    return r?.strategy as Metadata | undefined;
+  }
+
+  async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
+    const decidedAt = Date.now();
+    await this.db.insert(s.strategies).values({ collectionId, modelVersion, strategy, decidedAt })
+      .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } });
+  }
+
   // ---- query log and feedback
   async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
@@ -596,6 +609,36 @@ export class PgStore implements Store {
     if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
     const dir = opts.newestFirst ? desc : asc;
     return this.db.select().from(s.queryLog).where(and(...conds)).orderBy(dir(s.queryLog.createdAt), dir(s.queryLog.id)).limit(opts.limit);
+  }
+
+  async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
+    // Same slicing as the SQLite store (see there): an index-only boundary read, then the text rows.
+    const q = s.queryLog;
+    const t = q.createdAt;
+    const floor = o.newestFirst && o.floor !== undefined ? [gte(t, o.floor)] : [];
+    const ahead = o.newestFirst ? lte(t, o.from) : gte(t, o.from);
+    const dir = o.newestFirst ? desc : asc;
+    const [b] = await this.db.select({ t }).from(q).where(and(eq(q.collection, collection), ahead, ...floor))
+      .orderBy(dir(t)).limit(1).offset(o.scanRows);
+    const boundary = b?.t;
+    let range: SQL[];
+    let next: number | undefined;
+    if (boundary === undefined) {
+      range = [ahead, ...floor];
+    } else if (boundary !== o.from) {
+      range = [ahead, o.newestFirst ? gt(t, boundary) : lt(t, boundary)];
+      next = boundary;
+    } else {
+      range = [eq(t, o.from)];
+      const [n] = await this.db.select({ t }).from(q)
+        .where(and(eq(q.collection, collection), o.newestFirst ? lt(t, o.from) : gt(t, o.from), ...floor))
+        .orderBy(dir(t)).limit(1);
+      next = n?.t;
+    }
+    const rows = await this.db.select().from(q)
+      .where(and(eq(q.collection, collection), ...range, isNotNull(q.query), sql`trim(${q.query}) <> ''`))
+      .orderBy(dir(t), dir(q.id));
+    return { rows, next };
   }
 
   async countQueryLog(collection: string, since?: number): Promise<number> {

@@ -93,6 +93,18 @@ export const indexes = pgTable(
   (t) => [uniqueIndex('indexes_coll_model').on(t.collectionId, t.modelVersion)],
 );
 
+// The serving strategy chosen for a collection with one encoder (twin of the SQLite table).
+export const strategies = pgTable(
+  'strategies',
+  {
+    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    modelVersion: text('model_version').notNull(),
+    strategy: jsonb('strategy').$type<Record<string, unknown>>().notNull(),
+    decidedAt: ms('decided_at').notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.collectionId, t.modelVersion] })],
+);
+
 export const queryLog = pgTable(
   'query_log',
   {

@@ -92,6 +92,19 @@ export const indexes = sqliteTable(
   (t) => [uniqueIndex('indexes_coll_model').on(t.collectionId, t.modelVersion)],
 );
 
+// The serving strategy chosen for a collection with one encoder (src/search/strategy.ts): measured, so it is
+// kept per (collection, model version) and a rollback finds the old model's choice again.
+export const strategies = sqliteTable(
+  'strategies',
+  {
+    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    modelVersion: text('model_version').notNull(),
+    strategy: text('strategy', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    decidedAt: integer('decided_at').notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.collectionId, t.modelVersion] })],
+);
+
 export const queryLog = sqliteTable(
   'query_log',
   {

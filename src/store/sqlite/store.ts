@@ -102,6 +102,7 @@ export class SqliteStore implements Store {
       tx.delete(s.chunks).where(eq(s.chunks.collectionId, c.id)).run();
       tx.delete(s.documents).where(eq(s.documents.collectionId, c.id)).run();
       tx.delete(s.indexes).where(eq(s.indexes.collectionId, c.id)).run();
+      tx.delete(s.strategies).where(eq(s.strategies.collectionId, c.id)).run();
       tx.delete(s.collections).where(eq(s.collections.id, c.id)).run();
       return true;
     });
@@ -323,6 +324,18 @@ export class SqliteStore implements Store {
     this.db.delete(s.indexes).where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion))).run();
   }
 
+  // ---- serving strategies
+  async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
+    return this.db.select().from(s.strategies)
+      .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion))).get()?.strategy as Metadata | undefined;
+  }
+
+  async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
+    const decidedAt = Date.now();
+    this.db.insert(s.strategies).values({ collectionId, modelVersion, strategy, decidedAt })
+      .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } }).run();
+  }
+
   // ---- query log and feedback
   private queryLogStmt?: Database.Statement<[string, string, string | null, string, number, string, string, string, number, number]>;
 
@@ -349,6 +362,36 @@ export class SqliteStore implements Store {
     if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
     return this.db.select().from(s.queryLog).where(and(...conds))
       .orderBy(opts.newestFirst ? desc(s.queryLog.createdAt) : asc(s.queryLog.createdAt)).limit(opts.limit).all();
+  }
+
+  async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
+    const q = s.queryLog;
+    const t = q.createdAt;
+    const floor = o.newestFirst && o.floor !== undefined ? [gte(t, o.floor)] : [];
+    const ahead = o.newestFirst ? lte(t, o.from) : gte(t, o.from);
+    const dir = o.newestFirst ? desc : asc;
+    // The slice ends where the (collection, created_at) index says `scanRows` rows lie ahead: an
+    // index-only read. The slice is [from, boundary) (newest first: (boundary, from]); a boundary equal to
+    // `from` (more rows at one timestamp than scanRows) takes that whole timestamp instead.
+    const boundary = this.db.select({ t }).from(q).where(and(eq(q.collection, collection), ahead, ...floor))
+      .orderBy(dir(t)).limit(1).offset(o.scanRows).get()?.t;
+    let range: SQL[];
+    let next: number | undefined;
+    if (boundary === undefined) {
+      range = [ahead, ...floor];
+    } else if (boundary !== o.from) {
+      range = [ahead, o.newestFirst ? gt(t, boundary) : lt(t, boundary)];
+      next = boundary;
+    } else {
+      range = [eq(t, o.from)];
+      next = this.db.select({ t }).from(q)
+        .where(and(eq(q.collection, collection), o.newestFirst ? lt(t, o.from) : gt(t, o.from), ...floor))
+        .orderBy(dir(t)).limit(1).get()?.t;
+    }
+    const rows = this.db.select().from(q)
+      .where(and(eq(q.collection, collection), ...range, isNotNull(q.query), sql`trim(${q.query}) <> ''`))
+      .orderBy(dir(t), dir(q.id)).all();
+    return { rows, next };
   }
 
   async countQueryLog(collection: string, since?: number): Promise<number> {
