@@ -55,6 +55,11 @@ export interface DriftCheckOptions {
   noTrigger?: boolean;
 }
 
+/** Query-log rows one slice of a scan for text queries covers (see textWindow). */
+const LOG_SLICE = 5000;
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
 
 function windowInfo(rows: QueryLogRow[]): WindowInfo {
@@ -105,7 +110,7 @@ export class DriftMonitor {
   private readonly cache = new Map<string, Float32Array>();
   private static readonly CACHE_MAX = 50_000;
   /** Off-thread by default; tests of the decision logic may run inline. */
-  constructor(private readonly deps: DriftDeps, private readonly opts: { inline?: boolean; permutations?: number } = {}) {}
+  constructor(private readonly deps: DriftDeps, private readonly opts: { inline?: boolean; permutations?: number; logSlice?: number } = {}) {}
 
   private async embedCached(texts: string[]): Promise<Float32Array[]> {
     const version = this.deps.servingVersion();
@@ -125,15 +130,26 @@ export class DriftMonitor {
 
   /**
    * The first (or newest) `limit` logged queries that have text. Vector-only searches carry no text to
-   * re-embed, so they are skipped — which means reading past them: the window grows until it holds
-   * `limit` text queries or the log runs out.
+   * re-embed, so they are skipped — which can mean reading past the whole log (hundreds of thousands of
+   * rows). The store scans it in bounded slices of about LOG_SLICE rows, filtering in SQL, with a turn of
+   * the event loop between slices: one read of the whole log once held the main thread (and every search)
+   * for 8 s.
    */
   private async textWindow(collection: string, o: { since: number; limit: number; newestFirst?: boolean; exclude?: Set<string> }): Promise<QueryLogRow[]> {
-    for (let fetch = o.limit; ; fetch *= 4) {
-      const rows = await this.deps.store.queryLogWindow(collection, { since: o.since, limit: fetch, newestFirst: o.newestFirst });
-      const text = rows.filter((r) => r.query !== null && r.query.trim() !== '' && !o.exclude?.has(r.id));
-      if (text.length >= o.limit || rows.length < fetch) return text.slice(0, o.limit);
+    const out: QueryLogRow[] = [];
+    const scanRows = this.opts.logSlice ?? LOG_SLICE;
+    let from: number | undefined = o.newestFirst ? Number.MAX_SAFE_INTEGER : o.since;
+    while (from !== undefined) {
+      const slice = await this.deps.store.queryLogTextSlice(collection, { from, newestFirst: o.newestFirst, floor: o.since, scanRows });
+      for (const r of slice.rows) {
+        if (r.query === null || r.query.trim() === '' || o.exclude?.has(r.id)) continue;
+        out.push(r);
+        if (out.length >= o.limit) return out;
+      }
+      from = slice.next;
+      if (from !== undefined) await yieldToEventLoop();
     }
+    return out;
   }
 
   async check(collection: string, opts: DriftCheckOptions = {}): Promise<DriftCheck> {

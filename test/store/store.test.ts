@@ -386,6 +386,43 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect((await store.getQueryLog(`${coll}-nullq`))?.query).toBeNull();
   });
 
+  it('query log text slices: bounded scans, text rows only, timestamp ties, both directions', async () => {
+    const coll = uniqueName('qs');
+    const t0 = 1_700_000_000_000;
+    // 60 rows, three per millisecond; every fourth has text, some blank or whitespace-only.
+    const rows: QueryLogRow[] = Array.from({ length: 60 }, (_, i) => ({
+      id: `${coll}-${String(i).padStart(3, '0')}`, collection: coll, query: i % 4 === 0 ? `q ${i}` : i % 4 === 1 ? null : i % 4 === 2 ? '' : '   ',
+      mode: 'vector', k: 10, resultIds: ['d'], scores: [0.5], modelVersion: 'm1', latencyMs: 1, createdAt: t0 + Math.floor(i / 3),
+    }));
+    // ... plus 10 rows at one timestamp, more than a slice covers.
+    for (let i = 0; i < 10; i++) rows.push({ ...rows[0]!, id: `${coll}-tie${i}`, query: `tie ${i}`, createdAt: t0 + 100 });
+    await store.insertQueryLogs(rows);
+    const scan = async (newestFirst: boolean, floor?: number) => {
+      const seen: string[] = [];
+      let from: number | undefined = newestFirst ? Number.MAX_SAFE_INTEGER : t0 - 5;
+      let slices = 0;
+      while (from !== undefined) {
+        const sl = await store.queryLogTextSlice(coll, { from, newestFirst, floor, scanRows: 7 });
+        seen.push(...sl.rows.map((r) => r.id));
+        from = sl.next;
+        if (++slices > 100) throw new Error('scan does not end');
+      }
+      return { seen, slices };
+    };
+    const text = rows.filter((r) => r.query !== null && r.query.trim() !== '').sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    const up = await scan(false);
+    expect(up.seen).toEqual(text.map((r) => r.id));
+    expect(up.slices).toBeGreaterThanOrEqual(9);
+    const down = await scan(true);
+    expect(down.seen).toEqual(text.map((r) => r.id).reverse());
+    const floored = await scan(true, t0 + 10);
+    expect(floored.seen).toEqual(text.filter((r) => r.createdAt >= t0 + 10).map((r) => r.id).reverse());
+    const one = await store.queryLogTextSlice(coll, { from: t0, scanRows: 6 });
+    expect(one.rows.map((r) => r.id)).toEqual([`${coll}-000`, `${coll}-004`]);
+    expect(one.next).toBe(t0 + 2);
+    expect((await store.queryLogTextSlice('no-such-collection', { from: 0, scanRows: 10 }))).toEqual({ rows: [], next: undefined });
+  });
+
   it('feedback pairs: relevant only, joined to the query text of that collection', async () => {
     const coll = uniqueName('fb');
     const t = Date.now();
