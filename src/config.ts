@@ -46,6 +46,9 @@ export const ConfigSchema = z.object({
   QUERY_LOG_MAX_BUFFER: int(10_000, 1),
   AUTH: z.enum(['on', 'off']).default('on'),
   ADMIN_API_KEY: z.string().optional(),
+  // `read`: /metrics needs a read key like every other read (its labels name collections and model
+  // versions); `off`: open, for a scraper on a private network. No effect with AUTH=off.
+  METRICS_AUTH: z.enum(['off', 'read']).default('read'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   SHUTDOWN_GRACE_MS: int(10_000),
   // self-tuning loop

@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   text_too_large: { status: 413, description: 'A single text is longer than MAX_TEXT_BYTES.' },
   body_too_large: { status: 413, description: 'The request body is longer than MAX_BODY_BYTES.' },
   invalid_vector: { status: 400, description: 'The vector has the wrong dimension or holds NaN/Infinity.' },
+  nesting_too_deep: { status: 400, description: 'The JSON body nests objects/arrays deeper than 32 levels (e.g. document metadata).' },
   invalid_k: { status: 400, description: 'k is not an integer in 1..MAX_K.' },
   collection_not_found: { status: 404, description: 'No collection has that name.' },
   collection_exists: { status: 409, description: 'A collection with that name already exists.' },

@@ -2,6 +2,7 @@ import { ConfigError } from './config.js';
 import { ModelLoadError } from './embed/registry.js';
 import { ObjectStoreError } from './objects/types.js';
 import { startServer } from './server.js';
+import { StoreOpenError } from './store/errors.js';
 import { withLoop } from './loop.js';
 
 // The process entry point: configuration and model errors are one line, not a stack trace.
@@ -20,7 +21,7 @@ try {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 } catch (err) {
-  if (err instanceof ConfigError || err instanceof ModelLoadError || err instanceof ObjectStoreError) {
+  if (err instanceof ConfigError || err instanceof ModelLoadError || err instanceof ObjectStoreError || err instanceof StoreOpenError) {
     process.stderr.write(`error: ${err.message}\n`);
     process.exit(2);
   }

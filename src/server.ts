@@ -8,7 +8,7 @@ import { apiKeyAuth } from './http/auth.js';
 import { loadConfig, DEFAULT_MODEL_DIR, type Config } from './config.js';
 import { loadEmbedder, resolveModelSpec } from './embed/registry.js';
 import type { ModelSpec } from './embed/types.js';
-import { createApp, type AppEnv, type AppOptions } from './http/app.js';
+import { createApp, createLoadingApp, type AppEnv, type AppOptions } from './http/app.js';
 import { IndexManager } from './index/manager.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { openObjectStore, RemoteArtifacts } from './objects/index.js';
@@ -46,49 +46,68 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   const log = createLogger(config.LOG_LEVEL);
   const metrics = createMetrics();
   const configuredModel = modelSpecFromConfig(config);
-  // The object store is checked before anything else opens: a wrong bucket or key is a one-line error.
-  const objects = await openObjectStore(config);
-  await objects?.check();
-  const remote = objects ? new RemoteArtifacts(objects, { log, metrics }) : undefined;
-  if (remote) log.info('object store', { location: remote.location });
-  const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log });
-  const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
-  const embedOpts = {
-    cacheDir: `${config.DATA_DIR}/models/cache`,
-    workers: config.EMBED_WORKERS,
-    maxBatch: config.EMBED_MAX_BATCH,
-    maxWaitMs: config.EMBED_MAX_WAIT_MS,
-    maxQueue: config.EMBED_MAX_QUEUE,
-    maxTokens: config.EMBED_MAX_TOKENS,
-    observer: {
-      onBatch(size: number, ms: number) {
-        metrics.embedBatchSize.observe(size);
-        metrics.embedBatchDuration.observe(ms / 1000);
-      },
-    },
-  };
-  const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, remote, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
-  let draining = false;
+  // The port opens first: while the model and indexes load, /healthz answers 200 and /readyz (like every
+  // other route) 503 not_ready; the full app takes over once everything below is up.
+  let ready: Hono<AppEnv> | undefined;
   let server: ServerType | undefined;
-  try {
-    await engine.start();
-  } catch (err) {
-    await indexes.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw err;
-  }
-  const ext = opts.extend ? await opts.extend({ engine, config }) : {};
-  await bootstrapAdminKey(config, store, log);
-  const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
-  const app = createApp({ engine, isDraining: () => draining, auth, ...ext });
   let url = '';
+  let draining = false;
   if (opts.listen !== false) {
-    server = await new Promise<ServerType>((res) => {
-      const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => res(s));
+    const loading = createLoadingApp();
+    server = await new Promise<ServerType>((res, rej) => {
+      const s = serve({ fetch: (req, env) => (ready ?? loading).fetch(req, env), port: config.PORT, hostname: config.HOST }, () => res(s));
+      s.once('error', rej);
     });
     const addr = server.address() as AddressInfo;
     url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address}:${addr.port}`;
-    log.info('listening', { url, model: engine.serving.version, store: store.dialect });
+    log.info('listening; loading model and indexes', { url });
+  }
+  let booted: Awaited<ReturnType<typeof boot>>;
+  try {
+    booted = await boot();
+  } catch (err) {
+    server?.close();
+    throw err;
+  }
+  const { store, engine, ext, app } = booted;
+  ready = app;
+  if (server) log.info('ready', { url, model: engine.serving.version, store: store.dialect });
+
+  async function boot() {
+    // The object store is checked before anything else opens: a wrong bucket or key is a one-line error.
+    const objects = await openObjectStore(config);
+    await objects?.check();
+    const remote = objects ? new RemoteArtifacts(objects, { log, metrics }) : undefined;
+    if (remote) log.info('object store', { location: remote.location });
+    const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log });
+    const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
+    const embedOpts = {
+      cacheDir: `${config.DATA_DIR}/models/cache`,
+      workers: config.EMBED_WORKERS,
+      maxBatch: config.EMBED_MAX_BATCH,
+      maxWaitMs: config.EMBED_MAX_WAIT_MS,
+      maxQueue: config.EMBED_MAX_QUEUE,
+      maxTokens: config.EMBED_MAX_TOKENS,
+      observer: {
+        onBatch(size: number, ms: number) {
+          metrics.embedBatchSize.observe(size);
+          metrics.embedBatchDuration.observe(ms / 1000);
+        },
+      },
+    };
+    const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, remote, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
+    try {
+      await engine.start();
+    } catch (err) {
+      await indexes.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+    const ext = opts.extend ? await opts.extend({ engine, config }) : {};
+    await bootstrapAdminKey(config, store, log);
+    const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
+    const app = createApp({ engine, isDraining: () => draining, auth, ...ext });
+    return { store, engine, ext, app };
   }
   let closed: Promise<void> | undefined;
   const close = () =>

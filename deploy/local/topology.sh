@@ -36,7 +36,7 @@ echo "$S3_ENDPOINT bucket topology"
 
 ADMIN_API_KEY=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DATABASE_URL ADMIN_API_KEY S3_ENDPOINT OBJECT_STORE_URL=s3://topology/demo AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
-export SNAPSHOT_EVERY_SECONDS=2 DRIFT_INTERVAL_SECONDS=0 LOG_LEVEL=warn HOST=127.0.0.1
+export SNAPSHOT_EVERY_SECONDS=2 DRIFT_INTERVAL_SECONDS=0 LOG_LEVEL=warn HOST=127.0.0.1 METRICS_AUTH=off  # Prometheus scrapes without a key
 start_replica() { # name port
   mkdir -p "$W/$1"
   DATA_DIR="$W/$1" PORT=$2 node --import tsx src/main.ts 2>"$W/$1.log" &

@@ -41,6 +41,8 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     const ready = engine.isReady() && !opts.isDraining?.();
     return c.json(ready ? { ready: true, model: engine.serving.version } : { ready: false }, ready ? 200 : 503);
   });
+  // METRICS_AUTH=read: the scrape needs a key like any read (labels name collections and model versions).
+  if (engine.config.METRICS_AUTH === 'read' && opts.auth) app.use('/metrics', opts.auth);
   app.get('/metrics', async (c) => {
     m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
     return c.body(await m.registry.metrics(), 200, { 'Content-Type': m.registry.contentType });
@@ -67,7 +69,15 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   searchRoutes(app, engine);
   for (const add of opts.extraRoutes ?? []) add(app);
 
-  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+  const allowed = allowedMethods(app);
+  app.notFound((c) => {
+    const allow = allowed(c.req.path);
+    if (allow.length > 0) {
+      c.header('Allow', allow.join(', '));
+      return c.json(errorBody('method_not_allowed', `${c.req.path} answers ${allow.join(', ')}, not ${c.req.method}`), 405);
+    }
+    return c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404);
+  });
   app.onError((err, c) => {
     if (err instanceof AppError) {
       for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
@@ -80,5 +90,35 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     engine.log.error('unhandled error', { path: c.req.path, err: err instanceof Error ? err.stack : String(err) });
     return c.json(errorBody('internal', 'internal error'), 500);
   });
+  return app;
+}
+
+/** The methods the app's routes serve on a path (GET implies HEAD): a wrong method answers 405 with them. */
+function allowedMethods(app: Hono<AppEnv>): (path: string) => string[] {
+  let table: { re: RegExp; method: string }[] | undefined;
+  return (path) => {
+    // Built on first use: by then every route group has been mounted.
+    table ??= app.routes
+      .filter((r) => r.method !== 'ALL' && !r.path.includes('*'))
+      .map((r) => ({
+        method: r.method,
+        re: new RegExp(`^${r.path.split('/').map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`),
+      }));
+    const methods = new Set(table.filter((r) => r.re.test(path)).map((r) => r.method));
+    if (methods.has('GET')) methods.add('HEAD');
+    return [...methods];
+  };
+}
+
+/**
+ * What the port answers while the model and indexes load (startServer listens before it loads, so
+ * orchestrators see a live process): /healthz 200, /readyz and everything else 503 not_ready.
+ */
+export function createLoadingApp(): Hono {
+  const app = new Hono();
+  const retry = { 'Retry-After': '5' };
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', (c) => c.json({ ready: false, ...errorBody('not_ready', 'the server is still loading its model and indexes') }, 503, retry));
+  app.all('*', (c) => c.json(errorBody('not_ready', 'the server is still loading its model and indexes'), 503, retry));
   return app;
 }

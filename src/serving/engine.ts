@@ -9,6 +9,7 @@ import type { IndexManager } from '../index/manager.js';
 import type { Hit, IndexKey, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Collection, HydratedChunk, Metadata, Scalar, Store } from '../store/types.js';
+import { isForeignKeyViolation } from '../store/errors.js';
 import { chunkText } from '../util/chunk.js';
 import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
@@ -536,7 +537,11 @@ export class Engine {
         pair = this.serving;
         vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks));
       }
-      const r = await this.deps.store.upsertDocuments(c.id, inputs);
+      // DELETE /collections/:name may have won the lock while we embedded: that is a 404, not a FK error.
+      const r = await this.deps.store.upsertDocuments(c.id, inputs).catch((err: unknown) => {
+        if (isForeignKeyViolation(err)) throw new AppError('collection_not_found', `collection "${name}" was deleted`);
+        throw err;
+      });
       const idx = pair.indexes.get(c.id);
       if (idx) {
         if (r.removed.length) await idx.markDeleted(r.removed);

@@ -5,6 +5,7 @@ import type { Logger } from '../util/log.js';
 import { PgStore } from './pg/store.js';
 import { SqliteStore } from './sqlite/store.js';
 import type { Store } from './types.js';
+import { StoreOpenError } from './errors.js';
 
 export type { Store } from './types.js';
 
@@ -49,7 +50,7 @@ export function resolveStoreTarget(config: StoreConfig): StoreTarget {
     const file = url.replace(/^(sqlite|file):(\/\/)?/i, '');
     return { kind: 'sqlite', file: file === ':memory:' ? file : resolve(file) };
   }
-  throw new Error(`DATABASE_URL must start with postgres://, postgresql://, pglite:// or sqlite: (got "${url.split(':')[0]}:…")`);
+  throw new StoreOpenError(`DATABASE_URL must start with postgres://, postgresql://, pglite:// or sqlite: (got "${url.split(':')[0]}:…")`);
 }
 
 export async function openStore(config: StoreConfig): Promise<Store> {
@@ -58,8 +59,28 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     case 'sqlite':
       return new SqliteStore(target.file, join(MIGRATIONS_ROOT, 'sqlite'));
     case 'postgres':
-      return PgStore.connect(target.url, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger });
+      return PgStore.connect(target.url, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger }).catch((err: unknown) => {
+        throw new StoreOpenError(`cannot open the Postgres database ${redactUrl(target.url)}: ${describe(err)}`, { cause: err });
+      });
     case 'pglite':
       return PgStore.pglite(target.dataDir, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger });
   }
+}
+
+/** postgres://user:secret@host/db → postgres://user:***@host/db (the message goes to a terminal or a log). */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unparsable URL)';
+  }
+}
+
+/** node-postgres reports a refused connection to several addresses as an AggregateError with no message. */
+function describe(err: unknown): string {
+  if (err instanceof AggregateError && !err.message) return err.errors.map(describe).join('; ');
+  if (err instanceof Error) return err.message || String((err as { code?: unknown }).code ?? err.name);
+  return String(err);
 }

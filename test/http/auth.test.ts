@@ -20,12 +20,14 @@ afterAll(async () => { await s?.dispose(); });
 
 const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 
-test('no key → 401 unauthorized; health, readiness and metrics stay open', async () => {
+test('no key → 401 unauthorized; health and readiness stay open, /metrics needs a read key (METRICS_AUTH=read)', async () => {
   const r = await s.req('GET', '/collections');
   expect(r.status).toBe(401);
   expect(r.body.error.code).toBe('unauthorized');
   expect(r.headers.get('www-authenticate')).toMatch(/Bearer/);
-  for (const p of ['/healthz', '/readyz', '/metrics']) expect((await s.req('GET', p)).status).toBe(200);
+  for (const p of ['/healthz', '/readyz']) expect((await s.req('GET', p)).status).toBe(200);
+  expect((await s.req('GET', '/metrics')).status).toBe(401);
+  expect((await s.req('GET', '/metrics', undefined, bearer(read))).status).toBe(200);
 });
 
 test('wrong key → 401; keys are stored hashed', async () => {
@@ -51,7 +53,7 @@ test('/metrics labels refused requests with the route they asked for, not "unmat
   await s.req('POST', '/search', { collection: 'x', query: 'q' });
   await s.req('DELETE', '/collections/abc', undefined, bearer(read));
   await s.req('GET', '/no/such/route', undefined, bearer(admin));
-  const m = (await s.req('GET', '/metrics')).body as string;
+  const m = (await s.req('GET', '/metrics', undefined, bearer(read))).body as string;
   expect(m).toMatch(/http_requests_total\{route="\/search",method="POST",status="401"\} [1-9]/);
   expect(m).toMatch(/http_requests_total\{route="\/collections\/:name",method="DELETE",status="403"\} [1-9]/);
   expect(m).toMatch(/http_requests_total\{route="unmatched",method="GET",status="404"\} [1-9]/);

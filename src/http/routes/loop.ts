@@ -8,7 +8,7 @@ import type { Swapper } from '../../swap/swap.js';
 import type { JobRunner } from '../../train/jobs.js';
 import type { AppEnv } from '../app.js';
 import { CollectionName } from '../schemas.js';
-import { parseValue } from '../validate.js';
+import { parseJson, parseValue } from '../validate.js';
 
 const JOB_STATES = ['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping', 'done', 'rejected', 'failed'] as const satisfies readonly JobState[];
 
@@ -39,6 +39,9 @@ function parseTime(s: string): number {
   return n;
 }
 
+/** Auth off → no role or 'admin' is set; with auth on, read keys are 'read'. */
+const isAdmin = (c: Context<AppEnv>) => c.get('role') !== 'read';
+
 function requireAdmin(c: Context<AppEnv>): void {
   // Auth off → no role is set and everything is allowed; with auth on, only admin keys change models.
   if (c.get('role') === 'read') throw new AppError('forbidden', 'this route needs an admin API key');
@@ -47,23 +50,26 @@ function requireAdmin(c: Context<AppEnv>): void {
 /** Optional JSON body: an empty body is `{}`, anything else must be a valid object for the schema. */
 async function optionalBody<S extends z.ZodType>(c: Context<AppEnv>, schema: S): Promise<z.infer<S>> {
   const text = await c.req.text();
-  if (text.trim() === '') return parseValue(schema, {});
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new AppError('invalid_json', 'request body is not valid JSON');
-  }
-  return parseValue(schema, raw);
+  return parseValue(schema, text.trim() === '' ? {} : parseJson(text));
 }
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
-function jobView(j: TrainJobRow, evals: EvalReportRow[] = []) {
+/**
+ * A failed job's error carries the trainer's stderr tail (Python tracebacks: paths, hosts, library
+ * versions). Admin keys (and everyone with AUTH=off) see all of it; read keys get the reason's first line
+ * and no `progress.stderrTail`.
+ */
+function jobView(j: TrainJobRow, admin: boolean, evals: EvalReportRow[] = []) {
   const e = evals[0];
+  let progress = j.progress;
+  if (!admin && 'stderrTail' in progress) {
+    const { stderrTail: _hidden, ...rest } = progress;
+    progress = rest;
+  }
   return {
-    id: j.id, collection: j.collection, trigger: j.trigger, state: j.state, progress: j.progress, timings: j.timings,
-    parentVersion: j.parentVersion, candidateVersion: j.candidateVersion, error: j.error,
+    id: j.id, collection: j.collection, trigger: j.trigger, state: j.state, progress, timings: j.timings,
+    parentVersion: j.parentVersion, candidateVersion: j.candidateVersion, error: admin || j.error === null ? j.error : j.error.split('\n', 1)[0]!,
     gate: e ? { passed: e.passed, decision: e.decision, metrics: e.metrics, evalReportId: e.id } : null,
     createdAt: iso(j.createdAt), updatedAt: iso(j.updatedAt),
   };
@@ -106,20 +112,20 @@ export function loopRoutes(deps: { engine: Engine; monitor: DriftMonitor; jobs: 
       const name = parseValue(CollectionName, c.req.param('name'));
       const body = await optionalBody(c, RetrainBody);
       const job = await jobs.create(name, body.trigger ?? 'manual');
-      return c.json(jobView(job), 202);
+      return c.json(jobView(job, true), 202);
     });
 
     app.get('/jobs', async (c) => {
       const q = parseValue(JobsQuery, c.req.query());
       const rows = await store.listJobs({ collection: q.collection, states: q.state ? [q.state] : undefined, limit: q.limit ?? 100 });
-      return c.json({ jobs: rows.map((j) => jobView(j)) });
+      return c.json({ jobs: rows.map((j) => jobView(j, isAdmin(c))) });
     });
 
     app.get('/jobs/:id', async (c) => {
       const id = parseValue(JobId, c.req.param('id'));
       const job = await store.getJob(id);
       if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
-      return c.json(jobView(job, await store.listEvalReports({ jobId: id })));
+      return c.json(jobView(job, isAdmin(c), await store.listEvalReports({ jobId: id })));
     });
 
     app.get('/models', async (c) => {
