@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
 import { AppError, ERROR_CODES, errorBody } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
+import { mountConsole } from '../console/index.js';
 import { openApiDocument } from './openapi.js';
 import { collectionRoutes } from './routes/collections.js';
 import { searchRoutes } from './routes/search.js';
@@ -50,6 +51,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
 
   const openapi = openApiDocument(process.env.npm_package_version ?? '0.1.0');
   app.get('/openapi.json', (c) => c.json(openapi));
+  mountConsole(app, { engine, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
 
   app.use('*', async (c, next) => {
     if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
