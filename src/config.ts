@@ -19,7 +19,7 @@ export const ConfigSchema = z.object({
   DATABASE_URL: z.string().optional(),
   EMBED_MODEL: z.string().optional(),
   MODEL_DIR: z.string().optional(),
-  EMBED_DTYPE: z.enum(['fp32', 'q8']).optional(),
+  EMBED_DTYPE: z.enum(['fp32', 'fp16', 'q8']).optional(),
   EMBED_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
   // Measured on models/base (q8, 2 cores): texts per CPU-second peak at batch 4-8 and fall 30% by 32.
   EMBED_MAX_BATCH: int(8, 1),
@@ -64,21 +64,33 @@ export const ConfigSchema = z.object({
   TRAINER_COMMAND: z.string().optional(),
   TRAINER_PYTHON: z.string().default('python3'),
   TRAINER_TIMEOUT_SECONDS: int(3600, 1),
-  TRAIN_EPOCHS: int(1, 1),
-  TRAIN_BATCH_SIZE: int(128, 2),
-  TRAIN_LR: z.coerce.number().default(5e-5),
+  // The recipe. Unset TRAIN_LR / TRAIN_EPOCHS are swept by the trainer (`sweep`: learning rate × epochs, picked
+  // on a validation split carved from the mined pairs, members weight-averaged greedily); set, they pin it.
+  TRAIN_EPOCHS: z.coerce.number().positive().max(100).optional(),
+  TRAIN_BATCH_SIZE: int(256, 2),
+  TRAIN_LR: z.coerce.number().positive().max(1).optional(),
+  TRAIN_SWEEP: bool(true),
   // Self-supervised pairs from the collection itself (trainer corpus_pairs): per document, pairs with
-  // another document of its TRAIN_GROUP_BY group, and inverse-cloze (sentence → passage) pairs.
+  // another document of its group, and inverse-cloze (sentence → passage) pairs. The group field is found
+  // by the job (a metadata field that names the source document, e.g. `pmid`); TRAIN_GROUP_BY names it,
+  // `none` turns grouping off.
   TRAIN_GROUP_BY: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional(),
   TRAIN_GROUP_PAIRS: int(3, 0),
-  TRAIN_ICT_PAIRS: int(0, 0),
+  TRAIN_ICT_PAIRS: int(2, 0),
   // Seeds trained side by side and weight-averaged into the candidate (trainer `soup`), and the in-batch
   // hardness weighting of the MNRL loss (trainer `hardness`, 0 = off).
   TRAIN_SOUP: z.coerce.number().int().min(1).max(8).default(1),
-  TRAIN_HARDNESS: z.coerce.number().min(0).default(0),
+  TRAIN_HARDNESS: z.coerce.number().min(0).default(5),
   // Token limit of training (and so of the candidate's serving); unset = the champion's own (its model card's
   // max_seq_length), so a model pretrained on 256-token passages is not fine-tuned, and then served, at 128.
   TRAIN_MAX_SEQ_LENGTH: z.coerce.number().int().min(8).max(8192).optional(),
+  // Serving strategy per collection (mode "auto", src/search): re-decided when the collection grows by this
+  // fraction; evaluation-set sizes; how much weak evidence (pseudo-queries) must favour the encoder.
+  STRATEGY_REDECIDE_GROWTH: z.coerce.number().positive().default(0.5),
+  STRATEGY_MIN_DOCUMENTS: int(20, 1),
+  STRATEGY_EVAL_QUERIES: int(300, 10),
+  STRATEGY_MIN_FEEDBACK_QUERIES: int(30, 5),
+  STRATEGY_COLD_MARGIN: z.coerce.number().min(0).default(0.02),
   GATE_MARGIN: z.coerce.number().default(0.01),
   GATE_TOLERANCE: z.coerce.number().default(0.005),
   REEMBED_BATCH: int(256, 1),

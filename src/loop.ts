@@ -71,7 +71,10 @@ export function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOp
         return (await jobs.create(collection, 'drift')).id;
       } catch (err) {
         // One job per collection: a drift that fires while a job runs is already being handled.
-        if (err instanceof AppError && (err.code === 'job_running' || err.code === 'collection_empty')) return undefined;
+        if (err instanceof AppError && (err.code === 'job_running' || err.code === 'collection_empty' || err.code === 'not_enough_feedback')) {
+          engine.log.info('drift detected; no job created', { collection, reason: err.message });
+          return undefined;
+        }
         throw err;
       }
     },

@@ -25,6 +25,10 @@ export function createMetrics() {
     ingestDocuments: new Counter({ name: 'ingest_documents_total', help: 'Documents upserted.', labelNames: ['collection'], registers: r }),
     ingestChunks: new Counter({ name: 'ingest_chunks_total', help: 'Chunks embedded and indexed.', labelNames: ['collection'], registers: r }),
     searches: new Counter({ name: 'search_total', help: 'Searches served by mode.', labelNames: ['mode'], registers: r }),
+    // mode "auto": the strategy each collection serves, and the measured NDCG@10 behind the choice
+    strategyMode: new Gauge({ name: 'search_strategy', help: 'Serving strategy of mode "auto" per collection (1 = the chosen mode).', labelNames: ['collection', 'mode'], registers: r }),
+    strategyScore: new Gauge({ name: 'search_strategy_ndcg10', help: 'NDCG@10 of each mode on the collection\'s evaluation set when the strategy was chosen.', labelNames: ['collection', 'mode'], registers: r }),
+    strategyWeight: new Gauge({ name: 'search_strategy_dense_weight', help: 'Dense weight of the served fusion (1 = vector only, 0 = keyword only).', labelNames: ['collection'], registers: r }),
     queryLogBuffered: new Gauge({ name: 'query_log_buffered', help: 'Query-log rows waiting to be written.', registers: r }),
     queryLogDropped: new Counter({ name: 'query_log_dropped_total', help: 'Query-log rows dropped because the buffer was full or a write failed.', registers: r }),
     snapshots: new Counter({ name: 'index_snapshots_total', help: 'Index snapshots written.', labelNames: ['result'], registers: r }),

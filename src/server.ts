@@ -13,7 +13,10 @@ import { IndexManager } from './index/manager.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { openObjectStore, RemoteArtifacts } from './objects/index.js';
 import { Engine } from './serving/engine.js';
+import { StrategyTuner } from './search/tuner.js';
+import { strategyRoutes } from './http/routes/strategy.js';
 import { openStore } from './store/index.js';
+import { LlmMiner } from './train/llm.js';
 import type { Store } from './store/types.js';
 import { createLogger, type Logger } from './util/log.js';
 
@@ -52,6 +55,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   let server: ServerType | undefined;
   let url = '';
   let draining = false;
+  let stopTuner: (() => Promise<void>) | undefined;
   if (opts.listen !== false) {
     const loading = createLoadingApp();
     server = await new Promise<ServerType>((res, rej) => {
@@ -103,10 +107,20 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await store.close().catch(() => undefined);
       throw err;
     }
+    // Chooses each collection's serving strategy (mode "auto") by measurement; see src/search/tuner.ts.
+    const tuner = new StrategyTuner({
+      store, config, log, book: engine.strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version,
+      llmQuestions: config.LLM_BASE_URL && config.LLM_MODEL
+        ? async (passages) => (await new LlmMiner({ baseURL: config.LLM_BASE_URL!, model: config.LLM_MODEL!, apiKey: config.LLM_API_KEY, concurrency: config.LLM_CONCURRENCY }, log)
+          .questionsFor(passages, 1)).map((list) => list.map((q) => q.question))
+        : undefined,
+    });
+    tuner.start(() => store.listCollections());
+    stopTuner = () => tuner.stop();
     const ext = opts.extend ? await opts.extend({ engine, config }) : {};
     await bootstrapAdminKey(config, store, log);
     const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
-    const app = createApp({ engine, isDraining: () => draining, auth, ...ext });
+    const app = createApp({ engine, isDraining: () => draining, auth, ...ext, extraRoutes: [strategyRoutes(engine, tuner), ...(ext.extraRoutes ?? [])] });
     return { store, engine, ext, app };
   }
   let closed: Promise<void> | undefined;
@@ -127,6 +141,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
         });
       }
       await ext.close?.();
+      await stopTuner?.();
       await engine.stop();
       await store.close();
     })());

@@ -38,7 +38,7 @@ export const SearchBody = z.strictObject({
   k: z.number().optional(),
   filter: z.record(z.string(), Scalar).optional(),
   efSearch: z.number().int().min(1).max(10_000).optional(),
-  mode: z.enum(['vector', 'keyword', 'hybrid']).default('vector'),
+  mode: z.enum(['auto', 'vector', 'keyword', 'hybrid']).default('auto'),
 });
 
 export const EmbeddingsBody = z.strictObject({

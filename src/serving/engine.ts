@@ -15,6 +15,8 @@ import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
 import type { RemoteArtifacts } from '../objects/remote.js';
 import type { ModelSource } from '../embed/types.js';
+import { convexFusion, reciprocalRankFusion, type Scored } from '../search/fusion.js';
+import { StrategyBook, resolveAuto } from '../search/tuner.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
 
@@ -48,7 +50,8 @@ export interface SearchRequest {
   k: number;
   filter?: Record<string, Scalar>;
   efSearch?: number;
-  mode: 'vector' | 'keyword' | 'hybrid';
+  /** `auto` serves the collection's measured strategy (src/search/tuner.ts); the others force a mode. */
+  mode: 'auto' | 'vector' | 'keyword' | 'hybrid';
 }
 
 export interface SearchResultItem {
@@ -61,6 +64,9 @@ export interface SearchResultItem {
 
 export interface SearchResponse {
   results: SearchResultItem[];
+  /** The mode that answered (for `auto`, the collection's strategy) and the fusion's dense weight (hybrid). */
+  mode: 'vector' | 'keyword' | 'hybrid';
+  weight?: number;
   model: string;
   queryId: string;
   tookMs: number;
@@ -71,8 +77,6 @@ export interface DocumentIn {
   text: string;
   metadata?: Metadata;
 }
-
-const RRF_K = 60;
 
 // The engine owns the serving state: which (model, indexes) pair answers, how writes reach the
 // store and the index, snapshots, and the primitives a swap is built from.
@@ -87,8 +91,11 @@ export class Engine {
   private readonly snapshotSeqs = new Map<string, number>();
   private ready = false;
   private stopping = false;
+  /** Per-collection serving strategies (mode "auto"), filled by the StrategyTuner and the gate. */
+  readonly strategies: StrategyBook;
 
   constructor(private readonly deps: EngineDeps) {
+    this.strategies = new StrategyBook({ store: deps.store, metrics: deps.metrics });
     this.queryLog = new QueryLogBuffer(deps.store, deps.metrics, deps.log, {
       flushMs: deps.config.QUERY_LOG_FLUSH_MS,
       maxBuffer: deps.config.QUERY_LOG_MAX_BUFFER,
@@ -227,6 +234,8 @@ export class Engine {
     }
     this.deps.metrics.modelInfo.reset();
     this.deps.metrics.modelInfo.set({ version: pair.version }, 1);
+    // `auto` reads strategies synchronously on the search path: have this model's rows in memory.
+    for (const c of await this.deps.store.listCollections()) await this.strategies.load(c, pair.version);
     for (const [cid, idx] of pair.indexes) this.reportSize(cid, pair.version, idx);
   }
 
@@ -497,6 +506,7 @@ export class Engine {
       const c = await this.requireCollection(name);
       await this.deps.store.deleteCollection(name);
       this.collections.delete(name);
+      this.strategies.forget(c);
       for (const pair of [this.current, this.previous]) {
         if (!pair) continue;
         pair.indexes.delete(c.id);
@@ -517,6 +527,8 @@ export class Engine {
       documents: await this.deps.store.countDocuments(c.id),
       chunks: pair.indexes.get(c.id)?.count() ?? 0,
       model: pair.version,
+      // What `mode: "auto"` serves, the numbers behind it and when it was decided (null: keyword until measured).
+      strategy: (await this.strategies.get(c, pair.version)) ?? null,
       dim: pair.embedder.dim,
       hnsw: c.hnsw,
       chunk: c.chunk,
@@ -575,21 +587,41 @@ export class Engine {
     const pair = this.serving;
     const c = await this.requireCollection(req.collection);
     const filter = req.filter && Object.keys(req.filter).length > 0 ? req.filter : undefined;
-    let ranked: { label: number; score: number }[];
     // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
     const depth = Math.min(req.k * 3 + 10, this.deps.config.MAX_K * 3);
-    if (req.mode === 'keyword') {
+    const strategy = this.strategies.peek(c.id, pair.version);
+    let mode: 'vector' | 'keyword' | 'hybrid';
+    let weight: number | undefined;
+    if (req.mode === 'auto') {
+      ({ mode, weight } = resolveAuto(strategy, req.query !== undefined));
+    } else {
+      mode = req.mode;
+      // An explicit hybrid uses the weight fitted for this collection when there is one, RRF otherwise.
+      if (mode === 'hybrid') weight = strategy?.fusionWeight;
+    }
+    let ranked: { label: number; score: number }[];
+    if (mode === 'keyword') {
       if (req.query === undefined) throw new AppError('invalid_request', 'mode "keyword" needs a text "query"');
       ranked = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
+      if (req.mode === 'auto' && ranked.length < depth) {
+        // `auto` answers every query: when too few documents share a term with it, the encoder's nearest
+        // neighbours follow the keyword hits (below them, so the keyword ranking is untouched).
+        const have = new Set(ranked.map((h) => h.label));
+        const floor = ranked.length ? Math.min(...ranked.map((h) => h.score)) : 0;
+        const dense = await this.vectorHits(pair, c, await this.queryVector(pair, req), depth, req.efSearch, filter);
+        for (const h of dense) if (!have.has(h.label)) ranked.push({ label: h.label, score: floor - 1 + h.score / 2 });
+      }
     } else {
       const vector = await this.queryVector(pair, req);
       const dense = await this.vectorHits(pair, c, vector, depth, req.efSearch, filter);
-      if (req.mode === 'vector') {
+      if (mode === 'vector') {
         ranked = dense;
       } else {
         if (req.query === undefined) throw new AppError('invalid_request', 'mode "hybrid" needs a text "query"');
         const sparse = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
-        ranked = reciprocalRankFusion([dense, sparse], RRF_K);
+        const d = dense.map((h) => ({ key: h.label, score: h.score }));
+        const sp = sparse.map((h) => ({ key: h.label, score: h.score }));
+        ranked = (weight === undefined ? reciprocalRankFusion([d, sp]) : convexFusion(d, sp, weight)).map((h) => ({ label: h.key, score: h.score }));
       }
     }
     const results: SearchResultItem[] = [];
@@ -611,12 +643,37 @@ export class Engine {
     const tookMs = performance.now() - t0;
     const queryId = randomUUID();
     this.queryLog.push({
-      id: queryId, collection: c.name, query: req.query ?? null, mode: req.mode, k: req.k,
+      id: queryId, collection: c.name, query: req.query ?? null, mode, k: req.k,
       resultIds: results.map((r) => r.id), scores: results.map((r) => r.score),
       modelVersion: pair.version, latencyMs: tookMs, createdAt: Date.now(),
     });
-    this.deps.metrics.searches.inc({ mode: req.mode });
-    return { results, model: pair.version, queryId, tookMs: Math.round(tookMs * 1000) / 1000 };
+    this.deps.metrics.searches.inc({ mode: req.mode === 'auto' ? `auto_${mode}` : mode });
+    return { results, mode, ...(weight !== undefined ? { weight } : {}), model: pair.version, queryId, tookMs: Math.round(tookMs * 1000) / 1000 };
+  }
+
+  /**
+   * Document-level dense and keyword rankings of one query with the serving model: what the strategy tuner
+   * measures (the live index and the live keyword search, as /search would use them).
+   */
+  async rankBoth(c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
+    const pair = this.serving;
+    const [v] = await pair.embedder.embed([query], { priority: 'bulk' });
+    const dense = await this.vectorHits(pair, c, v!, depth * 3, undefined, undefined);
+    const sparse = await this.deps.store.keywordSearch(c.id, query, depth * 3);
+    const chunks = await this.deps.store.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
+    const toDocs = (hits: { label: number; score: number }[]) => {
+      const out: Scored<string>[] = [];
+      const seen = new Set<string>();
+      for (const h of hits) {
+        const doc = chunks.get(h.label)?.docId;
+        if (doc === undefined || seen.has(doc)) continue;
+        seen.add(doc);
+        out.push({ key: doc, score: h.score });
+        if (out.length >= depth) break;
+      }
+      return out;
+    };
+    return { dense: toDocs(dense), sparse: toDocs(sparse) };
   }
 
   private async queryVector(pair: ServingPair, req: SearchRequest): Promise<Float32Array> {
@@ -684,15 +741,6 @@ export class Engine {
 
 function toResult(ch: HydratedChunk, score: number): SearchResultItem {
   return { id: ch.docId, score, text: ch.text, metadata: ch.metadata, chunk: { id: `${ch.docId}#${ch.n}`, n: ch.n } };
-}
-
-/** Reciprocal-rank fusion (Cormack et al. 2009): score = Σ 1/(k + rank). */
-export function reciprocalRankFusion(lists: { label: number; score: number }[][], k = RRF_K): { label: number; score: number }[] {
-  const acc = new Map<number, number>();
-  for (const list of lists) {
-    list.forEach((h, i) => acc.set(h.label, (acc.get(h.label) ?? 0) + 1 / (k + i + 1)));
-  }
-  return [...acc.entries()].map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score);
 }
 
 interface SnapshotMeta {

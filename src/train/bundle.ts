@@ -15,6 +15,11 @@ export interface JobSpec {
   epochs: number;
   lr: number;
   seed: number;
+  /**
+   * Learning rate × epochs tried side by side and picked on a validation split carved from pairs.jsonl (never
+   * eval.jsonl); the members are weight-averaged greedily (trainer/README.md). Absent: `lr` and `epochs` as given.
+   */
+  sweep?: { lr: number[]; epochs: number[] | 'auto'; select: 'greedy_soup' | 'best' };
   collection: string;
   /**
    * Self-supervised pairs the trainer builds from corpus.jsonl (trainer/README.md): `group` pairs per
@@ -101,7 +106,8 @@ export async function writeBundle(dir: string, input: {
   rmSync(tmp, { recursive: true, force: true });
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const dataHash = await writeJsonl(join(tmp, 'pairs.jsonl'), input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive })));
+  // positive_id: the trainer carves its recipe-validation queries from these pairs and scores them by document.
+  const dataHash = await writeJsonl(join(tmp, 'pairs.jsonl'), input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive, positive_id: p.docId })));
   await writeJsonl(join(tmp, 'eval.jsonl'), input.eval.map((e) => ({ query: e.query, relevant: e.relevant })));
   let corpus = 0;
   const rows: CorpusRow[] = [];

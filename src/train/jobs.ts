@@ -14,7 +14,11 @@ import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backe
 import { writeBundle, type JobSpec } from './bundle.js';
 import { evalCorpus, rankWith, relevantMap, type Ranking } from './evaluate.js';
 import type { LlmMiner } from './llm.js';
-import { minePairs, type EvalQuery, type MiningOptions } from './mining.js';
+import { HELD_OUT, feedbackByQuery, minePairs, type EvalQuery, type MiningOptions } from './mining.js';
+import { detectGroupField } from './groups.js';
+import { Bm25Index } from '../eval/bm25.js';
+import type { Scored } from '../search/fusion.js';
+import { chooseStrategy, evaluateStrategies, metricsFor, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
 
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
 export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
@@ -78,6 +82,12 @@ export class JobRunner {
   async create(collection: string, trigger: string): Promise<TrainJobRow> {
     const c = await this.deps.engine.requireCollection(collection);
     if ((await this.store.countDocuments(c.id)) === 0) throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
+    if (trigger === 'drift') {
+      // A drift job is only created when its gate will have real held-out queries to score on.
+      const held = Math.min(HELD_OUT.maxEvalQueries, Math.round((await feedbackByQuery(this.store, collection)).size * HELD_OUT.evalFraction));
+      const need = this.deps.mining?.minEvalQueries ?? HELD_OUT.minEvalQueries;
+      if (held < need) throw new AppError('not_enough_feedback', `only ${held} held-out queries with feedback in "${collection}"; a drift job needs ${need}`);
+    }
     const parent = this.deps.engine.serving.version;
     const now = Date.now();
     const job = await this.store.insertJob({
@@ -237,7 +247,9 @@ export class JobRunner {
       // ---- mining
       await to('mining', { candidateVersion: version });
       const mineOpts: MiningOptions = {
-        seed: 13, evalFraction: 0.2, maxEvalQueries: 1000, minEvalQueries: 20, pseudoQueries: 1000,
+        ...HELD_OUT, pseudoQueries: 1000,
+        // Without enough feedback (a cold start) a job asked for by hand is gated on held-out pseudo-queries.
+        coldStartEval: job.trigger === 'drift' ? 0 : 300,
         ...this.deps.mining, llm: this.deps.llm?.(),
       };
       const mined = await minePairs(this.store, col.id, col.name, mineOpts).catch((err: unknown) => {
@@ -248,12 +260,21 @@ export class JobRunner {
       if (!parentDir || parentDir.kind !== 'dir') {
         throw new JobFailure(`the champion ${job.parentVersion} is not a local model directory; the trainer needs its artifact (set MODEL_DIR)`);
       }
+      // Documents of one source (sections of an abstract, pages of a manual) make group pairs: find the field.
+      const grouping = config.TRAIN_GROUP_BY === 'none'
+        ? { field: null, reason: 'TRAIN_GROUP_BY=none' }
+        : config.TRAIN_GROUP_BY
+          ? { field: config.TRAIN_GROUP_BY, reason: 'TRAIN_GROUP_BY' }
+          : await detectGroupField(this.store, col.id);
       const bundle = await writeBundle(bundleDir, {
         store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
         job: { version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name, ...trainRecipe(config, parentDir.path) },
-        groupBy: config.TRAIN_GROUP_BY,
+        groupBy: grouping.field ?? undefined,
       });
-      await report('mining', { ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash }, true);
+      await report('mining', {
+        ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash,
+        groupBy: { field: grouping.field, reason: grouping.reason, ...('candidates' in grouping ? { candidates: grouping.candidates } : {}) },
+      }, true);
 
       // ---- training (a child process; serving continues untouched)
       await to('training');
@@ -292,22 +313,51 @@ export class JobRunner {
       const queries = readEval(join(bundleDir, 'eval.jsonl'));
       const corpus = await evalCorpus(this.store, col.id, queries, this.deps.evalMaxChunks ?? 20_000, mineOpts.seed);
       const rel = relevantMap(queries);
-      const candMetrics = this.deps.irMetrics(rel, await rankWith(candidate, corpus.chunks, queries));
-      const champMetrics = this.deps.irMetrics(rel, await rankWith(champion.embedder, corpus.chunks, queries));
-      const decision = this.deps.gate(candMetrics, champMetrics, { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE });
+      const candRank = await rankWith(candidate, corpus.chunks, queries);
+      const champRank = await rankWith(champion.embedder, corpus.chunks, queries);
+      const candMetrics = this.deps.irMetrics(rel, candRank);
+      const champMetrics = this.deps.irMetrics(rel, champRank);
+      // The gate compares strategies: the best the server could serve with the candidate (vector, fitted hybrid,
+      // or keyword) against the best without it, on the same held-out queries.
+      const sparse = keywordRankings(corpus.chunks, queries);
+      const candEv = evaluateStrategies(asQueryRankings(queries, candRank, sparse));
+      const champEv = evaluateStrategies(asQueryRankings(queries, champRank, sparse));
+      const candChoice = chooseStrategy(candEv, { margin: 0 });
+      const champChoice = chooseStrategy(champEv, { margin: 0 });
+      const decision = this.deps.gate(metricsFor(candEv, candChoice.mode), metricsFor(champEv, champChoice.mode), { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE });
+      const strategies = {
+        candidate: { chosen: candChoice, ...strategyTable(candEv) },
+        champion: { chosen: champChoice, ...strategyTable(champEv) },
+        keyword: candEv.keyword,
+        evidence: mined.stats.evalSource,
+      };
+      const documents = await this.store.countDocuments(col.id);
+      const strategyRow = (ev: StrategyEvaluation, choice: { mode: ServedMode; weight?: number; reason: string }, modelVersion: string): Strategy => ({
+        mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion,
+        source: mined.stats.evalSource === 'feedback' ? 'gate' : 'pseudo_queries', queries: queries.length, documents,
+        decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured at the gate of job ${job.id}`,
+        scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
+      });
       const evalRow = await this.store.insertEvalReport({
         jobId: job.id, candidateVersion: version, championVersion: champion.version,
-        metrics: { candidate: candMetrics, champion: champMetrics, queries: queries.length, corpusChunks: corpus.chunks.length, corpusSampled: corpus.sampled, liveChunks: corpus.liveChunks },
+        metrics: {
+          candidate: candMetrics, champion: champMetrics, strategies: strategies as unknown as Metadata,
+          best: { candidate: scoreOf(candEv, candChoice.mode), champion: scoreOf(champEv, champChoice.mode) },
+          queries: queries.length, corpusChunks: corpus.chunks.length, corpusSampled: corpus.sampled, liveChunks: corpus.liveChunks,
+        },
         decision: decision as Metadata, passed: decision.passed,
       });
       this.metrics.gateDecisions.inc({ decision: decision.passed ? 'pass' : 'reject' });
-      const fullCard = { ...card, eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, champion_version: champion.version, passed: decision.passed } };
+      const fullCard = { ...card, eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, strategies, champion_version: champion.version, passed: decision.passed } };
       writeFileSync(join(finalDir, 'model_card.json'), JSON.stringify(fullCard, null, 2));
       await this.store.upsertModelVersion({
         version, parentVersion: job.parentVersion, source: encodeSource({ kind: 'dir', path: finalDir }), dim: candidate.dim,
         status: decision.passed ? 'candidate' : 'rejected', card: fullCard,
       });
-      await report('gate', { evalReportId: evalRow.id, ...decision }, true);
+      // Every gate re-decides the champion's strategy on the held-out queries; the candidate's is kept for the swap.
+      if (mined.stats.evalSource === 'feedback') await engine.strategies.save(col, strategyRow(champEv, champChoice, champion.version));
+      await engine.strategies.save(col, strategyRow(candEv, candChoice, version));
+      await report('gate', { evalReportId: evalRow.id, ...decision, strategies: { candidate: candChoice, champion: champChoice } }, true);
       if (!decision.passed) {
         await candidate.close();
         candidate = undefined;
@@ -402,15 +452,53 @@ function readEval(path: string): EvalQuery[] {
   });
 }
 
-/** The fine-tuning recipe of a job.json, from the TRAIN_* settings. */
+/** Learning rates the recipe sweep tries by default: the winners on GO (3e-4) and PubMedQA (8e-4), trainer/RESULTS.md. */
+export const SWEEP_LRS = [3e-4, 8e-4];
+
+/**
+ * The fine-tuning recipe of a job.json, from the TRAIN_* settings. By default the trainer sweeps learning
+ * rate × epochs (epochs from the training-set size) and picks on a validation split of the mined pairs;
+ * TRAIN_LR / TRAIN_EPOCHS pin one axis, TRAIN_SWEEP=false pins both.
+ */
 export function trainRecipe(config: Config, parentDir?: string): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
   const maxSeq = config.TRAIN_MAX_SEQ_LENGTH ?? (parentDir ? cardMaxSeqLength(parentDir) : undefined);
+  const sweep = config.TRAIN_SWEEP && (config.TRAIN_LR === undefined || config.TRAIN_EPOCHS === undefined)
+    ? { sweep: { lr: config.TRAIN_LR !== undefined ? [config.TRAIN_LR] : SWEEP_LRS, epochs: config.TRAIN_EPOCHS !== undefined ? [config.TRAIN_EPOCHS] : ('auto' as const), select: 'greedy_soup' as const } }
+    : {};
   return {
     ...(maxSeq !== undefined ? { max_seq_length: maxSeq } : {}),
     loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
-    batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS, lr: config.TRAIN_LR,
+    batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS ?? 1, lr: config.TRAIN_LR ?? SWEEP_LRS[0]!,
+    ...sweep,
     corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },
     ...(config.TRAIN_SOUP > 1 ? { soup: config.TRAIN_SOUP } : {}),
     ...(config.TRAIN_HARDNESS > 0 ? { hardness: { mode: 'in_batch_negatives' as const, strength: config.TRAIN_HARDNESS } } : {}),
   };
+}
+
+/** BM25 over the gate's corpus (chunks), collapsed to each document's best chunk, per eval query. */
+function keywordRankings(chunks: { docId: string; text: string }[], queries: EvalQuery[], depth = 100): Map<string, Ranking> {
+  const bm = new Bm25Index(chunks.map((c, i) => ({ id: String(i), text: c.text })));
+  const out = new Map<string, Ranking>();
+  queries.forEach((q, qi) => {
+    const best = new Map<string, number>();
+    for (const h of bm.search(q.query, depth * 3)) {
+      const doc = chunks[Number(h.id)]!.docId;
+      if (!best.has(doc)) best.set(doc, h.score);
+      if (best.size >= depth) break;
+    }
+    out.set(String(qi), [...best.entries()].map(([id, score]) => ({ id, score })));
+  });
+  return out;
+}
+
+function asQueryRankings(queries: EvalQuery[], dense: Map<string, Ranking>, sparse: Map<string, Ranking>): QueryRankings[] {
+  const conv = (r: Ranking | undefined): Scored<string>[] => (r ?? []).map((h) => ({ key: h.id, score: h.score }));
+  return queries.map((q, i) => ({ relevant: new Set(q.relevant), dense: conv(dense.get(String(i))), sparse: conv(sparse.get(String(i))) }));
+}
+
+/** NDCG@10 / R@10 / MRR@10 of each strategy: the table GET /models shows. */
+function strategyTable(ev: StrategyEvaluation): Metadata {
+  const pick = (m: Record<string, number>) => ({ 'ndcg@10': m['ndcg@10'] ?? null, 'recall@1': m['recall@1'] ?? null, 'recall@10': m['recall@10'] ?? null, 'mrr@10': m['mrr@10'] ?? null });
+  return { vector: pick(ev.vector), hybrid: { ...pick(ev.hybrid), weight: ev.hybrid.weight }, hybridRrf: pick(ev.hybridRrf), keyword: pick(ev.keyword) };
 }

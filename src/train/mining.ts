@@ -32,6 +32,11 @@ export interface MiningOptions {
   llmParaphraseQueries?: number;
   /** Positives longer than this are cut (the trainer truncates by tokens anyway; this bounds the bundle). */
   maxPositiveChars?: number;
+  /**
+   * Cold start: with fewer held-out feedback queries than minEvalQueries, hold out this many pseudo-queries
+   * (a sentence of a sampled passage → its document) as the gate's set instead of failing. 0 = fail.
+   */
+  coldStartEval?: number;
 }
 
 export interface MiningResult {
@@ -45,6 +50,8 @@ export interface MiningResult {
     duplicates: number;
     bySource: Record<PairSource, number>;
     evalQueries: number;
+    /** What the gate's held-out set is made of. */
+    evalSource: 'feedback' | 'pseudo_queries';
     llm?: LlmUsage;
   };
 }
@@ -74,6 +81,32 @@ function splitKey(seed: number, q: string): string {
   return createHash('sha256').update(`${seed}\u0000${q}`).digest('hex');
 }
 
+/** The split every part of the loop shares: the job's gate and the serving-strategy choice score on these. */
+export const HELD_OUT = { seed: 13, evalFraction: 0.2, maxEvalQueries: 1000, minEvalQueries: 20 } as const;
+
+/**
+ * Held-out queries among distinct (normalized) feedback queries: the first `evalFraction` (at most
+ * `maxEvalQueries`) in the order of sha256(seed, query). Training never sees them.
+ */
+export function heldOutKeys(keys: Iterable<string>, opts: { seed: number; evalFraction: number; maxEvalQueries: number }): { ordered: string[]; held: Set<string> } {
+  const ordered = [...keys].sort((a, b) => (splitKey(opts.seed, a) < splitKey(opts.seed, b) ? -1 : 1));
+  const nEval = Math.min(opts.maxEvalQueries, Math.round(ordered.length * opts.evalFraction));
+  return { ordered, held: new Set(ordered.slice(0, nEval)) };
+}
+
+/** Logged queries with feedback, grouped by normalized text (the shape mining and strategy choice share). */
+export async function feedbackByQuery(store: Store, collection: string): Promise<Map<string, { query: string; docs: Set<string> }>> {
+  const byQuery = new Map<string, { query: string; docs: Set<string> }>();
+  for (const f of await store.feedbackPairs(collection)) {
+    const key = normalizeQuery(f.query);
+    if (!key) continue;
+    const g = byQuery.get(key) ?? { query: f.query.trim(), docs: new Set<string>() };
+    g.docs.add(f.documentId);
+    byQuery.set(key, g);
+  }
+  return byQuery;
+}
+
 export async function minePairs(store: Store, collectionId: number, collection: string, opts: MiningOptions): Promise<MiningResult> {
   const maxPos = opts.maxPositiveChars ?? 4000;
   const docText = new Map<string, string | null>();
@@ -95,10 +128,30 @@ export async function minePairs(store: Store, collectionId: number, collection: 
     byQuery.set(key, g);
   }
 
-  const keys = [...byQuery.keys()].sort((a, b) => (splitKey(opts.seed, a) < splitKey(opts.seed, b) ? -1 : 1));
-  const nEval = Math.min(opts.maxEvalQueries, Math.round(keys.length * opts.evalFraction));
-  const evalKeys = new Set(keys.slice(0, nEval));
-  const evalSet: EvalQuery[] = keys.slice(0, nEval).map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs].sort() }));
+  const { ordered: keys, held: evalKeys } = heldOutKeys(byQuery.keys(), opts);
+  let evalSet: EvalQuery[] = [...evalKeys].map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs].sort() }));
+  let evalSource: 'feedback' | 'pseudo_queries' = 'feedback';
+  const pseudoEvalDocs = new Set<string>();
+  if (evalSet.length < opts.minEvalQueries && (opts.coldStartEval ?? 0) > 0) {
+    // Not enough real queries: every feedback query trains, and pseudo-queries from passages gate. Their
+    // documents give no pseudo-query pairs below, so the sentence held out is never a training anchor here.
+    const sample = await store.sampleChunks(collectionId, Math.min(opts.coldStartEval! * 3, 5000));
+    sample.sort((a, b) => a.label - b.label);
+    shuffleInPlace(sample, seededRandom(opts.seed + 1));
+    const cold: EvalQuery[] = [];
+    for (const c of sample) {
+      if (cold.length >= opts.coldStartEval!) break;
+      if (pseudoEvalDocs.has(c.docId)) continue;
+      const pq = pseudoQuery(c.text);
+      if (!pq) continue;
+      pseudoEvalDocs.add(c.docId);
+      cold.push({ query: pq.anchor, relevant: [c.docId] });
+    }
+    evalKeys.clear();
+    for (const q of cold) evalKeys.add(normalizeQuery(q.query));
+    evalSet = cold;
+    evalSource = 'pseudo_queries';
+  }
 
   const pairs: TrainPair[] = [];
   const clip = (t: string) => (t.length > maxPos ? t.slice(0, maxPos) : t);
@@ -132,6 +185,7 @@ export async function minePairs(store: Store, collectionId: number, collection: 
     sample.sort((a, b) => a.label - b.label);
     shuffleInPlace(sample, seededRandom(opts.seed));
     for (const c of sample) {
+      if (pseudoEvalDocs.has(c.docId)) continue;
       const pq = pseudoQuery(c.text);
       if (pq) pairs.push({ anchor: pq.anchor, positive: clip(pq.positive), docId: c.docId, source: 'pseudo_query' });
     }
@@ -157,13 +211,13 @@ export async function minePairs(store: Store, collectionId: number, collection: 
   if (evalSet.length < opts.minEvalQueries) {
     throw new MiningError(`only ${evalSet.length} held-out queries from ${keys.length} distinct feedback queries; the gate needs at least ${opts.minEvalQueries} (post more feedback)`);
   }
-  if (out.length === 0) throw new MiningError('no training pairs could be mined (no feedback, LLM or pseudo-queries produced any)');
+  // An empty pairs.jsonl is fine: the trainer then learns from corpus pairs alone (a cold start).
   return {
     pairs: out,
     eval: evalSet,
     stats: {
       feedbackQueries: keys.length, feedbackPairs, droppedNotInCorpus, droppedEvalLeak, duplicates, bySource,
-      evalQueries: evalSet.length, llm: opts.llm ? { ...opts.llm.usage } : undefined,
+      evalQueries: evalSet.length, evalSource, llm: opts.llm ? { ...opts.llm.usage } : undefined,
     },
   };
 }

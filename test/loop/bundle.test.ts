@@ -8,7 +8,7 @@ import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
 import { loadConfig } from '../../src/config.js';
 import { writeBundle, type JobSpec } from '../../src/train/bundle.js';
-import { summarizeTrainReport, trainRecipe } from '../../src/train/jobs.js';
+import { SWEEP_LRS, summarizeTrainReport, trainRecipe } from '../../src/train/jobs.js';
 import { REPO, TINY_MODEL, tempDir } from '../helpers.js';
 
 const python = spawnSync('python3', ['--version']).status === 0;
@@ -85,18 +85,31 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
   });
 
   it('TRAIN_SOUP / TRAIN_HARDNESS reach job.json, and the trainer accepts them', async () => {
-    const cfg = loadConfig({ TRAIN_SOUP: '4', TRAIN_HARDNESS: '5', TRAIN_EPOCHS: '10', TRAIN_GROUP_BY: 'pmid' });
+    const cfg = loadConfig({ TRAIN_SOUP: '4', TRAIN_HARDNESS: '5', TRAIN_EPOCHS: '10', TRAIN_LR: '8e-4', TRAIN_GROUP_BY: 'pmid' });
     const b = await bundle('soup', { version: 'v3', parent_version: 'v1', seed: 1, collection: 'papers', ...trainRecipe(cfg) }, 'pmid');
-    expect(b.jobJson).toMatchObject({ soup: 4, hardness: { mode: 'in_batch_negatives', strength: 5 }, epochs: 10, loss: 'mnrl' });
+    expect(b.jobJson).toMatchObject({ soup: 4, hardness: { mode: 'in_batch_negatives', strength: 5 }, epochs: 10, lr: 8e-4, loss: 'mnrl' });
+    expect(b.jobJson).not.toHaveProperty('sweep'); // both axes pinned
     expect(b.validate.status).toBe(0);
     const valid = JSON.parse(b.validate.stdout.trim().split('\n').at(-1)!) as { job: Record<string, unknown> };
     expect(valid.job).toMatchObject({ soup: 4, hardness: { mode: 'in_batch_negatives', strength: 5 }, soup_concurrency: 0 });
-    // the defaults stay a single plain-MNRL model
-    const plain = trainRecipe(loadConfig({}));
-    expect(plain).not.toHaveProperty('soup');
-    expect(plain).not.toHaveProperty('hardness');
     expect(() => loadConfig({ TRAIN_SOUP: '9' })).toThrow(/TRAIN_SOUP/);
     expect(() => loadConfig({ TRAIN_HARDNESS: '-1' })).toThrow(/TRAIN_HARDNESS/);
+  });
+
+  it('the default recipe sweeps learning rate × epochs with hardness weighting and corpus pairs; the trainer accepts it', async () => {
+    const plain = trainRecipe(loadConfig({}));
+    expect(plain).toMatchObject({
+      batch_size: 256, sweep: { lr: SWEEP_LRS, epochs: 'auto', select: 'greedy_soup' },
+      hardness: { mode: 'in_batch_negatives', strength: 5 }, corpus_pairs: { group: 3, ict: 2 },
+    });
+    expect(plain).not.toHaveProperty('soup');
+    // one axis pinned: the other is still swept; TRAIN_SWEEP=false pins both
+    expect(trainRecipe(loadConfig({ TRAIN_LR: '1e-4' })).sweep).toEqual({ lr: [1e-4], epochs: 'auto', select: 'greedy_soup' });
+    expect(trainRecipe(loadConfig({ TRAIN_EPOCHS: '3' })).sweep).toEqual({ lr: SWEEP_LRS, epochs: [3], select: 'greedy_soup' });
+    expect(trainRecipe(loadConfig({ TRAIN_SWEEP: 'false' }))).not.toHaveProperty('sweep');
+    const b = await bundle('sweep', { version: 'v4', parent_version: 'v1', seed: 1, collection: 'papers', ...plain }, 'pmid');
+    expect(b.validate.stderr).toBe('');
+    expect(b.validate.status).toBe(0);
   });
 
   it("the job trains at the champion's token limit unless TRAIN_MAX_SEQ_LENGTH says otherwise", async () => {

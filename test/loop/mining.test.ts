@@ -140,7 +140,7 @@ describe('pair mining', () => {
     expect(existsSync(`${out}.tmp`)).toBe(false);
     const pairs = readFileSync(join(out, 'pairs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(pairs).toHaveLength(r.pairs.length);
-    expect(Object.keys(pairs[0]!).sort()).toEqual(['anchor', 'positive']);
+    expect(Object.keys(pairs[0]!).sort()).toEqual(['anchor', 'positive', 'positive_id']);
     const ev = readFileSync(join(out, 'eval.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { query: string; relevant: string[] });
     expect(ev).toHaveLength(r.eval.length);
     const corpus = readFileSync(join(out, 'corpus.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string });

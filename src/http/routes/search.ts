@@ -19,7 +19,7 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       if (Buffer.byteLength(b.query, 'utf8') > cfg.MAX_TEXT_BYTES) throw new AppError('text_too_large', `query is longer than ${cfg.MAX_TEXT_BYTES} bytes`);
     }
     if (b.vector) {
-      if (b.mode !== 'vector') throw new AppError('invalid_request', `mode "${b.mode}" needs a text "query"`);
+      if (b.mode !== 'vector' && b.mode !== 'auto') throw new AppError('invalid_request', `mode "${b.mode}" needs a text "query"`);
       if (!b.vector.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new AppError('invalid_vector', 'vector must hold finite numbers only (no NaN/Infinity)');
     }
     const res = await engine.search({ collection: b.collection, query: b.query, vector: b.vector as number[] | undefined, k, filter: b.filter, efSearch: b.efSearch, mode: b.mode });
