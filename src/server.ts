@@ -40,7 +40,7 @@ export interface StartOptions {
   extend?: (ctx: { engine: Engine; config: Config }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
 }
 
-export function modelSpecFromConfig(cfg: Config): ModelSpec {
+function modelSpecFromConfig(cfg: Config): ModelSpec {
   return resolveModelSpec({ EMBED_MODEL: cfg.EMBED_MODEL, MODEL_DIR: cfg.MODEL_DIR, EMBED_DTYPE: cfg.EMBED_DTYPE, defaultDir: DEFAULT_MODEL_DIR });
 }
 

@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { AutoTokenizer, env, LogLevel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import * as ort from 'onnxruntime-node';
-import { EmbedPool } from '../../src/embed/pool.js';
+import type { EmbedPool } from '../../src/embed/pool.js';
 import { loadEmbedder, resolveModelSpec } from '../../src/embed/registry.js';
 import { cpuSessionOptions, meanPoolNormalize, tokenize } from '../../src/embed/transformers.js';
 

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import type { ApiKeyRow, Store } from '../store/types.js';
 
 export type Role = ApiKeyRow['role'];
-export const ROLES: readonly Role[] = ['read', 'admin'];
+const ROLES: readonly Role[] = ['read', 'admin'];
 
 const KEY_PREFIX = 'rk_';
 // 32 random bytes = 256 bits: a stored sha256 without salt is then safe (no dictionary to try).

@@ -137,7 +137,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       const res = await clientFor(values, io).search({
         collection: need(values.collection, '--collection'), query, k: positiveInt(values.k, 'k', 10), mode: mode as SearchMode, filter,
       });
-      if (values.json) return json(res), 0;
+      if (values.json) {
+        json(res);
+        return 0;
+      }
       const rows = [['#', 'score', 'id', 'text']];
       res.results.forEach((r, i) => rows.push([String(i + 1), r.score.toFixed(4), r.id, r.text.replace(/\s+/g, ' ').slice(0, 100)]));
       out(table(rows));
@@ -147,7 +150,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'collections': {
       const { values } = parse(rest, {});
       const cols = await clientFor(values, io).listCollections();
-      if (values.json) return json(cols), 0;
+      if (values.json) {
+        json(cols);
+        return 0;
+      }
       out(table([['name', 'documents', 'chunks', 'model'], ...cols.map((c) => [c.name, String(c.documents), String(c.chunks), c.model])]));
       return 0;
     }
@@ -168,7 +174,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'retrain': {
       const { values } = parse(rest, { collection: { type: 'string', short: 'c' } });
       const job = await clientFor(values, io).retrain(need(values.collection, '--collection'));
-      if (values.json) return json(job), 0;
+      if (values.json) {
+        json(job);
+        return 0;
+      }
       out(`job ${job.id} ${job.state} (collection ${job.collection})\n`);
       return 0;
     }
@@ -180,7 +189,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
         return 0;
       }
       const jobs: JobInfo[] = await client.jobs({ collection: values.collection });
-      if (values.json) return json(jobs), 0;
+      if (values.json) {
+        json(jobs);
+        return 0;
+      }
       out(table([['id', 'collection', 'state', 'created', 'error'],
         ...jobs.map((j) => [j.id, j.collection, j.state, j.createdAt, (j.error ?? '').split('\n')[0]!.slice(0, 60)])]));
       return 0;
@@ -188,7 +200,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'models': {
       const { values } = parse(rest, {});
       const res = await clientFor(values, io).models();
-      if (values.json) return json(res), 0;
+      if (values.json) {
+        json(res);
+        return 0;
+      }
       // Eval metrics are in --json; the table shows the latest gate verdict only.
       const gate = (m: ModelInfo) => (m.evalReports[0] ? (m.evalReports[0].passed ? 'passed' : 'rejected') : '');
       out(table([['version', 'status', 'serving', 'parent', 'created', 'gate'],
@@ -199,7 +214,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       const { values, positionals } = parse(rest, {});
       const version = need(positionals[0], 'VERSION');
       const res = await clientFor(values, io).rollback(version);
-      if (values.json) return json(res), 0;
+      if (values.json) {
+        json(res);
+        return 0;
+      }
       out(`serving ${res.model} (generation ${res.generation}${res.changed ? '' : ', unchanged'})\n`);
       return 0;
     }

@@ -89,7 +89,7 @@ function writeCheckpoint(path: string, c: Checkpoint): void {
 const RESERVED = new Set(['id', 'text', 'metadata']);
 
 /** One JSONL record → a document. Top-level fields besides id/text/metadata become metadata. */
-export function toDocument(raw: unknown, lineNo: number): DocumentInput {
+function toDocument(raw: unknown, lineNo: number): DocumentInput {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new IngestError(`line ${lineNo}: expected a JSON object`);
   const r = raw as Record<string, unknown>;
   const id = typeof r.id === 'number' ? String(r.id) : r.id;

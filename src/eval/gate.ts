@@ -2,8 +2,8 @@
 // NDCG@10 rises by at least `margin` (absolute) and none of the guarded metrics drops by more than
 // `tolerance` (absolute). The decision carries every number so it can be stored in eval_reports.
 
-export const GATE_PRIMARY = 'ndcg@10';
-export const GATE_GUARDED = ['recall@1', 'recall@5', 'recall@10', 'mrr@10'] as const;
+const GATE_PRIMARY = 'ndcg@10';
+const GATE_GUARDED = ['recall@1', 'recall@5', 'recall@10', 'mrr@10'] as const;
 
 export interface GateOptions {
   /** Minimum absolute NDCG@10 gain (default 0.01). */

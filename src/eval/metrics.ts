@@ -15,10 +15,10 @@ export interface RankedHit {
   score: number;
 }
 
-export const DEFAULT_K = [1, 3, 5, 10] as const;
+const DEFAULT_K = [1, 3, 5, 10] as const;
 
 type AtK = 1 | 3 | 5 | 10;
-export type IrMetricName =
+type IrMetricName =
   | `accuracy@${AtK}`
   | `precision@${AtK}`
   | `recall@${AtK}`

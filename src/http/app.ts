@@ -53,7 +53,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   app.get('/openapi.json', (c) => c.json(openapi));
   mountConsole(app, { engine, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (_c, next) => {
     if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
     if (!engine.isReady()) throw new AppError('not_ready', 'the server is still loading its model and indexes', undefined, { 'Retry-After': '5' });
     await next();

@@ -5,7 +5,7 @@
 // pure-TS implementations of the textbook methods, each cited where it is defined. All randomness comes
 // from a seeded PRNG so a drift report can be reproduced from the same query log.
 
-export { seededRandom, shuffleInPlace } from '../util/random.js';
+export { seededRandom } from '../util/random.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 
 function dot(a: Float32Array, b: Float32Array): number {
@@ -70,7 +70,7 @@ export interface LogisticOptions {
  * L2-regularized logistic regression fit by full-batch gradient descent (the loss is
  * convex, so plain GD converges; Hastie et al., ESL §4.4). Returns weights + bias.
  */
-export function fitLogistic(xs: readonly Float32Array[], ys: readonly (0 | 1)[], opts: LogisticOptions = {}): { w: Float64Array; b: number } {
+function fitLogistic(xs: readonly Float32Array[], ys: readonly (0 | 1)[], opts: LogisticOptions = {}): { w: Float64Array; b: number } {
   const dim = xs[0]?.length ?? 0;
   const l2 = opts.l2 ?? 1e-2;
   const epochs = opts.epochs ?? 150;

@@ -28,7 +28,7 @@ interface ModelManifest {
   publishedAt: string;
 }
 
-export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
   const h = createHash('sha256');
   let bytes = 0;
   for await (const chunk of createReadStream(path)) {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config.js';
-import type { Embedder } from '../embed/types.js';
+import type { Embedder, ModelSource } from '../embed/types.js';
 import { AppError } from '../errors.js';
 import type { VectorIndex } from '../index/types.js';
 import type { Engine, ServingPair } from '../serving/engine.js';
@@ -9,7 +9,7 @@ import type { Collection } from '../store/types.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { loadModel, specForDir } from './models.js';
 
-export class VerifyError extends Error {}
+class VerifyError extends Error {}
 
 export interface ShadowBuild {
   pair: ServingPair;
@@ -141,7 +141,7 @@ export class Swapper {
       const r = await this.cutOver({ pair: prev, startSeqs }, 'rollback');
       return { ...r, rebuilt: false, changed: true };
     }
-    let source;
+    let source: ModelSource;
     try {
       source = await this.engine.resolveModelSource(version, decodeSource(row.source));
     } catch (err) {

@@ -5,11 +5,11 @@ import { createInterface } from 'node:readline';
 import type { Config } from '../config.js';
 import { PACKAGE_ROOT } from '../config.js';
 
-export interface TrainerProgress {
+interface TrainerProgress {
   [k: string]: unknown;
 }
 
-export interface TrainerRun {
+interface TrainerRun {
   bundle: string;
   out: string;
   timeoutSeconds: number;
@@ -18,7 +18,7 @@ export interface TrainerRun {
   signal?: AbortSignal;
 }
 
-export interface TrainerResult {
+interface TrainerResult {
   wallSeconds: number;
   /** Last JSON progress line, if any (the trainer's final summary). */
   last?: TrainerProgress;
@@ -39,7 +39,7 @@ export interface TrainerBackend {
 const TAIL_LINES = 20;
 
 /** Single-quotes a path for sh (bundle/out paths are ours, but a data dir may contain spaces). */
-export function shellQuote(s: string): string {
+function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -48,7 +48,7 @@ export function shellQuote(s: string): string {
  * tail for the failure message. The child gets its own process group so a timeout kills the whole tree
  * (sh → python → dataloader workers), not just the shell.
  */
-export function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv } & TrainerRun): Promise<TrainerResult> {
+function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv } & TrainerRun): Promise<TrainerResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, PYTHONUNBUFFERED: '1', ...opts.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -103,7 +103,7 @@ export function runTrainerProcess(cmd: string, args: string[], opts: { cwd: stri
 }
 
 /** `${TRAINER_PYTHON} -m trainer train BUNDLE OUT` on this host (uses its GPU), cwd = the repo root. */
-export function localBackend(cfg: Pick<Config, 'TRAINER_PYTHON'>, root = PACKAGE_ROOT): TrainerBackend {
+function localBackend(cfg: Pick<Config, 'TRAINER_PYTHON'>, root = PACKAGE_ROOT): TrainerBackend {
   return {
     name: 'local',
     train: (run) => runTrainerProcess(cfg.TRAINER_PYTHON, ['-m', 'trainer', 'train', run.bundle, run.out], { cwd: root, ...run }),
@@ -114,7 +114,7 @@ export function localBackend(cfg: Pick<Config, 'TRAINER_PYTHON'>, root = PACKAGE
  * A user-given template run by sh with {bundle} and {out} substituted (shell-quoted): a K8s Job, ssh to a
  * GPU box, a batch system. It must leave a model artifact in {out} and exit 0.
  */
-export function commandBackend(template: string, root = PACKAGE_ROOT): TrainerBackend {
+function commandBackend(template: string, root = PACKAGE_ROOT): TrainerBackend {
   if (!template.includes('{out}')) throw new Error('TRAINER_COMMAND must contain the {out} placeholder (and usually {bundle})');
   return {
     name: 'command',

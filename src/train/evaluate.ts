@@ -74,7 +74,7 @@ export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: 
 }
 
 /** Indices of the k largest values, best first (binary min-heap, O(n log k)). */
-export function topIndices(xs: Float32Array, k: number): number[] {
+function topIndices(xs: Float32Array, k: number): number[] {
   const heap: number[] = [];
   const less = (a: number, b: number) => xs[a]! < xs[b]!;
   const down = (i: number) => {

@@ -77,7 +77,10 @@ test('upserts racing DELETE /collections/:name → 200 or 404 collection_not_fou
     const name = `race${round}`;
     expect((await call('POST', '/collections', { name })).status).toBe(201);
     const upserts = Array.from({ length: 12 }, (_, i) =>
-      call('POST', `/collections/${name}/documents`, { documents: Array.from({ length: 8 }, (_, j) => ({ id: `d${i}-${j}`, text: `racing document ${i} ${j} `.repeat(20) })) }));
+      call('POST', `/collections/${name}/documents`, {
+        documents: Array.from({ length: 8 }, (_, j) => ({ id: `d${i}-${j}`, text: `racing document ${i} ${j} `.repeat(20) })),
+      }),
+    );
     await new Promise((r) => setTimeout(r, delayMs));
     const del = call('DELETE', `/collections/${name}`);
     const all = await Promise.all([...upserts, del]);
@@ -94,9 +97,15 @@ test('upserts racing DELETE /collections/:name → 200 or 404 collection_not_fou
 test('GET /jobs/:id: the trainer stderr tail is for admin keys; read keys get the first line', async () => {
   const error = 'trainer exited with code 1\nTraceback (most recent call last):\n  File "/opt/secret/trainer/train.py", line 9';
   const job = await s.store.insertJob({
-    id: '0badc0de-0000-4000-8000-000000000001', collection: 'h', trigger: 'manual', state: 'failed',
+    id: '0badc0de-0000-4000-8000-000000000001',
+    collection: 'h',
+    trigger: 'manual',
+    state: 'failed',
     progress: { stderrTail: ['Traceback (most recent call last):', '  File "/opt/secret/trainer/train.py"'], mining: { pairs: 3 } },
-    timings: {}, parentVersion: 'base', candidateVersion: null, error,
+    timings: {},
+    parentVersion: 'base',
+    candidateVersion: null,
+    error,
   });
   const asAdmin = await call('GET', `/jobs/${job.id}`);
   expect(asAdmin.body.error).toBe(error);
@@ -146,10 +155,25 @@ test('the port opens while loading: /healthz 200, /readyz and routes 503 not_rea
   const seen: Record<string, { status: number; code?: string }> = {};
   const server = await startServer({
     env: {},
-    config: { DATA_DIR: tempDir(), MODEL_DIR: TINY_MODEL, LOG_LEVEL: 'silent', PORT: port, HOST: '127.0.0.1', AUTH: 'off', EMBED_WORKERS: 1, INDEX_WORKERS: 1, DRIFT_INTERVAL_SECONDS: 0 },
+    config: {
+      DATA_DIR: tempDir(),
+      MODEL_DIR: TINY_MODEL,
+      LOG_LEVEL: 'silent',
+      PORT: port,
+      HOST: '127.0.0.1',
+      AUTH: 'off',
+      EMBED_WORKERS: 1,
+      INDEX_WORKERS: 1,
+      DRIFT_INTERVAL_SECONDS: 0,
+    },
     // Runs after the model and indexes load but before the full app takes the port: still loading.
     extend: async () => {
-      for (const [method, path] of [['GET', '/healthz'], ['GET', '/readyz'], ['POST', '/search'], ['GET', '/collections']] as const) {
+      for (const [method, path] of [
+        ['GET', '/healthz'],
+        ['GET', '/readyz'],
+        ['POST', '/search'],
+        ['GET', '/collections'],
+      ] as const) {
         const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, body: method === 'POST' ? '{}' : undefined });
         statuses.push(r.status);
         const body = (await r.json()) as { error?: { code: string } };
@@ -169,30 +193,55 @@ test('the port opens while loading: /healthz 200, /readyz and routes 503 not_rea
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => res(port));
-    }).on('error', rej);
+    const srv = createServer()
+      .listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as AddressInfo;
+        srv.close(() => res(port));
+      })
+      .on('error', rej);
   });
 }
 
 describe('start-up failures are one line on stderr and exit 2', () => {
-  const run = (env: Record<string, string>) => spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: REPO, encoding: 'utf8', timeout: 60_000,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: tempDir(), MODEL_DIR: TINY_MODEL, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
-  });
+  const run = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: REPO,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATA_DIR: tempDir(),
+        MODEL_DIR: TINY_MODEL,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        ...env,
+      },
+    });
   test.each([
     ['DATABASE_URL=mysql://…', { DATABASE_URL: 'mysql://user:pw@db/app' }, /^error: DATABASE_URL must start with postgres:\/\//],
-    ['an unreachable Postgres', { DATABASE_URL: 'postgres://user:secret@127.0.0.1:1/app' }, /^error: cannot open the Postgres database postgres:\/\/user:\*\*\*@127\.0\.0\.1:1\/app: .*ECONNREFUSED/],
-  ])('%s', (_name, env, line) => {
-    const r = run(env);
-    expect(r.status, r.stderr).toBe(2);
-    const lines = r.stderr.trim().split('\n').filter((l) => !/ExperimentalWarning|--trace-warnings/.test(l));
-    expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]).toMatch(line);
-    expect(r.stderr).not.toContain('secret');
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-  }, 60_000);
+    [
+      'an unreachable Postgres',
+      { DATABASE_URL: 'postgres://user:secret@127.0.0.1:1/app' },
+      /^error: cannot open the Postgres database postgres:\/\/user:\*\*\*@127\.0\.0\.1:1\/app: .*ECONNREFUSED/,
+    ],
+  ])(
+    '%s',
+    (_name, env, line) => {
+      const r = run(env);
+      expect(r.status, r.stderr).toBe(2);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !/ExperimentalWarning|--trace-warnings/.test(l));
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(line);
+      expect(r.stderr).not.toContain('secret');
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    },
+    60_000,
+  );
 });
 
 test('npm prints no "Unknown project config" warning; onnxruntime-node post-install stays skipped', () => {

@@ -11,7 +11,7 @@ type Shape = Record<string, { columns: Record<string, { notNull: boolean; primar
 function shapeOf(tables: Record<string, unknown>): Shape {
   const out: Shape = {};
   for (const t of Object.values(tables)) {
-    let cfg;
+    let cfg: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteConfig>;
     if (t instanceof PgTable) cfg = pgConfig(t);
     else if (t instanceof SQLiteTable) cfg = sqliteConfig(t);
     else continue;

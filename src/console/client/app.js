@@ -360,6 +360,9 @@ function strategyCard(/** @type {any} */ s) {
       h('dt', null, 'Mode'), h('dd', null, badge(String(s.mode), 'candidate'), s.weight !== undefined ? ` weight ${fmtNum(s.weight, 2)}` : ''),
       h('dt', null, 'Decided'), h('dd', null, fmtTime(s.decidedAt)),
       h('dt', null, 'From'), h('dd', null, s.source ?? '—'),
+      s.queries !== undefined || s.modelVersion ? [h('dt', null, 'Measured'), h('dd', null,
+        [s.queries !== undefined ? `${fmtInt(s.queries)} queries` : '', s.documents !== undefined ? `${fmtInt(s.documents)} documents` : '', s.modelVersion ? `model ${s.modelVersion}` : ''].filter(Boolean).join(' · '))] : '',
+      s.fusionWeight !== undefined && s.mode !== 'hybrid' ? [h('dt', null, 'Fitted fusion'), h('dd', null, `dense weight ${fmtNum(s.fusionWeight, 2)}`)] : '',
       s.reason ? [h('dt', null, 'Why'), h('dd', null, String(s.reason))] : ''),
     scores.length ? chart(`Strategy scores: ${scores.map(([k, v]) => `${k} ${fmtNum(/** @type {number} */ (v))}`).join(', ')}`, {
       type: 'bar',
@@ -531,8 +534,9 @@ function lineage(/** @type {any[]} */ models) {
 function gateSummary(/** @type {any} */ m) {
   const e = (m.evalReports ?? [])[0];
   if (!e) return '';
-  const before = e.metrics?.champion?.['ndcg@10'];
-  const after = e.metrics?.candidate?.['ndcg@10'];
+  const d = e.decision ?? {};
+  const before = (typeof d.champion === 'object' ? d.champion : e.metrics?.champion)?.['ndcg@10'];
+  const after = (typeof d.candidate === 'object' ? d.candidate : e.metrics?.candidate)?.['ndcg@10'];
   return h('span', { class: 'small' }, `NDCG@10 ${fmtNum(before)} → ${fmtNum(after)} `, badge(e.passed ? 'pass' : 'fail'));
 }
 
@@ -546,43 +550,56 @@ async function modelsPage() {
       r.models.length ? lineage(r.models) : h('p', { class: 'muted' }, 'No models.'))];
 }
 
-function gateChart(/** @type {any} */ e) {
-  const cand = e.metrics?.candidate ?? {};
-  const champ = e.metrics?.champion ?? {};
-  const keys = GATE_METRICS.filter((k) => typeof cand[k] === 'number' || typeof champ[k] === 'number');
-  return chart(`Gate report: ${keys.map((k) => `${k} ${fmtNum(champ[k])} before, ${fmtNum(cand[k])} after`).join('; ')}`, {
+/** Before (the champion) vs after (this candidate) on the IR metrics both records have. */
+function gateChart(/** @type {any} */ before, /** @type {any} */ after, /** @type {string} */ beforeLabel, /** @type {string} */ afterLabel, cls = '') {
+  const keys = GATE_METRICS.filter((k) => typeof before?.[k] === 'number' || typeof after?.[k] === 'number');
+  return chart(`${beforeLabel} vs ${afterLabel}: ${keys.map((k) => `${k} ${fmtNum(before?.[k])} before, ${fmtNum(after?.[k])} after`).join('; ')}`, {
     type: 'bar',
     data: {
       labels: keys,
       datasets: [
-        { label: `before: champion ${e.championVersion}`, data: keys.map((k) => champ[k] ?? null), backgroundColor: COLORS.before },
-        { label: 'after: this candidate', data: keys.map((k) => cand[k] ?? null), backgroundColor: COLORS.after },
+        { label: beforeLabel, data: keys.map((k) => before?.[k] ?? null), backgroundColor: COLORS.before },
+        { label: afterLabel, data: keys.map((k) => after?.[k] ?? null), backgroundColor: COLORS.after },
       ],
     },
-    options: { scales: { y: { beginAtZero: true, suggestedMax: 1 } }, plugins: { legend: { position: 'bottom' } } },
-  });
+    options: { scales: { y: { beginAtZero: true, suggestedMax: 1 } }, plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } } },
+  }, cls);
 }
 
-function gateTable(/** @type {any} */ e) {
-  const cand = e.metrics?.candidate ?? {};
-  const champ = e.metrics?.champion ?? {};
-  const keys = GATE_METRICS.filter((k) => k in cand || k in champ);
+function gateTable(/** @type {any} */ champ, /** @type {any} */ cand) {
+  const keys = GATE_METRICS.filter((k) => typeof champ?.[k] === 'number' || typeof cand?.[k] === 'number');
   return h('div', { class: 'table-wrap' }, h('table', { class: 'gate-table' },
     h('thead', null, h('tr', null, h('th', null, 'metric'), h('th', { class: 'num' }, 'before'), h('th', { class: 'num' }, 'after'), h('th', { class: 'num' }, 'Δ'))),
-    h('tbody', null, keys.map((k) => h('tr', null, h('td', null, k), h('td', { class: 'num' }, fmtNum(champ[k])), h('td', { class: 'num' }, fmtNum(cand[k])),
-      h('td', { class: 'num' }, typeof cand[k] === 'number' && typeof champ[k] === 'number' ? `${cand[k] >= champ[k] ? '+' : ''}${(cand[k] - champ[k]).toFixed(3)}` : '—'))))));
+    h('tbody', null, keys.map((k) => h('tr', null, h('td', null, k), h('td', { class: 'num' }, fmtNum(champ?.[k])), h('td', { class: 'num' }, fmtNum(cand?.[k])),
+      h('td', { class: 'num' }, typeof cand?.[k] === 'number' && typeof champ?.[k] === 'number' ? `${cand[k] >= champ[k] ? '+' : ''}${(cand[k] - champ[k]).toFixed(3)}` : '—'))))));
 }
 
-/** Other before/after pairs an eval report may carry (e.g. per search strategy): {name: {candidate, champion}}. */
-function extraGatePairs(/** @type {any} */ m) {
-  /** @type {[string, any][]} */
-  const out = [];
-  for (const [k, v] of Object.entries(m ?? {})) {
-    if (k === 'candidate' || k === 'champion' || !v || typeof v !== 'object') continue;
-    if (v.candidate && v.champion) out.push([k, v]);
-    else for (const [k2, v2] of Object.entries(v)) if (v2 && typeof v2 === 'object' && /** @type {any} */ (v2).candidate && /** @type {any} */ (v2).champion) out.push([`${k} ${k2}`, v2]);
-  }
-  return out;
+const STRATEGY_NAMES = { vector: 'vector', hybrid: 'hybrid (fitted fusion)', hybridRrf: 'hybrid (RRF)', keyword: 'keyword (BM25)' };
+
+/**
+ * One eval report: what the gate compared (the best strategy with the candidate against the best without
+ * it, when the report has strategies; else vector against vector), then every strategy before vs after.
+ */
+function gateReport(/** @type {any} */ e) {
+  const m = e.metrics ?? {};
+  const st = m.strategies && typeof m.strategies === 'object' ? m.strategies : null;
+  const d = e.decision ?? {};
+  const candMode = st?.candidate?.chosen?.mode;
+  const champMode = st?.champion?.chosen?.mode;
+  const gateBefore = d.champion && typeof d.champion === 'object' ? d.champion : m.champion;
+  const gateAfter = d.candidate && typeof d.candidate === 'object' ? d.candidate : m.candidate;
+  const before = `before: ${e.championVersion}${champMode ? ` (${champMode})` : ''}`;
+  const after = `after: candidate${candMode ? ` (${candMode})` : ''}`;
+  const modes = st ? Object.keys(STRATEGY_NAMES).filter((k) => st.candidate?.[k] && st.champion?.[k]) : [];
+  return h('section', { class: 'card gate', 'data-report': e.id },
+    h('h3', null, badge(e.passed ? 'pass' : 'fail'), ` vs ${e.championVersion} · ${fmtTime(e.createdAt)}`, e.jobId ? [' · job ', link(`#/jobs/${e.jobId}`, shortId(e.jobId))] : ''),
+    h('p', { class: 'muted small' }, `${m.queries ?? '?'} held-out queries over ${fmtInt(m.corpusChunks)} chunks${st?.evidence ? ` (${st.evidence})` : ''}. `, (d.reasons ?? []).join(' ')),
+    h('div', { class: 'grid-2' }, h('div', { class: 'gate-main' }, h('h3', null, 'What the gate compared'), gateChart(gateBefore, gateAfter, before, after)),
+      h('div', null, h('h3', null, 'Numbers'), gateTable(gateBefore, gateAfter))),
+    modes.length ? [h('h3', null, 'Per strategy, before vs after'),
+      h('div', { class: 'grid strategies' }, modes.map((k) => h('div', { 'data-strategy': k },
+        h('h3', null, /** @type {any} */ (STRATEGY_NAMES)[k], k === candMode ? ' ' : '', k === candMode ? badge('chosen', 'pass') : ''),
+        gateChart(st.champion[k], st.candidate[k], 'before', 'after', 'small'))))] : '');
 }
 
 async function modelPage(/** @type {string} */ version) {
@@ -591,7 +608,7 @@ async function modelPage(/** @type {string} */ version) {
   if (!m) throw new ApiError(404, 'model_not_found', `no model version "${version}"`);
   const out = h('div', { id: 'rollback-result' });
   const canRoll = !m.champion && m.status !== 'rejected' && m.status !== 'candidate';
-  const rollback = adminButton(m.champion ? 'Serving now' : `Roll back to ${version}`, async () => {
+  const rollback = m.champion ? h('button', { type: 'button', id: 'rollback', class: 'secondary', disabled: true }, 'Serving now') : adminButton(`Roll back to ${version}`, async () => {
     if (!window.confirm(`Switch serving to ${version}? In-flight searches finish on the current pair.`)) return;
     out.replaceChildren(h('p', { class: 'muted' }, 'Switching…'));
     try {
@@ -600,9 +617,9 @@ async function modelPage(/** @type {string} */ version) {
       setTimeout(() => { if (parseHash().arg === version) void route(); }, 800);
     } catch (err) { out.replaceChildren(errorBox(err)); }
   }, { id: 'rollback', class: 'danger' });
-  if (S.role === 'admin' && (m.champion || !canRoll)) {
-    // A version the API would refuse (serving already, rejected, never promoted) keeps the button, but says why.
-    /** @type {HTMLButtonElement} */ (rollback).title = m.champion ? 'this version is serving' : `a ${m.status} model was never served; the API answers model_unavailable`;
+  if (S.role === 'admin' && !m.champion && !canRoll) {
+    // A version the API would refuse (rejected, never promoted) keeps the button, but says why.
+    /** @type {HTMLButtonElement} */ (rollback).title = `a ${m.status} model was never served; the API answers model_unavailable`;
   }
   const card = m.card ?? {};
   const reports = m.evalReports ?? [];
@@ -619,12 +636,7 @@ async function modelPage(/** @type {string} */ version) {
         rollback, out)),
     h('h2', null, 'Gate reports'),
     reports.length === 0 ? h('p', { class: 'muted card' }, 'No gate report: this model was not a candidate of a retrain job.') : '',
-    ...reports.map((/** @type {any} */ e) => h('section', { class: 'card gate', 'data-report': e.id },
-      h('h3', null, badge(e.passed ? 'pass' : 'fail'), ` vs ${e.championVersion} · ${fmtTime(e.createdAt)}`, e.jobId ? [' · job ', link(`#/jobs/${e.jobId}`, shortId(e.jobId))] : ''),
-      h('p', { class: 'muted small' }, `${e.metrics?.queries ?? '?'} held-out queries over ${fmtInt(e.metrics?.corpusChunks)} chunks. `,
-        (e.decision?.reasons ?? []).join(' ')),
-      h('div', { class: 'grid-2' }, gateChart(e), gateTable(e)),
-      extraGatePairs(e.metrics).map(([name, pair]) => h('div', null, h('h3', null, name), gateChart({ ...e, metrics: pair })))))];
+    ...reports.map(gateReport)];
 }
 
 // ----------------------------------------------------------------------------------------- jobs
