@@ -321,6 +321,23 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     await ui.shot(page, '03-collection', true);
   }, 120_000);
 
+  it('an admin starts a retrain from the collection page; a trainer that fails shows why', async () => {
+    // The stand-in trainer copies the artifact named in this file: a missing one makes it exit non-zero.
+    writeFileSync(join(dir, 'trainer-fixture'), join(dir, 'no-such-artifact'));
+    await go(page, '#/collections/go');
+    await page.click('#retrain');
+    await page.waitForSelector('#job-state');
+    expect(page.url()).toMatch(/#\/jobs\/[0-9a-f-]{36}$/);
+    await page.waitForSelector('#job-error', { timeout: 120_000 });
+    const job = (await http('GET', `/jobs/${page.url().split('/').pop()}`)).body;
+    expect(job.state).toBe('failed');
+    expect(job.trigger).toBe('manual');
+    expect(await text(page, '#job-error')).toContain(job.error.split('\n')[0]);
+    expect(await text(page, '#job-error')).toContain('no-such-artifact');
+    expect(await page.$eval('#job-state', (e) => e.getAttribute('data-state'))).toBe('failed');
+    await ui.shot(page, '17-job-failed', true);
+  }, 150_000);
+
   it('a read key sees everything but every admin button disabled; the API refuses those actions anyway', async () => {
     const p = await ui.newPage();
     await signIn(p, readKey);
@@ -354,7 +371,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(await text(p, '#retrain-result .error')).toContain(api.body.error.message);
     expect((await http('POST', `/models/${baseVersion}/rollback`, undefined, readKey)).status).toBe(403);
     expect((await http('POST', '/collections', { name: 'nope' }, readKey)).status).toBe(403);
-    expect((await http('GET', '/jobs?collection=go')).body.jobs).toHaveLength(1);
+    expect((await http('GET', '/jobs?collection=go')).body.jobs).toHaveLength(2);
     await p.close();
   }, 60_000);
 

@@ -277,7 +277,7 @@ async function signinPage(/** @type {string | undefined} */ _arg, /** @type {URL
   h('h2', null, 'Sign in'),
   h('div', { class: 'row' }, h('label', { class: 'grow' }, 'API key', input), h('button', { type: 'submit', id: 'signin-submit' }, 'Sign in')),
   h('p', { id: 'key-help', class: 'muted small' },
-    'The key stays in this tab (sessionStorage) and is sent as Authorization: Bearer. Read keys see everything and may search and send feedback; admin keys may also create collections, ingest, retrain and roll back. The first start writes an admin key to data/admin.key; `npx retrieval keys create --role read` makes a read key.'),
+    'The key stays in this tab (sessionStorage) and is sent as Authorization: Bearer. Read keys see everything and may search and send feedback; admin keys may also create collections, ingest, retrain and roll back. The first start writes an admin key to data/admin.key; "npx retrieval keys create --role read" makes a read key.'),
   out);
   return [h('h1', null, 'Console'), form];
 }
@@ -720,7 +720,7 @@ async function jobPage(/** @type {string} */ id) {
     const idx = JOB_STATES.indexOf(j.state);
     timeline.replaceChildren(h('h2', null, 'Timeline'),
       h('ol', { class: 'timeline', id: 'states' }, [...JOB_STATES, terminal ? j.state : 'done'].map((s, i) => h('li', {
-        class: s === j.state ? 'current' : (t[s] !== undefined || (idx >= 0 && i < idx)) ? 'past' : '', 'data-state': s,
+        class: s === j.state ? 'current' : (t[s] !== undefined || (idx >= 0 && i < idx)) ? 'past' : terminal ? 'skipped' : '', 'data-state': s,
         'aria-current': s === j.state ? 'step' : undefined,
       }, s, t[s] !== undefined ? ` · ${fmtSecs(t[s])}` : s === j.state && !terminal ? ' · now' : ''))),
       t.total !== undefined ? h('p', { class: 'muted small' }, `total ${fmtSecs(t.total)}`) : '');
