@@ -1,16 +1,18 @@
 """Training-bundle validation (plain Python: runs before torch is imported, so bad input fails fast).
 
 Bundle layout (DESIGN.md "Training bundle"):
-  pairs.jsonl   {"anchor": str, "positive": str[, "negative": str]}   one per line
+  pairs.jsonl   {"anchor": str, "positive": str[, "negative": str][, "positive_id": corpus id]}   one per line;
+                may be empty when job.json corpus_pairs makes pairs from the corpus (cold start)
   eval.jsonl    {"query": str, "relevant": [corpus ids][, "id": str]}
   corpus.jsonl  {"id": str, "text": str[, "group": str]}   group: parent document (optional)
+  embed.jsonl   optional {"id": str, "text": str}: what job.json embed_corpus embeds instead of corpus.jsonl
   base/         model artifact: PyTorch weights in base/pytorch/ (sentence-transformers dir) or
                 an ST/HF model directly in base/; or job.json "base_model": a path or hub id
   job.json      {"loss": "mnrl"|"cached_mnrl", "batch_size", "epochs", "lr", "seed", "max_seq_length",
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
                  "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
-                 "soup_concurrency"?, "soup_stall_seconds"?}
+                 "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?}
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .corpus_pairs import normalize_spec, resolve_spec
+from .corpus_pairs import build_corpus_pairs, normalize_spec, resolve_spec
 from .data import BundleError, read_jsonl
+from .embed_corpus import normalize_spec as normalize_embed_spec
+from .sweep import normalize_sweep
 
 JOB_DEFAULTS: dict[str, Any] = {
     "loss": "mnrl",
@@ -42,6 +46,8 @@ JOB_DEFAULTS: dict[str, Any] = {
     "soup": 1,
     "soup_concurrency": 0,
     "soup_stall_seconds": 0,  # > 0: fail a side-by-side soup when no member sends anything for this long; 0: off
+    "sweep": False,  # lr x epochs members picked on a validation split of the training data (sweep.py)
+    "embed_corpus": False,  # write OUT/embeddings/ (embed_corpus.py)
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -60,6 +66,10 @@ class Bundle:
     corpus: list[dict]
     base_path: str
     files: list[str] = field(default_factory=list)
+    # pairs.jsonl positive_id per row (None: absent, or not a corpus id); not given to the model
+    positive_ids: list = field(default_factory=list)
+    embed: list[dict] | None = None  # embed.jsonl rows, when the bundle has one
+    info: dict = field(default_factory=dict)  # counts for the validate event and the report
 
 
 def _num(job: dict, key: str, typ, minimum, strict: bool = True):
@@ -112,6 +122,11 @@ def load_job(path: str) -> dict:
         raise BundleError(f"job.json: 'soup' must be <= {MAX_SOUP}")
     job["soup_concurrency"] = _num(job, "soup_concurrency", int, 0, strict=False)
     job["soup_stall_seconds"] = _num(job, "soup_stall_seconds", float, 0, strict=False)
+    job["sweep"] = normalize_sweep(job["sweep"])
+    if job["sweep"] is not None and job["soup"] > 1:
+        # the sweep's greedy soup already averages members; seeds x sweep points would multiply the cost
+        raise BundleError("job.json: 'sweep' and 'soup' > 1 are alternatives (select: 'greedy_soup' is the sweep's soup)")
+    job["embed_corpus"] = normalize_embed_spec(job["embed_corpus"])
     _loss_shape(job)
     return job
 
@@ -182,10 +197,15 @@ def load_bundle(path: str) -> Bundle:
     job = load_job(path)
     pp = _jsonl(path, "pairs.jsonl")
     anchors, positives, negatives = [], [], []
+    positive_ids: list = []
     has_neg = None
     for line, o in read_jsonl(pp):
         anchors.append(_str_field(o, "anchor", "pairs.jsonl", line))
         positives.append(_str_field(o, "positive", "pairs.jsonl", line))
+        pid = o.get("positive_id")
+        if pid is not None and (not isinstance(pid, (str, int)) or isinstance(pid, bool) or str(pid) == ""):
+            raise BundleError(f"pairs.jsonl:{line}: 'positive_id' must be a non-empty string")
+        positive_ids.append(None if pid is None else str(pid))
         n = "negative" in o and o["negative"] is not None
         if has_neg is None:
             has_neg = n
@@ -193,8 +213,6 @@ def load_bundle(path: str) -> Bundle:
             raise BundleError(f"pairs.jsonl:{line}: 'negative' must be on every line or on none")
         if n:
             negatives.append(_str_field(o, "negative", "pairs.jsonl", line))
-    if not anchors:
-        raise BundleError("pairs.jsonl is empty")
     cp = _jsonl(path, "corpus.jsonl")
     corpus, ids = [], set()
     for line, o in read_jsonl(cp):
@@ -216,6 +234,21 @@ def load_bundle(path: str) -> Bundle:
         raise BundleError("corpus.jsonl is empty")
     if job["corpus_pairs"] is not None:
         job["corpus_pairs"] = resolve_spec(job["corpus_pairs"], any("group" in c for c in corpus))
+    info: dict = {}
+    if not anchors:
+        # cold start: no labelled pairs yet, the corpus alone is the training data
+        if job["corpus_pairs"] is None:
+            raise BundleError("pairs.jsonl is empty and job.json corpus_pairs is off: nothing to train on")
+        n_cp = build_corpus_pairs(corpus, job["corpus_pairs"], job["seed"])[2]["rows"]
+        if n_cp == 0:
+            raise BundleError("pairs.jsonl is empty and corpus_pairs makes no pairs from corpus.jsonl "
+                              "(no passage of two sentences, nor a group of two passages): nothing to train on")
+        info["cold_start_corpus_pairs"] = n_cp
+    # an unknown positive_id is not an error: the server's corpus may have moved on since the pair was logged
+    unknown = sum(1 for p in positive_ids if p is not None and p not in ids)
+    positive_ids = [p if p is not None and p in ids else None for p in positive_ids]
+    info["positive_ids"] = sum(1 for p in positive_ids if p is not None)
+    info["unknown_positive_ids"] = unknown
     ep = _jsonl(path, "eval.jsonl")
     queries = []
     for line, o in read_jsonl(ep):
@@ -233,6 +266,40 @@ def load_bundle(path: str) -> Bundle:
         raise BundleError("eval.jsonl is empty")
     if len({q["id"] for q in queries}) != len(queries):
         raise BundleError("eval.jsonl: duplicate query ids")
+    if job["sweep"] is not None:
+        # where the sweep's validation queries come from, and whether there are any: known before torch is loaded
+        from .sweep import plan_validation
+
+        cpspec = job["corpus_pairs"]
+        plan = plan_validation(anchors, positive_ids, corpus, job["sweep"], job["seed"],
+                               min_words=cpspec["min_words"] if cpspec else 4)
+        info["sweep_validation"] = {"source": plan["source"], "queries": len(plan["queries"]),
+                                    "eligible": plan["eligible"]}
+    embed = _embed_rows(path)
+    if embed is not None:
+        info["embed_rows"] = len(embed)
     base = resolve_base(path, job)
     return Bundle(path, job, anchors, positives, negatives if has_neg else None, queries, corpus, base,
-                  files=[pp, ep, cp, os.path.join(path, "job.json")])
+                  files=[pp, ep, cp, os.path.join(path, "job.json")], positive_ids=positive_ids, embed=embed,
+                  info=info)
+
+
+def _embed_rows(path: str) -> list[dict] | None:
+    """Optional embed.jsonl {"id", "text"}: the texts job.json embed_corpus embeds instead of corpus.jsonl (e.g. the
+    server's chunks of its documents)."""
+    p = os.path.join(path, "embed.jsonl")
+    if not os.path.isfile(p):
+        return None
+    rows, seen = [], set()
+    for line, o in read_jsonl(p):
+        eid = o.get("id")
+        if not isinstance(eid, (str, int)) or isinstance(eid, bool) or str(eid) == "":
+            raise BundleError(f"embed.jsonl:{line}: 'id' must be a non-empty string")
+        eid = str(eid)
+        if eid in seen:
+            raise BundleError(f"embed.jsonl:{line}: duplicate id {eid!r}")
+        seen.add(eid)
+        rows.append({"id": eid, "text": _str_field(o, "text", "embed.jsonl", line)})
+    if not rows:
+        raise BundleError("embed.jsonl is empty (leave it out to embed corpus.jsonl)")
+    return rows

@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         b = load_bundle(a.bundle)
     except BundleError as e:
         return fail(2, str(e))
+    if b.info.get("unknown_positive_ids"):
+        warn(f"pairs.jsonl: {b.info['unknown_positive_ids']} positive_id(s) not in corpus.jsonl; ignored")
     if a.cmd == "validate":
         emit(event="valid", pairs=len(b.anchors), queries=len(b.queries), corpus=len(b.corpus), base=b.base_path,
-             job=b.job)
+             job=b.job, **b.info)
         return 0
     out = os.path.abspath(a.out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):

@@ -74,7 +74,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[list[dict], list[str | None], dict]:
-    """-> (rows [{"anchor","positive"}], the group of each row (None if the passage has none), stats).
+    """-> (rows [{"anchor", "positive", "src", "dst"}], the group of each row (None if the passage has none), stats).
+    src/dst: corpus indices of the passages the anchor and the positive come from (a sweep's validation split
+    drops the pairs of its held-out passages).
 
     corpus: [{"id", "text"[, "group"]}]; spec: resolve_spec() output. Deterministic for a given seed.
     """
@@ -92,7 +94,7 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
         if spec["group"] and g is not None:
             others = [j for j in members[g] if j != i and corpus[j]["text"] != text]
             for j in rng.sample(others, min(spec["group"], len(others))):
-                rows.append({"anchor": text, "positive": corpus[j]["text"]})
+                rows.append({"anchor": text, "positive": corpus[j]["text"], "src": i, "dst": j})
                 groups.append(g)
                 n_group += 1
         if spec["group_span"] and g is not None:
@@ -100,7 +102,8 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
             cand = [s for s in split_sentences(text) if len(s.split()) >= spec["min_words"]]
             if others and cand:
                 for _ in range(spec["group_span"]):
-                    rows.append({"anchor": rng.choice(cand), "positive": corpus[rng.choice(others)]["text"]})
+                    anchor, j = rng.choice(cand), rng.choice(others)
+                    rows.append({"anchor": anchor, "positive": corpus[j]["text"], "src": i, "dst": j})
                     groups.append(g)
                     n_span += 1
         if spec["ict"]:
@@ -112,7 +115,7 @@ def build_corpus_pairs(corpus: Sequence[dict], spec: dict, seed: int) -> tuple[l
                 keep = rng.random() < spec["ict_keep"]
                 pos = text if keep else " ".join(s for m, s in enumerate(sents) if m != k)
                 if pos.strip() and pos != sents[k]:
-                    rows.append({"anchor": sents[k], "positive": pos})
+                    rows.append({"anchor": sents[k], "positive": pos, "src": i, "dst": i})
                     groups.append(g)
                     n_ict += 1
     if spec["max_pairs"] and len(rows) > spec["max_pairs"]:

@@ -100,13 +100,18 @@ def make_loss(model, job: dict):
 
 
 def make_evaluator(b: Bundle, name: str = "eval"):
+    return make_ir_evaluator(b.queries, b.corpus, name)
+
+
+def make_ir_evaluator(queries: list[dict], corpus: list[dict], name: str):
+    """queries [{"id", "query", "relevant"}] against corpus [{"id", "text"}]."""
     from sentence_transformers import util
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     return InformationRetrievalEvaluator(
-        queries={q["id"]: q["query"] for q in b.queries},
-        corpus={c["id"]: c["text"] for c in b.corpus},
-        relevant_docs={q["id"]: set(q["relevant"]) for q in b.queries},
+        queries={q["id"]: q["query"] for q in queries},
+        corpus={c["id"]: c["text"] for c in corpus},
+        relevant_docs={q["id"]: set(q["relevant"]) for q in queries},
         name=name, accuracy_at_k=[1, 3, 5, 10], precision_recall_at_k=[1, 3, 5, 10], mrr_at_k=[10],
         ndcg_at_k=[10], map_at_k=[100], show_progress_bar=False, batch_size=256,
         score_functions={"cosine": util.cos_sim})
@@ -139,10 +144,17 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     cols: dict[str, list[str]] = {"anchor": b.anchors, "positive": b.positives}
     if b.negatives is not None:
         cols["negative"] = b.negatives
+    sweep_plan = sweep_rows = None
+    if job["sweep"] is not None:
+        # the validation queries leave the training data before anything (mining included) sees it
+        sweep_plan, sweep_rows = prepare_sweep(b, job, emit, warn)
+        cols = {k: [v[i] for i in sweep_plan["train_rows"]] for k, v in cols.items()}
     ds = Dataset.from_dict(cols)
     mined = None
     has_groups = any("group" in c for c in b.corpus)
-    if job["hard_negatives"] is not None and b.negatives is None:
+    if job["hard_negatives"] is not None and b.negatives is None and len(ds) == 0:
+        warn("hard_negatives: no labelled pairs to mine negatives for (corpus pairs only); skipped")
+    elif job["hard_negatives"] is not None and b.negatives is None:
         from sentence_transformers.util import mine_hard_negatives
 
         hn = job["hard_negatives"]
@@ -179,7 +191,11 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     concurrency = soup_concurrency(job, device)
     curve: list[dict] = []
     tracker = _SoupProgress(members, emit, curve)
-    if members == 1:
+    sweep_report = None
+    if sweep_plan is not None:
+        res, sweep_report = run_sweep(b, job, model, ds, sweep_plan, sweep_rows, device, out, curve, emit)
+        member_reports = []
+    elif members == 1:
         res = fit_member(b, job, model, ds, job["seed"], device, evaluator, work_dir=out + ".work",
                          on_log=lambda rec: tracker.log(0, rec), on_epoch=lambda rec: tracker.epoch(0, rec),
                          on_pairs=lambda st: emit(event="corpus_pairs", **st))
@@ -239,9 +255,13 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         with open(os.path.join(tmp, "model_card.json")) as f:
             card = json.load(f)
         card["eval"]["int8"] = int8
+        embeddings = None
+        if job["embed_corpus"] is not None:
+            embeddings = _embed(b, job, model, device, os.path.join(tmp, "embeddings"), emit)
+            card["files"]["embeddings"] = "embeddings/"
         with open(os.path.join(tmp, "model_card.json"), "w") as f:
             json.dump(card, f, indent=2)
-        n_samples = n_rows * job["epochs"] * members
+        n_samples = res["samples"] if sweep_report is not None else n_rows * job["epochs"] * members
         report: dict[str, Any] = {
             "version": card["version"], "parent_version": parent,
             "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
@@ -255,6 +275,8 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
                             "hardness": job["hardness"]},
             "soup": {"members": member_reports, "averaging": "uniform", "concurrency": min(concurrency, members) if mined is None else 1}
             if members > 1 else None,
+            "sweep": sweep_report, "positive_ids": b.info.get("positive_ids", 0),
+            "unknown_positive_ids": b.info.get("unknown_positive_ids", 0), "embeddings": embeddings,
             "loss_curve": curve, "eval_before": before, "eval_after": after,
             "eval_delta": {k: after[k] - before[k] for k in after},
             "onnx_parity_max_abs_diff": info["onnx_parity_max_abs_diff"], "onnx_parity_n": info["onnx_parity_n"],
@@ -275,6 +297,29 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
          train_seconds=report["train_seconds"], samples_per_second=report["samples_per_second"],
          ndcg10_before=before["ndcg@10"], ndcg10_after=after["ndcg@10"])
     return report
+
+
+def _embed(b: Bundle, job: dict, model, device: str, out_dir: str, emit: Callable[..., None]) -> dict:
+    """OUT/embeddings/ from the final model (embed_corpus.py): embed.jsonl's rows when the bundle has them, else
+    corpus.jsonl's."""
+    from .embed_corpus import embed_rows
+
+    rows, source = (b.embed, "embed.jsonl") if b.embed is not None else (b.corpus, "corpus.jsonl")
+    emit(event="embed", step="start", rows=len(rows), source=source)
+    model.to(device)  # write_artifact left it on the CPU
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or time.time() - last[0] > 10:
+            last[0] = time.time()
+            emit(event="embed", step="progress", done=done, total=total)
+
+    m = embed_rows(model, [r["id"] for r in rows], [r["text"] for r in rows], out_dir, device, job["embed_corpus"],
+                   source=source, progress=progress)
+    emit(event="embed", step="done", **{k: m[k] for k in ("count", "dim", "seconds", "device", "dtype_compute")},
+         fp32_max_abs_diff=(m["fp32_check"] or {}).get("max_abs_diff"))
+    model.to("cpu")
+    return m
 
 
 def soup_concurrency(job: dict, device: str) -> int:
@@ -316,8 +361,9 @@ class _SoupProgress:
 
 def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluator, work_dir: str,
                on_log: Callable[[dict], None], on_epoch: Callable[[dict], None],
-               on_pairs: Callable[[dict], None]) -> dict:
-    """Train `model` in place on the pairs (+ the corpus pairs drawn with `seed`)."""
+               on_pairs: Callable[[dict], None], corpus_rows: tuple | None = None) -> dict:
+    """Train `model` in place on the pairs (+ the corpus pairs drawn with `seed`, or `corpus_rows` = (rows,
+    row_groups, stats) made by the caller). `evaluator` (None: none) scores each epoch when epochs > 1."""
     import torch
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -329,17 +375,22 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
     rows: list[dict] = []
     row_groups: list = []
     cp_stats = None
-    if job["corpus_pairs"] is not None:
+    if corpus_rows is not None:
+        rows, row_groups, cp_stats = corpus_rows
+    elif job["corpus_pairs"] is not None:
         from .corpus_pairs import build_corpus_pairs
 
         t = time.time()
         rows, row_groups, cp_stats = build_corpus_pairs(b.corpus, job["corpus_pairs"], seed)
         cp_stats["secs"] = round(time.time() - t, 2)
         on_pairs(cp_stats)
-        if rows:
-            cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
-            train_ds = DatasetDict({"pairs": ds, "corpus": cds})
-            n_rows += len(cds)
+    if rows:
+        cds = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
+        # cold start (no labelled pairs): the corpus pairs alone; an empty dataset in a DatasetDict breaks batching
+        train_ds = DatasetDict({"pairs": ds, "corpus": cds}) if len(ds) else cds
+        n_rows += len(cds)
+    if n_rows == 0:
+        raise BundleError("no training rows: pairs.jsonl is empty and corpus_pairs made no pairs")
     batch_sampler: Any = BatchSamplers.NO_DUPLICATES
     if any("group" in c for c in b.corpus):
         batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
@@ -348,7 +399,7 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
         output_dir=work_dir, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
         learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
         seed=seed, data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
-        eval_strategy="epoch" if job["epochs"] > 1 else "no", logging_steps=max(1, total_est // 50),
+        eval_strategy="epoch" if job["epochs"] > 1 and evaluator is not None else "no", logging_steps=max(1, total_est // 50),
         report_to="none", disable_tqdm=True, dataloader_drop_last=False, use_cpu=device == "cpu",
         dataloader_num_workers=job["dataloader_workers"], dataloader_persistent_workers=job["dataloader_workers"] > 0)
 
@@ -405,10 +456,12 @@ def _soup_sequential(b: Bundle, job: dict, model, ds, device: str, evaluator, me
     return reports
 
 
-def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q, threads: int = 0) -> None:
+def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q, threads: int = 0,
+                 spec: dict | None = None) -> None:
     """Entry point of a soup member trained in its own (spawned) process; talks to the parent through `q`.
     `threads` > 0: torch's intra-op thread count for this member (CPU members: the parent's share, see
-    _soup_parallel)."""
+    _soup_parallel). `spec`: a sweep member ({"lr", "epochs", "data": the parent's training rows and validation
+    queries as JSON}); it is scored on the validation queries only, never on eval.jsonl."""
     # the parent owns the JSON-lines stdout: this process writes nothing there, not even from native code
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -432,6 +485,9 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
         job = b.job
         set_seed(seed)
         model = load_model(b.base_path, device, job["max_seq_length"])
+        if spec is not None:
+            _sweep_member(b, member, seed, device, state_path, q, spec, model)
+            return
         evaluator = make_evaluator(b)
         ds = Dataset.from_dict({"anchor": b.anchors, "positive": b.positives, **({"negative": b.negatives} if b.negatives else {})})
         res = fit_member(b, job, model, ds, seed, device, evaluator, work_dir=f"{state_path}.work",
@@ -447,11 +503,15 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
 
 
 def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency: int, out: str,
-                   tracker: _SoupProgress, emit: Callable[..., None]) -> list[dict]:
+                   tracker: _SoupProgress, emit: Callable[..., None], *, specs: list[dict] | None = None,
+                   scratch: str | None = None, on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Train the members `concurrency` at a time, each in its own spawned process. The job fails (RuntimeError
     naming the member and its seed) when a member reports an error, when a member's process ends without having
     reported its result (whatever its exit code), or, with job `soup_stall_seconds` > 0, when no running member
-    has sent anything for that long (their Python stacks are dumped to stderr first)."""
+    has sent anything for that long (their Python stacks are dumped to stderr first).
+
+    Sweep members: `specs[m]` goes to member m (all of them train with the job's seed); their weights stay in
+    the caller's `scratch` directory (result "state" = the file), and `on_done` reports each result."""
     import queue as queue_mod
     import signal
     import tempfile
@@ -461,7 +521,7 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
 
     ctx = mp.get_context("spawn")  # CUDA is already initialized here: fork would break it
     q = ctx.Queue()
-    tmp = tempfile.mkdtemp(prefix=".soup-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+    tmp = scratch or tempfile.mkdtemp(prefix=".soup-", dir=os.path.dirname(os.path.abspath(out)) or ".")
     # CPU members share this machine's cores. Each would otherwise start torch's default intra-op pool (a thread per
     # core), and `concurrency` such OpenMP teams, whose threads spin-wait at every barrier, oversubscribe the CPU:
     # on a 2-core box each member of the tests' 2-member soup trained 10-70x slower than one member alone
@@ -478,7 +538,12 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
     pending = list(range(members))
 
     def seed(m: int) -> int:
-        return job["seed"] + m
+        return job["seed"] if specs is not None else job["seed"] + m
+
+    def name(m: int) -> str:
+        if specs is not None:
+            return f"sweep member {m} (lr {specs[m]['lr']:g}, epochs {specs[m]['epochs']:g})"
+        return f"soup member {m} (seed {seed(m)})"
 
     def running() -> list[int]:
         return [m for m in procs if m not in done]
@@ -491,7 +556,11 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
         elif kind == "pairs":
             emit(event="corpus_pairs", member=m, **payload)
         elif kind == "error":
-            raise RuntimeError(f"soup member {m} (seed {seed(m)}) failed: {payload}")
+            raise RuntimeError(f"{name(m)} failed: {payload}")
+        elif kind == "done" and specs is not None:
+            done[m] = payload
+            if on_done is not None:
+                on_done(payload)
         elif kind == "done":
             payload["state"] = torch.load(payload["state"], map_location="cpu")
             done[m] = payload
@@ -505,7 +574,8 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
             while pending and len(running()) < concurrency:
                 m = pending.pop(0)
                 p = ctx.Process(target=_member_main, args=(os.path.abspath(b.path), m, seed(m), device,
-                                                          os.path.join(tmp, f"member{m}.pt"), q, threads))
+                                                          os.path.join(tmp, f"member{m}.pt"), q, threads),
+                                kwargs={} if specs is None else {"spec": specs[m]})
                 p.start()
                 procs[m] = p
                 last_msg = time.time()
@@ -525,7 +595,7 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
                         break
                 for m in exited:
                     if m not in done:
-                        raise RuntimeError(f"soup member {m} (seed {seed(m)}) exited with code {procs[m].exitcode} "
+                        raise RuntimeError(f"{name(m)} exited with code {procs[m].exitcode} "
                                            "without reporting its result")
             if stall > 0 and time.time() - last_msg > stall:
                 stuck = running()
@@ -535,8 +605,9 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
                     except OSError:
                         pass
                     time.sleep(0.5)
-                names = ", ".join(f"{m} (seed {seed(m)})" for m in stuck)
-                raise RuntimeError(f"soup member{'s' if len(stuck) > 1 else ''} {names} sent nothing for {stall:g} s "
+                names = ", ".join(name(m).split(" ", 2)[2] for m in stuck)
+                kind_ = "sweep" if specs is not None else "soup"
+                raise RuntimeError(f"{kind_} member{'s' if len(stuck) > 1 else ''} {names} sent nothing for {stall:g} s "
                                    "(job soup_stall_seconds); their Python stacks are on stderr above")
         return [done[m] for m in range(members)]
     finally:
@@ -548,7 +619,183 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
             if p.is_alive():  # a member that ignores SIGTERM would keep the trainer's stderr open after it exits
                 p.kill()
                 p.join(timeout=5)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep_member(b: Bundle, member: int, seed: int, device: str, state_path: str, q, spec: dict, model) -> None:
+    """One sweep point in a spawned process: the parent's training rows (labelled pairs after the validation split,
+    mined negatives, corpus pairs) from spec["data"], the point's lr and epochs; scored on the validation queries."""
+    from datasets import Dataset
+
+    with open(spec["data"], encoding="utf-8") as f:
+        data = json.load(f)
+    job = {**b.job, "lr": spec["lr"], "epochs": spec["epochs"]}
+    ds = Dataset.from_dict(data["pairs"])
+    res = fit_member(b, job, model, ds, seed, device, None, work_dir=f"{state_path}.work",
+                     on_log=lambda rec: q.put(("log", member, rec)), on_epoch=lambda rec: q.put(("epoch", member, rec)),
+                     on_pairs=lambda st: None, corpus_rows=(data["corpus_rows"], data["row_groups"], data["cp_stats"]))
+    model.eval()
+    val = nested_flat(make_ir_evaluator(data["val"], b.corpus, "val").compute_all_metrics(model))
+    import torch
+
+    torch.save({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, state_path)
+    q.put(("done", member, _sweep_result(member, spec, seed, res, val, state_path)))
+
+
+def _sweep_result(member: int, spec: dict, seed: int, res: dict, val: dict, state_path: str) -> dict:
+    return {"member": member, "lr": spec["lr"], "epochs": spec["epochs"], "seed": seed, "steps": res["steps"],
+            "train_seconds": res["train_seconds"], "n_rows": res["n_rows"], "cp_stats": res["cp_stats"],
+            "trainer_metrics": res["trainer_metrics"], "val": val, "state": state_path}
+
+
+def sweep_concurrency(job: dict, device: str, members: int) -> int:
+    """Sweep members training at once: all of them (at most 8) on a GPU, as for a soup; one at a time on a CPU.
+    job soup_concurrency > 0 overrides."""
+    from .bundle import MAX_SOUP
+
+    c = int(job.get("soup_concurrency") or 0)
+    if c <= 0:
+        c = min(members, MAX_SOUP) if device == "cuda" else 1
+    return max(1, min(c, members))
+
+
+def prepare_sweep(b: Bundle, job: dict, emit: Callable[..., None], warn: Callable[[str], None]) -> tuple[dict, tuple]:
+    """The validation split of a sweep and the corpus pairs it leaves for training (built once, with the job's seed,
+    for every member). -> (plan from sweep.plan_validation + "excluded_corpus_pairs", (rows, row_groups, stats))."""
+    from .corpus_pairs import build_corpus_pairs
+    from .sweep import exclude_corpus_rows, plan_validation
+
+    spec = job["sweep"]
+    cp = job["corpus_pairs"]
+    plan = plan_validation(b.anchors, b.positive_ids or [None] * len(b.anchors), b.corpus, spec, job["seed"],
+                           min_words=cp["min_words"] if cp else 4)
+    rows: list[dict] = []
+    groups: list = []
+    stats = None
+    if cp is not None:
+        t = time.time()
+        rows, groups, stats = build_corpus_pairs(b.corpus, cp, job["seed"])
+        stats["secs"] = round(time.time() - t, 2)
+        keep = exclude_corpus_rows(rows, plan["val_passages"])
+        plan["excluded_corpus_pairs"] = len(rows) - len(keep)
+        rows, groups = [rows[k] for k in keep], [groups[k] for k in keep]
+        stats["rows_after_validation_split"] = len(rows)
+        emit(event="corpus_pairs", **stats)
+    else:
+        plan["excluded_corpus_pairs"] = 0
+    if len(plan["queries"]) < 30:
+        warn(f"sweep: only {len(plan['queries'])} validation queries ({plan['source']}): the choice between members is noisy")
+    # the sources of the rows are no training input: keep the data handed to the members plain
+    rows = [{"anchor": r["anchor"], "positive": r["positive"]} for r in rows]
+    return plan, (rows, groups, stats)
+
+
+def run_sweep(b: Bundle, job: dict, model, ds, plan: dict, corpus_rows: tuple, device: str, out: str,
+              curve: list[dict], emit: Callable[..., None]) -> tuple[dict, dict]:
+    """Train every sweep point (lr x epochs) on the same training rows and seed, score each on the validation
+    queries, and load the selection (greedy soup or best member) into `model`. -> (training totals, report)."""
+    import itertools
+    import tempfile
+
+    import torch
+
+    from .sweep import auto_epochs, greedy_soup
+
+    spec = job["sweep"]
+    n_train = len(ds) + len(corpus_rows[0])
+    if n_train == 0:
+        raise BundleError("sweep: no training rows left after the validation split")
+    epochs = auto_epochs(n_train) if spec["epochs"] == "auto" else list(spec["epochs"])
+    points = [{"lr": lr, "epochs": ep} for lr, ep in itertools.product(spec["lr"], epochs)]
+    conc = sweep_concurrency(job, device, len(points))
+    validation = {"source": plan["source"], "queries": len(plan["queries"]), "eligible": plan["eligible"],
+                  "held_out_pair_rows": plan["held_out_rows"], "held_out_passages": len(plan["val_passages"]),
+                  "excluded_corpus_pairs": plan["excluded_corpus_pairs"], "corpus": len(b.corpus)}
+    emit(event="sweep", phase="plan", members=len(points), lr=spec["lr"], epochs=epochs,
+         epochs_rule="auto" if spec["epochs"] == "auto" else "given", train_rows=n_train, select=spec["select"],
+         concurrency=conc, validation=validation)
+    tracker = _SoupProgress(len(points), emit, curve)
+    val_ev = make_ir_evaluator(plan["queries"], b.corpus, "val")
+    scratch = tempfile.mkdtemp(prefix=".sweep-", dir=os.path.dirname(os.path.abspath(out)) or ".")
+
+    def report_member(r: dict) -> None:
+        emit(event="sweep", phase="member", member=r["member"], lr=r["lr"], epochs=r["epochs"], steps=r["steps"],
+             seconds=r["train_seconds"], **{f"val_{k}": r["val"][k] for k in ("ndcg@10", "recall@10", "mrr@10")})
+
+    try:
+        if conc > 1:
+            data = os.path.join(scratch, "data.json")
+            with open(data, "w", encoding="utf-8") as f:
+                json.dump({"pairs": ds.to_dict(), "corpus_rows": corpus_rows[0], "row_groups": corpus_rows[1],
+                           "cp_stats": corpus_rows[2], "val": plan["queries"]}, f)
+            specs = [{**p, "data": data} for p in points]
+            results = _soup_parallel(b, job, device, len(points), conc, out, tracker, emit, specs=specs,
+                                     scratch=scratch, on_done=report_member)
+        else:
+            from transformers import set_seed
+
+            results = []
+            for m, p in enumerate(points):
+                set_seed(job["seed"])
+                mm = load_model(b.base_path, device, job["max_seq_length"])
+                res = fit_member(b, {**job, **p}, mm, ds, job["seed"], device, None, work_dir=f"{out}.work{m}",
+                                 on_log=lambda rec, m=m: tracker.log(m, rec), on_epoch=lambda rec, m=m: tracker.epoch(m, rec),
+                                 on_pairs=lambda st: None, corpus_rows=corpus_rows)
+                mm.eval()
+                val = nested_flat(val_ev.compute_all_metrics(mm))
+                path = os.path.join(scratch, f"member{m}.pt")
+                torch.save({k: v.detach().float().cpu() for k, v in mm.state_dict().items()}, path)
+                del mm
+                results.append(_sweep_result(m, p, job["seed"], res, val, path))
+                report_member(results[-1])
+        train_wall = tracker.wall()
+
+        t = time.time()
+        scores = [r["val"]["ndcg@10"] for r in results]
+        sums: dict[tuple, dict] = {}
+
+        def soup_sum(members: tuple) -> dict:
+            if members not in sums:
+                base = members[:-1]
+                acc = {k: v.clone() for k, v in soup_sum(base).items()} if base else None
+                sums[members] = accumulate_state(acc, torch.load(results[members[-1]]["state"], map_location="cpu"))
+            return sums[members]
+
+        def evaluate(members: list[int]) -> float:
+            key = tuple(members)
+            acc = soup_sum(key)
+            for k in [k for k in sums if k not in (key, key[:-1])]:
+                del sums[k]  # at most the current soup and the candidate stay in memory
+            model.load_state_dict(finish_average(acc, len(key), model.state_dict()))
+            model.eval()
+            return nested_flat(val_ev.compute_all_metrics(model))["ndcg@10"]
+
+        if spec["select"] == "best":
+            best = max(range(len(results)), key=lambda i: (scores[i], -i))
+            chosen, chosen_score, trace = [best], scores[best], []
+        else:
+            chosen, chosen_score, trace = greedy_soup(scores, evaluate)
+            for step in trace:
+                emit(event="sweep", phase="greedy", **step)
+        key = tuple(chosen)
+        model.load_state_dict(finish_average(soup_sum(key), len(key), model.state_dict()))
+        sums.clear()
+        sel_secs = round(time.time() - t, 2)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    members_rep = [{k: v for k, v in r.items() if k != "state"} for r in results]
+    picked = [{"member": i, "lr": results[i]["lr"], "epochs": results[i]["epochs"]} for i in chosen]
+    emit(event="sweep", phase="selected", select=spec["select"], chosen=chosen, members=picked,
+         **{"val_ndcg@10": chosen_score}, seconds=sel_secs)
+    report = {"space": {"lr": spec["lr"], "epochs": epochs, "epochs_rule": "auto" if spec["epochs"] == "auto" else "given"},
+              "train_rows": n_train, "validation": validation, "members": members_rep, "select": spec["select"],
+              "chosen": chosen, "soup_members": picked, "val_ndcg@10": chosen_score, "greedy": trace,
+              "selection_seconds": sel_secs, "concurrency": conc, "train_wall_seconds": train_wall}
+    totals = {"steps": sum(r["steps"] for r in results), "train_seconds": train_wall, "n_rows": n_train,
+              "cp_stats": corpus_rows[2], "trainer_metrics": results[chosen[0]]["trainer_metrics"],
+              "samples": sum(r["n_rows"] * r["epochs"] for r in results)}
+    return totals, report
 
 
 def text_groups(b: Bundle, rows: list[dict], row_groups: list) -> dict[str, set]:
