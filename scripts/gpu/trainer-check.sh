@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# GPU check of the trainer (cold start, recipe sweep, candidate embeddings) on the device box, in under 4 minutes.
+# Run from the repo root with $OUT set, carrying `.whl` (datasets wheels for scripts/gpu/setup.sh):
+#   bash scripts/gpu/trainer-check.sh
+# 1. the trainer's pytest suite (in the background; 4 xdist workers when pytest-xdist is there), -> $OUT/pytest.txt
+# 2. a cold-start sweep: empty pairs.jsonl, corpus pairs only, validation carved from the corpus, 2 lr x [2, 4]
+#    epochs, greedy soup, embeddings of corpus.jsonl                                       -> $OUT/cold.*
+# 3. a warm sweep: heading -> paragraph pairs with positive_id (validation carved from them), "auto" epochs,
+#    greedy soup, embeddings                                                              -> $OUT/warm.*
+# Both bundles are made by trainer/tests/make_check_bundle.py from this repository's Markdown and source comments
+# with models/base (base-2): a plumbing check on real text and the real base, not a benchmark (5 eval queries).
+# $OUT/summary.txt gathers the non-progress events, the sweep sections and the embeddings manifests.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/trainer-check}; mkdir -p "$OUT"
+W=$(mktemp -d /tmp/trainer-check.XXXXXX)
+T0=$(date +%s)
+S="$OUT/summary.txt"; : > "$S"
+if ! python3 -c "import datasets" 2>/dev/null; then
+  bash scripts/gpu/setup.sh > "$OUT/setup.txt" 2>&1
+fi
+python3 -c "import datasets, torch, sentence_transformers as st; print('datasets', datasets.__version__, 'torch', torch.__version__, 'st', st.__version__, 'cuda', torch.cuda.is_available())" >> "$S" 2>&1 \
+  || { echo "datasets/torch/sentence-transformers not importable (carry .whl for setup.sh); see setup.txt" >> "$S"; cat "$S"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$S" 2>&1
+
+# 1. pytest, beside the two sweeps (niced: the sweeps' timings matter more)
+XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n 4"
+( s=$(date +%s); timeout 200 nice -n 10 python3 -m pytest -q $XD -p no:cacheprovider trainer/tests > "$OUT/pytest.txt" 2>&1
+  echo "rc=$? wall=$(( $(date +%s) - s ))s xdist='$XD'" >> "$OUT/pytest.txt" ) &
+PT=$!
+
+run_sweep() {  # NAME MAKE_BUNDLE_ARGS... ; trains $W/NAME into $W/m-NAME
+  local name=$1; shift
+  python3 -m trainer.tests.make_check_bundle --out "$W/$name" "$@" >> "$S" 2>&1
+  local s=$(date +%s)
+  timeout 100 python3 -m trainer train "$W/$name" "$W/m-$name" > "$OUT/$name.jsonl" 2> "$OUT/$name.err"
+  echo "== $name: rc=$? wall=$(( $(date +%s) - s ))s" >> "$S"
+  grep -v '"event": "progress"' "$OUT/$name.jsonl" | cut -c1-600 >> "$S"
+  tail -2 "$OUT/$name.err" >> "$S"
+  if [ -d "$W/m-$name" ]; then
+    cp "$W/m-$name/train_report.json" "$OUT/$name.train_report.json"
+    cp "$W/m-$name/embeddings/manifest.json" "$OUT/$name.embeddings_manifest.json" 2>/dev/null
+    python3 - "$W/m-$name" >> "$S" 2>&1 <<'EOF'
+import json, sys
+import numpy as np
+from trainer.embed_corpus import read_embeddings
+d = sys.argv[1]
+rep = json.load(open(f"{d}/train_report.json"))
+sw = rep["sweep"]
+print("sweep:", json.dumps({k: sw[k] for k in ("space", "train_rows", "validation", "select", "chosen", "val_ndcg@10",
+                                                "selection_seconds", "concurrency", "train_wall_seconds")}))
+for m in sw["members"]:
+    print(f"  member {m['member']}: lr {m['lr']:g} epochs {m['epochs']} steps {m['steps']} "
+          f"train {m['train_seconds']:.1f}s val ndcg@10 {m['val']['ndcg@10']:.4f}")
+print("eval ndcg@10 before/after:", round(rep["eval_before"]["ndcg@10"], 4), round(rep["eval_after"]["ndcg@10"], 4),
+      "samples/s", rep["samples_per_second"], "wall", rep["wall_seconds"])
+ids, vec = read_embeddings(f"{d}/embeddings")  # checks both sha256s against the manifest
+m = rep["embeddings"]
+print("embeddings:", m["count"], "x", m["dim"], m["dtype_compute"], "on", m["device"], f"{m['seconds']}s",
+      "fp32_check", m["fp32_check"], "norms", float(np.linalg.norm(vec, axis=1).min()), float(np.linalg.norm(vec, axis=1).max()))
+EOF
+  fi
+}
+
+# 2. cold start
+run_sweep cold --cold --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":2},"sweep":{"epochs":[2,4]},"embed_corpus":true}'
+# 3. warm: about 40 anchors with positive_id (val_min_anchors 20 so that they, not the corpus, give the validation queries)
+run_sweep warm --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":1},"sweep":{"val_fraction":0.3,"val_min_anchors":20},"embed_corpus":true}'
+
+wait $PT
+echo "== pytest" >> "$S"; tail -15 "$OUT/pytest.txt" >> "$S"
+echo "all done in $(( $(date +%s) - T0 ))s" >> "$S"
+rm -rf "$W"
+cat "$S"
