@@ -154,9 +154,15 @@ export class StrategyTuner {
     return Math.min(HELD_OUT.maxEvalQueries, Math.round(byQuery.size * HELD_OUT.evalFraction));
   }
 
-  /** Measures and stores the strategy for the serving model (one decision per collection at a time). */
-  decide(c: Collection, why: string): Promise<Strategy | undefined> {
+  /**
+   * Measures and stores the strategy for the serving model (one decision per collection at a time). With
+   * `fresh`, a decision already running is waited out and a new one made: its corpus may be outdated.
+   */
+  async decide(c: Collection, why: string, opts: { fresh?: boolean } = {}): Promise<Strategy | undefined> {
     let p = this.running.get(c.id);
+    if (p && !opts.fresh) return p;
+    if (p) await p.catch(() => undefined);
+    p = this.running.get(c.id);
     if (p) return p;
     p = this.measure(c, why).finally(() => this.running.delete(c.id));
     this.running.set(c.id, p);

@@ -12,7 +12,7 @@ export function strategyRoutes(engine: Engine, tuner: StrategyTuner) {
   return (app: Hono<AppEnv>) => {
     app.post('/collections/:name/strategy', async (c) => {
       const col = await engine.requireCollection(parseValue(CollectionName, c.req.param('name')));
-      const s = await tuner.decide(col, 'asked for by POST /collections/:name/strategy');
+      const s = await tuner.decide(col, 'asked for by POST /collections/:name/strategy', { fresh: true });
       return c.json({ collection: col.name, strategy: s ?? null });
     });
   };
