@@ -8,7 +8,7 @@
 # 3. a warm sweep: heading -> paragraph pairs with positive_id (validation carved from them), "auto" epochs,
 #    greedy soup, embeddings                                                              -> $OUT/warm.*
 # Both bundles are made by trainer/tests/make_check_bundle.py from this repository's Markdown and source comments
-# with models/base (base-2): a plumbing check on real text and the real base, not a benchmark (5 eval queries).
+# with models/base (base-2): a plumbing check on real text and the real base, not a benchmark (~20 eval queries).
 # $OUT/summary.txt gathers the non-progress events, the sweep sections and the embeddings manifests.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -64,7 +64,7 @@ EOF
 
 # 2. cold start
 run_sweep cold --cold --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":2},"sweep":{"epochs":[2,4]},"embed_corpus":true}'
-# 3. warm: about 40 anchors with positive_id (val_min_anchors 20 so that they, not the corpus, give the validation queries)
+# 3. warm: ~30 anchors with positive_id (val_min_anchors 20 so that they, not the corpus, give the validation queries)
 run_sweep warm --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":1},"sweep":{"val_fraction":0.3,"val_min_anchors":20},"embed_corpus":true}'
 
 wait $PT

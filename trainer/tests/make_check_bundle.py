@@ -5,7 +5,7 @@ scripts/gpu/trainer-check.sh and the sweep tests.
 
 corpus.jsonl: the prose paragraphs of the committed *.md files (code, tables and headings left out) and the prose
 comment blocks of the committed *.ts files, one passage each, `group` = the file. The section heading above a paragraph is its query: a hash of the heading puts it in
-eval.jsonl (about a fifth of the headings; relevant = every paragraph of that section) or in pairs.jsonl (heading ->
+eval.jsonl (about a quarter of the headings; relevant = every paragraph of that section) or in pairs.jsonl (heading ->
 each paragraph of its section, with `positive_id`). --cold writes an empty pairs.jsonl (cold start: train on the
 corpus alone).
 """
@@ -116,7 +116,7 @@ def build(out: str, base: str, cold: bool = False, job: dict | None = None, repo
     for heading, ids in sorted(sections.items()):
         if len(heading.split()) < 2:
             continue  # one-word headings ("Tests", "Output") are not questions anyone asks
-        if int(hashlib.sha256(heading.encode()).hexdigest(), 16) % 5 == 0:
+        if int(hashlib.sha256(heading.encode()).hexdigest(), 16) % 4 == 0:
             queries.append({"id": f"q{len(queries)}", "query": heading, "relevant": ids})
         elif not cold:
             pairs += [{"anchor": heading, "positive": texts[i], "positive_id": i} for i in ids]

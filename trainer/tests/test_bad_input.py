@@ -84,6 +84,21 @@ def test_bad_loss_and_soup_values(tmp_path, job, word):
     assert r.returncode == 2 and word in _err(r), _err(r)
 
 
+@pytest.mark.parametrize("job,word", [
+    ({"sweep": {"lr": []}}, "sweep.lr"), ({"sweep": {"epochs": "sometimes"}}, "sweep.epochs"),
+    ({"sweep": {"select": "median"}}, "sweep.select"), ({"sweep": {"val_fraction": 1}}, "val_fraction"),
+    ({"sweep": "on"}, "'sweep' must be"), ({"sweep": True, "soup": 2}, "alternatives"),
+    ({"embed_corpus": "yes"}, "embed_corpus"), ({"embed_corpus": {"dtype": "int8"}}, "embed_corpus.dtype"),
+    ({"embed_corpus": {"batch_size": 0}}, "embed_corpus.batch_size"), ({"embed_corpus": {"fast": 1}}, "unknown"),
+])
+def test_bad_sweep_and_embed_values(tmp_path, job, word):
+    """job.json sweep / embed_corpus: exit 2 and exactly one stderr line naming the key."""
+    b = write_bundle(str(tmp_path / "b"), job=job, base=False)
+    r = run_cli("validate", b)
+    assert r.returncode == 2 and word in _err(r), _err(r)
+    assert len([l for l in r.stderr.splitlines() if l.strip()]) == 1
+
+
 def test_missing_base(tmp_path):
     b = write_bundle(str(tmp_path / "b"), base=False)
     r = run_cli("validate", b)

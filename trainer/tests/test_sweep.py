@@ -161,21 +161,7 @@ def test_greedy_soup_adds_members_that_do_not_lower_validation():
     assert greedy_soup([0.5, 0.5], lambda m: 0.0)[0] == [0]
 
 
-# --- through the CLI (no torch): bad values are exit 2 with a one-line reason ---
-
-@pytest.mark.parametrize("job,word", [
-    ({"sweep": {"lr": []}}, "sweep.lr"), ({"sweep": {"epochs": "sometimes"}}, "sweep.epochs"),
-    ({"sweep": {"select": "median"}}, "sweep.select"), ({"sweep": {"val_fraction": 1}}, "val_fraction"),
-    ({"sweep": "on"}, "'sweep' must be"), ({"sweep": True, "soup": 2}, "alternatives"),
-    ({"embed_corpus": "yes"}, "embed_corpus"), ({"embed_corpus": {"dtype": "int8"}}, "embed_corpus.dtype"),
-    ({"embed_corpus": {"batch_size": 0}}, "embed_corpus.batch_size"), ({"embed_corpus": {"fast": 1}}, "unknown"),
-])
-def test_bad_sweep_and_embed_values(tmp_path, job, word):
-    b = write_bundle(str(tmp_path / "b"), job=job, base=False)
-    r = run_cli("validate", b)
-    assert r.returncode == 2 and word in _err(r), _err(r)
-    assert len([l for l in r.stderr.splitlines() if l.strip()]) == 1
-
+# --- through the CLI (no torch); bad sweep / embed_corpus values: test_bad_input.py ---
 
 def test_validate_sweep_defaults(tmp_path):
     b = write_bundle(str(tmp_path / "b"), corpus=CORPUS, queries=[{"query": "q", "relevant": ["c1"]}],

@@ -4,8 +4,6 @@ trained side by side in spawned processes can be compared with the same members 
 import json
 import os
 
-import pytest
-
 from .conftest import TINY, needs_torch, run_cli, write_bundle
 
 CPU = {"CUDA_VISIBLE_DEVICES": ""}
