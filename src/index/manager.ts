@@ -62,6 +62,7 @@ class WorkerSlot {
   private readonly pending = new Map<number, Pending>();
   private readonly queue: QueuedSearch[] = [];
   private inflightBatches = 0;
+  private pumpScheduled = false;
   private inflightItems = 0;
   private nextId = 1;
   private stopping = false;
@@ -127,7 +128,15 @@ class WorkerSlot {
 
   search(q: QueuedSearch): void {
     this.queue.push(q);
-    this.pump();
+    // Searches that arrive in one turn of the event loop (the requests parsed from one read of the
+    // sockets) leave together: one message for the turn instead of one per query.
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => {
+        this.pumpScheduled = false;
+        this.pump();
+      });
+    }
   }
 
   private pump(): void {
