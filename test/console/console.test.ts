@@ -11,12 +11,11 @@ import type { Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/auth/keys.js';
 import { withLoop } from '../../src/loop.js';
-import { REPO, SHARED, startTestServer, tempDir, type TestServer } from '../helpers.js';
-import { goScenario } from '../loop/go-data.js';
+import { REPO, startTestServer, tempDir, type TestServer } from '../helpers.js';
+import { GO_FIXTURE as GO, goScenario } from '../loop/go-data.js';
 import { haveChromium, launchConsole, type Console } from './browser.js';
 
 const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
-const GO = join(SHARED, 'data/go');
 const ready = haveChromium && existsSync(join(FT, 'onnx/model.onnx')) && existsSync(join(GO, 'corpus.jsonl'));
 const ADMIN = 'console-test-admin-key-0123456789';
 
@@ -62,7 +61,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
       DRIFT_INTERVAL_SECONDS: 0, DRIFT_WINDOW: 60, DRIFT_MIN_QUERIES: 40, DRIFT_COOLDOWN_SECONDS: 3600, AUTO_RETRAIN: true,
       TRAINER_BACKEND: 'command',
       // Stands in for a GPU trainer: progress lines with a falling loss (a live curve), then an artifact the real trainer made.
-      TRAINER_COMMAND: `i=0; for l in 2.2 1.8 1.5 1.3 1.15 1.05 0.98 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":10,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
+      TRAINER_COMMAND: `i=0; for l in 2.2 1.9 1.7 1.5 1.4 1.3 1.2 1.15 1.1 1.05 1.0 0.98 0.95 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":16,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
       TRAINER_TIMEOUT_SECONDS: 120, REEMBED_PAUSE_MS: 150, REEMBED_BATCH: 32, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
     }, { listen: true, extend: (ctx) => withLoop(ctx, { mining: { minEvalQueries: 20 } }) });
     readKey = (await createApiKey(server.engine.store, { role: 'read', name: 'console-test' })).key;
@@ -177,6 +176,24 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(auto.results === 5 || (auto.error !== null && auto.error.length > 0)).toBe(true);
     if (auto.results !== 5) provoked.push(/\/search$/);
 
+    // Bad input: every column shows the API's own answer to the same request.
+    provoked.push(/\/search$/);
+    await page.$eval('#pg-k', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.type('#pg-k', '0');
+    await page.click('#pg-submit');
+    await page.waitForFunction(() => document.querySelectorAll('#pg-results section .error').length === 4, { timeout: 30_000 });
+    const bad = await http('POST', '/search', { collection: 'go', query: q.query, k: 0 });
+    expect(bad.status).toBe(400);
+    const shown = await page.$$eval('#pg-results section .error', (es) => es.map((e) => ({ code: e.getAttribute('data-code'), text: (e as HTMLElement).innerText })));
+    for (const x of shown) {
+      expect(x.code).toBe(bad.body.error.code);
+      expect(x.text).toContain(bad.body.error.message);
+    }
+    await page.$eval('#pg-k', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.type('#pg-k', '5');
+    await page.click('#pg-submit');
+    await page.waitForFunction(() => document.querySelectorAll('#pg-results section[data-mode="vector"] .results li').length === 5, { timeout: 30_000 });
+
     const doc = await page.$eval('#pg-results section[data-mode="vector"] .results li button.feedback', (b) => b.getAttribute('data-doc')!);
     await page.click('#pg-results section[data-mode="vector"] .results li button.feedback');
     await page.waitForSelector('#pg-results section[data-mode="vector"] button.feedback.marked');
@@ -238,7 +255,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
           const ch = c && (window as Json).Chart.getChart(c);
           return ch ? ch.data.datasets[0].data.length : 0;
         });
-        if (n >= 3) { await ui.shot(page, '06-job-training', true); trainingShot = true; }
+        if (n >= 2) { await ui.shot(page, '06-job-training', true); trainingShot = true; }
       }
       if (s === 'reembedding' && !seen.includes('reembed-shot')) {
         const ratio = await page.$eval('#reembed-bar', (e) => Number((e as HTMLProgressElement).value)).catch(() => 0);
@@ -266,7 +283,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     await page.waitForFunction(() => {
       const c = document.querySelector('#training canvas');
       const ch = c && (window as Json).Chart.getChart(c);
-      return ch && ch.data.datasets[0].data.length > 10;
+      return ch && ch.data.datasets[0].data.length > 16;
     }, { timeout: 10_000 });
     await ui.shot(page, '08-job-done', true);
     await go(page, '#/jobs');
