@@ -6,7 +6,6 @@ import type { Config } from '../src/config.js';
 
 export const REPO = resolve(import.meta.dirname, '..');
 export const TINY_MODEL = join(REPO, 'test/fixtures/models/tiny');
-export const SHARED = resolve(REPO, '../shared');
 
 export function tempDir(prefix = 'rs-'): string {
   return mkdtempSync(join(tmpdir(), prefix));

@@ -1,12 +1,12 @@
 // kill -9 in the middle of a retrain's shadow re-embed: the restarted server serves the last committed
 // champion, has every acknowledged document, and the interrupted job is failed with the reason.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, SHARED, TINY_MODEL, tempDir } from '../helpers.js';
-import { goScenario } from './go-data.js';
+import { REPO, TINY_MODEL, tempDir } from '../helpers.js';
+import { GO_FIXTURE as GO, goScenario } from './go-data.js';
 
 const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
 
@@ -22,9 +22,7 @@ function freePort(): Promise<number> {
   });
 }
 
-const GO = join(SHARED, 'data/go');
-
-describe.skipIf(!existsSync(join(FT, 'onnx/model.onnx')) || !existsSync(join(GO, 'corpus.jsonl')))('crash during a swap', () => {
+describe('crash during a swap', () => {
   const cleanups: (() => void)[] = [];
   afterAll(() => { for (const c of cleanups.reverse()) c(); });
 

@@ -3,22 +3,20 @@
 // (`command` backend returning an artifact the real trainer produced: tiny-ft-go) → gate → shadow
 // re-embed → cut-over, while a concurrent search load runs; then a worse candidate (tiny-bad) is
 // rejected and nothing changes; then a rollback switches back instantly.
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withLoop, type Loop } from '../../src/loop.js';
-import { REPO, SHARED, startTestServer, tempDir, type TestServer } from '../helpers.js';
-import { goScenario, type GoQuery } from './go-data.js';
+import { REPO, startTestServer, tempDir, type TestServer } from '../helpers.js';
+import { GO_FIXTURE as GO, goScenario, type GoQuery } from './go-data.js';
 
 const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
 const BAD = join(REPO, 'test/fixtures/models/tiny-bad');
-const GO = join(SHARED, 'data/go');
-const ready = existsSync(join(FT, 'onnx/model.onnx')) && existsSync(join(BAD, 'onnx/model.onnx')) && existsSync(join(GO, 'corpus.jsonl'));
 
 // Response bodies are checked field by field below; a loose type keeps the assertions readable.
 interface Json { [k: string]: any }
 
-describe.skipIf(!ready)('self-tuning loop end to end', () => {
+describe('self-tuning loop end to end', () => {
   let dir: string;
   let server: TestServer;
   let loop: Loop | undefined;

@@ -1,6 +1,23 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { rng } from './helpers.js';
+
+/**
+ * The GO data the tests use, in the repository: the scenarios below, precomputed from the full data set
+ * (../shared/data/go) by `npx tsx scripts/make-go-fixtures.ts`, and the passages they hold.
+ */
+export const GO_FIXTURE = resolve(import.meta.dirname, '../fixtures/go');
+
+type ScenarioOptions = { split: 'train' | 'dev'; bp: number; shift: number; corpusSize: number; seed: number };
+
+/** Every scenario a test asks for; add one here and rerun scripts/make-go-fixtures.ts. */
+export const GO_SCENARIOS: ScenarioOptions[] = [
+  { split: 'dev', bp: 160, shift: 240, corpusSize: 2500, seed: 5 }, // test/loop/e2e.test.ts
+  { split: 'dev', bp: 60, shift: 60, corpusSize: 600, seed: 11 }, // test/loop/crash.test.ts, test/objects/server.test.ts
+  { split: 'dev', bp: 100, shift: 60, corpusSize: 500, seed: 7 }, // test/console/console.test.ts
+];
+
+export const scenarioKey = (o: ScenarioOptions) => `${o.split}-${o.bp}-${o.shift}-${o.corpusSize}-${o.seed}`;
 
 export interface GoDoc { id: string; text: string; namespace: string }
 export interface GoQuery { query: string; relevant: string[]; namespace: string }
@@ -24,7 +41,14 @@ function shuffled<T>(xs: T[], seed: number): T[] {
  * molecular-function/cellular-component queries, and a corpus of `corpusSize` passages holding every
  * relevant passage of those queries plus random others.
  */
-export function goScenario(dataDir: string, opts: { split: 'train' | 'dev'; bp: number; shift: number; corpusSize: number; seed: number }) {
+export function goScenario(dataDir: string, opts: ScenarioOptions, { fixtures = true } = {}) {
+  const pre = join(dataDir, 'scenarios.json');
+  if (fixtures && existsSync(pre)) {
+    const s = (JSON.parse(readFileSync(pre, 'utf8')) as Record<string, { bp: GoQuery[]; shift: GoQuery[]; docs: string[] }>)[scenarioKey(opts)];
+    if (!s) throw new Error(`no GO scenario ${scenarioKey(opts)} in ${pre}: add it to GO_SCENARIOS and run scripts/make-go-fixtures.ts`);
+    const byId = new Map(jsonl<GoDoc>(join(dataDir, 'corpus.jsonl')).map((d) => [d.id, d]));
+    return { bp: s.bp, shift: s.shift, docs: s.docs.map((id) => byId.get(id)!) };
+  }
   const queries = jsonl<GoQuery>(join(dataDir, `queries.${opts.split}.jsonl`));
   const corpus = jsonl<GoDoc>(join(dataDir, 'corpus.jsonl'));
   const q = shuffled(queries, opts.seed);
