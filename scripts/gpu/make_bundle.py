@@ -1,4 +1,4 @@
-"""Build a training bundle (DESIGN.md contract) from the GO / PubMedQA splits.
+"""Build a training bundle (docs/ARCHITECTURE.md contract) from the GO / PubMedQA splits.
 
   python scripts/gpu/make_bundle.py --dataset go --base models/base --out /tmp/b --job '{"batch_size":256}'
 pairs.jsonl = train queries -> each relevant passage; eval.jsonl = dev queries; corpus.jsonl = full corpus.
