@@ -245,17 +245,19 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     await page.waitForSelector('#job-state');
     const seen: string[] = [];
     let trainingShot = false;
+    let shotPoints = 0;
     const t0 = Date.now();
     for (;;) {
       const s = await page.$eval('#job-state', (e) => e.getAttribute('data-state')!).catch(() => undefined);
       if (s && seen[seen.length - 1] !== s) seen.push(s);
-      if (s === 'training' && !trainingShot) {
+      if (s === 'training') {
         const n = await page.evaluate(() => {
           const c = document.querySelector('#training canvas');
           const ch = c && (window as Json).Chart.getChart(c);
           return ch ? ch.data.datasets[0].data.length : 0;
         });
-        if (n >= 2) { await ui.shot(page, '06-job-training', true); trainingShot = true; }
+        // Retaken as the live curve grows: the last frame before training ends is kept.
+        if (n >= 2 && n > shotPoints) { await ui.shot(page, '06-job-training', true); trainingShot = true; shotPoints = n; }
       }
       if (s === 'reembedding' && !seen.includes('reembed-shot')) {
         const ratio = await page.$eval('#reembed-bar', (e) => Number((e as HTMLProgressElement).value)).catch(() => 0);
