@@ -485,11 +485,11 @@ async function playgroundPage(/** @type {string | undefined} */ _arg, /** @type 
 }
 
 function resultColumn(/** @type {string} */ mode, /** @type {any} */ r) {
-  const served = r.mode && r.mode !== mode ? ` → ${r.mode}` : '';
+  // auto answers with the collection's strategy; a fusion says its dense weight.
+  const served = `${r.mode && r.mode !== mode ? ` → ${r.mode}` : ''}${typeof r.weight === 'number' ? ` (w ${fmtNum(r.weight, 2)})` : ''}`;
   return [
     h('h2', null, mode, served),
     h('p', { class: 'muted small' }, `${r.results.length} results · ${fmtNum(r.tookMs, 1)} ms · `, h('span', { class: 'mono' }, r.model)),
-    r.strategy ? h('p', { class: 'muted small' }, `strategy: ${r.strategy.mode ?? JSON.stringify(r.strategy)}`) : '',
     h('ol', { class: 'results' }, r.results.map((/** @type {any} */ x, /** @type {number} */ i) => {
       const out = h('span', { class: 'small' });
       const btn = /** @type {HTMLButtonElement} */ (h('button', {
@@ -523,7 +523,8 @@ function lineage(/** @type {any[]} */ models) {
     if (!kids.has(p)) kids.set(p, []);
     /** @type {any[]} */ (kids.get(p)).push(m);
   }
-  const node = (/** @type {any} */ m) => h('li', null,
+  /** @type {(m: any) => HTMLElement} */
+  const node = (m) => h('li', null,
     h('span', { class: 'node' }, link(`#/models/${encodeURIComponent(m.version)}`, m.version, { class: 'mono' }), badge(m.status),
       m.champion && m.status !== 'champion' ? badge('serving', 'champion') : '', gateSummary(m), h('span', { class: 'muted small' }, fmtTime(m.createdAt))),
     (kids.get(m.version) ?? []).length ? h('ul', null, (kids.get(m.version) ?? []).map(node)) : '');
