@@ -15,7 +15,9 @@ import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
 import { spawnWorker } from '../util/worker.js';
 import type { FromWorker, LoadFailure, ToWorker, WorkerInit } from './protocol.js';
-import type { EmbedObserver, EmbedOptions, EmbedPriority, Embedder, EmbedderOptions, ModelSpec } from './types.js';
+import { WEIGHTS } from './hub.js';
+import { promptFor, type StConfig } from './st.js';
+import type { EmbedObserver, EmbedOptions, EmbedPriority, Embedder, EmbedderOptions, ModelDescription, ModelSpec } from './types.js';
 
 const MAX_INFLIGHT = 2;
 const RESPAWN_BASE_MS = 100;
@@ -42,6 +44,8 @@ export class EmbedWorkerError extends Error {
 
 interface Request {
   texts: string[];
+  /** Index into the model's prompt table (ToWorker.prompts), -1 for none. */
+  prompt: number;
   out: Float32Array[];
   remaining: number;
   settled: boolean;
@@ -94,6 +98,11 @@ export class EmbedPool implements Embedder {
   readonly dim: number;
   /** Effective token limit per text (maxTokens capped by the model). */
   readonly maxTokens: number;
+  readonly model: ModelDescription;
+  private readonly promptIndex: Map<string, number>;
+  private get st(): StConfig {
+    return this.init.st!;
+  }
   private readonly slots: (Slot | undefined)[];
   private readonly lanes: Record<EmbedPriority, Lane> = { query: { segs: [], queued: 0 }, bulk: { segs: [], queued: 0 } };
   /** Lanes in the order batches are filled from. */
@@ -115,6 +124,8 @@ export class EmbedPool implements Embedder {
   ) {
     this.dim = first.dim;
     this.maxTokens = first.maxTokens;
+    this.promptIndex = new Map(Object.keys(this.st.prompts).map((name, i) => [name, i]));
+    this.model = describe(init, first.maxTokens);
     this.slots = new Array<Slot | undefined>(opts.workers).fill(undefined);
     this.respawnDelay = new Array<number>(opts.workers).fill(RESPAWN_BASE_MS);
     this.adopt(first.slot);
@@ -122,13 +133,16 @@ export class EmbedPool implements Embedder {
 
   /**
    * Starts worker 0 alone (so a hub download happens once and a bad model fails fast), then the rest.
-   * Rejects with WorkerLoadError when the model cannot be loaded.
+   * Rejects with WorkerLoadError when the model cannot be loaded. `model` is the local directory (a hub
+   * model's cache snapshot) and its sentence-transformers configuration (./st.ts).
    */
-  static async start(spec: ModelSpec, opts: EmbedderOptions): Promise<EmbedPool> {
+  static async start(spec: ModelSpec, opts: EmbedderOptions, model: { dir: string; st: StConfig }): Promise<EmbedPool> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError('workers must be an integer ≥ 1');
     if (!Number.isInteger(opts.maxBatch) || opts.maxBatch < 1) throw new RangeError('maxBatch must be an integer ≥ 1');
     const init: WorkerInit = {
       spec,
+      dir: model.dir,
+      st: model.st,
       cacheDir: opts.cacheDir,
       maxTokens: opts.maxTokens,
       intraOpThreads: opts.intraOpThreads ?? Math.max(1, Math.floor(availableParallelism() / opts.workers)),
@@ -152,6 +166,13 @@ export class EmbedPool implements Embedder {
     // Checked here, not in the worker: a bad input would otherwise fail every caller merged into its batch.
     const bad = texts.findIndex((t) => typeof t !== 'string');
     if (bad >= 0) return Promise.reject(new TypeError(`embed(): texts[${bad}] is ${typeof texts[bad]}, not a string`));
+    let prompt: number;
+    try {
+      const choice = promptFor(this.st, { kind: options.kind, promptName: options.promptName });
+      prompt = choice.name === null || choice.text === '' ? -1 : this.promptIndex.get(choice.name)!;
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const priority = options.priority ?? 'query';
     const lane = this.lanes[priority];
     // A single request larger than maxQueue is admitted into an empty lane, otherwise it could never run.
@@ -163,7 +184,7 @@ export class EmbedPool implements Embedder {
       );
     }
     return new Promise<Float32Array[]>((resolve, reject) => {
-      const req: Request = { texts, out: new Array<Float32Array>(texts.length), remaining: texts.length, settled: false, resolve, reject };
+      const req: Request = { texts, prompt, out: new Array<Float32Array>(texts.length), remaining: texts.length, settled: false, resolve, reject };
       // Length-sorting a request's texts before they are cut into batches keeps similar lengths together,
       // so a bulk call pads far less (padding is to the longest text of a batch). Results go back by index.
       const indices = texts.map((_, i) => i);
@@ -279,10 +300,18 @@ export class EmbedPool implements Embedder {
 
   private dispatch(slot: Slot, batch: Batch): void {
     const texts: string[] = [];
-    for (const part of batch.parts) for (const i of part.indices) texts.push(part.req.texts[i]!);
+    const prompts: number[] = [];
+    let prompted = false;
+    for (const part of batch.parts) {
+      for (const i of part.indices) {
+        texts.push(part.req.texts[i]!);
+        prompts.push(part.req.prompt);
+      }
+      if (part.req.prompt >= 0) prompted = true;
+    }
     slot.inflight.set(batch.id, batch);
     slot.inflightTexts += batch.size;
-    slot.worker.postMessage({ type: 'embed', id: batch.id, texts } satisfies ToWorker);
+    slot.worker.postMessage({ type: 'embed', id: batch.id, texts, ...(prompted ? { prompts } : {}) } satisfies ToWorker);
   }
 
   private checkDrained(): void {
@@ -421,6 +450,15 @@ export class EmbedPool implements Embedder {
   }
 }
 
+function describe(init: WorkerInit, maxTokens: number): ModelDescription {
+  const st = init.st!;
+  return {
+    dir: init.dir!, file: WEIGHTS[init.spec.dtype], dtype: init.spec.dtype, pooling: st.pooling, normalize: st.normalize,
+    includePrompt: st.includePrompt, maxTokens, prompts: { ...st.prompts }, defaultPromptName: st.defaultPromptName,
+    queryPrompt: promptFor(st, { kind: 'query' }).name, documentPrompt: promptFor(st, { kind: 'document' }).name, configSource: st.source,
+  };
+}
+
 function observe(observer: EmbedObserver | undefined, size: number, ms: number, tokens: number): void {
   if (!observer) return;
   try {
@@ -433,7 +471,7 @@ function observe(observer: EmbedObserver | undefined, size: number, ms: number, 
 /** Spawns one worker and waits for its model to load (or fail). */
 function launch(index: number, init: WorkerInit): Promise<{ slot: Slot; dim: number; maxTokens: number }> {
   return new Promise((resolve, reject) => {
-    const worker = spawnWorker(workerEntry, { workerData: init, name: `embed-${index}` });
+    const worker = spawnWorker(workerEntry, { workerData: init, name: `embed-${index}`, preload: ['@huggingface/transformers'] });
     let lastError: Error | undefined;
     // Stays attached for the worker's life: an 'error' event with no listener would crash the process.
     worker.on('error', (err) => {

@@ -1,9 +1,14 @@
 // Messages between the pool (main thread) and an embed worker. Kept in one place so both sides are
 // type-checked against the same shapes; structured clone carries them, Float32Array buffers are transferred.
+import type { StConfig } from './st.js';
 import type { ModelSpec } from './types.js';
 
 export interface WorkerInit {
   spec: ModelSpec;
+  /** The local model directory (a hub model's cache snapshot): workers never download. Default: a dir spec's path. */
+  dir?: string;
+  /** Its sentence-transformers configuration (pooling, prompts, …), read once on the main thread. Default: read from dir. */
+  st?: StConfig;
   cacheDir: string;
   maxTokens?: number;
   intraOpThreads: number;
@@ -11,7 +16,11 @@ export interface WorkerInit {
   perTextRuns: boolean;
 }
 
-export type ToWorker = { type: 'embed'; id: number; texts: string[] };
+/**
+ * `prompts[i]` indexes Object.keys(st.prompts) for texts[i] (-1: none); absent when no text has a prompt.
+ * The worker prepends the prompt text (and leaves its tokens out of the pooling when include_prompt is false).
+ */
+export type ToWorker = { type: 'embed'; id: number; texts: string[]; prompts?: number[] };
 
 /** Why a model failed to load; the registry turns it into a one-line ModelLoadError. */
 export type LoadFailure = 'not_found' | 'unreachable' | 'invalid';

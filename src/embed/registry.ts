@@ -4,7 +4,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { HubError, REQUIRED, WEIGHTS, onnxExportFix, resolveHubModel } from './hub.js';
 import { EmbedPool, WorkerLoadError } from './pool.js';
+import { ModelConfigError, readStConfig } from './st.js';
 import type { Embedder, EmbedderOptions, ModelSpec } from './types.js';
 
 export interface EmbedProvider {
@@ -37,30 +39,58 @@ function modelLoadError(spec: Pick<ModelSpec, 'source' | 'origin'>, reason: stri
   return new ModelLoadError(model, variable, oneLine, `cannot load model "${model}" (${label}): ${oneLine} — ${HINT}`);
 }
 
-const WEIGHTS: Record<ModelSpec['dtype'], string> = { fp32: 'onnx/model.onnx', q8: 'onnx/model_quantized.onnx' };
-const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
-
-/** Checks the transformers.js layout up front: a clear reason beats a worker's "could not locate file". */
-function checkModelDir(spec: ModelSpec & { source: { kind: 'dir' } }): void {
-  const dir = resolve(spec.source.path);
+/** Checks a model directory up front: a clear reason (and the fix) beats a worker's "could not locate file". */
+function checkModelDir(spec: Pick<ModelSpec, 'source' | 'origin' | 'dtype'>, dirIn: string): void {
+  const dir = resolve(dirIn);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw modelLoadError(spec, 'no such directory');
-  const missing = [...REQUIRED, WEIGHTS[spec.dtype]].filter((f) => !existsSync(join(dir, f)));
-  if (missing.length > 0) throw modelLoadError(spec, `missing ${missing.join(', ')}`);
+  const onnx = WEIGHTS[spec.dtype];
+  const missing = [...REQUIRED, onnx].filter((f) => !existsSync(join(dir, f)));
+  if (missing.length === 0) return;
+  const known = ['modules.json', 'config.json', 'pytorch/modules.json'].some((f) => existsSync(join(dir, f)));
+  if (!known && !existsSync(join(dir, 'onnx'))) {
+    throw modelLoadError(spec, `not a model directory: neither ONNX weights (${onnx}) nor a sentence-transformers (modules.json) or transformers.js layout (config.json, tokenizer.json); point it at a model directory`);
+  }
+  const others = (Object.entries(WEIGHTS) as [ModelSpec['dtype'], string][]).filter(([d, f]) => d !== spec.dtype && existsSync(join(dir, f)));
+  if (missing.length === 1 && missing[0] === onnx && others.length > 0) {
+    throw modelLoadError(spec, `missing ${onnx} (EMBED_DTYPE ${spec.dtype}); the directory has ${others.map(([d, f]) => `${f} (${d})`).join(', ')}: set EMBED_DTYPE=${others[0]![0]}`);
+  }
+  const pytorchOnly = !existsSync(join(dir, 'onnx')) && ['model.safetensors', 'pytorch_model.bin'].some((f) => existsSync(join(dir, f)));
+  throw modelLoadError(spec, pytorchOnly
+    ? `missing ${missing.join(', ')}: PyTorch weights only, no ONNX export; export it: optimum-cli export onnx --model ${dir} --task feature-extraction ${join(dir, 'onnx')}`
+    : `missing ${missing.join(', ')}`);
+}
+
+/** The sentence-transformers configuration, or a one-line ModelLoadError naming the file and the fix. */
+function stConfigOf(spec: Pick<ModelSpec, 'source' | 'origin'>, dir: string) {
+  try {
+    return readStConfig(dir);
+  } catch (err) {
+    if (err instanceof ModelConfigError) throw modelLoadError(spec, err.message);
+    throw err;
+  }
 }
 
 export const transformersProvider: EmbedProvider = {
   name: 'transformers.js',
   supports: (spec) => spec.source.kind === 'hub' || spec.source.kind === 'dir',
   async load(spec, opts) {
-    if (spec.source.kind === 'dir') checkModelDir(spec as ModelSpec & { source: { kind: 'dir' } });
+    let dir: string;
+    if (spec.source.kind === 'hub') {
+      try {
+        dir = await resolveHubModel(spec.source.id, { cacheDir: opts.cacheDir, dtype: spec.dtype });
+      } catch (err) {
+        if (err instanceof HubError) throw modelLoadError(spec, err.message);
+        throw err;
+      }
+    } else {
+      dir = resolve(spec.source.path);
+    }
+    checkModelDir(spec, dir);
+    const st = stConfigOf(spec, dir);
     try {
-      return await EmbedPool.start(spec, opts);
+      return await EmbedPool.start(spec, opts, { dir, st });
     } catch (err) {
       if (!(err instanceof WorkerLoadError)) throw err;
-      if (spec.source.kind === 'hub' && (err.reason === 'unreachable' || err.reason === 'not_found')) {
-        // Offline and not cached, or a typo'd id: both look the same from here.
-        throw modelLoadError(spec, err.reason === 'unreachable' ? 'not found offline (hub unreachable and not in the cache)' : `not found on the hub or in the cache (${err.message})`);
-      }
       throw modelLoadError(spec, err.message);
     }
   },
@@ -84,7 +114,7 @@ export async function loadEmbedder(spec: ModelSpec, opts: EmbedderOptions): Prom
 export interface ModelEnv {
   EMBED_MODEL?: string;
   MODEL_DIR?: string;
-  /** 'fp32' | 'q8'; default: model_card.json's dtype, else whichever weights file the directory has. */
+  /** 'fp32' | 'fp16' | 'q8'; default: model_card.json's dtype, else whichever weights file the directory has (fp32 first). */
   EMBED_DTYPE?: string;
   /** The model shipped with the repo, used when neither variable is set. */
   defaultDir: string;
@@ -107,7 +137,12 @@ function readCard(dir: string): ModelCard {
 }
 
 function parseDtype(value: unknown): ModelSpec['dtype'] | undefined {
-  return value === 'fp32' || value === 'q8' ? value : undefined;
+  return value === 'fp32' || value === 'fp16' || value === 'q8' ? value : undefined;
+}
+
+/** The dtype suffix of version names: the fp32, fp16 and q8 weights of one model give different vectors. */
+export function dtypeSuffix(dtype: ModelSpec['dtype']): string {
+  return dtype === 'fp32' ? '' : `-${dtype}`;
 }
 
 /** Version names end up in file names (index snapshots) and metric labels, so keep them to [A-Za-z0-9._-]. */
@@ -138,13 +173,13 @@ function weightsHash(file: string): string {
  */
 export function resolveModelSpec(envIn: ModelEnv): ModelSpec {
   const explicitDtype = envIn.EMBED_DTYPE ? parseDtype(envIn.EMBED_DTYPE) : undefined;
-  if (envIn.EMBED_DTYPE && !explicitDtype) throw new RangeError(`EMBED_DTYPE must be fp32 or q8, got "${envIn.EMBED_DTYPE}"`);
+  if (envIn.EMBED_DTYPE && !explicitDtype) throw new RangeError(`EMBED_DTYPE must be fp32, fp16 or q8, got "${envIn.EMBED_DTYPE}"`);
   const embedModel = envIn.EMBED_MODEL?.trim();
   const modelDir = envIn.MODEL_DIR?.trim();
 
   if (!modelDir && embedModel && !looksLikePath(embedModel)) {
     const dtype = explicitDtype ?? 'fp32';
-    return { version: slug(embedModel) + (dtype === 'q8' ? '-q8' : ''), source: { kind: 'hub', id: embedModel }, dtype, origin: 'EMBED_MODEL' };
+    return { version: slug(embedModel) + dtypeSuffix(dtype), source: { kind: 'hub', id: embedModel }, dtype, origin: 'EMBED_MODEL' };
   }
 
   const origin = modelDir ? 'MODEL_DIR' : embedModel ? 'EMBED_MODEL' : 'default';
@@ -152,18 +187,23 @@ export function resolveModelSpec(envIn: ModelEnv): ModelSpec {
   const base = { source: { kind: 'dir' as const, path: dir }, origin } satisfies Pick<ModelSpec, 'source' | 'origin'>;
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw modelLoadError(base, 'no such directory');
   const card = readCard(dir);
-  const dtype =
-    explicitDtype ?? parseDtype(card.dtype) ?? (existsSync(join(dir, WEIGHTS.fp32)) ? 'fp32' : existsSync(join(dir, WEIGHTS.q8)) ? 'q8' : undefined);
-  if (!dtype) throw modelLoadError(base, `missing ${WEIGHTS.fp32} (or ${WEIGHTS.q8})`);
+  const dtype = explicitDtype ?? parseDtype(card.dtype) ?? defaultDtype(dir) ?? 'fp32';
   const spec: ModelSpec = { ...base, dtype, version: '' };
-  checkModelDir(spec as ModelSpec & { source: { kind: 'dir' } });
+  checkModelDir(spec, dir);
+  // A model we cannot serve (pooling, prompts, modules) fails here, at start, naming the file.
+  stConfigOf(spec, dir);
   // q8 and fp32 weights of one artifact give different vectors, so they must not share a version.
-  const q8 = dtype === 'q8' ? '-q8' : '';
+  const q8 = dtypeSuffix(dtype);
   spec.version =
     typeof card.version === 'string' && card.version.trim() !== ''
       ? card.version.trim() + q8 // the trainer's name verbatim, so model-card parent links still match
       : `${slug(basename(dir))}${q8}-${weightsHash(join(dir, WEIGHTS[dtype]))}`;
   return spec;
+}
+
+/** Whichever ONNX weights a directory has: fp32, then q8, then fp16. */
+export function defaultDtype(dir: string): ModelSpec['dtype'] | undefined {
+  return (['fp32', 'q8', 'fp16'] as const).find((d) => existsSync(join(dir, WEIGHTS[d])));
 }
 
 function looksLikePath(s: string): boolean {

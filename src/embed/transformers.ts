@@ -2,9 +2,11 @@
 //
 // We load with AutoTokenizer/AutoModel and do the feature-extraction steps ourselves instead of calling
 // pipeline('feature-extraction'): the pipeline always truncates at the tokenizer's model_max_length and
-// has no max_length option, so it cannot honour maxTokens. Mean pooling is done here in one row-major
-// pass that skips padding; transformers.js's mean_pooling walks the tensor column-wise over every padded
-// position: ~50 ms vs ~5 ms per [32 × 256 × 384] batch on the 2-core dev box (measured under load).
+// has no max_length option, so it cannot honour maxTokens. Pooling (the model's sentence-transformers mode:
+// cls / mean / max / lasttoken / …, see ./st.ts) is done here in one row-major pass that skips padding;
+// transformers.js's mean_pooling walks the tensor column-wise over every padded position: ~50 ms vs ~5 ms
+// per [32 × 256 × 384] batch on the 2-core dev box (measured under load). Prompts arrive as indices into
+// the model's prompt table and are prepended here, so the pool never needs the tokenizer.
 import { basename, dirname, resolve } from 'node:path';
 import {
   AutoModel,
@@ -18,6 +20,7 @@ import {
   type Tensor,
 } from '@huggingface/transformers';
 import type { LoadFailure, WorkerInit } from './protocol.js';
+import { readStConfig, type PoolingMode, type StConfig } from './st.js';
 
 export interface EncodedBatch {
   /** Row-major [texts × dim], every row L2-normalized. */
@@ -57,27 +60,25 @@ export function cpuSessionOptions(intraOpThreads: number): SessionOptions {
   };
 }
 
-/** Points the process-global transformers.js env at the model; returns the id to pass to from_pretrained. */
+/** Points the process-global transformers.js env at the model directory; returns the id for from_pretrained. */
 function configureEnv(init: WorkerInit): { modelId: string; localOnly: boolean } {
   env.logLevel = LogLevel.ERROR;
-  const { source } = init.spec;
-  if (source.kind === 'dir') {
-    const dir = resolve(source.path);
-    env.allowLocalModels = true;
-    env.allowRemoteModels = false;
-    // transformers.js resolves local models as localModelPath/<id>/<file>.
-    env.localModelPath = dirname(dir) + '/';
-    // transformers.js only prefixes localModelPath to names that pass its hub-id check (no spaces, no
-    // "--" or "..", ≤ 96 chars); any other name is used as a path as-is, so hand it the absolute path.
-    const name = basename(dir);
-    return { modelId: looksLikeHubName(name) ? name : dir, localOnly: true };
-  }
-  // A hub id must never be shadowed by a same-named folder under the library's default localModelPath.
-  env.allowLocalModels = false;
-  env.allowRemoteModels = true;
-  env.useFSCache = true;
-  env.cacheDir = init.cacheDir;
-  return { modelId: source.id, localOnly: false };
+  // Hub models were made local by the main thread (src/embed/hub.ts): a worker never downloads.
+  const dir = resolve(modelDir(init));
+  env.allowLocalModels = true;
+  env.allowRemoteModels = false;
+  // transformers.js resolves local models as localModelPath/<id>/<file>.
+  env.localModelPath = dirname(dir) + '/';
+  // transformers.js only prefixes localModelPath to names that pass its hub-id check (no spaces, no
+  // "--" or "..", ≤ 96 chars); any other name is used as a path as-is, so hand it the absolute path.
+  const name = basename(dir);
+  return { modelId: looksLikeHubName(name) ? name : dir, localOnly: true };
+}
+
+function modelDir(init: WorkerInit): string {
+  if (init.dir) return init.dir;
+  if (init.spec.source.kind === 'dir') return init.spec.source.path;
+  throw new ModelLoadFailure('invalid', `hub model ${init.spec.source.id} reached a worker without its local directory (load it through loadEmbedder)`);
 }
 
 /** Mirrors transformers.js's isValidHfModelId for a single path segment. */
@@ -103,16 +104,24 @@ function finitePositive(x: unknown): number | undefined {
 }
 
 export class TransformersEncoder {
+  /** Prompt texts by index (ToWorker.prompts), and their token counts when include_prompt is false. */
+  private readonly promptTexts: string[];
+  private promptTokens: number[] = [];
+
   private constructor(
     private readonly tokenizer: PreTrainedTokenizer,
     private readonly model: PreTrainedModel,
     readonly maxTokens: number,
     private readonly perTextRuns: boolean,
+    private readonly st: StConfig,
     public dim: number,
-  ) {}
+  ) {
+    this.promptTexts = Object.values(st.prompts);
+  }
 
   static async load(init: WorkerInit): Promise<TransformersEncoder> {
     const { modelId, localOnly } = configureEnv(init);
+    const st = init.st ?? readStConfig(modelDir(init));
     let tokenizer: PreTrainedTokenizer;
     let model: PreTrainedModel;
     try {
@@ -127,14 +136,20 @@ export class TransformersEncoder {
       throw classifyLoadError(err);
     }
     // Some tokenizers report model_max_length = 1e30; the position-embedding table is the real limit.
+    // sentence-transformers ≤ 5 files set max_seq_length in sentence_bert_config.json; it wins over the
+    // tokenizer's model_max_length (6.x saves it as the tokenizer's model_max_length).
     const config = model.config as unknown as { max_position_embeddings?: unknown };
     const limit = Math.min(
-      finitePositive(tokenizer.model_max_length) ?? Infinity,
+      st.maxSeqLength ?? finitePositive(tokenizer.model_max_length) ?? Infinity,
       finitePositive(config.max_position_embeddings) ?? Infinity,
     );
     const cap = Number.isFinite(limit) ? limit : 512;
     const maxTokens = Math.min(init.maxTokens ?? cap, cap);
-    const encoder = new TransformersEncoder(tokenizer, model, maxTokens, init.perTextRuns, 0);
+    const encoder = new TransformersEncoder(tokenizer, model, maxTokens, init.perTextRuns, st, 0);
+    if (!st.includePrompt) {
+      // sentence-transformers' prompt length: the prompt's tokens with [CLS], without a trailing special token.
+      encoder.promptTokens = encoder.promptTexts.map((p) => (p === '' ? 0 : promptLength(tokenizer, encoder.prep(p))));
+    }
     try {
       // Probe once: proves the session runs and tells the pool the embedding width.
       encoder.dim = (await encoder.encode(['dimension probe'])).dim;
@@ -144,30 +159,51 @@ export class TransformersEncoder {
     return encoder;
   }
 
-  async encode(texts: string[]): Promise<EncodedBatch> {
-    if (!this.perTextRuns || texts.length === 1) return this.run(texts);
+  /** sentence_bert_config.json do_lower_case: a lowercasing normalizer in front of the tokenizer's own. */
+  private prep(text: string): string {
+    return this.st.doLowerCase ? text.toLowerCase() : text;
+  }
+
+  async encode(texts: string[], prompts?: number[]): Promise<EncodedBatch> {
+    if (!this.perTextRuns || texts.length === 1) return this.run(texts, prompts);
     const rows: EncodedBatch[] = [];
-    for (const t of texts) rows.push(await this.run([t]));
+    for (let i = 0; i < texts.length; i++) rows.push(await this.run([texts[i]!], prompts ? [prompts[i]!] : undefined));
     const dim = rows[0]!.dim;
     const data = new Float32Array(texts.length * dim);
     rows.forEach((r, i) => data.set(r.data, i * dim));
     return { data, dim, tokens: rows.reduce((n, r) => n + r.tokens, 0) };
   }
 
-  private async run(texts: string[]): Promise<EncodedBatch> {
-    const inputs = tokenize(this.tokenizer, texts, this.maxTokens);
+  private async run(texts: string[], prompts?: number[]): Promise<EncodedBatch> {
+    const full = texts.map((t, i) => {
+      const p = prompts?.[i] ?? -1;
+      return this.prep(p >= 0 ? this.promptTexts[p]! + t : t);
+    });
+    const inputs = tokenize(this.tokenizer, full, this.maxTokens);
     const outputs = (await this.model(inputs)) as Record<string, Tensor | undefined>;
     // Same output preference as transformers.js's feature-extraction pipeline.
-    const hidden = outputs.last_hidden_state ?? outputs.token_embeddings ?? outputs.logits;
+    let hidden = outputs.last_hidden_state ?? outputs.token_embeddings ?? outputs.logits;
     if (!hidden || hidden.dims.length !== 3) {
       throw new Error(`model has no [batch, tokens, hidden] output (outputs: ${Object.keys(outputs).join(', ')})`);
     }
-    return meanPoolNormalize(hidden.data as Float32Array, inputs.attention_mask.data as BigInt64Array, hidden.dims as [number, number, number]);
+    if (hidden.type === 'float16') hidden = hidden.to('float32');
+    let skip: Int32Array | undefined;
+    if (!this.st.includePrompt && prompts) {
+      skip = new Int32Array(texts.length);
+      for (let i = 0; i < texts.length; i++) skip[i] = prompts[i]! >= 0 ? this.promptTokens[prompts[i]!] ?? 0 : 0;
+    }
+    return poolNormalize(hidden.data as Float32Array, inputs.attention_mask.data as BigInt64Array, hidden.dims as [number, number, number], this.st.pooling, skip);
   }
 
   async dispose(): Promise<void> {
     await this.model.dispose();
   }
+}
+
+function promptLength(tokenizer: PreTrainedTokenizer, prompt: string): number {
+  const ids = Array.from((tokenizer(prompt).input_ids as Tensor).data as BigInt64Array, Number);
+  const special = new Set((tokenizer as unknown as { all_special_ids?: number[] }).all_special_ids ?? []);
+  return ids.length - (ids.length > 0 && special.has(ids[ids.length - 1]!) ? 1 : 0);
 }
 
 type TokenizerOutput = { input_ids: Tensor; attention_mask: Tensor; [k: string]: Tensor };
@@ -204,26 +240,56 @@ export function tokenize(tokenizer: PreTrainedTokenizer, texts: string[], maxTok
 
 /** Masked mean over tokens, then L2 normalize; exported for the bench's bare ONNX loop. */
 export function meanPoolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number]): EncodedBatch {
+  return poolNormalize(hidden, mask, dims, 'mean');
+}
+
+/**
+ * sentence-transformers' Pooling over the attention mask (right padding), then L2 normalize. `skip[b]`
+ * leading real tokens of row b are left out of the pooling (a prompt with include_prompt false), exactly as
+ * sentence-transformers zeroes them in the pooling mask. `tokens` counts real tokens for metrics.
+ */
+export function poolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number],
+  mode: PoolingMode, skip?: Int32Array): EncodedBatch {
   const [batch, seq, dim] = dims;
   const out = new Float32Array(batch * dim);
   const acc = new Float64Array(dim);
   let tokens = 0;
   for (let b = 0; b < batch; b++) {
-    acc.fill(0);
+    acc.fill(mode === 'max' ? -Infinity : 0);
+    const s = skip?.[b] ?? 0;
     let count = 0;
+    let weights = 0;
+    let first = -1;
+    let last = -1;
     for (let t = 0; t < seq; t++) {
       if (Number(mask[b * seq + t]) === 0) continue;
+      tokens++;
+      if (t < s) continue;
       count++;
+      if (first < 0) first = t;
+      last = t;
       const base = (b * seq + t) * dim;
-      for (let k = 0; k < dim; k++) acc[k]! += hidden[base + k]!;
+      if (mode === 'mean' || mode === 'mean_sqrt_len_tokens') {
+        for (let k = 0; k < dim; k++) acc[k]! += hidden[base + k]!;
+      } else if (mode === 'max') {
+        for (let k = 0; k < dim; k++) if (hidden[base + k]! > acc[k]!) acc[k] = hidden[base + k]!;
+      } else if (mode === 'weightedmean') {
+        const w = t + 1;
+        weights += w;
+        for (let k = 0; k < dim; k++) acc[k]! += w * hidden[base + k]!;
+      }
     }
-    tokens += count;
+    if (count === 0) {
+      acc.fill(0); // nothing to pool: a zero vector stays zero rather than becoming NaN
+    } else if (mode === 'cls' || mode === 'lasttoken') {
+      const base = (b * seq + (mode === 'cls' ? first : last)) * dim;
+      for (let k = 0; k < dim; k++) acc[k] = hidden[base + k]!;
+    } else if (mode === 'mean' || mode === 'mean_sqrt_len_tokens' || mode === 'weightedmean') {
+      const div = mode === 'mean' ? count : mode === 'weightedmean' ? weights : Math.sqrt(count);
+      for (let k = 0; k < dim; k++) acc[k] = acc[k]! / div;
+    }
     let norm = 0;
-    for (let k = 0; k < dim; k++) {
-      const v = acc[k]! / Math.max(count, 1);
-      acc[k] = v;
-      norm += v * v;
-    }
+    for (let k = 0; k < dim; k++) norm += acc[k]! * acc[k]!;
     // An all-zero row stays zero rather than becoming NaN.
     const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     for (let k = 0; k < dim; k++) out[b * dim + k] = acc[k]! * inv;

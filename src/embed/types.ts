@@ -8,8 +8,8 @@ export interface ModelSpec {
   /** Stable version name stored with every vector and query-log row. */
   version: string;
   source: ModelSource;
-  /** ONNX weights to load: 'fp32' → onnx/model.onnx, 'q8' → onnx/model_quantized.onnx. */
-  dtype: 'fp32' | 'q8';
+  /** ONNX weights to load: 'fp32' → onnx/model.onnx, 'fp16' → onnx/model_fp16.onnx, 'q8' → onnx/model_quantized.onnx. */
+  dtype: 'fp32' | 'fp16' | 'q8';
   /** Set by resolveModelSpec(); absent for specs built in code (errors then name both variables). */
   origin?: ModelOrigin;
 }
@@ -55,12 +55,41 @@ export type EmbedPriority = 'query' | 'bulk';
 
 export interface EmbedOptions {
   priority?: EmbedPriority;
+  /**
+   * What the texts are: search queries or indexed documents. Each gets the model's prompt for it, as
+   * sentence-transformers' encode_query / encode_document do ("query"; "document", "passage" or "corpus").
+   * Absent: plain encode() (the model's default_prompt_name, if any).
+   */
+  kind?: 'query' | 'document';
+  /** One of the model's prompt names (config_sentence_transformers.json); wins over `kind`. */
+  promptName?: string;
 }
 
+/** How the serving model embeds (from its sentence-transformers files): /v1/models and model cards show it. */
+export interface ModelDescription {
+  /** The directory the weights were loaded from (a hub model's cache snapshot). */
+  dir: string;
+  /** The ONNX file that serves, relative to dir. */
+  file: string;
+  dtype: ModelSpec['dtype'];
+  pooling: string;
+  /** The model itself ends with Normalize; the server L2-normalizes every vector regardless (cosine index). */
+  normalize: boolean;
+  includePrompt: boolean;
+  maxTokens: number;
+  prompts: Record<string, string>;
+  defaultPromptName: string | null;
+  /** Prompt names used for kind 'query' / 'document' (null: none). */
+  queryPrompt: string | null;
+  documentPrompt: string | null;
+  configSource: string;
+}
 export interface Embedder {
   readonly version: string;
   readonly dim: number;
-  /** L2-normalized mean-pooled embeddings, one per text, in order. */
+  /** Pooling, prompts, truncation and weights file of the model (providers that know them). */
+  readonly model?: ModelDescription;
+  /** L2-normalized embeddings (the model's own pooling and prompts), one per text, in order. */
   embed(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>;
   /** Texts waiting in the batching queue (for backpressure and metrics). */
   queueDepth(): number;

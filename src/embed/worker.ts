@@ -24,7 +24,7 @@ async function main(port: MessagePort, init: WorkerInit): Promise<void> {
     chain = chain.then(async () => {
       const t0 = performance.now();
       try {
-        const { data, dim, tokens } = await encoder.encode(msg.texts);
+        const { data, dim, tokens } = await encoder.encode(msg.texts, msg.prompts);
         post({ type: 'result', id: msg.id, dim, data, tokens, ms: performance.now() - t0 }, [data.buffer as ArrayBuffer]);
       } catch (err) {
         post({ type: 'error', id: msg.id, message: err instanceof Error ? err.message : String(err) });

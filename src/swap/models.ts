@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
-import { loadEmbedder } from '../embed/registry.js';
+import { defaultDtype, loadEmbedder } from '../embed/registry.js';
 import type { Embedder, EmbedderOptions, ModelSpec } from '../embed/types.js';
 import type { Metrics } from '../metrics.js';
 
@@ -28,7 +28,7 @@ function cardDtype(dir: string): ModelSpec['dtype'] | undefined {
   try {
     const card: unknown = JSON.parse(readFileSync(join(dir, 'model_card.json'), 'utf8'));
     const d = card !== null && typeof card === 'object' ? (card as { dtype?: unknown }).dtype : undefined;
-    return d === 'fp32' || d === 'q8' ? d : undefined;
+    return d === 'fp32' || d === 'fp16' || d === 'q8' ? d : undefined;
   } catch {
     return undefined;
   }
@@ -39,7 +39,7 @@ function cardDtype(dir: string): ModelSpec['dtype'] | undefined {
  * then whichever weights exist — the same order resolveModelSpec uses for the configured model.
  */
 export function specForDir(version: string, dir: string, cfg: Pick<Config, 'EMBED_DTYPE'>): ModelSpec {
-  const dtype = cfg.EMBED_DTYPE ?? cardDtype(dir) ?? (existsSync(join(dir, 'onnx/model.onnx')) ? 'fp32' : 'q8');
+  const dtype = cfg.EMBED_DTYPE ?? cardDtype(dir) ?? defaultDtype(dir) ?? 'fp32';
   return { version, source: { kind: 'dir', path: dir }, dtype };
 }
 
