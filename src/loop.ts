@@ -63,7 +63,7 @@ export function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOp
     // The serving model, in the 'bulk' lane: re-embedding a window must not delay live searches.
     embed: async (texts) => {
       const pair = engine.serving;
-      return { vectors: await pair.embedder.embed(texts, { priority: 'bulk' }), model: pair.version };
+      return { vectors: await pair.embedder.embed(texts, { priority: 'bulk', kind: 'query' }), model: pair.version };
     },
     servingVersion: () => engine.serving.version,
     async onDrift(collection) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import type { Embedder, ModelSpec } from '../embed/types.js';
+import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
 import { IndexLostError } from '../index/errors.js';
 import type { IndexManager } from '../index/manager.js';
 import type { Hit, IndexKey, VectorIndex } from '../index/types.js';
@@ -156,7 +156,8 @@ export class Engine {
       await store.upsertModelVersion({
         version: configuredModel.version, parentVersion: null, source: encodeSource(configuredModel.source),
         dim: embedder.dim, status: 'champion',
-        card: configuredModel.source.kind === 'dir' ? readModelCard(configuredModel.source.path) : {},
+        // `serving`: pooling, prompts, token limit and the ONNX file that serves (src/embed/st.ts).
+        card: { ...(configuredModel.source.kind === 'dir' ? readModelCard(configuredModel.source.path) : {}), ...(embedder.model ? { serving: embedder.model } : {}) },
       });
       const p = await store.promote(configuredModel.version);
       await this.activate(await this.buildPair(configuredModel.version, embedder, p.generation));
@@ -318,7 +319,7 @@ export class Engine {
       const rows = await store.liveChunks(c.id, after, batch);
       if (rows.length === 0) break;
       // Bulk lane: a re-embed or rebuild must never delay live queries.
-      const vecs = await embedder.embed(rows.map((r) => r.text), { priority: 'bulk' });
+      const vecs = await embedder.embed(rows.map((r) => r.text), { priority: 'bulk', kind: 'document' });
       await idx.add(rows.map((r) => r.label), vecs);
       after = rows[rows.length - 1]!.label;
       done += rows.length;
@@ -351,7 +352,7 @@ export class Engine {
     if (ch.removed.length) await idx.markDeleted(ch.removed);
     for (let i = 0; i < ch.added.length; i += 256) {
       const part = ch.added.slice(i, i + 256);
-      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk' }));
+      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
     }
     return ch.added.length + ch.removed.length;
   }
@@ -542,12 +543,12 @@ export class Engine {
     const inputs = docs.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata ?? {}, chunks: chunkText(d.text, c.chunk.size, c.chunk.overlap) }));
     let pair = this.serving;
     // Embed outside the write lock: it is the slow part and needs no ordering.
-    let vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks));
+    let vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
     const res = await this.exclusive(async () => {
       if (this.current !== pair) {
         // A cut-over happened while we embedded: vectors must come from the model now serving.
         pair = this.serving;
-        vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks));
+        vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
       }
       // DELETE /collections/:name may have won the lock while we embedded: that is a 404, not a FK error.
       const r = await this.deps.store.upsertDocuments(c.id, inputs).catch((err: unknown) => {
@@ -657,7 +658,7 @@ export class Engine {
    */
   async rankBoth(c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
     const pair = this.serving;
-    const [v] = await pair.embedder.embed([query], { priority: 'bulk' });
+    const [v] = await pair.embedder.embed([query], { priority: 'bulk', kind: 'query' });
     const dense = await this.vectorHits(pair, c, v!, depth * 3, undefined, undefined);
     const sparse = await this.deps.store.keywordSearch(c.id, query, depth * 3);
     const chunks = await this.deps.store.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
@@ -690,7 +691,7 @@ export class Engine {
       return v;
     }
     if (req.query === undefined) throw new AppError('invalid_request', 'send "query" (text) or "vector"');
-    const [v] = await pair.embedder.embed([req.query]);
+    const [v] = await pair.embedder.embed([req.query], { kind: 'query' });
     return v!;
   }
 
@@ -733,9 +734,10 @@ export class Engine {
     return p;
   }
 
-  async embedTexts(texts: string[]): Promise<{ vectors: Float32Array[]; model: string }> {
+  /** /v1/embeddings: `options` picks the prompt (input_type query/document or a prompt name). */
+  async embedTexts(texts: string[], options: Pick<EmbedOptions, 'kind' | 'promptName'> = {}): Promise<{ vectors: Float32Array[]; model: string }> {
     const pair = this.serving;
-    return { vectors: await pair.embedder.embed(texts), model: pair.version };
+    return { vectors: await pair.embedder.embed(texts, options), model: pair.version };
   }
 }
 

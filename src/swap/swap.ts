@@ -111,7 +111,7 @@ export class Swapper {
     const sample = live > 0 ? await this.engine.store.sampleChunks(c.id, 5) : [];
     let selfHits = 0;
     if (sample.length > 0) {
-      const vecs = await embedder.embed(sample.map((s) => s.text));
+      const vecs = await embedder.embed(sample.map((s) => s.text), { kind: 'document' }); // as indexed: a self-hit check
       for (let i = 0; i < sample.length; i++) {
         const hits = await idx.search(vecs[i]!, 10);
         if (hits.length === 0) throw new VerifyError(`sample query on "${c.name}" returned no results`);

@@ -44,11 +44,11 @@ export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: 
   const dim = embedder.dim;
   const mat = new Float32Array(corpus.length * dim);
   for (let i = 0; i < corpus.length; i += 256) {
-    const vecs = await embedder.embed(corpus.slice(i, i + 256).map((c) => c.text), { priority: 'bulk' });
+    const vecs = await embedder.embed(corpus.slice(i, i + 256).map((c) => c.text), { priority: 'bulk', kind: 'document' });
     vecs.forEach((v, j) => mat.set(v, (i + j) * dim));
   }
   const qv: Float32Array[] = [];
-  for (let i = 0; i < queries.length; i += 256) qv.push(...(await embedder.embed(queries.slice(i, i + 256).map((q) => q.query), { priority: 'bulk' })));
+  for (let i = 0; i < queries.length; i += 256) qv.push(...(await embedder.embed(queries.slice(i, i + 256).map((q) => q.query), { priority: 'bulk', kind: 'query' })));
   const out = new Map<string, Ranking>();
   const scores = new Float32Array(corpus.length);
   for (let q = 0; q < queries.length; q++) {
