@@ -275,7 +275,11 @@ export class RetrievalClient {
     }
   }
 
-  /** One HTTP call with retries; resolves only for 2xx, otherwise throws RetrievalError. */
+  /**
+   * One HTTP call with retries; resolves only for 2xx, otherwise throws RetrievalError. Hand-written rather than
+   * p-retry / fetch-retry: the policy is the API's (Retry-After on 429/503, a timed-out write never repeated),
+   * and the client stays dependency-free so it can be copied into an application.
+   */
   async request(method: string, path: string, body?: unknown, o: { retry?: boolean } = {}): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';

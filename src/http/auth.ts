@@ -65,6 +65,8 @@ export function apiKeyAuth(opts: ApiKeyAuthOptions): MiddlewareHandler<AppEnv> {
   }, (err: unknown) => logger.error('could not count API keys', { err: err instanceof Error ? err.message : String(err) }));
 
   const ttl = opts.cacheTtlMs ?? 30_000;
+  // A bounded map with a TTL, insertion-order eviction and successes only: lru-cache would add recency
+  // ordering, which a cache of ≤ 1024 live keys refreshed every 30 s does not need.
   const cache = new Map<string, { v: VerifiedKey; until: number }>();
   const MAX_CACHE = 1024;
 

@@ -25,7 +25,7 @@ export interface LlmUsage {
   costUsd: number;
 }
 
-/** At most `n` tasks at a time, FIFO. */
+/** At most `n` tasks at a time, FIFO. (p-limit does the same; not worth a dependency for 12 lines.) */
 export function limiter(n: number) {
   let active = 0;
   const queue: (() => void)[] = [];

@@ -1,4 +1,6 @@
 // One JSON line per event: easy to grep locally and to ship to any log stack.
+// Not pino: these 15 lines are synchronous (a crash loses no line, a one-line start-up error stays last) and
+// need no transport thread; pino's speed matters at volumes this server does not log at.
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level | 'silent', number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
