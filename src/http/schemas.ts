@@ -47,6 +47,8 @@ export const EmbeddingsBody = z.strictObject({
   encoding_format: z.enum(['float', 'base64']).default('float'),
   dimensions: z.number().int().optional(),
   user: z.string().optional(),
+  /** "query" or "document" (the model's prompt for it, as sentence-transformers' encode_query / encode_document), or one of its prompt names. */
+  input_type: z.string().min(1).max(128).optional(),
 });
 
 export const FeedbackBody = z.strictObject({

@@ -35,7 +35,13 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       if (t.length === 0) throw new AppError('empty_text', `input[${i}] is empty`);
       if (Buffer.byteLength(t, 'utf8') > cfg.MAX_TEXT_BYTES) throw new AppError('text_too_large', `input[${i}] is longer than ${cfg.MAX_TEXT_BYTES} bytes`);
     });
-    const { vectors, model } = await engine.embedTexts(input);
+    // input_type: "query" / "document" get the model's prompt for them; any other value names a prompt.
+    const kind = b.input_type === 'query' || b.input_type === 'document' ? b.input_type : undefined;
+    const prompts = engine.serving.embedder.model?.prompts ?? {};
+    if (b.input_type !== undefined && kind === undefined && !(b.input_type in prompts)) {
+      throw new AppError('invalid_request', `input_type must be "query", "document" or one of the model's prompt names (${Object.keys(prompts).join(', ') || 'none'}), got "${b.input_type}"`);
+    }
+    const { vectors, model } = await engine.embedTexts(input, kind ? { kind } : b.input_type !== undefined ? { promptName: b.input_type } : {});
     if (b.dimensions !== undefined && b.dimensions !== vectors[0]!.length) {
       throw new AppError('invalid_request', `model ${model} produces ${vectors[0]!.length} dimensions; "dimensions" cannot change that`);
     }
@@ -50,6 +56,28 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       model,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     });
+  });
+
+  // OpenAI-compatible model list: the serving model (the `openai` client's models.list() / retrieve()),
+  // with how it embeds: dimensions, pooling, prompts per input_type, token limit and the ONNX file that serves.
+  const describeModel = async () => {
+    const pair = engine.serving;
+    const row = await engine.store.getModelVersion(pair.version);
+    const m = pair.embedder.model;
+    return {
+      id: pair.version, object: 'model' as const, created: Math.floor((row?.createdAt ?? Date.now()) / 1000), owned_by: 'tuned-retrieval',
+      dimensions: pair.embedder.dim,
+      ...(m ? {
+        pooling: m.pooling, normalize: m.normalize, max_tokens: m.maxTokens, dtype: m.dtype, file: m.file, prompts: m.prompts,
+        default_prompt_name: m.defaultPromptName, input_types: { query: m.queryPrompt, document: m.documentPrompt }, config: m.configSource,
+      } : {}),
+    };
+  };
+  app.get('/v1/models', async (c) => c.json({ object: 'list', data: [await describeModel()] }));
+  app.get('/v1/models/:id', async (c) => {
+    const m = await describeModel();
+    if (c.req.param('id') !== m.id) throw new AppError('model_not_found', `model "${c.req.param('id')}" is not the serving model (${m.id})`);
+    return c.json(m);
   });
 
   app.post('/feedback', async (c) => {
