@@ -30,6 +30,8 @@ export interface JobSpec {
   soup?: number;
   /** In-batch hardness weighting of the MNRL loss. */
   hardness?: { mode: 'in_batch_negatives'; strength: number };
+  /** A hub id (or path) the trainer loads the base weights from, when base/ has none (trainer/README.md). */
+  base_model?: string;
   /** Token limit for training and for the candidate's tokenizer (the trainer's default is 128). */
   max_seq_length?: number;
 }

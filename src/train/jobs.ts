@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Embedder } from '../embed/types.js';
+import { trainableModelDir } from '../embed/hub.js';
 import { AppError } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import { decodeSource, encodeSource } from '../serving/models.js';
@@ -256,10 +257,14 @@ export class JobRunner {
         throw new JobFailure(`mining: ${err instanceof Error ? err.message : String(err)}`);
       });
       const bundleDir = join(this.jobDir(job.id), 'bundle');
-      const parentDir = parentRow ? await engine.resolveModelSource(parentRow.version, decodeSource(parentRow.source)) : undefined;
-      if (!parentDir || parentDir.kind !== 'dir') {
-        throw new JobFailure(`the champion ${job.parentVersion} is not a local model directory; the trainer needs its artifact (set MODEL_DIR)`);
-      }
+      const parentSource = parentRow ? await engine.resolveModelSource(parentRow.version, decodeSource(parentRow.source)) : undefined;
+      // A hub champion trains from its cache snapshot (PyTorch weights fetched once) or, offline, by hub id.
+      const parentDir = parentSource && await trainableModelDir(parentSource, { cacheDir: join(config.DATA_DIR, 'models/cache'), dtype: config.EMBED_DTYPE ?? 'fp32' })
+        .then((r) => ({ path: r.dir, baseModel: r.baseModel }))
+        .catch((err: unknown) => {
+          throw new JobFailure(`the champion ${job.parentVersion} has no local files the trainer can start from: ${err instanceof Error ? err.message : String(err)}`);
+        });
+      if (!parentDir) throw new JobFailure(`the champion ${job.parentVersion} is not registered (no model source)`);
       // Documents of one source (sections of an abstract, pages of a manual) make group pairs: find the field.
       const grouping = config.TRAIN_GROUP_BY === 'none'
         ? { field: null, reason: 'TRAIN_GROUP_BY=none' }
@@ -268,7 +273,11 @@ export class JobRunner {
           : await detectGroupField(this.store, col.id);
       const bundle = await writeBundle(bundleDir, {
         store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
-        job: { version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name, ...trainRecipe(config, parentDir.path) },
+        job: {
+          version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name,
+          ...trainRecipe(config, parentDir.path, engine.serving.version === job.parentVersion ? engine.serving.embedder.model?.maxTokens : undefined),
+          ...(parentDir.baseModel ? { base_model: parentDir.baseModel } : {}),
+        },
         groupBy: grouping.field ?? undefined,
       });
       await report('mining', {
@@ -348,7 +357,7 @@ export class JobRunner {
         decision: decision as Metadata, passed: decision.passed,
       });
       this.metrics.gateDecisions.inc({ decision: decision.passed ? 'pass' : 'reject' });
-      const fullCard = { ...card, eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, strategies, champion_version: champion.version, passed: decision.passed } };
+      const fullCard = { ...card, ...(candidate.model ? { serving: candidate.model } : {}), eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, strategies, champion_version: champion.version, passed: decision.passed } };
       writeFileSync(join(finalDir, 'model_card.json'), JSON.stringify(fullCard, null, 2));
       await this.store.upsertModelVersion({
         version, parentVersion: job.parentVersion, source: encodeSource({ kind: 'dir', path: finalDir }), dim: candidate.dim,
@@ -460,8 +469,9 @@ export const SWEEP_LRS = [3e-4, 8e-4];
  * rate × epochs (epochs from the training-set size) and picks on a validation split of the mined pairs;
  * TRAIN_LR / TRAIN_EPOCHS pin one axis, TRAIN_SWEEP=false pins both.
  */
-export function trainRecipe(config: Config, parentDir?: string): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
-  const maxSeq = config.TRAIN_MAX_SEQ_LENGTH ?? (parentDir ? cardMaxSeqLength(parentDir) : undefined);
+export function trainRecipe(config: Config, parentDir?: string, servedMaxTokens?: number): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
+  // The champion's token limit: its card's, else what it serves with (a sentence-transformers model's own).
+  const maxSeq = config.TRAIN_MAX_SEQ_LENGTH ?? (parentDir ? cardMaxSeqLength(parentDir) : undefined) ?? servedMaxTokens;
   const sweep = config.TRAIN_SWEEP && (config.TRAIN_LR === undefined || config.TRAIN_EPOCHS === undefined)
     ? { sweep: { lr: config.TRAIN_LR !== undefined ? [config.TRAIN_LR] : SWEEP_LRS, epochs: config.TRAIN_EPOCHS !== undefined ? [config.TRAIN_EPOCHS] : ('auto' as const), select: 'greedy_soup' as const } }
     : {};
