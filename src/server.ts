@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createApiKey } from './auth/keys.js';
 import { apiKeyAuth } from './http/auth.js';
-import { loadConfig, DEFAULT_MODEL_DIR, type Config } from './config.js';
+import { ConfigError, loadConfig, DEFAULT_MODEL_DIR, type Config } from './config.js';
 import { loadEmbedder, resolveModelSpec } from './embed/registry.js';
 import type { ModelSpec } from './embed/types.js';
 import { createApp, createLoadingApp, type AppEnv, type AppOptions } from './http/app.js';
@@ -60,7 +60,8 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     const loading = createLoadingApp();
     server = await new Promise<ServerType>((res, rej) => {
       const s = serve({ fetch: (req, env) => (ready ?? loading).fetch(req, env), port: config.PORT, hostname: config.HOST }, () => res(s));
-      s.once('error', rej);
+      // A taken port is a configuration problem: one line (main.ts), not a stack trace.
+      s.once('error', (err: Error) => rej(new ConfigError(`cannot listen on ${config.HOST}:${config.PORT}: ${err.message}`)));
     });
     const addr = server.address() as AddressInfo;
     url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address}:${addr.port}`;

@@ -2,6 +2,7 @@
 // disagreeing with the README). Every case must answer a stable 4xx/503 code — 0 × 5xx — and the server
 // must keep serving afterwards.
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -242,6 +243,25 @@ describe('start-up failures are one line on stderr and exit 2', () => {
     },
     60_000,
   );
+
+  test('a port already in use', async () => {
+    const busy = createServer().listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const r = run({ PORT: String(port) });
+      expect(r.status, r.stderr).toBe(2);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !/ExperimentalWarning|--trace-warnings/.test(l));
+      expect(lines, r.stderr).toEqual([
+        expect.stringMatching(new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`)),
+      ]);
+    } finally {
+      busy.close();
+    }
+  }, 60_000);
 });
 
 test('npm prints no "Unknown project config" warning; onnxruntime-node post-install stays skipped', () => {
