@@ -380,7 +380,8 @@ class ManagedIndex implements VectorIndex {
  */
 export class IndexManager {
   private readonly opts: Required<IndexManagerOptions>;
-  private readonly slots: WorkerSlot[];
+  /** Worker threads, started on first use beyond the first (an idle worker thread costs ~15 MiB of RSS). */
+  private readonly slots: (WorkerSlot | undefined)[];
   private readonly indexes = new Map<string, ManagedIndex>();
   /** Keys whose create/load is in progress, so two concurrent creates cannot both succeed. */
   private readonly opening = new Set<string>();
@@ -399,7 +400,9 @@ export class IndexManager {
       bruteForceMaxFraction: options.bruteForceMaxFraction ?? 0.02,
       oversampleMaxK: options.oversampleMaxK ?? 1000,
     };
-    this.slots = Array.from({ length: workers }, (_, i) => new WorkerSlot(i, this.opts, (slot, err) => this.onCrash(slot, err)));
+    this.slots = Array.from({ length: workers }, () => undefined);
+    // The first starts now, so a worker that cannot start fails the first call, not a later placement.
+    this.slot(0);
   }
 
   get options(): Readonly<Required<IndexManagerOptions>> {
@@ -408,7 +411,16 @@ export class IndexManager {
 
   /** Resolves once every worker thread has started (the first call otherwise waits for it). */
   async ready(): Promise<void> {
-    await Promise.all(this.slots.map((s) => s.ready));
+    await Promise.all(this.slots.map((s) => s?.ready));
+  }
+
+  private slot(i: number): WorkerSlot {
+    let s = this.slots[i];
+    if (!s) {
+      s = new WorkerSlot(i, this.opts, (slot, err) => this.onCrash(slot, err));
+      this.slots[i] = s;
+    }
+    return s;
   }
 
   private onCrash(slot: WorkerSlot, err: Error): void {
@@ -430,8 +442,9 @@ export class IndexManager {
   }
 
   private pickSlots(): WorkerSlot[] {
-    // Fewest hosted indexes first; ties by slot number so placement is deterministic.
-    return [...this.slots].sort((a, b) => a.hosted.size - b.hosted.size || a.slot - b.slot).slice(0, this.opts.replicas);
+    // Fewest hosted indexes first (a worker not started yet hosts none); ties by slot number.
+    const load = (i: number) => this.slots[i]?.hosted.size ?? 0;
+    return this.slots.map((_, i) => i).sort((a, b) => load(a) - load(b) || a - b).slice(0, this.opts.replicas).map((i) => this.slot(i));
   }
 
   private async open(
@@ -502,7 +515,7 @@ export class IndexManager {
     this.closed = true;
     for (const idx of this.indexes.values()) idx.markLost(new IndexClosedError('index manager closed'));
     this.indexes.clear();
-    await Promise.all(this.slots.map((s) => s.stop()));
+    await Promise.all(this.slots.map((s) => s?.stop()));
   }
 
   /**
@@ -510,8 +523,9 @@ export class IndexManager {
    * and the slot respawns.
    */
   async killWorker(slot: number): Promise<void> {
-    const s = this.slots[slot];
-    if (!s) throw new RangeError(`no worker ${slot}`);
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.slots.length) throw new RangeError(`no worker ${slot}`);
+    const s = this.slot(slot);
+    await s.ready;
     await s.worker.terminate();
   }
 }

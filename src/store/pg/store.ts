@@ -1,10 +1,7 @@
-import { PGlite } from '@electric-sql/pglite';
 import { and, asc, count, desc, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, sql, type SQL } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { AppError } from '../../errors.js';
@@ -169,6 +166,10 @@ export class PgStore implements Store {
   /** In-process Postgres (PGlite): `dataDir` persists, undefined keeps everything in memory. */
   static async pglite(dataDir: string | undefined, opts: PgStoreOptions): Promise<PgStore> {
     if (dataDir) mkdirSync(dataDir, { recursive: true });
+    // Imported on first use: PGlite (a wasm Postgres) adds ~40 MiB of RSS to every process that loads it.
+    const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+      import('@electric-sql/pglite'), import('drizzle-orm/pglite'), import('drizzle-orm/pglite/migrator'),
+    ]);
     const client = await PGlite.create(dataDir);
     try {
       const db = drizzlePglite(client, { schema: s });
