@@ -415,6 +415,16 @@ async function collectionPage(/** @type {string} */ name) {
   h('label', null, 'Documents: the API body, a JSON array, or one JSON document per line', docs),
   h('p', { id: 'ingest-help', class: 'muted small' }, 'Re-upserting an id replaces the document. Up to MAX_BATCH_DOCS documents per request.'),
   h('div', { class: 'row' }, h('button', { type: 'submit', id: 'ingest-submit', 'data-admin': 'true', disabled: ro, title: ro ? 'needs an admin API key' : undefined }, 'Ingest')),
+  h('label', { class: 'file' }, `Or a JSON-lines file (one {"id","text","metadata"?} per line), sent ${FILE_BATCH} documents a request`,
+    h('input', { type: 'file', id: 'ingest-file', accept: '.jsonl,.ndjson,.json,text/plain', 'data-admin': 'true', disabled: ro, title: ro ? 'needs an admin API key' : undefined,
+      onchange: async (/** @type {Event} */ e) => {
+        const input = /** @type {HTMLInputElement} */ (e.target);
+        const file = input.files?.[0];
+        if (!file) return;
+        await ingestFile(name, file, out);
+        input.value = '';
+        fill(await api('GET', `/collections/${encodeURIComponent(name)}`));
+      } })),
   out);
 
   const jobOut = h('div', { id: 'retrain-result' });
@@ -429,6 +439,39 @@ async function collectionPage(/** @type {string} */ name) {
       } catch (err) { jobOut.replaceChildren(errorBox(err)); }
     }, { id: 'retrain' })), jobOut);
   return [h('h1', null, `Collection ${c.name}`), stats, strategyCard(c.strategy), h('div', { class: 'grid-2' }, ingest, actions)];
+}
+
+const FILE_BATCH = 500;
+
+/** Uploads a JSON-lines file in batches, with a progress bar; stops at the first error (the API's, or a line that is not JSON). */
+async function ingestFile(/** @type {string} */ name, /** @type {File} */ file, /** @type {HTMLElement} */ out) {
+  const lines = (await file.text()).split('\n').map((l) => l.trim()).filter(Boolean);
+  /** @type {unknown[]} */
+  const docs = [];
+  for (const [i, l] of lines.entries()) {
+    try { docs.push(JSON.parse(l)); } catch {
+      out.replaceChildren(errorBox(new ApiError(0, 'invalid_json', `${file.name} line ${i + 1} is not valid JSON; nothing was sent`)));
+      return;
+    }
+  }
+  const bar = /** @type {HTMLProgressElement} */ (h('progress', { id: 'ingest-progress', max: docs.length || 1, value: 0 }));
+  const label = h('span', null, `0 of ${fmtInt(docs.length)} documents`);
+  out.replaceChildren(h('label', null, label, bar));
+  let upserted = 0;
+  let chunks = 0;
+  for (let i = 0; i < docs.length; i += FILE_BATCH) {
+    try {
+      const r = await api('POST', `/collections/${encodeURIComponent(name)}/documents`, { documents: docs.slice(i, i + FILE_BATCH) });
+      upserted += r.upserted;
+      chunks += r.chunks;
+    } catch (err) {
+      out.replaceChildren(h('p', { class: 'small' }, `Stopped at documents ${i + 1}–${Math.min(i + FILE_BATCH, docs.length)} of ${file.name}; ${fmtInt(upserted)} before them were upserted.`), errorBox(err));
+      return;
+    }
+    bar.value = Math.min(i + FILE_BATCH, docs.length);
+    label.textContent = `${fmtInt(bar.value)} of ${fmtInt(docs.length)} documents`;
+  }
+  out.replaceChildren(notice(`Upserted ${fmtInt(upserted)} documents (${fmtInt(chunks)} chunks) from ${file.name}.`));
 }
 
 /** The textarea's documents as a request body; anything that is not recognisable goes to the API verbatim. */
