@@ -38,10 +38,11 @@ describe('RetrievalClient against the real server', () => {
     await server?.dispose();
   });
 
-  it('health, readiness and metrics need no key', async () => {
+  it('health and readiness need no key; metrics a read key (METRICS_AUTH=read)', async () => {
     expect(await anonymous.health()).toEqual({ ok: true });
     expect((await anonymous.ready()).ready).toBe(true);
-    expect(await anonymous.metrics()).toMatch(/http_requests_total/);
+    await expect(anonymous.metrics()).rejects.toMatchObject({ code: 'unauthorized', status: 401 });
+    expect(await reader.metrics()).toMatch(/http_requests_total/);
   });
 
   it('collections and documents round-trip with typed results', async () => {
