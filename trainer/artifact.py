@@ -97,10 +97,50 @@ def quantize_int8(onnx_path: str, out_path: str) -> None:
     quantize_dynamic(onnx_path, out_path, weight_type=QuantType.QInt8)
 
 
-class OnnxEncoder:
-    """Mean-pooled, L2-normalized sentence embeddings from an exported ONNX encoder (CPU)."""
+POOLING_MODES = ("cls", "mean", "max", "lasttoken", "mean_sqrt_len_tokens", "weightedmean")
+_LEGACY_POOLING = (("pooling_mode_cls_token", "cls"), ("pooling_mode_max_tokens", "max"),
+                   ("pooling_mode_mean_tokens", "mean"), ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
+                   ("pooling_mode_weightedmean_tokens", "weightedmean"), ("pooling_mode_lasttoken", "lasttoken"))
 
-    def __init__(self, onnx_path: str, tokenizer, max_seq_length: int = 256, threads: int = 0):
+
+def pooling_of_dir(model_dir: str) -> str:
+    """The sentence-transformers pooling mode saved in model_dir (or model_dir/pytorch), "mean" when none is."""
+    for d in (model_dir, os.path.join(model_dir, "pytorch")):
+        try:
+            with open(os.path.join(d, "modules.json")) as f:
+                mods = json.load(f)
+            for m in mods:
+                if str(m.get("type", "")).endswith("Pooling"):
+                    with open(os.path.join(d, m.get("path", ""), "config.json")) as f:
+                        cfg = json.load(f)
+                    if "pooling_mode" in cfg:
+                        mode = cfg["pooling_mode"]
+                        return mode if isinstance(mode, str) else str(mode[0])
+                    return next((mode for key, mode in _LEGACY_POOLING if cfg.get(key)), "mean")
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return "mean"
+
+
+def pooling_of_model(st_model) -> str:
+    """The pooling mode of a loaded SentenceTransformer (its Pooling module), "mean" without one."""
+    for m in st_model:
+        if type(m).__name__ == "Pooling":
+            mode = getattr(m, "pooling_mode", None)
+            if isinstance(mode, str):
+                return mode
+            if isinstance(mode, (list, tuple)) and len(mode) == 1:
+                return str(mode[0])
+            return next((mode for key, mode in _LEGACY_POOLING if getattr(m, key, False)), "mean")
+    return "mean"
+
+
+class OnnxEncoder:
+    """Pooled (the model's sentence-transformers pooling: cls / mean / max / ...), L2-normalized sentence
+    embeddings from an exported ONNX encoder (CPU). pooling=None reads it from the artifact the ONNX file
+    belongs to (<artifact>/onnx/model.onnx -> <artifact>/pytorch/modules.json), else mean."""
+
+    def __init__(self, onnx_path: str, tokenizer, max_seq_length: int = 256, threads: int = 0, pooling: str | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -109,6 +149,9 @@ class OnnxEncoder:
         self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         self.tok = tokenizer
         self.max_len = max_seq_length
+        self.pooling = pooling or pooling_of_dir(os.path.dirname(os.path.dirname(os.path.abspath(onnx_path))))
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling mode {self.pooling!r} not supported (known: {', '.join(POOLING_MODES)})")
 
     def encode(self, texts: Sequence[str], batch_size: int = 64):
         import numpy as np
@@ -128,11 +171,30 @@ class OnnxEncoder:
                 "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
             }
             h = self.sess.run(["last_hidden_state"], feeds)[0]
-            m = feeds["attention_mask"][..., None].astype(np.float32)
-            e = (h * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            e = pool(h, feeds["attention_mask"], self.pooling)
             e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
             out.append(e.astype(np.float32))
         return np.concatenate(out, 0) if out else np.zeros((0, 0), np.float32)
+
+
+def pool(h, mask, mode: str):
+    """sentence-transformers' Pooling over [batch, tokens, hidden] with a right-padded attention mask."""
+    import numpy as np
+
+    m = mask.astype(np.float32)[..., None]
+    rows = np.arange(h.shape[0])
+    if mode == "cls":
+        return h[rows, mask.argmax(1)]
+    if mode == "lasttoken":
+        return h[rows, mask.shape[1] - 1 - mask[:, ::-1].argmax(1)]
+    if mode == "max":
+        return np.where(m > 0, h, -np.inf).max(1)
+    if mode == "weightedmean":
+        w = m * np.arange(1, h.shape[1] + 1, dtype=np.float32)[None, :, None]
+        return (h * w).sum(1) / np.clip(w.sum(1), 1e-9, None)
+    s = (h * m).sum(1)
+    n = np.clip(m.sum(1), 1e-9, None)
+    return s / (np.sqrt(n) if mode == "mean_sqrt_len_tokens" else n)
 
 
 def parity_sentences(n: int = 200, extra: Sequence[str] = ()) -> list[str]:
@@ -165,11 +227,12 @@ def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str]) -> float:
     dtypes = {p.dtype for p in st_model.parameters()}
     st_model.float()
     with torch.no_grad():
-        ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
+        # prompt="": no default prompt on either side (the ONNX side embeds the raw sentences)
+        ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True, prompt="")
     st_model.to(orig_device)
     if torch.bfloat16 in dtypes or torch.float16 in dtypes:
         pass  # trainer keeps fp32 master weights; nothing to restore
-    got = OnnxEncoder(onnx_path, tok, max_len).encode(list(sentences), batch_size=32)
+    got = OnnxEncoder(onnx_path, tok, max_len, pooling=pooling_of_model(st_model)).encode(list(sentences), batch_size=32)
     return float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max())
 
 
@@ -226,8 +289,8 @@ def write_artifact(
         quantize_int8(onnx_fp32, q)
         info["int8_parity_max_abs_diff"] = onnx_parity(st_model, q, sents)
     card = dict(card)
-    card.setdefault("pooling", "mean")
-    card.setdefault("normalize", True)
+    card.setdefault("pooling", pooling_of_model(st_model))
+    card.setdefault("normalize", True)  # serving L2-normalizes every vector (cosine index)
     card["dim"] = int(st_model.get_embedding_dimension() if hasattr(st_model, "get_embedding_dimension") else st_model.get_sentence_embedding_dimension())
     card["max_seq_length"] = int(st_model.max_seq_length)
     card["files"] = {
