@@ -248,8 +248,17 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
   }, 120_000);
 
   it('follows the job it started through its states, with the loss curve and the re-embed bar', async () => {
-    await page.click('#detection-table a.detection-job');
+    // Open it the way a person would from the chart: click the detection's triangle on the AUC chart.
+    const at = await page.$eval('#chart-auc canvas', (c) => {
+      const ch = (window as Json).Chart.getChart(c);
+      const i = ch.data.datasets.findIndex((d: Json) => d.label === 'drift detected');
+      const p = ch.getDatasetMeta(i).data[0];
+      const box = c.getBoundingClientRect();
+      return { x: box.left + p.x, y: box.top + p.y };
+    });
+    await page.mouse.click(at.x, at.y);
     await page.waitForSelector('#job-state');
+    expect(page.url()).toContain(`#/jobs/${jobId}`);
     const seen: string[] = [];
     let trainingShot = false;
     let shotPoints = 0;

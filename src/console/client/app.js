@@ -889,10 +889,26 @@ function driftCharts(/** @type {any[]} */ rs) {
     label: 'drift detected', type: 'scatter', yAxisID: axis,
     data: s.filter((p, i) => rs[i].drifted && p.y !== null), pointStyle: 'triangle', pointRadius: 8, backgroundColor: COLORS.detection, borderColor: COLORS.detection,
   });
-  const line = (/** @type {string} */ label, /** @type {any[]} */ data, color = COLORS.line, axis = 'y') => ({ label, data, borderColor: color, backgroundColor: color, pointRadius: 3, spanGaps: false, yAxisID: axis });
+  const radius = rs.length > 80 ? 0 : rs.length > 30 ? 2 : 3;
+  const line = (/** @type {string} */ label, /** @type {any[]} */ data, color = COLORS.line, axis = 'y') => ({ label, data, borderColor: color, backgroundColor: color, pointRadius: radius, pointHitRadius: 6, spanGaps: false, yAxisID: axis });
+  const byX = new Map(rs.map((r, i) => [xs[i], r]));
   const x = { type: 'linear', ticks: { callback: (/** @type {number} */ v) => shortTime(v), maxTicksLimit: 6 }, title: { display: false } };
-  const tooltip = { callbacks: { title: (/** @type {any[]} */ items) => (items[0] ? new Date(items[0].parsed.x).toLocaleString('en-GB', { hour12: false }) : '') } };
-  const opts = (/** @type {any} */ y, /** @type {any} */ extra = {}) => ({ scales: { x, y, ...extra }, plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } }, tooltip } });
+  const tooltip = { callbacks: {
+    title: (/** @type {any[]} */ items) => (items[0] ? new Date(items[0].parsed.x).toLocaleString('en-GB', { hour12: false }) : ''),
+    footer: (/** @type {any[]} */ items) => {
+      const r = items[0] && byX.get(items[0].parsed.x);
+      return r && r.drifted ? (r.jobId ? `drift: started job ${shortId(r.jobId)} (click)` : 'drift: no job started') : '';
+    },
+  } };
+  // A click on a detection opens the job it started.
+  const onClick = (/** @type {any} */ _e, /** @type {any[]} */ els, /** @type {any} */ ch) => {
+    for (const el of els) {
+      const ds = ch.data.datasets[el.datasetIndex];
+      const r = ds.label === 'drift detected' ? byX.get(ds.data[el.index].x) : undefined;
+      if (r && r.jobId) { location.hash = `#/jobs/${r.jobId}`; return; }
+    }
+  };
+  const opts = (/** @type {any} */ y, /** @type {any} */ extra = {}) => ({ onClick, scales: { x, y, ...extra }, plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } }, tooltip } });
 
   const auc = series((m) => m.domainAuc);
   const cen = series((m) => m.centroidDistance);
