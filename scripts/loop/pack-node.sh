@@ -26,7 +26,11 @@ XZ_OPT="-9 -T0" tar -C "$OUT/stage" -cJf "$OUT/node.tar.xz" bin
 
 # --- node_modules, pruned: dev tools, other platforms' binaries, the web ONNX runtime, PGlite's wasm
 mkdir -p "$OUT/stage/node_modules"
+# Only the production dependency tree (npm ls --omit=dev): benchmark peers, browsers drivers, linters stay here.
+npm ls --omit=dev --all --parseable 2>/dev/null | sed -n "s|^$PWD/node_modules/||p" \
+  | awk -F/ '{ print "./" ($1 ~ /^@/ ? $1 "/" $2 : $1) }' | sort -u > "$OUT/stage/prod.list"
 tar -C node_modules \
+  --exclude=./@aws-sdk --exclude=./@smithy --exclude=./@aws-crypto --exclude=./chart.js \
   --exclude=./typescript --exclude=./vite --exclude=./vitest --exclude=./@vitest --exclude=./drizzle-kit \
   --exclude=./@esbuild-kit --exclude=./rollup --exclude=./@rollup --exclude=./@types --exclude=./onnxruntime-web \
   --exclude=./onnxruntime-node/bin/napi-v6/darwin --exclude=./onnxruntime-node/bin/napi-v6/win32 \
@@ -38,7 +42,9 @@ tar -C node_modules \
   --exclude=./@huggingface/transformers/src --exclude=./zod/src --exclude=./openai/src --exclude=./bintrees/test \
   --exclude=./esbuild --exclude=./@esbuild --exclude=./@img --exclude=./sharp --exclude=./@electric-sql/pglite \
   --exclude=./onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
-  -cf - . | tar -C "$OUT/stage/node_modules" -xf -
+  -cf - -T "$OUT/stage/prod.list" | tar -C "$OUT/stage/node_modules" -xf -
+# The AWS SDK (S3 object store) is imported only when OBJECT_STORE_URL is s3://, and chart.js only serves the
+# console's pages: neither is used by a loop run on the GPU box.
 # tsx keeps its own esbuild (tsx/node_modules/@esbuild); the top-level copies only serve vite/drizzle-kit.
 # sharp (+ 18 MB libvips) is imported by transformers.js for image inputs only; this text-only server
 # never calls it, so the bundle carries a stub that fails loudly if anything ever does.

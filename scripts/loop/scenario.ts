@@ -61,8 +61,18 @@ async function readAll<T>(file: string): Promise<T[]> {
   return out;
 }
 async function call<T = Json>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: r.status, body: (await r.json()) as T };
+  // A reused keep-alive connection can be reset by the server just as it times out (ECONNRESET): retry, a
+  // few times, what never reached the handler. Every call here is safe to repeat (a retrain answers 409).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: r.status, body: (await r.json()) as T };
+    } catch (err) {
+      if (attempt >= 4) throw err;
+      log('network error, retrying', { method, path, err: String((err as { cause?: unknown }).cause ?? err) });
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+    }
+  }
 }
 async function ok<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
   const r = await call<T>(method, path, body);
@@ -197,8 +207,10 @@ async function setup(): Promise<Json> {
     log('replayed train questions', st.traffic as Json);
   }
   if (!st.jobId) {
-    const j = await ok<Json>('POST', `/collections/${col}/retrain`, {});
-    st.jobId = j.id;
+    const r = await call<Json>('POST', `/collections/${col}/retrain`, {});
+    if (r.status !== 202 && r.status !== 201 && r.status !== 409) throw new Error(`retrain: ${r.status} ${JSON.stringify(r.body)}`);
+    // 409: a retried request had created it already.
+    st.jobId = r.status === 409 ? (await ok<{ jobs: Json[] }>('GET', `/jobs?collection=${col}`)).jobs[0]?.id : r.body.id;
     st.trigger = scenario === 'go' ? 'api (drift did not create a job in time)' : 'api';
   }
   st.drift = (await ok<{ reports: Json[] }>('GET', `/drift/reports?collection=${col}&limit=50`)).reports.map((r) => ({
