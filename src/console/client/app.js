@@ -719,6 +719,7 @@ async function jobPage(/** @type {string} */ id) {
   /** @type {any} */
   let timeBox;
   let finalCurve = false;
+  let curveFromReport = false;
 
   const addLoss = (/** @type {any} */ p) => {
     if (!p || typeof p.step !== 'number' || typeof p.loss !== 'number') return;
@@ -742,7 +743,7 @@ async function jobPage(/** @type {string} */ id) {
     if (!finalCurve && j.candidateVersion && ['evaluating', 'reembedding', 'swapping', 'done', 'rejected'].includes(j.state)) {
       // The trainer's whole curve, from the artifact's train_report.json, once training is over.
       const c = await api('GET', `/console/api/jobs/${encodeURIComponent(id)}/loss`).catch(() => undefined);
-      if (c && c.points.length) { points.clear(); for (const p of c.points) addLoss(p); }
+      if (c && c.points.length) { points.clear(); for (const p of c.points) addLoss(p); curveFromReport = true; }
       finalCurve = Boolean(c);
     }
     const terminal = TERMINAL.includes(j.state);
@@ -799,7 +800,8 @@ async function jobPage(/** @type {string} */ id) {
       } else { lossBox.chart.data.datasets = ds; lossBox.chart.update('none'); }
       parts.push(h('div', { class: 'card', id: 'training' }, h('h2', null, 'Training'),
         h('p', { class: 'small muted', id: 'training-last' }, last ? `step ${last.step}${last.total ? ` of ${last.total}` : ''}, loss ${fmtNum(last.loss, 4)}${last.epoch !== undefined ? `, epoch ${fmtNum(last.epoch, 2)}` : ''}` : 'waiting for the trainer\'s first progress line…',
-          tr.lastEvent ? ` · last event: ${tr.lastEvent}` : '', tr.wallSeconds ? ` · ${fmtSecs(tr.wallSeconds)} wall` : ''),
+          tr.lastEvent ? ` · last event: ${tr.lastEvent}` : '', tr.wallSeconds ? ` · ${fmtSecs(tr.wallSeconds)} wall` : '',
+          curveFromReport ? ` · the curve: all ${fmtInt(points.size)} points of the trainer's report` : points.size ? ' · the curve: progress lines seen while this page was open' : ''),
         points.size ? lossBox : h('p', { class: 'muted' }, 'No loss reported yet.')));
     }
     if (p.reembed || j.state === 'reembedding') {
@@ -892,7 +894,8 @@ function driftCharts(/** @type {any[]} */ rs) {
   const radius = rs.length > 80 ? 0 : rs.length > 30 ? 2 : 3;
   const line = (/** @type {string} */ label, /** @type {any[]} */ data, color = COLORS.line, axis = 'y') => ({ label, data, borderColor: color, backgroundColor: color, pointRadius: radius, pointHitRadius: 6, spanGaps: false, yAxisID: axis });
   const byX = new Map(rs.map((r, i) => [xs[i], r]));
-  const x = { type: 'linear', ticks: { callback: (/** @type {number} */ v) => shortTime(v), maxTicksLimit: 6 }, title: { display: false } };
+  // Whole seconds at least: a sub-second step would print the same HH:MM:SS twice.
+  const x = { type: 'linear', ticks: { callback: (/** @type {number} */ v) => shortTime(v), maxTicksLimit: 6, stepSize: x1 - x0 < 6000 ? 1000 : undefined }, title: { display: false } };
   const tooltip = { callbacks: {
     title: (/** @type {any[]} */ items) => (items[0] ? new Date(items[0].parsed.x).toLocaleString('en-GB', { hour12: false }) : ''),
     footer: (/** @type {any[]} */ items) => {
