@@ -101,10 +101,11 @@ def plan_validation(anchors: Sequence[str], positive_ids: Sequence[str | None], 
     """Choose the validation queries of a sweep.
 
     From pairs.jsonl when at least `val_min_anchors` distinct (normalized) anchors carry a known `positive_id`: those
-    chosen by held_out() leave training with *all* their rows (relevant = the positive_ids of those rows). Otherwise from the corpus: one sentence per passage of >= 2 sentences (the one with
-    the smallest side_hash among those of >= min_words words) is an inverse-cloze query whose relevant documents are
-    the passages that contain it; the corpus pairs of those passages must then leave training (see
-    exclude_corpus_rows), the labelled pairs all stay.
+    chosen by held_out() leave training with *all* their rows (relevant = the positive_ids of those rows).
+    Otherwise from the corpus: passages of >= 2 sentences are held out by held_out() on their text, and each
+    held-out passage's sentence of >= min_words words with the smallest side_hash is an inverse-cloze query whose
+    relevant documents are the passages that contain it; the corpus pairs of those passages must then leave
+    training (see exclude_corpus_rows), the labelled pairs all stay.
 
     -> {"source": "pairs"|"corpus", "queries": [{"id","query","relevant"}], "train_rows": [pairs.jsonl row indices
         kept for training], "val_passages": [corpus indices held out], "eligible": int, "held_out_rows": int}
@@ -137,18 +138,22 @@ def plan_validation(anchors: Sequence[str], positive_ids: Sequence[str | None], 
 
 
 def _plan_from_corpus(corpus: Sequence[dict], spec: dict, seed: int, min_words: int) -> dict | None:
-    cands: dict[str, str] = {}  # normalized sentence -> its text: one query per distinct sentence
+    # passage (normalized text) -> its query sentence. The side is drawn per passage, from its text: drawing it per
+    # sentence, with each passage offering its lowest-hash sentence, would hold out 1 - (1 - val_fraction)^k of the
+    # passages of k sentences instead of val_fraction.
+    cands: dict[str, str] = {}
     for c in corpus:
         sents = split_sentences(c["text"])
         if len(sents) < 2:
             continue  # the sentence would be the whole passage: a query that matches its document verbatim
         ok = [s for s in sents if len(s.split()) >= min_words]
         if ok:
-            s = min(ok, key=lambda x: (side_hash(seed, x), x))
-            cands.setdefault(norm_text(s), s)
+            cands.setdefault(norm_text(c["text"]), min(ok, key=lambda x: (side_hash(seed, x), x)))
     if not cands:
         return None
-    held = {k: cands[k] for k in held_out(list(cands), seed, spec)}
+    held: dict[str, str] = {}  # normalized sentence -> its text: one query per distinct sentence
+    for k in held_out(list(cands), seed, spec):
+        held.setdefault(norm_text(cands[k]), cands[k])
     # every passage that contains a held-out sentence is relevant to it (boilerplate repeats across passages)
     contains: dict[str, list[int]] = {k: [] for k in held}
     for i, c in enumerate(corpus):

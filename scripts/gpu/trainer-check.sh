@@ -24,10 +24,15 @@ python3 -c "import datasets, torch, sentence_transformers as st; print('datasets
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$S" 2>&1
 
 # 1. pytest, beside the two sweeps (niced: the sweeps' timings matter more)
+# (PYTEST=0 skips it; PYTEST_LIMIT seconds, default 200, keeps the whole check under 4 minutes: without xdist the
+# suite may not finish in that time on the device, and what it did is in pytest.txt all the same)
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n 4"
-( s=$(date +%s); timeout 200 nice -n 10 python3 -m pytest -q $XD -p no:cacheprovider trainer/tests > "$OUT/pytest.txt" 2>&1
-  echo "rc=$? wall=$(( $(date +%s) - s ))s xdist='$XD'" >> "$OUT/pytest.txt" ) &
-PT=$!
+PT=""
+if [ "${PYTEST:-1}" = 1 ]; then
+  ( s=$(date +%s); timeout "${PYTEST_LIMIT:-200}" nice -n 10 python3 -m pytest -q $XD -p no:cacheprovider trainer/tests > "$OUT/pytest.txt" 2>&1
+    echo "rc=$? wall=$(( $(date +%s) - s ))s xdist='$XD'" >> "$OUT/pytest.txt" ) &
+  PT=$!
+fi
 
 run_sweep() {  # NAME MAKE_BUNDLE_ARGS... ; trains $W/NAME into $W/m-NAME
   local name=$1; shift
@@ -67,8 +72,10 @@ run_sweep cold --cold --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":2
 # 3. warm: ~30 anchors with positive_id (val_min_anchors 20 so that they, not the corpus, give the validation queries)
 run_sweep warm --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":1},"sweep":{"val_fraction":0.3,"val_min_anchors":20},"embed_corpus":true}'
 
-wait $PT
-echo "== pytest" >> "$S"; tail -15 "$OUT/pytest.txt" >> "$S"
+if [ -n "$PT" ]; then
+  wait $PT
+  echo "== pytest" >> "$S"; tail -15 "$OUT/pytest.txt" >> "$S"
+fi
 echo "all done in $(( $(date +%s) - T0 ))s" >> "$S"
 rm -rf "$W"
 cat "$S"

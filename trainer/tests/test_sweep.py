@@ -107,6 +107,16 @@ def test_plan_falls_back_to_corpus_sentences():
     assert plan_validation(anchors, pids, CORPUS, dict(SPEC, val_min_anchors=5), seed=1)["source"] == "pairs"
 
 
+def test_plan_from_corpus_holds_out_val_fraction_of_passages():
+    """The side is drawn per passage: passages of five sentences are held out at val_fraction, not at
+    1 - (1 - val_fraction)^5 as a per-sentence draw (each passage offering its lowest-hash sentence) would give."""
+    corpus = [{"id": f"p{i}", "text": " ".join(f"Sentence {k} of passage number {i} here." for k in range(5))}
+              for i in range(2000)]
+    plan = plan_validation([], [], corpus, dict(SPEC, val_max=2000), seed=4)
+    assert plan["eligible"] == 2000 and 0.08 < len(plan["queries"]) / 2000 < 0.12
+    assert len(plan["val_passages"]) == len(plan["queries"])
+
+
 def test_plan_corpus_query_relevant_to_every_passage_containing_it():
     corpus = [{"id": "a", "text": "Shared boilerplate sentence here. Unique words for passage a."},
               {"id": "b", "text": "Shared boilerplate sentence here. Unique words for passage b."},

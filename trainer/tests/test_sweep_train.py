@@ -39,8 +39,8 @@ def test_cold_start_sweep_best_and_corpus_embeddings(tmp_path):
     from trainer.sweep import auto_epochs
 
     b = write_bundle(str(tmp_path / "b"), pairs=[], corpus=CORPUS, queries=EVAL_A,
-                     job={"batch_size": 4, "corpus_pairs": {"group": 1, "ict": 1},
-                          "sweep": {"lr": [1e-4, 5e-4], "select": "best", "val_fraction": 0.5},
+                     job={"batch_size": 16, "corpus_pairs": {"group": 1, "ict": 1},
+                          "sweep": {"lr": [1e-4, 5e-4], "select": "best", "val_fraction": 0.3},
                           "embed_corpus": {"batch_size": 3}})
     r = run_cli("train", b, str(tmp_path / "m"), env=CPU)
     assert r.returncode == 0, r.stderr[-3000:]
