@@ -123,15 +123,16 @@ export async function resolveHubModel(id: string, opts: HubOptions): Promise<str
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
   const doFetch = opts.fetch ?? fetch;
   const headers: Record<string, string> = env.HF_TOKEN ? { Authorization: `Bearer ${env.HF_TOKEN}` } : {};
-  const get = async (url: string): Promise<Response> => {
+  const get = async (url: string, timeoutMs?: number): Promise<Response> => {
     try {
-      return await doFetch(url, { headers, redirect: 'follow' });
+      return await doFetch(url, { headers, redirect: 'follow', ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}) });
     } catch (err) {
       throw new HubError('unreachable', `not found offline (hub unreachable and not in the cache: ${(err as Error).message})`);
     }
   };
 
-  const info = await get(`${endpoint}/api/models/${id}/revision/main`);
+  // A hub that does not answer must not hang the start (file downloads may take as long as they take).
+  const info = await get(`${endpoint}/api/models/${id}/revision/main`, 30_000);
   if (info.status === 401 || info.status === 403 || info.status === 404) {
     throw new HubError('not_found', `not found on the hub or in the cache (HTTP ${info.status}${info.status !== 404 ? '; a gated or private repo needs HF_TOKEN' : ''})`);
   }
