@@ -49,7 +49,7 @@ export function onnxExportFix(id: string): string {
 }
 
 /** Directories a hub id may already be cached in (see the header), existing or not. */
-export function cacheCandidates(id: string, cacheDir: string, env: Record<string, string | undefined> = process.env): string[] {
+function cacheCandidates(id: string, cacheDir: string, env: Record<string, string | undefined> = process.env): string[] {
   const out = [join(cacheDir, id)];
   const hubRoots = [cacheDir];
   if (env.HF_HUB_CACHE) hubRoots.push(env.HF_HUB_CACHE);
@@ -87,7 +87,7 @@ function isFile(p: string): boolean {
 }
 
 /** Every file serving needs is there (and the PyTorch weights, when asked). */
-export function completeFor(dir: string, dtype: ModelSpec['dtype'], weights = false): boolean {
+function completeFor(dir: string, dtype: ModelSpec['dtype'], weights = false): boolean {
   if (![...REQUIRED, WEIGHTS[dtype]].every((f) => isFile(join(dir, f)))) return false;
   if (weights && !PYTORCH_WEIGHTS.some((f) => isFile(join(dir, f)))) return false;
   if (isFile(join(dir, 'modules.json'))) {

@@ -1,6 +1,6 @@
 // Provider registry (LanceDB-style): every embedding backend implements EmbedProvider and is chosen by
-// the ModelSpec. transformers.js (local ONNX on CPU) is the built-in; a remote OpenAI-compatible provider
-// would register itself with registerProvider() and claim the specs it understands.
+// the ModelSpec. transformers.js (local ONNX on CPU) is the only one; a remote OpenAI-compatible provider
+// would be added to `providers` and claim the specs it understands.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -9,7 +9,7 @@ import { EmbedPool, WorkerLoadError } from './pool.js';
 import { ModelConfigError, readStConfig } from './st.js';
 import type { Embedder, EmbedderOptions, ModelSpec } from './types.js';
 
-export interface EmbedProvider {
+interface EmbedProvider {
   readonly name: string;
   supports(spec: ModelSpec): boolean;
   /** Loads the model; must reject with ModelLoadError when the model itself is the problem. */
@@ -70,7 +70,7 @@ function stConfigOf(spec: Pick<ModelSpec, 'source' | 'origin'>, dir: string) {
   }
 }
 
-export const transformersProvider: EmbedProvider = {
+const transformersProvider: EmbedProvider = {
   name: 'transformers.js',
   supports: (spec) => spec.source.kind === 'hub' || spec.source.kind === 'dir',
   async load(spec, opts) {
@@ -97,11 +97,6 @@ export const transformersProvider: EmbedProvider = {
 };
 
 const providers: EmbedProvider[] = [transformersProvider];
-
-/** Later registrations win, so a deployment can override the built-in for the specs it claims. */
-export function registerProvider(provider: EmbedProvider): void {
-  providers.unshift(provider);
-}
 
 export async function loadEmbedder(spec: ModelSpec, opts: EmbedderOptions): Promise<Embedder> {
   const provider = providers.find((p) => p.supports(spec));
@@ -141,7 +136,7 @@ function parseDtype(value: unknown): ModelSpec['dtype'] | undefined {
 }
 
 /** The dtype suffix of version names: the fp32, fp16 and q8 weights of one model give different vectors. */
-export function dtypeSuffix(dtype: ModelSpec['dtype']): string {
+function dtypeSuffix(dtype: ModelSpec['dtype']): string {
   return dtype === 'fp32' ? '' : `-${dtype}`;
 }
 

@@ -248,7 +248,7 @@ export function meanPoolNormalize(hidden: Float32Array, mask: BigInt64Array | In
  * leading real tokens of row b are left out of the pooling (a prompt with include_prompt false), exactly as
  * sentence-transformers zeroes them in the pooling mask. `tokens` counts real tokens for metrics.
  */
-export function poolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number],
+function poolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number],
   mode: PoolingMode, skip?: Int32Array): EncodedBatch {
   const [batch, seq, dim] = dims;
   const out = new Float32Array(batch * dim);

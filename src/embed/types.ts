@@ -2,7 +2,7 @@
 export type ModelSource = { kind: 'hub'; id: string } | { kind: 'dir'; path: string };
 
 /** Which configuration variable chose the model; named in load errors so the operator knows what to change. */
-export type ModelOrigin = 'EMBED_MODEL' | 'MODEL_DIR' | 'default';
+type ModelOrigin = 'EMBED_MODEL' | 'MODEL_DIR' | 'default';
 
 export interface ModelSpec {
   /** Stable version name stored with every vector and query-log row. */

@@ -6,7 +6,7 @@ import type { Embedder, EmbedderOptions, ModelSpec } from '../embed/types.js';
 import type { Metrics } from '../metrics.js';
 
 /** Same knobs as the serving embedder (server.ts), so a candidate is measured the way it will serve. */
-export function embedOptions(cfg: Config, metrics?: Metrics, overrides: Partial<EmbedderOptions> = {}): EmbedderOptions {
+function embedOptions(cfg: Config, metrics?: Metrics, overrides: Partial<EmbedderOptions> = {}): EmbedderOptions {
   return {
     cacheDir: `${cfg.DATA_DIR}/models/cache`,
     workers: cfg.EMBED_WORKERS,
