@@ -38,8 +38,10 @@ run_sweep() {  # NAME MAKE_BUNDLE_ARGS... ; trains $W/NAME into $W/m-NAME
   local name=$1; shift
   python3 -m trainer.tests.make_check_bundle --out "$W/$name" "$@" >> "$S" 2>&1
   local s=$(date +%s)
-  timeout 100 python3 -m trainer train "$W/$name" "$W/m-$name" > "$OUT/$name.jsonl" 2> "$OUT/$name.err"
-  echo "== $name: rc=$? wall=$(( $(date +%s) - s ))s" >> "$S"
+  # each run gets at most 150 s and the two together end by 225 s after the start (the check stays under 4 minutes)
+  local left=$(( 225 - (s - T0) )); [ $left -gt 150 ] && left=150; [ $left -lt 30 ] && left=30
+  timeout $left python3 -m trainer train "$W/$name" "$W/m-$name" > "$OUT/$name.jsonl" 2> "$OUT/$name.err"
+  echo "== $name: rc=$? wall=$(( $(date +%s) - s ))s (limit ${left}s)" >> "$S"
   grep -v '"event": "progress"' "$OUT/$name.jsonl" | cut -c1-600 >> "$S"
   tail -2 "$OUT/$name.err" >> "$S"
   if [ -d "$W/m-$name" ]; then
