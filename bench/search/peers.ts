@@ -1,0 +1,431 @@
+// The serving path against raw hnswlib-node on the same index and against the peers that install from npm
+// here (usearch, LanceDB), at matched recall, on real embeddings: 100k GO passages and training queries
+// embedded with models/base (256-d), 1000 GO dev queries, M 16, efConstruction 200.
+//
+//   npm run bench:peers                       # BENCH_N=100000 BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONCURRENCY=16
+//   BENCH_ONLY=raw,server,usearch,lancedb,text,rss npm run bench:peers
+//
+// Every round measures every system (1 client, then BENCH_CONCURRENCY clients), in an order that
+// alternates between rounds; medians over rounds are printed with each round's ratio, because on a
+// shared 2-core box the ratio measured side by side is the number to read, not the absolute QPS.
+// - raw hnswlib / usearch: in-process searchKnn loops, one query at a time, in worker threads: 1 thread
+//   for 1 client, one per core for "16 clients" (each thread its own copy of the index);
+// - this server: a child process (`startServer`, models/base, SQLite) over HTTP, the load generator in a
+//   worker thread here (raw keep-alive sockets); /search by vector, or by text for the text row;
+// - LanceDB: in-process async API, 1 or 16 concurrent awaiting callers (its own thread pool);
+// - text: /search by text vs a bare in-process loop with the same model (transformers.js tokenizer,
+//   one onnxruntime-node session, hnswlib searchKnn), 16 concurrent callers.
+// ef (or ef / nprobes / refine for LanceDB) is the smallest whose recall@10 against exact search reaches
+// BENCH_RECALL (0.98); the server uses the raw hnswlib ef on the same snapshot. Inputs and indexes are
+// cached in $TMPDIR/tuned-retrieval-bench-peers (first run: ~10 min to embed and build).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { createRequire } from 'node:module';
+import hnswlib from 'hnswlib-node';
+
+import { spawnWorker } from '../../src/util/worker.js';
+import type { ClientJob, ClientResult } from './http-client.js';
+import type { PeerJob } from './peer-worker.js';
+
+const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
+const N = env('BENCH_N', 100_000);
+const NQ = env('BENCH_NQ', 1000);
+const K = 10;
+const SECONDS = env('BENCH_SECONDS', 5);
+const ROUNDS = env('BENCH_ROUNDS', 3);
+const CONC = env('BENCH_CONCURRENCY', 16);
+const RECALL = env('BENCH_RECALL', 0.98);
+const CORES = availableParallelism();
+const REPO = resolve(import.meta.dirname, '../..');
+const MODEL = process.env.BENCH_MODEL_DIR ?? join(REPO, 'models/base');
+const DATA = process.env.BENCH_DATA_DIR ?? resolve(REPO, '../shared/data/go');
+const CACHE = join(tmpdir(), 'tuned-retrieval-bench-peers', `n${N}-q${NQ}`);
+const ONLY = process.env.BENCH_ONLY?.split(',');
+const want = (s: string) => !ONLY || ONLY.includes(s);
+const require = createRequire(import.meta.url);
+
+interface Inputs { texts: string[]; queries: string[]; dim: number; vectors: Float32Array; qvecs: Float32Array; truth: number[][] }
+
+function readJsonl(path: string): Record<string, unknown>[] {
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function inputs(): Promise<Inputs> {
+  mkdirSync(CACHE, { recursive: true });
+  const corpus = readJsonl(join(DATA, 'corpus.jsonl')).map((r) => String(r.text));
+  const train = readJsonl(join(DATA, 'queries.train.jsonl')).map((r) => String(r.query));
+  const texts = [...corpus, ...train].slice(0, N);
+  if (texts.length < N) throw new Error(`only ${texts.length} texts in ${DATA}; lower BENCH_N`);
+  const queries = readJsonl(join(DATA, 'queries.dev.jsonl')).map((r) => String(r.query)).slice(0, NQ);
+  const vf = join(CACHE, 'vectors.f32');
+  const qf = join(CACHE, 'queries.f32');
+  if (!existsSync(vf) || !existsSync(qf)) {
+    const { loadEmbedder, resolveModelSpec } = await import('../../src/embed/registry.js');
+    const emb = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: MODEL }),
+      { cacheDir: join(CACHE, 'models'), workers: Math.min(2, CORES), maxBatch: 32, maxWaitMs: 2, maxQueue: 1_000_000 });
+    const embedAll = async (ts: string[], file: string, kind: 'query' | 'document') => {
+      const out = new Float32Array(ts.length * emb.dim);
+      const t0 = performance.now();
+      for (let s = 0; s < ts.length; s += 1000) {
+        const vs = await emb.embed(ts.slice(s, s + 1000), { priority: 'bulk', kind });
+        vs.forEach((v, i) => out.set(v, (s + i) * emb.dim));
+        process.stdout.write(`\rembedding ${file}: ${Math.min(s + 1000, ts.length)}/${ts.length} (${((s + 1000) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`);
+      }
+      process.stdout.write('\n');
+      writeFileSync(join(CACHE, file), Buffer.from(out.buffer));
+    };
+    await embedAll(texts, 'vectors.f32', 'document');
+    await embedAll(queries, 'queries.f32', 'query');
+    await emb.close();
+  }
+  const vectors = new Float32Array(readFileSync(vf).buffer.slice(0));
+  const qvecs = new Float32Array(readFileSync(qf).buffer.slice(0));
+  const dim = vectors.length / N;
+  const usearch = require('usearch') as typeof import('usearch');
+  const exact = usearch.exactSearch(vectors, qvecs, dim, K, usearch.MetricKind.IP, 0) as import('usearch').BatchMatches;
+  const truth = Array.from({ length: NQ }, (_, i) => Array.from(exact.keys.subarray(i * K, (i + 1) * K), Number));
+  return { texts, queries, dim, vectors, qvecs, truth };
+}
+
+function recallOf(got: number[][], truth: number[][]): number {
+  let hit = 0;
+  truth.forEach((t, i) => {
+    const g = new Set(got[i]);
+    for (const x of t) if (g.has(x)) hit++;
+  });
+  return hit / (truth.length * K);
+}
+
+const EFS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+
+// ---------------------------------------------------------------- the server, in a child process
+interface ServerChild { url: string; pid: number; proc: ChildProcess; snapshot?: string; labelBase?: number; close(): Promise<void> }
+
+async function startChild(dataDir: string, seed: boolean): Promise<ServerChild> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'peers.ts'), 'serve', dataDir, seed ? 'seed' : ''], {
+    stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env },
+  });
+  const rl = createInterface({ input: proc.stdout! });
+  const ready = await new Promise<{ url: string; snapshot?: string; labelBase?: number }>((res, rej) => {
+    rl.on('line', (l) => {
+      if (l.startsWith('{')) res(JSON.parse(l) as { url: string });
+      else process.stdout.write(`  [server] ${l}\n`);
+    });
+    proc.once('exit', (code) => rej(new Error(`server child exited with ${code}`)));
+  });
+  return {
+    ...ready, pid: proc.pid!, proc,
+    close: () => new Promise<void>((res) => { proc.once('exit', () => res()); proc.stdin!.end(); }),
+  };
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Child: start the server on `dataDir` (seeding the bench collection first if asked), print its URL. */
+async function serveChild(dataDir: string, seed: boolean): Promise<void> {
+  const { startServer } = await import('../../src/server.js');
+  const server = await startServer({
+    env: {}, listen: true,
+    config: { DATA_DIR: dataDir, MODEL_DIR: MODEL, LOG_LEVEL: 'error', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0 },
+  });
+  let snapshot: string | undefined;
+  let labelBase: number | undefined;
+  if (seed) {
+    const inp = await inputs();
+    const c = await server.engine.createCollection('bench', { M: 16, efConstruction: 200, efSearch: 64 });
+    const idx = server.engine.serving.indexes.get(c.id)!;
+    const t0 = performance.now();
+    for (let s = 0; s < N; s += 2000) {
+      const n = Math.min(2000, N - s);
+      const docs = Array.from({ length: n }, (_, i) => ({ id: `d${s + i}`, text: inp.texts[s + i]!, metadata: { n: s + i }, chunks: [inp.texts[s + i]!] }));
+      const r = await server.store.upsertDocuments(c.id, docs);
+      await idx.add(r.added.map((a) => a.label), r.added.map((_, i) => inp.vectors.slice((s + i) * inp.dim, (s + i + 1) * inp.dim)));
+      console.log(`seeded ${s + n}/${N} (${((s + n) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`);
+    }
+    snapshot = server.engine.indexPath(c.id, server.engine.serving.version);
+  }
+  // Index labels are the store's chunk rowids: document i (inserted i-th) has label labelBase + i.
+  const c = await server.store.getCollection('bench');
+  if (c) {
+    snapshot = server.engine.indexPath(c.id, server.engine.serving.version);
+    labelBase = (await server.store.liveChunks(c.id, 0, 1))[0]?.label;
+  }
+  console.log(JSON.stringify({ url: server.url, snapshot, labelBase }));
+  process.stdin.resume();
+  process.stdin.once('end', () => void server.close().then(() => process.exit(0)));
+}
+
+// ---------------------------------------------------------------- measurement
+interface Run { qps: number; p50: number; p99: number }
+
+function summarize(lat: ArrayLike<number>, ms: number): Run {
+  const s = Array.from(lat).sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
+  return { qps: (s.length / ms) * 1000, p50: at(0.5), p99: at(0.99) };
+}
+
+async function peerRun(job: Omit<PeerJob, 'warmupMs' | 'ms'>, threads: number): Promise<Run> {
+  const ws = Array.from({ length: threads }, () => spawnWorker(new URL('./peer-worker.ts', import.meta.url), { workerData: { ...job, warmupMs: 500, ms: SECONDS * 1000 } }));
+  try {
+    await Promise.all(ws.map((w) => new Promise((r, j) => { w.once('message', r); w.once('error', j); })));
+    const results = Promise.all(ws.map((w) => new Promise<{ latencies: Float64Array; ms: number }>((r) => w.once('message', r))));
+    for (const w of ws) w.postMessage('go');
+    const rs = await results;
+    const all = rs.flatMap((r) => Array.from(r.latencies));
+    return summarize(all, SECONDS * 1000);
+  } finally {
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+}
+
+async function httpRun(url: string, bodies: string[], concurrency: number): Promise<Run> {
+  const job: ClientJob = { url, bodies, concurrency, warmupMs: 500, durationMs: SECONDS * 1000 };
+  const w = spawnWorker(new URL('./http-client.ts', import.meta.url), { workerData: job });
+  try {
+    const res = await new Promise<ClientResult>((r, j) => {
+      w.on('message', (m: ClientResult | 'started') => { if (m !== 'started') r(m); });
+      w.once('error', j);
+    });
+    if (res.errors) throw new Error(`${res.errors} HTTP errors, first: ${res.firstError}`);
+    return summarize(res.latenciesMs, res.elapsedMs);
+  } finally {
+    await w.terminate();
+  }
+}
+
+async function asyncRun(search: (i: number) => Promise<unknown>, concurrency: number): Promise<Run> {
+  let i = 0;
+  let stop = false;
+  let measuring = false;
+  const lat: number[] = [];
+  const loop = async () => {
+    while (!stop) {
+      const t = performance.now();
+      await search(i++);
+      if (measuring) lat.push(performance.now() - t);
+    }
+  };
+  const loops = Array.from({ length: concurrency }, loop);
+  await new Promise((r) => setTimeout(r, 500));
+  measuring = true;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  measuring = false;
+  const ms = performance.now() - t0;
+  stop = true;
+  await Promise.all(loops);
+  return summarize(lat, ms);
+}
+
+// ---------------------------------------------------------------- systems
+type System = { name: string; note: string; one: () => Promise<Run>; many: () => Promise<Run>; rss?: () => number };
+
+async function hnswEf(path: string, inp: Inputs, labelBase: number): Promise<{ ef: number; recall: number }> {
+  const idx = new hnswlib.HierarchicalNSW('ip', inp.dim);
+  await idx.readIndex(path);
+  for (const ef of EFS) {
+    idx.setEf(ef);
+    const got = inp.truth.map((_, i) => idx.searchKnn(Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)), K).neighbors.map((l) => l - labelBase));
+    const r = recallOf(got, inp.truth);
+    if (r >= RECALL || ef === EFS[EFS.length - 1]) return { ef, recall: r };
+  }
+  throw new Error('unreachable');
+}
+
+async function usearchSystem(inp: Inputs): Promise<System> {
+  const usearch = require('usearch') as typeof import('usearch');
+  const path = join(CACHE, 'usearch-M16-efc200.usearch');
+  if (!existsSync(path)) {
+    const idx = new usearch.Index({ metric: usearch.MetricKind.IP, quantization: usearch.ScalarKind.F32, dimensions: inp.dim, connectivity: 16, expansion_add: 200, expansion_search: 64, multi: false });
+    const t0 = performance.now();
+    idx.add(BigUint64Array.from({ length: N }, (_, i) => BigInt(i)), inp.vectors, 0);
+    console.log(`usearch: built ${N} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    idx.save(path);
+  }
+  let chosen = { ef: EFS[EFS.length - 1]!, recall: 0 };
+  for (const ef of EFS) {
+    const idx = new usearch.Index({ metric: usearch.MetricKind.IP, quantization: usearch.ScalarKind.F32, dimensions: inp.dim, connectivity: 16, expansion_add: 200, expansion_search: ef, multi: false });
+    idx.load(path);
+    const m = idx.search(inp.qvecs, K, 0) as import('usearch').BatchMatches;
+    const got = inp.truth.map((_, i) => Array.from(m.keys.subarray(i * K, (i + 1) * K), Number));
+    chosen = { ef, recall: recallOf(got, inp.truth) };
+    if (chosen.recall >= RECALL) break;
+  }
+  const job = { system: 'usearch' as const, path, dim: inp.dim, ef: chosen.ef, k: K, queries: inp.qvecs };
+  return {
+    name: 'usearch (in-process)', note: `expansion_search ${chosen.ef}, recall@10 ${chosen.recall.toFixed(3)}`,
+    one: () => peerRun(job, 1), many: () => peerRun(job, Math.min(CONC, CORES)),
+  };
+}
+
+async function lancedbSystem(inp: Inputs): Promise<System> {
+  const lancedb = await import('@lancedb/lancedb');
+  const dir = join(CACHE, 'lance');
+  const db = await lancedb.connect(dir);
+  let table;
+  if ((await db.tableNames()).includes('v')) table = await db.openTable('v');
+  else {
+    const rows = Array.from({ length: N }, (_, i) => ({ id: i, vector: Array.from(inp.vectors.subarray(i * inp.dim, (i + 1) * inp.dim)) }));
+    table = await db.createTable('v', rows);
+    const t0 = performance.now();
+    await table.createIndex('vector', { config: lancedb.Index.hnswSq({ distanceType: 'dot', m: 16, efConstruction: 200 }) });
+    console.log(`lancedb: IVF_HNSW_SQ over ${N} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const qs = Array.from({ length: NQ }, (_, i) => Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)));
+  const t = table;
+  const query = (q: number[], ef: number, refine: number | undefined) => {
+    let v = t.vectorSearch(q).distanceType('dot').limit(K).ef(ef).select(['id', '_distance']);
+    if (refine) v = v.refineFactor(refine);
+    return v.toArray() as Promise<{ id: number }[]>;
+  };
+  let chosen = { ef: 0, refine: undefined as number | undefined, recall: 0 };
+  search: for (const refine of [undefined, 2, 5]) {
+    for (const ef of EFS.filter((e) => e >= K * (refine ?? 1))) {
+      const got: number[][] = [];
+      for (const q of qs.slice(0, 300)) got.push((await query(q, ef, refine)).map((r) => r.id));
+      chosen = { ef, refine, recall: recallOf(got, inp.truth.slice(0, 300)) };
+      if (chosen.recall >= RECALL) break search;
+    }
+  }
+  const c = chosen;
+  return {
+    name: 'LanceDB IVF_HNSW_SQ (in-process)', note: `ef ${c.ef}${c.refine ? `, refine ×${c.refine}` : ''}, recall@10 ${c.recall.toFixed(3)} (300 q)`,
+    one: () => asyncRun((i) => query(qs[i % NQ]!, c.ef, c.refine), 1),
+    many: () => asyncRun((i) => query(qs[i % NQ]!, c.ef, c.refine), CONC),
+  };
+}
+
+/** A bare in-process embed + search: the model's tokenizer and one ORT session, mean pooling, hnswlib. */
+async function bareTextSystem(inp: Inputs, snapshot: string, ef: number): Promise<System> {
+  const { AutoTokenizer } = await import('@huggingface/transformers');
+  const ort = await import('onnxruntime-node');
+  const tok = await AutoTokenizer.from_pretrained(MODEL, { local_files_only: true });
+  const session = await ort.InferenceSession.create(join(MODEL, 'onnx/model_quantized.onnx'), { intraOpNumThreads: CORES, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  const idx = new hnswlib.HierarchicalNSW('ip', inp.dim);
+  await idx.readIndex(snapshot);
+  idx.setEf(ef);
+  const embedSearch = async (text: string) => {
+    const enc = tok(text, { truncation: true, max_length: 256 }) as { input_ids: { data: BigInt64Array; dims: number[] }; attention_mask: { data: BigInt64Array; dims: number[] }; token_type_ids?: { data: BigInt64Array; dims: number[] } };
+    const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+    for (const name of session.inputNames) {
+      const t = (enc as Record<string, { data: BigInt64Array; dims: number[] } | undefined>)[name] ?? { data: new BigInt64Array(enc.input_ids.data.length), dims: enc.input_ids.dims };
+      feeds[name] = new ort.Tensor('int64', t.data, t.dims);
+    }
+    const out = (await session.run(feeds))[session.outputNames[0]!]!;
+    const [, len, d] = out.dims as number[];
+    const h = out.data as Float32Array;
+    const v = new Array<number>(d!).fill(0);
+    for (let t = 0; t < len!; t++) for (let j = 0; j < d!; j++) v[j]! += h[t * d! + j]!;
+    const n = Math.hypot(...v) || 1;
+    return idx.searchKnn(v.map((x) => x / n), K);
+  };
+  return {
+    name: 'bare in-process embed + search (text)', note: `one ORT session, ${CORES} intra-op threads, hnswlib ef ${ef}`,
+    one: () => asyncRun((i) => embedSearch(inp.queries[i % NQ]!), 1),
+    many: () => asyncRun((i) => embedSearch(inp.queries[i % NQ]!), CONC),
+  };
+}
+
+// ---------------------------------------------------------------- main
+async function main(): Promise<void> {
+  console.log(`peers bench: N=${N} (GO passages + train queries, ${MODEL.split('/').slice(-2).join('/')}), ${NQ} dev queries, k=${K}, recall target ${RECALL}, ${CONC} clients, ${SECONDS}s × ${ROUNDS} rounds`);
+  console.log(`cpu: ${CORES} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
+  const inp = await inputs();
+  const serverDir = join(CACHE, 'server-data');
+  let server: ServerChild;
+  if (!existsSync(join(serverDir, 'retrieval.db'))) {
+    rmSync(serverDir, { recursive: true, force: true });
+    server = await startChild(serverDir, true);
+    await server.close(); // the final snapshot is written on close; every later start loads it
+  }
+  const rows: { sys: System; one: Run[]; many: Run[] }[] = [];
+  const rss: string[] = [];
+  if (want('rss')) {
+    const empty = join(CACHE, `server-empty-${process.pid}`);
+    const idle = await startChild(empty, false);
+    await new Promise((r) => setTimeout(r, 3000));
+    rss.push(`idle, no collection: ${rssMiB(idle.pid).toFixed(0)} MiB`);
+    await idle.close();
+    rmSync(empty, { recursive: true, force: true });
+  }
+  server = await startChild(serverDir, false);
+  const snapshot = server.snapshot!;
+  if (want('rss')) {
+    await new Promise((r) => setTimeout(r, 3000));
+    rss.push(`with the ${N} × ${inp.dim}-d collection loaded: ${rssMiB(server.pid).toFixed(0)} MiB`);
+  }
+  const { ef, recall } = await hnswEf(snapshot, inp, server.labelBase ?? 0);
+  const vbodies = Array.from({ length: NQ }, (_, i) => JSON.stringify({ collection: 'bench', vector: Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)), k: K, efSearch: ef, mode: 'vector' }));
+  {
+    // The server's answers at this ef, against exact search: same index, same ef, same recall expected.
+    const got: number[][] = [];
+    for (const b of vbodies.slice(0, 300)) {
+      const r = (await (await fetch(`${server.url}/search`, { method: 'POST', body: b, headers: { 'content-type': 'application/json' } })).json()) as { results: { id: string }[] };
+      got.push(r.results.map((x) => Number(x.id.slice(1))));
+    }
+    console.log(`ef ${ef}: raw recall@10 ${recall.toFixed(3)}, server recall@10 ${recallOf(got, inp.truth.slice(0, 300)).toFixed(3)} (300 q)`);
+  }
+  const rawJob = { system: 'hnswlib' as const, path: snapshot, dim: inp.dim, ef, k: K, queries: inp.qvecs };
+  const systems: System[] = [];
+  if (want('raw')) systems.push({ name: 'raw hnswlib-node searchKnn (same snapshot)', note: `ef ${ef}, recall@10 ${recall.toFixed(3)}`, one: () => peerRun(rawJob, 1), many: () => peerRun(rawJob, Math.min(CONC, CORES)) });
+  if (want('server')) systems.push({ name: 'this server, HTTP /search by vector', note: `efSearch ${ef}`, one: () => httpRun(`${server.url}/search`, vbodies, 1), many: () => httpRun(`${server.url}/search`, vbodies, CONC) });
+  if (want('usearch')) systems.push(await usearchSystem(inp));
+  if (want('lancedb')) systems.push(await lancedbSystem(inp));
+  if (want('text')) {
+    const tbodies = inp.queries.map((q) => JSON.stringify({ collection: 'bench', query: q, k: K, efSearch: ef, mode: 'vector' }));
+    systems.push({ name: 'this server, HTTP /search by text', note: `efSearch ${ef}`, one: () => httpRun(`${server.url}/search`, tbodies, 1), many: () => httpRun(`${server.url}/search`, tbodies, CONC) });
+    systems.push(await bareTextSystem(inp, snapshot, ef));
+  }
+  for (const sys of systems) rows.push({ sys, one: [], many: [] });
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? rows : [...rows].reverse();
+    for (const row of order) {
+      row.one.push(await row.sys.one());
+      row.many.push(await row.sys.many());
+      process.stdout.write(`  round ${r + 1}: ${row.sys.name} ${row.one.at(-1)!.qps.toFixed(0)} / ${row.many.at(-1)!.qps.toFixed(0)} QPS\n`);
+    }
+  }
+  if (want('rss')) rss.push(`after the runs: ${rssMiB(server.pid).toFixed(0)} MiB`);
+  await server.close();
+
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const w = Math.max(...rows.map((r) => r.sys.name.length));
+  console.log(`\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  notes`);
+  for (const r of rows) {
+    console.log(`${r.sys.name.padEnd(w)}  ${med(r.one.map((x) => x.qps)).toFixed(0).padStart(12)}  ${med(r.many.map((x) => x.qps)).toFixed(0).padStart(15)}  ${med(r.many.map((x) => x.p50)).toFixed(2).padStart(7)}  ${med(r.many.map((x) => x.p99)).toFixed(2).padStart(7)}  ${r.sys.note}`);
+  }
+  const find = (prefix: string) => rows.find((r) => r.sys.name.startsWith(prefix));
+  const ratio = (a: string, b: string, many = true) => {
+    const x = find(a);
+    const y = find(b);
+    if (!x || !y) return;
+    const per = x.many.map((m, i) => (many ? m.qps / y.many[i]!.qps : x.one[i]!.qps / y.one[i]!.qps));
+    console.log(`${a} / ${b} (${many ? CONC : 1} client${many ? 's' : ''}): ${med(per).toFixed(2)}x (rounds ${per.map((p) => p.toFixed(2)).join(' ')})`);
+  };
+  console.log('');
+  ratio('this server, HTTP /search by vector', 'raw hnswlib');
+  ratio('this server, HTTP /search by vector', 'raw hnswlib', false);
+  ratio('this server, HTTP /search by vector', 'LanceDB');
+  ratio('this server, HTTP /search by vector', 'usearch');
+  ratio('this server, HTTP /search by text', 'bare in-process');
+  for (const l of rss) console.log(`server RSS ${l}`);
+  if (want('rss')) {
+    const perElement = inp.dim * 4 + 16 * 2 * 4 + 4 + 8; // vector + level-0 links (2M) + link count + label
+    console.log(`(hnswlib's own vectors + graph for ${N} × ${inp.dim}-d at M 16 ≈ ${((N * perElement) / 2 ** 20).toFixed(0)} MiB)`);
+  }
+}
+
+if (process.argv[2] === 'serve') {
+  await serveChild(process.argv[3]!, process.argv[4] === 'seed');
+} else {
+  await main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
