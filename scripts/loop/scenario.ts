@@ -20,6 +20,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
 import { halfOf } from '../../bench/split.js';
+import { convexFusion } from '../../src/search/fusion.js';
+import { evaluateStrategies, type QueryRankings } from '../../src/search/strategy.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -105,6 +107,7 @@ const MODES = ['auto', 'vector', 'keyword', 'hybrid'] as const;
 /** Every mode on both halves of the dev sample, through /search. */
 async function measure(dev: { tune: Query[]; test: Query[] }) {
   const out: Json = {};
+  const kept: Record<string, Record<string, Map<string, { id: string; score: number }[]>>> = { tune: {}, test: {} };
   for (const half of ['tune', 'test'] as const) {
     const qs = dev[half];
     const res: Json = { queries: qs.length };
@@ -121,9 +124,24 @@ async function measure(dev: { tune: Query[]; test: Query[] }) {
         rankings.set(String(i), r.results.map((x) => ({ id: x.id, score: x.score })));
       });
       const m = computeIrMetrics(relevant, rankings);
+      kept[half]![mode] = rankings;
       res[mode] = { model, served, 'ndcg@10': m['ndcg@10'], 'recall@1': m['recall@1'], 'recall@10': m['recall@10'], 'mrr@10': m['mrr@10'] };
     }
     out[half] = res;
+  }
+  // The fusion weight fitted on the tune half's queries, applied unchanged to the test half (offline, from the
+  // vector and keyword results above).
+  const qr = (half: 'tune' | 'test', i: number): QueryRankings => ({
+    relevant: new Set(dev[half][i]!.relevant),
+    dense: (kept[half]!.vector!.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
+    sparse: (kept[half]!.keyword!.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
+  });
+  const w = evaluateStrategies(dev.tune.map((_, i) => qr('tune', i))).hybrid.weight;
+  for (const half of ['tune', 'test'] as const) {
+    const rel = new Map(dev[half].map((q, i) => [String(i), new Set(q.relevant)]));
+    const rk = new Map(dev[half].map((_, i) => { const q = qr(half, i); return [String(i), convexFusion(q.dense, q.sparse, w).map((h, r, all) => ({ id: h.key, score: all.length - r }))]; }));
+    const m = computeIrMetrics(rel, rk);
+    (out[half] as Json).hybridFitOnTune = { weight: w, 'ndcg@10': m['ndcg@10'], 'recall@1': m['recall@1'], 'recall@10': m['recall@10'], 'mrr@10': m['mrr@10'] };
   }
   return out;
 }

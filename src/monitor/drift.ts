@@ -204,9 +204,16 @@ export class DriftMonitor {
     let jobId: string | null = null;
     if (drifted) {
       metrics.driftDetected.inc({ collection });
-      const recent = await store.listDriftReports(collection, 50);
+      // No retrain storms: the cooldown runs from the end of this collection's last job (the job history, not
+      // the drift reports). After a swap the reference window restarts at the promotion, and no current window
+      // exists before it is full (the windows never overlap).
       const cutoff = Date.now() - config.DRIFT_COOLDOWN_SECONDS * 1000;
-      m.cooldown = recent.some((r) => r.jobId !== null && r.createdAt >= cutoff);
+      const jobs = await store.listJobs({ collection, limit: 20 });
+      const busy = jobs.find((j) => !['done', 'rejected', 'failed'].includes(j.state));
+      const recentJob = jobs.find((j) => j.updatedAt >= cutoff);
+      if (busy) m.reasons.push(`job ${busy.id} is ${busy.state}`);
+      else if (recentJob) m.reasons.push(`cooldown: job ${recentJob.id} ended ${new Date(recentJob.updatedAt).toISOString()} (DRIFT_COOLDOWN_SECONDS ${config.DRIFT_COOLDOWN_SECONDS})`);
+      m.cooldown = busy !== undefined || recentJob !== undefined;
       if (!m.cooldown && config.AUTO_RETRAIN && !opts.noTrigger && this.deps.onDrift) {
         jobId = (await this.deps.onDrift(collection, m)) ?? null;
       }

@@ -46,7 +46,12 @@ describe('DriftMonitor', () => {
       store, config, metrics, log: createLogger('silent'),
       embed: async (texts) => ({ vectors: hashEmbed(texts), model: version }),
       servingVersion: () => version,
-      onDrift: async (collection, m) => { triggered.push({ collection, m }); return `job-${triggered.length}`; },
+      // A real job row: the cooldown reads the job history.
+      onDrift: async (collection, m) => {
+        triggered.push({ collection, m });
+        const job = await store.insertJob({ id: `job-${triggered.length}`, collection, trigger: 'drift', state: 'queued', progress: {}, timings: {}, parentVersion: version, candidateVersion: null, error: null });
+        return job.id;
+      },
     }, { permutations: 100 });
   });
 
@@ -91,6 +96,17 @@ describe('DriftMonitor', () => {
     expect(report.drifted).toBe(true);
     expect(m.cooldown).toBe(true);
     expect(report.jobId).toBeNull();
+    expect(triggered).toHaveLength(1);
+  });
+
+  it('no retrain storm: the cooldown runs from the last job (its history, not the drift reports), and a running job blocks another', async () => {
+    // The job ended: still within DRIFT_COOLDOWN_SECONDS of its end → no job.
+    await store.updateJob('job-1', { state: 'done' });
+    const again = await monitor.check('shifted');
+    expect(again.report.drifted).toBe(true);
+    expect(again.metrics.cooldown).toBe(true);
+    expect(again.metrics.reasons.join(' ')).toMatch(/cooldown: job job-1 ended/);
+    // Only one job was ever created.
     expect(triggered).toHaveLength(1);
   });
 

@@ -99,6 +99,11 @@ describe('self-tuning loop end to end', () => {
     const base = (await http('GET', '/models')).body;
     const baseVersion = base.champion as string;
     expect(baseVersion).toBe(server.engine.serving.version);
+    // The tiny base encoder is useless on GO: measured on pseudo-queries, the collection is served by keyword.
+    const cold = (await http('POST', '/collections/go/strategy')).body.strategy;
+    expect(cold).toMatchObject({ mode: 'keyword', modelVersion: baseVersion, source: 'pseudo_queries' });
+    expect(cold.scores.keyword).toBeGreaterThan(cold.scores.vector);
+    expect((await http('POST', '/search', { collection: 'go', query: scenario.bp[0]!.query, k: 5 })).body.mode).toBe('keyword');
 
     // Biological-process traffic (the reference window), then the shift to MF/CC.
     await replay(scenario.bp);
@@ -154,6 +159,12 @@ describe('self-tuning loop end to end', () => {
     expect(after.body.model).toBe(newVersion);
     const col = (await http('GET', '/collections/go')).body;
     expect(col.chunks).toBe(scenario.docs.length);
+    // The fine-tuned encoder moved the collection off keyword: the gate measured every strategy with it.
+    expect(col.strategy).toMatchObject({ modelVersion: newVersion, source: 'gate' });
+    expect(['vector', 'hybrid']).toContain(col.strategy.mode);
+    expect(col.strategy.scores[col.strategy.mode]).toBeGreaterThan(col.strategy.scores.keyword);
+    expect(job.gate.metrics.strategies.candidate.chosen.mode).toBe(col.strategy.mode);
+    expect(after.body.mode).toBe(col.strategy.mode);
     const metrics = await (await fetch(server.url + '/metrics')).text();
     expect(metrics).toMatch(/model_swaps_total\{kind="promote"\} 1/);
     expect(metrics).toMatch(/gate_decisions_total\{decision="pass"\} 1/);
