@@ -53,10 +53,13 @@ export class Shard {
     private readonly tuning: ShardTuning,
     hnsw: Hnsw,
     capacity: number,
+    vectors?: Float32Array,
   ) {
     this.hnsw = hnsw;
     this.capacity = capacity;
-    this.vectors = new Float32Array(capacity * dim);
+    // The copy grows on its own (add()), not with hnswlib's capacity: a loaded snapshot's vectors are
+    // adopted as they are instead of copied into a capacity-sized array (100 MB more at 100k × 256).
+    this.vectors = vectors ?? new Float32Array(capacity * dim);
     this.query = new Array<number>(dim).fill(0);
   }
 
@@ -83,8 +86,7 @@ export class Shard {
     // hnswlib's loader takes max_elements from its own argument (0 here) unless the file holds elements:
     // an empty index would come back with room for none and refuse every add.
     if (hnsw.getMaxElements() < capacity) hnsw.resizeIndex(capacity);
-    const shard = new Shard(dim, params, tuning, hnsw, capacity);
-    shard.vectors.set(vectors);
+    const shard = new Shard(dim, params, tuning, hnsw, capacity, vectors);
     for (let i = 0; i < header.count; i++) {
       const label = labels[i] as number;
       shard.slotOf.set(label, i);
@@ -110,6 +112,12 @@ export class Shard {
       // Both the vector copy and hnswlib (which may append when nothing is vacant) need room.
       const need = Math.max(this.nextSlot + Math.max(0, fresh - this.freeSlots.length), this.hnsw.getCurrentCount() + fresh);
       if (need > this.capacity) this.grow(Math.max(need, this.capacity * 2));
+      const rows = this.nextSlot + fresh;
+      if (rows * dim > this.vectors.length) {
+        const next = new Float32Array(Math.min(this.capacity, Math.max(rows, (2 * this.vectors.length) / dim)) * dim);
+        next.set(this.vectors);
+        this.vectors = next;
+      }
       for (let i = 0; i < labels.length; i++) {
         const label = labels[i] as number;
         const row = vectors.subarray(i * dim, (i + 1) * dim);
@@ -346,9 +354,6 @@ export class Shard {
 
   private grow(newCapacity: number): void {
     this.hnsw.resizeIndex(newCapacity);
-    const next = new Float32Array(newCapacity * this.dim);
-    next.set(this.vectors);
-    this.vectors = next;
     this.capacity = newCapacity;
   }
 
