@@ -35,7 +35,8 @@ function nestedDeeperThan(value: unknown, max: number): boolean {
     const [v, depth] = stack.pop()!;
     if (v === null || typeof v !== 'object') continue;
     if (depth > max) return true;
-    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+    // Only containers go on the stack: a 256-float vector would otherwise push 256 pairs per request.
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
   }
   return false;
 }
