@@ -128,3 +128,69 @@ export function metricsFor(ev: StrategyEvaluation, mode: ServedMode): Record<str
   const { weight: _w, ...rest } = m as Record<string, number>;
   return rest;
 }
+
+export interface GateOption {
+  mode: 'vector' | 'hybrid';
+  weight?: number;
+  metrics: Record<string, number>;
+}
+
+/** What the candidate encoder could serve: vector, and the fusion at every weight of the grid above 0. */
+export function candidateOptions(qs: readonly QueryRankings[], grid: readonly number[] = FUSION_GRID): GateOption[] {
+  return [
+    { mode: 'vector', metrics: metricsOf(qs, (q) => q.dense) },
+    ...grid.filter((w) => w > 0 && w < 1).map((weight) => ({ mode: 'hybrid' as const, weight, metrics: metricsOf(qs, (q) => convexFusion(q.dense, q.sparse, weight)) })),
+  ];
+}
+
+export interface StrategyGate<D extends { passed: boolean }> {
+  passed: boolean;
+  /** Which rule decided: the best strategy with the candidate vs the best without it, or (weak evidence) the encoders. */
+  rule: 'best_strategy' | 'encoder_on_weak_evidence' | 'none';
+  /** The strategy the candidate would be served with. */
+  pick: { mode: ServedMode; weight?: number; reason: string };
+  decision: D;
+}
+
+/**
+ * The gate across strategies. Every option the candidate offers (vector; hybrid at each weight) is held
+ * against the champion's best strategy (whatever it is, keyword included) with `gate` (margin on NDCG@10,
+ * tolerance on the guarded metrics); the best passing option wins, so a candidate is not rejected because
+ * the one weight that maximises NDCG@10 gives up a little MRR when a slightly different mix would not.
+ *
+ * Weak evidence (pseudo-queries cut from the documents, a cold start): BM25 finds a sentence of its own
+ * document almost always, so nothing can beat keyword there by a margin. The encoder is then promoted when
+ * it beats the champion's encoder (vector vs vector, by the gate) and its best strategy is not worse than the
+ * champion's best beyond the tolerance; it is served with what that weak evidence supports (the cold margin).
+ */
+export function gateStrategies<D extends { passed: boolean }>(
+  options: readonly GateOption[], candEv: StrategyEvaluation, champEv: StrategyEvaluation,
+  gate: (cand: Record<string, number>, champ: Record<string, number>) => D,
+  opts: { weakEvidence: boolean; coldMargin: number; tolerance: number },
+): StrategyGate<D> {
+  const champChoice = chooseStrategy(champEv, { margin: 0 });
+  const champBest = metricsFor(champEv, champChoice.mode);
+  const f = (x: number) => x.toFixed(4);
+  const judged = options.map((o) => ({ o, d: gate(o.metrics, champBest) }))
+    .sort((a, b) => (b.o.metrics['ndcg@10'] ?? 0) - (a.o.metrics['ndcg@10'] ?? 0));
+  const pass = judged.find((j) => j.d.passed);
+  const label = (o: GateOption) => (o.mode === 'hybrid' ? `hybrid (w=${o.weight})` : 'vector');
+  if (pass) {
+    return {
+      passed: true, rule: 'best_strategy', decision: pass.d,
+      pick: { mode: pass.o.mode, ...(pass.o.weight !== undefined ? { weight: pass.o.weight } : {}), reason: `${label(pass.o)} ${f(pass.o.metrics['ndcg@10'] ?? 0)} vs the champion's ${champChoice.mode} ${f(champBest['ndcg@10'] ?? 0)}: passed the gate` },
+    };
+  }
+  if (opts.weakEvidence) {
+    const enc = gate(metricsFor(candEv, 'vector'), metricsFor(champEv, 'vector'));
+    const candChoice = chooseStrategy(candEv, { margin: opts.coldMargin });
+    const bestWith = scoreOf(candEv, candChoice.mode);
+    const bestWithout = champBest['ndcg@10'] ?? 0;
+    if (enc.passed && bestWith + 1e-12 >= bestWithout - opts.tolerance) {
+      return { passed: true, rule: 'encoder_on_weak_evidence', decision: enc, pick: candChoice };
+    }
+    return { passed: false, rule: 'encoder_on_weak_evidence', decision: enc, pick: candChoice };
+  }
+  const best = judged[0]!;
+  return { passed: false, rule: 'none', decision: best.d, pick: { mode: best.o.mode, ...(best.o.weight !== undefined ? { weight: best.o.weight } : {}), reason: `no strategy with the candidate passed the gate (best: ${label(best.o)} ${f(best.o.metrics['ndcg@10'] ?? 0)})` } };
+}

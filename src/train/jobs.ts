@@ -19,7 +19,7 @@ import { HELD_OUT, feedbackByQuery, minePairs, type EvalQuery, type MiningOption
 import { detectGroupField } from './groups.js';
 import { Bm25Index } from '../eval/bm25.js';
 import type { Scored } from '../search/fusion.js';
-import { chooseStrategy, evaluateStrategies, metricsFor, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
+import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
 
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
 export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
@@ -329,11 +329,15 @@ export class JobRunner {
       // The gate compares strategies: the best the server could serve with the candidate (vector, fitted hybrid,
       // or keyword) against the best without it, on the same held-out queries.
       const sparse = keywordRankings(corpus.chunks, queries);
-      const candEv = evaluateStrategies(asQueryRankings(queries, candRank, sparse));
+      const candQR = asQueryRankings(queries, candRank, sparse);
+      const candEv = evaluateStrategies(candQR);
       const champEv = evaluateStrategies(asQueryRankings(queries, champRank, sparse));
-      const candChoice = chooseStrategy(candEv, { margin: 0 });
       const champChoice = chooseStrategy(champEv, { margin: 0 });
-      const decision = this.deps.gate(metricsFor(candEv, candChoice.mode), metricsFor(champEv, champChoice.mode), { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE });
+      const sg = gateStrategies(candidateOptions(candQR), candEv, champEv,
+        (c, h) => this.deps.gate(c, h, { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE }),
+        { weakEvidence: mined.stats.evalSource !== 'feedback', coldMargin: config.STRATEGY_COLD_MARGIN, tolerance: config.GATE_TOLERANCE });
+      const candChoice = sg.pick;
+      const decision = { ...sg.decision, passed: sg.passed, rule: sg.rule, strategy: sg.pick };
       const strategies = {
         candidate: { chosen: candChoice, ...strategyTable(candEv) },
         champion: { chosen: champChoice, ...strategyTable(champEv) },
@@ -351,7 +355,7 @@ export class JobRunner {
         jobId: job.id, candidateVersion: version, championVersion: champion.version,
         metrics: {
           candidate: candMetrics, champion: champMetrics, strategies: strategies as unknown as Metadata,
-          best: { candidate: scoreOf(candEv, candChoice.mode), champion: scoreOf(champEv, champChoice.mode) },
+          best: { candidate: (sg.decision as { candidate?: Record<string, number> }).candidate?.['ndcg@10'] ?? scoreOf(candEv, candChoice.mode), champion: scoreOf(champEv, champChoice.mode) },
           queries: queries.length, corpusChunks: corpus.chunks.length, corpusSampled: corpus.sampled, liveChunks: corpus.liveChunks,
         },
         decision: decision as Metadata, passed: decision.passed,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { convexFusion, minMaxNormalize, reciprocalRankFusion } from '../../src/search/fusion.js';
-import { chooseStrategy, evaluateStrategies, type QueryRankings } from '../../src/search/strategy.js';
+import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, type QueryRankings } from '../../src/search/strategy.js';
+import { decideGate } from '../../src/eval/gate.js';
 import { decideGroupField } from '../../src/train/groups.js';
 import { resolveAuto } from '../../src/search/tuner.js';
 
@@ -90,5 +91,57 @@ describe('group field detection', () => {
   it('finds nothing on a corpus of categories (GO namespace)', () => {
     const ns = counts([['BP', 20000], ['MF', 10000], ['CC', 5000]]);
     expect(decideGroupField(new Map([['namespace', ns]]), 35000).field).toBeNull();
+  });
+});
+
+describe('the gate across strategies', () => {
+  const gate = (c: Record<string, number>, h: Record<string, number>) => decideGate(c, h, { margin: 0.01, tolerance: 0.005 });
+  it('promotes with the best option that passes, not only the one that maximises NDCG@10', () => {
+    // Each side has the relevant document first for half of the queries and third for the other half, so a
+    // range of fusion weights puts it first everywhere; the champion's encoder finds nothing.
+    const near = (n: number, denseUseless: boolean): QueryRankings[] => Array.from({ length: n }, (_, i) => {
+      const rel = `rel${i}`;
+      const noise = Array.from({ length: 12 }, (_, j) => `n${i}-${j}`);
+      const at = (k: number) => [...noise.slice(0, k), rel, ...noise.slice(k)];
+      const dense = denseUseless ? noise : at(i < n / 2 ? 0 : 2);
+      const sparse = at(i < n / 2 ? 2 : 0).map((x) => (x === rel ? x : `s${x}`)); // other noise than the dense side's
+      return { relevant: new Set([rel]), dense: list(...dense), sparse: list(...sparse) };
+    });
+    const cand = near(40, false);
+    const champ = near(40, true);
+    const candEv = evaluateStrategies(cand);
+    const champEv = evaluateStrategies(champ);
+    const options = candidateOptions(cand);
+    const top = Math.max(...options.map((o) => o.metrics['ndcg@10']!));
+    // A gate that refuses the single best option (as a guarded metric would) must not sink the candidate.
+    const best = options.find((o) => o.metrics['ndcg@10'] === top)!;
+    const picky = (c: Record<string, number>, h: Record<string, number>) => {
+      const d = gate(c, h);
+      return c === best.metrics ? { ...d, passed: false } : d;
+    };
+    const sg = gateStrategies(options, candEv, champEv, picky, { weakEvidence: false, coldMargin: 0.02, tolerance: 0.005 });
+    expect(sg.passed).toBe(true);
+    expect(sg.rule).toBe('best_strategy');
+    expect(sg.pick.mode).toBe('hybrid');
+    expect(sg.pick.weight).not.toBe(best.weight);
+    expect(sg.decision.candidate['ndcg@10']).toBeGreaterThan(champEv.keyword['ndcg@10']! + 0.01);
+  });
+  it('rejects a candidate no option of which beats the best strategy without it', () => {
+    const same = fixture(40, 0, 30);
+    const sg = gateStrategies(candidateOptions(same), evaluateStrategies(same), evaluateStrategies(same), gate, { weakEvidence: false, coldMargin: 0.02, tolerance: 0.005 });
+    expect(sg.passed).toBe(false);
+    expect(sg.rule).toBe('none');
+  });
+  it('on weak evidence (keyword near perfect on pseudo-queries) a better encoder is promoted and served with what that evidence supports', () => {
+    const cand = fixture(40, 36, 40);
+    const champ = fixture(40, 5, 40);
+    const candEv = evaluateStrategies(cand);
+    const champEv = evaluateStrategies(champ);
+    const strict = gateStrategies(candidateOptions(cand), candEv, champEv, gate, { weakEvidence: false, coldMargin: 0.02, tolerance: 0.005 });
+    expect(strict.passed).toBe(false); // nothing beats keyword by the margin
+    const weak = gateStrategies(candidateOptions(cand), candEv, champEv, gate, { weakEvidence: true, coldMargin: 0.02, tolerance: 0.005 });
+    expect(weak.passed).toBe(true);
+    expect(weak.rule).toBe('encoder_on_weak_evidence');
+    expect(weak.pick.mode).toBe('keyword');
   });
 });
