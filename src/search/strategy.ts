@@ -25,6 +25,8 @@ export interface Strategy {
   source: EvidenceSource;
   /** Evaluation queries behind the numbers. */
   queries: number;
+  /** Held-out feedback queries available when decided (the re-decision trigger compares with this). */
+  heldOut?: number;
   /** NDCG@10 of each strategy on those queries (hybrid = the fitted fusion; hybridRrf = RRF k=60). */
   scores: { vector: number | null; keyword: number | null; hybrid: number | null; hybridRrf: number | null };
   /** Documents in the collection when this was decided (re-decided when it grows by STRATEGY_REDECIDE_GROWTH). */

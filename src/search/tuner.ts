@@ -138,13 +138,13 @@ export class StrategyTuner {
     const cur = await book.get(c, this.deps.servingVersion());
     if (!cur) return 'first decision for this model';
     if (docs >= cur.documents * (1 + config.STRATEGY_REDECIDE_GROWTH)) return `the collection grew from ${cur.documents} to ${docs} documents`;
-    // Feedback becomes the evidence once there is enough of it, and is re-read as it grows.
-    if (cur.source === 'feedback' || cur.source === 'gate' || cur.source === 'pseudo_queries' || cur.source === 'llm_questions' || cur.source === 'none') {
-      const held = await this.heldOutCount(c);
-      if (held >= config.STRATEGY_MIN_FEEDBACK_QUERIES) {
-        if (cur.source !== 'feedback' && cur.source !== 'gate') return `${held} held-out queries with feedback`;
-        if (held >= cur.queries * (1 + config.STRATEGY_REDECIDE_GROWTH)) return `held-out feedback grew from ${cur.queries} to ${held} queries`;
-      }
+    // Feedback becomes the evidence once there is enough of it, and is re-read as it grows (compared with the
+    // held-out count at the last decision, not the evaluation set, which is capped at STRATEGY_EVAL_QUERIES).
+    const held = await this.heldOutCount(c);
+    if (held >= config.STRATEGY_MIN_FEEDBACK_QUERIES) {
+      if (cur.source !== 'feedback' && cur.source !== 'gate') return `${held} held-out queries with feedback`;
+      const before = cur.heldOut ?? cur.queries;
+      if (held >= before * (1 + config.STRATEGY_REDECIDE_GROWTH)) return `held-out feedback grew from ${before} to ${held} queries`;
     }
     return undefined;
   }
@@ -174,6 +174,7 @@ export class StrategyTuner {
     const version = this.deps.servingVersion();
     const t0 = performance.now();
     const set = await this.evaluationSet(c);
+    const heldOut = await this.heldOutCount(c);
     const documents = await store.countDocuments(c.id);
     if (set.queries.length === 0) {
       log.info('serving strategy: no evaluation queries yet; keyword', { collection: c.name });
@@ -191,7 +192,7 @@ export class StrategyTuner {
     const choice = chooseStrategy(ev, { margin: weak ? config.STRATEGY_COLD_MARGIN : 0 });
     const s: Strategy = {
       mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion: version, source: set.source,
-      queries: set.queries.length, documents, decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured because ${why}`,
+      queries: set.queries.length, heldOut, documents, decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured because ${why}`,
       scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
     };
     await book.save(c, s);

@@ -347,7 +347,7 @@ export class JobRunner {
       const documents = await this.store.countDocuments(col.id);
       const strategyRow = (ev: StrategyEvaluation, choice: { mode: ServedMode; weight?: number; reason: string }, modelVersion: string): Strategy => ({
         mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion,
-        source: mined.stats.evalSource === 'feedback' ? 'gate' : 'pseudo_queries', queries: queries.length, documents,
+        source: mined.stats.evalSource === 'feedback' ? 'gate' : 'pseudo_queries', queries: queries.length, heldOut: queries.length, documents,
         decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured at the gate of job ${job.id}`,
         scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
       });
