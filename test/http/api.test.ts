@@ -61,13 +61,20 @@ describe.each(STORES)('API on %s', (store) => {
   describe('documents and search', () => {
     test('a document is its own nearest neighbour', async () => {
       for (const d of DOCS) {
-        const r = await s.req('POST', '/search', { collection: 'bio', query: d.text, k: 2 });
+        const r = await s.req('POST', '/search', { collection: 'bio', query: d.text, k: 2, mode: 'vector' });
         expect(r.status).toBe(200);
         expect(r.body.results[0].id).toBe(d.id);
         expect(r.body.results[0].score).toBeCloseTo(1, 3);
         expect(r.body.results[0].metadata).toEqual(d.metadata);
-        expect(r.body).toMatchObject({ model: expect.any(String), queryId: expect.any(String), tookMs: expect.any(Number) });
+        expect(r.body).toMatchObject({ mode: 'vector', model: expect.any(String), queryId: expect.any(String), tookMs: expect.any(Number) });
       }
+    });
+
+    test('the default mode is auto: keyword until the collection\'s strategy is measured, and it says which mode answered', async () => {
+      const r = await s.req('POST', '/search', { collection: 'bio', query: DOCS[0]!.text, k: 2 });
+      expect(r.status).toBe(200);
+      expect(['keyword', 'vector', 'hybrid']).toContain(r.body.mode);
+      expect(r.body.results[0].id).toBe(DOCS[0]!.id);
     });
 
     test('search by vector gives the same ranking as by text', async () => {
