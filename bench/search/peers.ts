@@ -19,7 +19,7 @@
 // BENCH_RECALL (0.98); the server uses the raw hnswlib ef on the same snapshot. Inputs and indexes are
 // cached in $TMPDIR/tuned-retrieval-bench-peers (first run: ~10 min to embed and build).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -104,9 +104,9 @@ const EFS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 // ---------------------------------------------------------------- the server, in a child process
 interface ServerChild { url: string; pid: number; proc: ChildProcess; snapshot?: string; labelBase?: number; close(): Promise<void> }
 
-async function startChild(dataDir: string, seed: boolean): Promise<ServerChild> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'peers.ts'), 'serve', dataDir, seed ? 'seed' : ''], {
-    stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env },
+async function startChild(dataDir: string, seed: boolean, repo = REPO): Promise<ServerChild> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/search/peers.ts'), 'serve', dataDir, seed ? 'seed' : ''], {
+    stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env }, cwd: repo,
   });
   const rl = createInterface({ input: proc.stdout! });
   const ready = await new Promise<{ url: string; snapshot?: string; labelBase?: number }>((res, rej) => {
@@ -375,6 +375,17 @@ async function main(): Promise<void> {
   const systems: System[] = [];
   if (want('raw')) systems.push({ name: 'raw hnswlib-node searchKnn (same snapshot)', note: `ef ${ef}, recall@10 ${recall.toFixed(3)}`, one: () => peerRun(rawJob, 1), many: () => peerRun(rawJob, Math.min(CONC, CORES)) });
   if (want('server')) systems.push({ name: 'this server, HTTP /search by vector', note: `efSearch ${ef}`, one: () => httpRun(`${server.url}/search`, vbodies, 1), many: () => httpRun(`${server.url}/search`, vbodies, CONC) });
+  // BENCH_BASELINE_REPO: another checkout of this repo (e.g. a git worktree of an older commit, with this
+  // file copied in) serving a copy of the same data dir, measured side by side as a before/after row.
+  let baseline: ServerChild | undefined;
+  if (process.env.BENCH_BASELINE_REPO) {
+    const copy = join(CACHE, 'server-data-baseline');
+    rmSync(copy, { recursive: true, force: true });
+    cpSync(serverDir, copy, { recursive: true });
+    baseline = await startChild(copy, false, resolve(process.env.BENCH_BASELINE_REPO));
+    const b = baseline;
+    systems.push({ name: 'baseline server, HTTP /search by vector', note: `${process.env.BENCH_BASELINE_REPO}`, one: () => httpRun(`${b.url}/search`, vbodies, 1), many: () => httpRun(`${b.url}/search`, vbodies, CONC) });
+  }
   if (want('usearch')) systems.push(await usearchSystem(inp));
   if (want('lancedb')) systems.push(await lancedbSystem(inp));
   if (want('text')) {
@@ -393,6 +404,7 @@ async function main(): Promise<void> {
   }
   if (want('rss')) rss.push(`after the runs: ${rssMiB(server.pid).toFixed(0)} MiB`);
   await server.close();
+  await baseline?.close();
 
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const w = Math.max(...rows.map((r) => r.sys.name.length));
@@ -412,6 +424,8 @@ async function main(): Promise<void> {
   ratio('this server, HTTP /search by vector', 'raw hnswlib');
   ratio('this server, HTTP /search by vector', 'raw hnswlib', false);
   ratio('this server, HTTP /search by vector', 'LanceDB');
+  ratio('baseline server', 'raw hnswlib');
+  ratio('this server, HTTP /search by vector', 'baseline server');
   ratio('this server, HTTP /search by vector', 'usearch');
   ratio('this server, HTTP /search by text', 'bare in-process');
   for (const l of rss) console.log(`server RSS ${l}`);
