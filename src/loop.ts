@@ -44,7 +44,7 @@ function flatten(m: unknown, prefix = ''): Record<string, number> {
   return out;
 }
 
-export function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOptions = {}) {
+function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOptions = {}) {
   const { engine, config } = ctx;
   const swapper = new Swapper(engine, config);
   const llm = config.LLM_BASE_URL && config.LLM_MODEL

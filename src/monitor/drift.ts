@@ -6,7 +6,7 @@ import type { Logger } from '../util/log.js';
 import { computeEmbeddingDrift, type EmbeddingDrift, type EmbeddingDriftInput } from './embedding-drift.js';
 import { ksTwoSample, type KsResult } from './stats.js';
 
-export interface WindowInfo {
+interface WindowInfo {
   n: number;
   from: string | null;
   to: string | null;

@@ -12,7 +12,7 @@ export interface Scored<K> {
   score: number;
 }
 
-export const RRF_K = 60;
+const RRF_K = 60;
 
 /** Reciprocal-rank fusion: score = Σ 1/(k + rank). */
 export function reciprocalRankFusion<K>(lists: readonly (readonly Scored<K>[])[], k = RRF_K): Scored<K>[] {

@@ -41,7 +41,7 @@ export interface QueryRankings {
   sparse: readonly Scored<string>[];
 }
 
-export const FUSION_GRID = Array.from({ length: 21 }, (_, i) => Math.round(i * 5) / 100);
+const FUSION_GRID = Array.from({ length: 21 }, (_, i) => Math.round(i * 5) / 100);
 
 export interface StrategyEvaluation {
   queries: number;
@@ -125,7 +125,7 @@ export function scoreOf(ev: StrategyEvaluation, mode: ServedMode): number {
 }
 
 /** The metric record of a strategy (for the gate's guarded metrics). */
-export function metricsFor(ev: StrategyEvaluation, mode: ServedMode): Record<string, number> {
+function metricsFor(ev: StrategyEvaluation, mode: ServedMode): Record<string, number> {
   const m = mode === 'vector' ? ev.vector : mode === 'keyword' ? ev.keyword : ev.hybrid;
   const { weight: _w, ...rest } = m as Record<string, number>;
   return rest;

@@ -21,7 +21,7 @@ import type { Scored } from './fusion.js';
 import { chooseStrategy, evaluateStrategies, type EvidenceSource, type QueryRankings, type ServedMode, type Strategy } from './strategy.js';
 
 /** Document-level dense and keyword rankings of one query with the serving model (the engine provides it). */
-export type RankBoth = (c: Collection, query: string, depth: number) => Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }>;
+type RankBoth = (c: Collection, query: string, depth: number) => Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }>;
 
 export interface EvalQuerySet {
   source: EvidenceSource;

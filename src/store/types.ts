@@ -61,7 +61,7 @@ export interface ServingPointer {
   changedAt: number;
 }
 
-export type IndexStatus = 'building' | 'ready' | 'retired';
+type IndexStatus = 'building' | 'ready' | 'retired';
 
 export interface IndexRecord {
   id: number;

@@ -34,6 +34,8 @@ export interface JobSpec {
   base_model?: string;
   /** Token limit for training and for the candidate's tokenizer (the trainer's default is 128). */
   max_seq_length?: number;
+  /** After training, embed every embed.jsonl row (the live chunks) with the candidate into the artifact's embeddings/. */
+  embed_corpus?: boolean;
 }
 
 export interface BundleInfo {
@@ -45,6 +47,10 @@ export interface BundleInfo {
   groups: number;
   /** sha256 of pairs.jsonl: the model card's training-data hash. */
   dataHash: string;
+  /** Rows of embed.jsonl (live chunks), 0 when the bundle has none. */
+  embedRows: number;
+  /** Store seq read before the chunks were read: writes after it are not (all) in embed.jsonl. */
+  seq: number;
 }
 
 async function writeJsonl(path: string, rows: Iterable<unknown>): Promise<string> {
@@ -60,7 +66,7 @@ async function writeJsonl(path: string, rows: Iterable<unknown>): Promise<string
   return hash.digest('hex');
 }
 
-export interface CorpusRow {
+interface CorpusRow {
   id: string;
   text: string;
   /** Documents sharing the `groupBy` metadata value (sections of one article, pages of one manual). */
@@ -71,7 +77,7 @@ export interface CorpusRow {
  * Every live document of the collection, chunks re-joined in order: the trainer's retrieval corpus.
  * With `groupBy`, each row carries that metadata field's value as its group.
  */
-export async function* corpusRows(store: Store, collectionId: number, groupBy?: string): AsyncGenerator<CorpusRow> {
+async function* corpusRows(store: Store, collectionId: number, groupBy?: string): AsyncGenerator<CorpusRow> {
   let after = 0;
   let cur: CorpusRow | undefined;
   let parts: string[] = [];
@@ -96,13 +102,30 @@ export async function* corpusRows(store: Store, collectionId: number, groupBy?: 
 }
 
 /**
+ * Every live chunk of the collection as the server embeds it for documents (`prompt` + chunk text), id = the
+ * chunk's label: what the trainer embeds with the candidate (embed.jsonl) so the shadow re-embed can load it.
+ */
+async function* embedRowsOf(store: Store, collectionId: number, prompt: string): AsyncGenerator<{ id: string; text: string }> {
+  let after = 0;
+  for (;;) {
+    const rows = await store.liveChunks(collectionId, after, 2000);
+    if (rows.length === 0) break;
+    for (const r of rows) yield { id: String(r.label), text: prompt + r.text };
+    after = rows[rows.length - 1]!.label;
+  }
+}
+
+/**
  * Writes the training bundle (DESIGN.md contract) to a temp dir and renames it into place, so a crash
- * never leaves a bundle the trainer could half-read: pairs.jsonl, eval.jsonl, corpus.jsonl, base/, job.json.
+ * never leaves a bundle the trainer could half-read: pairs.jsonl, eval.jsonl, corpus.jsonl, base/, job.json,
+ * and with `embedChunks` embed.jsonl (job.json `embed_corpus: true`).
  */
 export async function writeBundle(dir: string, input: {
   store: Store; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
   /** Metadata field whose value groups documents for corpus group pairs. */
   groupBy?: string;
+  /** Write embed.jsonl (every live chunk, the document prompt prepended) and ask the trainer to embed it. */
+  embedChunks?: { prompt: string };
 }): Promise<BundleInfo> {
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
@@ -111,6 +134,15 @@ export async function writeBundle(dir: string, input: {
   // positive_id: the trainer carves its recipe-validation queries from these pairs and scores them by document.
   const dataHash = await writeJsonl(join(tmp, 'pairs.jsonl'), input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive, positive_id: p.docId })));
   await writeJsonl(join(tmp, 'eval.jsonl'), input.eval.map((e) => ({ query: e.query, relevant: e.relevant })));
+  // Before any chunk is read: the shadow re-embed catches up every write after it.
+  const seq = await input.store.currentSeq();
+  let embedRows = 0;
+  if (input.embedChunks) {
+    const buf: { id: string; text: string }[] = [];
+    for await (const r of embedRowsOf(input.store, input.collectionId, input.embedChunks.prompt)) buf.push(r);
+    embedRows = buf.length;
+    await writeJsonl(join(tmp, 'embed.jsonl'), buf);
+  }
   let corpus = 0;
   const rows: CorpusRow[] = [];
   const groups = new Set<string>();
@@ -125,10 +157,10 @@ export async function writeBundle(dir: string, input: {
   // tens of MB and the event loop is serving searches meanwhile.
   await cp(input.baseModelDir, join(tmp, 'base'), { recursive: true, dereference: true });
   // The trainer refuses group pairs over a corpus without groups, and a corpus_pairs that asks for nothing.
-  const { corpus_pairs: asked, ...job } = input.job;
+  const { corpus_pairs: asked, embed_corpus: _embed, ...job } = input.job;
   const corpusPairs = asked ? { group: groups.size > 0 ? asked.group : 0, ict: asked.ict } : undefined;
   const withPairs = corpusPairs && corpusPairs.group + corpusPairs.ict > 0 ? { corpus_pairs: corpusPairs } : {};
-  writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...job, ...withPairs, data_hash: dataHash }, null, 2));
+  writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...job, ...withPairs, ...(embedRows > 0 ? { embed_corpus: true } : {}), data_hash: dataHash }, null, 2));
   renameSync(tmp, dir);
-  return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, groups: groups.size, dataHash };
+  return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, groups: groups.size, dataHash, embedRows, seq };
 }

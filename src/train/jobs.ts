@@ -24,7 +24,7 @@ import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, s
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
 export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
 
-export interface GateDecision {
+interface GateDecision {
   passed: boolean;
   [k: string]: unknown;
 }

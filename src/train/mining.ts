@@ -3,7 +3,7 @@ import type { Store } from '../store/types.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { LlmMiner, LlmUsage } from './llm.js';
 
-export type PairSource = 'feedback' | 'llm_question' | 'llm_paraphrase' | 'pseudo_query';
+type PairSource = 'feedback' | 'llm_question' | 'llm_paraphrase' | 'pseudo_query';
 
 export interface TrainPair {
   anchor: string;
