@@ -28,7 +28,7 @@ export interface ServingPair {
   indexes: Map<number, VectorIndex>;
 }
 
-export type LoadEmbedder = (spec: ModelSpec) => Promise<Embedder>;
+type LoadEmbedder = (spec: ModelSpec) => Promise<Embedder>;
 
 export interface EngineDeps {
   config: Config;
@@ -54,7 +54,7 @@ export interface SearchRequest {
   mode: 'auto' | 'vector' | 'keyword' | 'hybrid';
 }
 
-export interface SearchResultItem {
+interface SearchResultItem {
   id: string;
   score: number;
   text: string;
