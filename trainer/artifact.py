@@ -4,7 +4,9 @@ Layout written (see trainer/README.md):
   config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json  (transformers.js)
   onnx/model.onnx             fp32, inputs input_ids/attention_mask/token_type_ids, output last_hidden_state
   onnx/model_quantized.onnx   dynamic int8 (onnxruntime.quantization), for CPU serving (transformers.js dtype 'q8')
-  pytorch/                    sentence-transformers directory (Transformer + mean Pooling + Normalize)
+  pytorch/                    sentence-transformers directory (Transformer + the model's Pooling [+ Normalize]), with
+                              config_sentence_transformers.json (prompts, default_prompt_name): the server reads
+                              pooling and prompts from here (src/embed/st.ts: root modules.json, else pytorch/)
   model_card.json
 """
 from __future__ import annotations
@@ -135,12 +137,83 @@ def pooling_of_model(st_model) -> str:
     return "mean"
 
 
+DOC_PROMPT_NAMES = ("document", "passage", "corpus")
+
+
+def resolve_prompts(prompts: dict | None, default_prompt_name: str | None = None) -> tuple[str, str]:
+    """(query prompt, document prompt) texts, chosen the way the server chooses them (src/embed/st.ts promptFor)
+    and sentence-transformers' encode_query / encode_document do: "query"; the first of "document", "passage",
+    "corpus"; else the default prompt; else "" (no prompt)."""
+    prompts = {k: ("" if v is None else v) for k, v in (prompts or {}).items()}
+
+    def pick(names: Sequence[str]) -> str:
+        for n in names:
+            if n in prompts:
+                return prompts[n]
+        return prompts.get(default_prompt_name, "") if default_prompt_name else ""
+
+    return pick(("query",)), pick(DOC_PROMPT_NAMES)
+
+
+def prompts_of_model(st_model) -> tuple[str, str]:
+    """(query prompt, document prompt) of a loaded SentenceTransformer; ("", "") for a model without prompts."""
+    return resolve_prompts(getattr(st_model, "prompts", None), getattr(st_model, "default_prompt_name", None))
+
+
+def prompts_of_dir(model_dir: str) -> tuple[str, str]:
+    """(query prompt, document prompt) from config_sentence_transformers.json in model_dir (or model_dir/pytorch)."""
+    for d in (model_dir, os.path.join(model_dir, "pytorch")):
+        try:
+            with open(os.path.join(d, "config_sentence_transformers.json")) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict):
+            return resolve_prompts(cfg.get("prompts") if isinstance(cfg.get("prompts"), dict) else None,
+                                   cfg.get("default_prompt_name"))
+    return "", ""
+
+
+def include_prompt_of_model(st_model) -> bool:
+    """False when the model's Pooling leaves the prompt tokens out (INSTRUCTOR-style)."""
+    for m in st_model:
+        if type(m).__name__ == "Pooling":
+            return bool(getattr(m, "include_prompt", True))
+    return True
+
+
+def include_prompt_of_dir(model_dir: str) -> bool:
+    for d in (model_dir, os.path.join(model_dir, "pytorch")):
+        try:
+            with open(os.path.join(d, "modules.json")) as f:
+                mods = json.load(f)
+            for m in mods:
+                if str(m.get("type", "")).endswith("Pooling"):
+                    with open(os.path.join(d, m.get("path", ""), "config.json")) as f:
+                        return json.load(f).get("include_prompt", True) is not False
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return True
+
+
+def prompt_length(tokenizer, prompt: str) -> int:
+    """Tokens of `prompt` as sentence-transformers counts them for include_prompt=False: the prompt tokenized alone
+    (special tokens included), less a trailing special token (SEP / EOS)."""
+    ids = tokenizer([prompt])["input_ids"][0]
+    n = len(ids)
+    if ids and ids[-1] in set(getattr(tokenizer, "all_special_ids", []) or []):
+        n -= 1
+    return n
+
+
 class OnnxEncoder:
     """Pooled (the model's sentence-transformers pooling: cls / mean / max / ...), L2-normalized sentence
     embeddings from an exported ONNX encoder (CPU). pooling=None reads it from the artifact the ONNX file
-    belongs to (<artifact>/onnx/model.onnx -> <artifact>/pytorch/modules.json), else mean."""
+    belongs to (<artifact>/onnx/model.onnx -> <artifact>/pytorch/modules.json), else mean; include_prompt=None
+    likewise. encode(texts, prompt=...) prepends the prompt, as sentence-transformers' encode(prompt=...) does."""
 
-    def __init__(self, onnx_path: str, tokenizer, max_seq_length: int = 256, threads: int = 0, pooling: str | None = None):
+    def __init__(self, onnx_path: str, tokenizer, max_seq_length: int = 256, threads: int = 0, pooling: str | None = None,
+                 include_prompt: bool | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -149,13 +222,17 @@ class OnnxEncoder:
         self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         self.tok = tokenizer
         self.max_len = max_seq_length
-        self.pooling = pooling or pooling_of_dir(os.path.dirname(os.path.dirname(os.path.abspath(onnx_path))))
+        art = os.path.dirname(os.path.dirname(os.path.abspath(onnx_path)))
+        self.pooling = pooling or pooling_of_dir(art)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling mode {self.pooling!r} not supported (known: {', '.join(POOLING_MODES)})")
+        self.include_prompt = include_prompt_of_dir(art) if include_prompt is None else include_prompt
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64):
+    def encode(self, texts: Sequence[str], batch_size: int = 64, prompt: str | None = None):
         import numpy as np
 
+        texts = [prompt + t for t in texts] if prompt else list(texts)
+        skip = 0 if self.include_prompt or not prompt else prompt_length(self.tok, prompt)
         out = []
         for i in range(0, len(texts), batch_size):
             enc = self.tok(
@@ -171,7 +248,11 @@ class OnnxEncoder:
                 "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
             }
             h = self.sess.run(["last_hidden_state"], feeds)[0]
-            e = pool(h, feeds["attention_mask"], self.pooling)
+            mask = feeds["attention_mask"]
+            if skip:  # include_prompt=False: the prompt's tokens are left out of the pooling (right padding)
+                mask = mask.copy()
+                mask[:, :skip] = 0
+            e = pool(h, mask, self.pooling)
             e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
             out.append(e.astype(np.float32))
         return np.concatenate(out, 0) if out else np.zeros((0, 0), np.float32)
@@ -215,8 +296,9 @@ def parity_sentences(n: int = 200, extra: Sequence[str] = ()) -> list[str]:
     return out[:n]
 
 
-def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str]) -> float:
-    """Max abs diff between normalized embeddings from PyTorch (fp32, CPU) and onnxruntime."""
+def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str], prompt: str = "") -> float:
+    """Max abs diff between normalized embeddings from PyTorch (fp32, CPU) and onnxruntime, both with `prompt`
+    prepended ("": none, not even the model's default prompt)."""
     import numpy as np
     import torch
 
@@ -228,11 +310,12 @@ def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str]) -> float:
     st_model.float()
     with torch.no_grad():
         # prompt="": no default prompt on either side (the ONNX side embeds the raw sentences)
-        ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True, prompt="")
+        ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True, prompt=prompt)
     st_model.to(orig_device)
     if torch.bfloat16 in dtypes or torch.float16 in dtypes:
         pass  # trainer keeps fp32 master weights; nothing to restore
-    got = OnnxEncoder(onnx_path, tok, max_len, pooling=pooling_of_model(st_model)).encode(list(sentences), batch_size=32)
+    got = OnnxEncoder(onnx_path, tok, max_len, pooling=pooling_of_model(st_model),
+                      include_prompt=include_prompt_of_model(st_model)).encode(list(sentences), batch_size=32, prompt=prompt)
     return float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max())
 
 
@@ -284,12 +367,23 @@ def write_artifact(
     info["onnx_parity_n"] = len(sents)
     if not diff < parity_tol:
         raise RuntimeError(f"ONNX parity failed: max abs diff {diff:.3g} >= {parity_tol:g}")
+    qp, dp = prompts_of_model(st_model)
+    prompted = _prompted_parity(st_model, onnx_fp32, sents, qp, dp)
+    if prompted:
+        # the server prepends these prompts to queries / documents before the ONNX encoder: the same check with them
+        info["onnx_parity_prompted"] = prompted
+        worst = max(prompted.values())
+        if not worst < parity_tol:
+            raise RuntimeError(f"ONNX parity with the model's prompts failed: max abs diff {worst:.3g} >= {parity_tol:g}")
     if quantize:
         q = os.path.join(out_dir, "onnx", "model_quantized.onnx")
         quantize_int8(onnx_fp32, q)
         info["int8_parity_max_abs_diff"] = onnx_parity(st_model, q, sents)
+    _check_st_files(pt_dir, st_model)
     card = dict(card)
     card.setdefault("pooling", pooling_of_model(st_model))
+    # what the server prepends (read from pytorch/config_sentence_transformers.json; here for people reading the card)
+    card.setdefault("prompts", {"query": qp, "document": dp})
     card.setdefault("normalize", True)  # serving L2-normalizes every vector (cosine index)
     card["dim"] = int(st_model.get_embedding_dimension() if hasattr(st_model, "get_embedding_dimension") else st_model.get_sentence_embedding_dimension())
     card["max_seq_length"] = int(st_model.max_seq_length)
@@ -302,6 +396,25 @@ def write_artifact(
     with open(os.path.join(out_dir, "model_card.json"), "w") as f:
         json.dump(card, f, indent=2)
     return info
+
+
+def _prompted_parity(st_model, onnx_path: str, sents: Sequence[str], qp: str, dp: str) -> dict:
+    """{"query": diff, "document": diff} of onnx_parity with each non-empty prompt, on up to 50 sentences."""
+    out = {}
+    for name, p in (("query", qp), ("document", dp)):
+        if p:
+            out[name] = onnx_parity(st_model, onnx_path, list(sents)[:50], prompt=p)
+    return out
+
+
+def _check_st_files(pt_dir: str, st_model) -> None:
+    """The saved sentence-transformers directory must describe the model as it is served: the same pooling and
+    prompts (the server reads them from <artifact>/pytorch/). Raises RuntimeError otherwise."""
+    got_pool, want_pool = pooling_of_dir(pt_dir), pooling_of_model(st_model)
+    got, want = prompts_of_dir(pt_dir), prompts_of_model(st_model)
+    if got_pool != want_pool or got != want:
+        raise RuntimeError(f"pytorch/ does not describe the model: pooling {got_pool!r} (model {want_pool!r}), "
+                           f"prompts {got!r} (model {want!r})")
 
 
 def _patch_tokenizer_config(path: str, max_len: int) -> None:
@@ -348,11 +461,15 @@ def export_existing(model_dir: str, quantize: bool = True, parity_tol: float = 1
         tmp = onnx_fp32 + ".tmp"
         export_onnx(td, tmp)
     diff = onnx_parity(st, tmp, parity_sentences(200))
-    if not diff < parity_tol:
+    prompted = _prompted_parity(st, tmp, parity_sentences(200), *prompts_of_model(st))
+    worst = max([diff, *prompted.values()])
+    if not worst < parity_tol:
         os.remove(tmp)
-        raise RuntimeError(f"ONNX parity failed: max abs diff {diff:.3g} >= {parity_tol:g}")
+        raise RuntimeError(f"ONNX parity failed: max abs diff {worst:.3g} >= {parity_tol:g}")
     os.replace(tmp, onnx_fp32)
-    info = {"onnx_parity_max_abs_diff": diff}
+    info: dict[str, Any] = {"onnx_parity_max_abs_diff": diff}
+    if prompted:
+        info["onnx_parity_prompted"] = prompted
     if quantize:
         q = os.path.join(model_dir, "onnx", "model_quantized.onnx")
         quantize_int8(onnx_fp32, q + ".tmp")
