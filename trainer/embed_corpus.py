@@ -6,12 +6,15 @@ without re-embedding its whole corpus on its own CPU. Written into the artifact 
 
   vectors.f32    float32 little-endian, count x dim, row i = ids[i]
   ids.json       JSON array of the ids, in row order
-  manifest.json  {"format": "f32le", "dim", "count", "normalized": true, "max_seq_length", "pooling": "mean",
+  manifest.json  {"format": "f32le", "dim", "count", "normalized": true, "max_seq_length", "pooling", "prompt",
                   "sha256": {"vectors.f32", "ids.json"}, "seconds", "device", "dtype_compute", "source",
                   "batch_size", "fp32_check": {"n", "max_abs_diff"} | null, "fp32_recomputed_rows"}
 
-The vectors are what serving computes: the same tokenizer and truncation (the model's max_seq_length), mean pooling
-over the attention mask and L2 normalization (the artifact's Transformer + Pooling + Normalize modules). On a GPU
+The vectors are what serving computes for an ingested document: the model's document prompt prepended (its
+"document" / "passage" / "corpus" prompt, else its default prompt, else none: src/embed/st.ts promptFor; "prompt"
+in the manifest), the same tokenizer and truncation (the model's max_seq_length), the model's pooling over the
+attention mask (mean, cls, ...; without the prompt's tokens when the Pooling has include_prompt false) and L2
+normalization (the artifact's Transformer + Pooling [+ Normalize] modules). On a GPU
 the encoder runs under fp16 (or bf16) autocast; torch runs layer norms, and so the last hidden state, the pooling
 and the normalization, in fp32 there, and the vectors are re-normalized in fp32. `fp32_check` measures the result
 against a plain fp32 forward on up to 128 rows spread over the input.
@@ -60,12 +63,15 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _forward(model, tok, ids_batch: list[dict], device: str, autocast_dtype):
-    """Sentence embeddings (fp32, L2-normalized) of pre-tokenized rows, padded to the batch's longest."""
+def _forward(model, tok, ids_batch: list[dict], device: str, autocast_dtype, prompt_len: int = 0):
+    """Sentence embeddings (fp32, L2-normalized) of pre-tokenized rows, padded to the batch's longest. prompt_len > 0:
+    the rows start with a prompt of that many tokens, which a Pooling with include_prompt false leaves out."""
     import torch
 
     feats = tok.pad(ids_batch, padding=True, return_tensors="pt")
     feats = {k: v.to(device) for k, v in feats.items()}
+    if prompt_len:
+        feats["prompt_length"] = prompt_len
     with torch.inference_mode():
         if autocast_dtype is not None:
             with torch.autocast(device_type="cuda", dtype=autocast_dtype):
@@ -83,9 +89,15 @@ def embed_rows(model, ids: Sequence[str], texts: Sequence[str], out_dir: str, de
     import numpy as np
     import torch
 
+    from .artifact import include_prompt_of_model, pooling_of_model, prompt_length, prompts_of_model
+
     spec = dict(SPEC_DEFAULTS, **(spec or {}))
     if len(ids) != len(texts) or not texts:
         raise ValueError("embed_rows: ids and texts must be non-empty and of equal length")
+    prompt = prompts_of_model(model)[1]
+    if prompt:
+        texts = [prompt + t for t in texts]
+    prompt_len = prompt_length(model.tokenizer, prompt) if prompt and not include_prompt_of_model(model) else 0
     t0 = time.time()
     model.eval()
     tok = model.tokenizer
@@ -112,12 +124,12 @@ def embed_rows(model, ids: Sequence[str], texts: Sequence[str], out_dir: str, de
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
             rows = [{k: enc[k][i] for k in keys} for i in idx]
-            emb = _forward(model, tok, rows, device, autocast_dtype)
+            emb = _forward(model, tok, rows, device, autocast_dtype, prompt_len)
             bad = ~torch.isfinite(emb).all(dim=1)
             if autocast_dtype is not None and bool(bad.any()):
                 # a half-precision overflow in some row: that row again in fp32
                 sel = bad.nonzero().flatten().tolist()
-                emb[bad] = _forward(model, tok, [rows[i] for i in sel], device, None)
+                emb[bad] = _forward(model, tok, [rows[i] for i in sel], device, None, prompt_len)
                 recomputed += len(sel)
             arr = emb.cpu().numpy()
             if vectors is None:
@@ -135,7 +147,7 @@ def embed_rows(model, ids: Sequence[str], texts: Sequence[str], out_dir: str, de
         sample = sorted({int(i) for i in np.linspace(0, n - 1, num=min(128, n))})
         enc = tok([texts[i] for i in sample], truncation=True, max_length=max_len, padding=False)
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-        ref = _forward(model, tok, [{k: enc[k][j] for k in keys} for j in range(len(sample))], device, None)
+        ref = _forward(model, tok, [{k: enc[k][j] for k in keys} for j in range(len(sample))], device, None, prompt_len)
         fp32_check = {"n": len(sample),
                       "max_abs_diff": float(np.abs(ref.cpu().numpy() - vectors[sample]).max())}
     os.makedirs(out_dir, exist_ok=True)
@@ -150,7 +162,7 @@ def embed_rows(model, ids: Sequence[str], texts: Sequence[str], out_dir: str, de
 
         dev = f"cpu ({platform.processor() or platform.machine()})"
     manifest = {"format": "f32le", "dim": int(vectors.shape[1]), "count": n, "normalized": True,
-                "max_seq_length": max_len, "pooling": "mean",
+                "max_seq_length": max_len, "pooling": pooling_of_model(model), "prompt": prompt,
                 "sha256": {"vectors.f32": sha256_file(vpath), "ids.json": sha256_file(ipath)},
                 "seconds": round(time.time() - t0, 3), "device": dev, "dtype_compute": dtype_name,
                 "source": source, "batch_size": bs, "fp32_check": fp32_check, "fp32_recomputed_rows": recomputed}

@@ -37,7 +37,11 @@ def flat(results: dict, name: str) -> dict:
 
 
 def evaluate(model, queries, corpus, name="eval") -> dict:
-    ev = make_evaluator(queries, corpus, name=name)
+    """Queries with the model's query prompt, the corpus with its document prompt (as the server embeds them)."""
+    from .artifact import prompts_of_model
+
+    qp, dp = prompts_of_model(model)
+    ev = make_evaluator(queries, corpus, name=name, query_prompt=qp or None, corpus_prompt=dp or None)
     return flat(ev(model), name)
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from .artifact import OnnxEncoder, sha256_files, write_artifact
+from .artifact import OnnxEncoder, prompts_of_model, sha256_files, write_artifact
 from .bundle import Bundle
 from .data import BundleError
 from .soup import accumulate_state, finish_average
@@ -69,19 +69,33 @@ def nested_flat(scores: dict) -> dict:
 
 
 class _OnnxAsST:
-    """Minimal encode_query/encode_document facade so ST's evaluator can score an ONNX model."""
+    """Minimal encode_query/encode_document facade so ST's evaluator can score an ONNX model: queries get the query
+    prompt and documents the document prompt prepended (an explicit prompt= from the evaluator wins), as served."""
 
-    def __init__(self, enc: OnnxEncoder):
+    def __init__(self, enc: OnnxEncoder, prompts: tuple[str, str] = ("", "")):
         self.enc = enc
+        self.query_prompt, self.document_prompt = prompts
 
-    def _encode(self, sentences, convert_to_tensor=True, **_kw):
+    def _encode(self, sentences, convert_to_tensor=True, prompt=None, **_kw):
         import torch
 
-        return torch.from_numpy(self.enc.encode(list(sentences), batch_size=128))
+        return torch.from_numpy(self.enc.encode(list(sentences), batch_size=128, prompt=prompt or None))
 
-    encode_query = _encode
-    encode_document = _encode
+    def encode_query(self, sentences, prompt=None, **kw):
+        return self._encode(sentences, prompt=self.query_prompt if prompt is None else prompt, **kw)
+
+    def encode_document(self, sentences, prompt=None, **kw):
+        return self._encode(sentences, prompt=self.document_prompt if prompt is None else prompt, **kw)
+
     encode = _encode
+
+
+def column_prompts(model) -> dict[str, str]:
+    """SentenceTransformerTrainingArguments(prompts=...): the training columns get the prompts the model is served
+    with (anchor: the query prompt; positive, negative: the document prompt); only non-empty ones, so a model
+    without prompts trains exactly as before (no prompts argument at all)."""
+    qp, dp = prompts_of_model(model)
+    return {k: v for k, v in (("anchor", qp), ("positive", dp), ("negative", dp)) if v}
 
 
 def make_loss(model, job: dict):
@@ -99,16 +113,18 @@ def make_loss(model, job: dict):
     return MultipleNegativesRankingLoss(model, **kw)
 
 
-def make_evaluator(b: Bundle, name: str = "eval"):
-    return make_ir_evaluator(b.queries, b.corpus, name)
+def make_evaluator(b: Bundle, model, name: str = "eval"):
+    return make_ir_evaluator(b.queries, b.corpus, name, prompts_of_model(model))
 
 
-def make_ir_evaluator(queries: list[dict], corpus: list[dict], name: str):
-    """queries [{"id", "query", "relevant"}] against corpus [{"id", "text"}]."""
+def make_ir_evaluator(queries: list[dict], corpus: list[dict], name: str, prompts: tuple[str, str] = ("", "")):
+    """queries [{"id", "query", "relevant"}] against corpus [{"id", "text"}]; queries encoded with the query prompt
+    and the corpus with the document prompt (prompts_of_model: what the server prepends), none when "" ."""
     from sentence_transformers import util
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     return InformationRetrievalEvaluator(
+        query_prompt=prompts[0] or None, corpus_prompt=prompts[1] or None,
         queries={q["id"]: q["query"] for q in queries},
         corpus={c["id"]: c["text"] for c in corpus},
         relevant_docs={q["id"]: set(q["relevant"]) for q in queries},
@@ -136,7 +152,10 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
             with open(cand) as f:
                 base_card = json.load(f)
             break
-    evaluator = make_evaluator(b)
+    evaluator = make_evaluator(b, model)
+    prompts = prompts_of_model(model)
+    if any(prompts):
+        emit(event="prompts", query=prompts[0], document=prompts[1], training=column_prompts(model))
     t = time.time()
     before = nested_flat(evaluator.compute_all_metrics(model))
     emit(event="eval", when="before", secs=round(time.time() - t, 2), **{k: before[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
@@ -168,6 +187,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
             num_negatives=want + extra, range_min=int(hn.get("range_min", 10)),
             range_max=int(hn.get("range_max", 50)) + extra, max_score=float(hn.get("max_score", 0.95)),
             sampling_strategy=hn.get("sampling_strategy", "top"), batch_size=256,
+            query_prompt=prompts[0] or None, corpus_prompt=prompts[1] or None,
             output_format="n-tuple" if extra else "triplet", use_faiss=False, verbose=False)
         skipped = 0
         if extra:
@@ -228,7 +248,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     data_hash = sha256_files(hashed)
     parent = job.get("parent_version") or base_card.get("version")
     version = job.get("version") or f"ft-{data_hash[:12]}"
-    card = {"version": str(version), "parent_version": parent, "parent": parent, "pooling": "mean",
+    card = {"version": str(version), "parent_version": parent, "parent": parent,  # pooling, prompts: write_artifact
             "normalize": True, "training_data_hash": "sha256:" + data_hash,
             "base": b.base_path if not os.path.isdir(b.base_path) else os.path.relpath(b.base_path, b.path),
             "eval": {"before": before, "after": after, "n_queries": len(b.queries), "n_corpus": len(b.corpus),
@@ -249,7 +269,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
 
         tok = AutoTokenizer.from_pretrained(os.path.join(tmp, "pytorch"))
         q8 = OnnxEncoder(os.path.join(tmp, "onnx", "model_quantized.onnx"), tok, job["max_seq_length"])
-        int8 = nested_flat(evaluator.compute_all_metrics(_OnnxAsST(q8)))
+        int8 = nested_flat(evaluator.compute_all_metrics(_OnnxAsST(q8, prompts)))
         int8_loss = {k: after[k] - int8[k] for k in after}
         emit(event="eval", when="int8", secs=round(time.time() - t, 2), **{k: int8[k] for k in ("ndcg@10", "recall@10")})
         with open(os.path.join(tmp, "model_card.json")) as f:
@@ -275,7 +295,9 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
                             "hardness": job["hardness"]},
             "soup": {"members": member_reports, "averaging": "uniform", "concurrency": min(concurrency, members) if mined is None else 1}
             if members > 1 else None,
-            "sweep": sweep_report, "positive_ids": b.info.get("positive_ids", 0),
+            "sweep": sweep_report, "prompts": {"query": prompts[0], "document": prompts[1],
+                                               "training": column_prompts(model)},
+            "pooling": card.get("pooling"), "positive_ids": b.info.get("positive_ids", 0),
             "unknown_positive_ids": b.info.get("unknown_positive_ids", 0), "embeddings": embeddings,
             "loss_curve": curve, "eval_before": before, "eval_after": after,
             "eval_delta": {k: after[k] - before[k] for k in after},
@@ -395,7 +417,9 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
     if any("group" in c for c in b.corpus):
         batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
     total_est = max(1, int(max(1, n_rows // job["batch_size"]) * job["epochs"]))
+    prompts = column_prompts(model)
     args = SentenceTransformerTrainingArguments(
+        **({"prompts": prompts} if prompts else {}),
         output_dir=work_dir, num_train_epochs=job["epochs"], per_device_train_batch_size=job["batch_size"],
         learning_rate=job["lr"], warmup_ratio=job["warmup_ratio"], bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
         seed=seed, data_seed=seed, batch_sampler=batch_sampler, save_strategy="no",
@@ -488,7 +512,7 @@ def _member_main(bundle_path: str, member: int, seed: int, device: str, state_pa
         if spec is not None:
             _sweep_member(b, member, seed, device, state_path, q, spec, model)
             return
-        evaluator = make_evaluator(b)
+        evaluator = make_evaluator(b, model)
         ds = Dataset.from_dict({"anchor": b.anchors, "positive": b.positives, **({"negative": b.negatives} if b.negatives else {})})
         res = fit_member(b, job, model, ds, seed, device, evaluator, work_dir=f"{state_path}.work",
                          on_log=lambda rec: q.put(("log", member, rec)), on_epoch=lambda rec: q.put(("epoch", member, rec)),
@@ -636,7 +660,7 @@ def _sweep_member(b: Bundle, member: int, seed: int, device: str, state_path: st
                      on_log=lambda rec: q.put(("log", member, rec)), on_epoch=lambda rec: q.put(("epoch", member, rec)),
                      on_pairs=lambda st: None, corpus_rows=(data["corpus_rows"], data["row_groups"], data["cp_stats"]))
     model.eval()
-    val = nested_flat(make_ir_evaluator(data["val"], b.corpus, "val").compute_all_metrics(model))
+    val = nested_flat(make_ir_evaluator(data["val"], b.corpus, "val", prompts_of_model(model)).compute_all_metrics(model))
     import torch
 
     torch.save({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, state_path)
@@ -716,7 +740,7 @@ def run_sweep(b: Bundle, job: dict, model, ds, plan: dict, corpus_rows: tuple, d
          epochs_rule="auto" if spec["epochs"] == "auto" else "given", train_rows=n_train, select=spec["select"],
          concurrency=conc, validation=validation)
     tracker = _SoupProgress(len(points), emit, curve)
-    val_ev = make_ir_evaluator(plan["queries"], b.corpus, "val")
+    val_ev = make_ir_evaluator(plan["queries"], b.corpus, "val", prompts_of_model(model))
     scratch = tempfile.mkdtemp(prefix=".sweep-", dir=os.path.dirname(os.path.abspath(out)) or ".")
 
     def report_member(r: dict) -> None:
