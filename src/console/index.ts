@@ -7,9 +7,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Hono, MiddlewareHandler } from 'hono';
+import { z } from 'zod';
 import { AppError } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import type { AppEnv } from '../http/app.js';
+import { defineRoute } from '../http/route.js';
+import { LossCurve, Text, WhoAmI } from '../http/schemas.js';
 
 const CLIENT_DIR = join(import.meta.dirname, 'client');
 const CHART_JS = join(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
@@ -82,12 +85,26 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
   const page = shell(encodeURIComponent(version));
   const authMode = opts.engine.config.AUTH;
 
-  app.get('/console', (c) => c.html(page, 200, { ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' }));
-  app.get('/console/', (c) => c.redirect('/console', 301));
-  app.get('/console/assets/:file', (c) => {
-    const a = assets.get(c.req.param('file'));
-    if (!a) return c.json({ error: { code: 'not_found', message: `no console asset "${c.req.param('file')}"` } }, 404);
-    return c.body(new Uint8Array(a.body), 200, { 'Content-Type': a.type, 'Cache-Control': 'public, max-age=300', ...SECURITY_HEADERS });
+  const tags = ['console'];
+  defineRoute(app, {
+    method: 'get', path: '/console', operationId: 'consolePage', summary: 'The web console (served before readiness and without a key)', role: 'public', tags,
+    responses: { 200: { description: 'The console page', schema: Text, contentType: 'text/html' } },
+    handler: (c) => c.html(page, 200, { ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' }),
+  });
+  defineRoute(app, {
+    method: 'get', path: '/console/', operationId: 'consoleRedirect', summary: 'Redirects to /console', role: 'public', tags,
+    responses: { 301: { description: 'To /console', headers: { Location: '/console' } } },
+    handler: (c) => c.redirect('/console', 301),
+  });
+  defineRoute(app, {
+    method: 'get', path: '/console/assets/:file', operationId: 'consoleAsset', summary: 'A console script, stylesheet or image', role: 'public', tags,
+    request: { params: { file: z.string() } },
+    responses: { 200: { description: 'The asset', schema: Text, contentType: 'application/octet-stream' } },
+    handler: (c, { params }) => {
+      const a = assets.get(params.file);
+      if (!a) return c.json({ error: { code: 'not_found', message: `no console asset "${params.file}"` } }, 404);
+      return c.body(new Uint8Array(a.body), 200, { 'Content-Type': a.type, 'Cache-Control': 'public, max-age=300', ...SECURITY_HEADERS });
+    },
   });
 
   // Who the presented key is: the console shows admin buttons only to admin keys (the API refuses them anyway).
@@ -99,19 +116,27 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
     }
     await next();
   };
-  app.get('/console/api/whoami', askFirst, opts.auth ?? noAuth, (c) => {
-    const role = c.get('role') ?? 'admin';
-    return c.json({ role, auth: authMode, ready: opts.engine.isReady() });
+  defineRoute(app, {
+    method: 'get', path: '/console/api/whoami', operationId: 'whoami', summary: 'The presented key\'s role (null without a key), the auth mode and readiness', role: 'public', tags,
+    middleware: [askFirst, opts.auth ?? noAuth],
+    responses: { 200: { description: 'Who the key is', schema: WhoAmI } },
+    handler: (c) => c.json({ role: c.get('role') ?? 'admin', auth: authMode, ready: opts.engine.isReady() }),
   });
 
   // The trainer's whole loss curve, from the candidate's train_report.json (a job's progress keeps only the
   // trainer's last line). Empty while training runs, for failed jobs, and for artifacts without a curve.
-  app.get('/console/api/jobs/:id/loss', opts.auth ?? noAuth, async (c) => {
-    const id = c.req.param('id');
-    if (!/^[0-9a-f-]{8,64}$/i.test(id)) throw new AppError('invalid_request', 'id: a job id');
-    const job = await opts.engine.store.getJob(id);
-    if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
-    return c.json({ jobId: id, points: job.candidateVersion ? lossCurve(join(opts.engine.modelsDir(), job.candidateVersion, 'train_report.json')) : [] });
+  defineRoute(app, {
+    method: 'get', path: '/console/api/jobs/:id/loss', operationId: 'jobLossCurve', summary: 'A retrain job\'s training loss curve (empty until the candidate is written)', role: 'read', tags,
+    middleware: [opts.auth ?? noAuth],
+    // The id is checked in the handler: its message predates the shared JobId schema.
+    request: { params: { id: z.string() } },
+    responses: { 200: { description: 'The curve', schema: LossCurve } },
+    handler: async (c, { params: { id } }) => {
+      if (!/^[0-9a-f-]{8,64}$/i.test(id)) throw new AppError('invalid_request', 'id: a job id');
+      const job = await opts.engine.store.getJob(id);
+      if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
+      return c.json({ jobId: id, points: job.candidateVersion ? lossCurve(join(opts.engine.modelsDir(), job.candidateVersion, 'train_report.json')) : [] });
+    },
   });
 }
 

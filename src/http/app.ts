@@ -1,11 +1,13 @@
 import { Hono, type MiddlewareHandler } from 'hono';
+import { z } from 'zod';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
 import { AppError, ERROR_CODES, errorBody } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import { mountConsole } from '../console/index.js';
-import { openApiDocument } from './openapi.js';
+import { defineRoute, openApiDocument } from './route.js';
+import { Health, Readiness, Text } from './schemas.js';
 import { collectionRoutes } from './routes/collections.js';
 import { searchRoutes } from './routes/search.js';
 
@@ -37,20 +39,39 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     m.httpDuration.observe({ route, method: c.req.method }, (performance.now() - t0) / 1000);
   });
 
-  app.get('/healthz', (c) => c.json({ ok: true }));
-  app.get('/readyz', (c) => {
-    const ready = engine.isReady() && !opts.isDraining?.();
-    return c.json(ready ? { ready: true, model: engine.serving.version } : { ready: false }, ready ? 200 : 503);
+  const tags = ['service'];
+  defineRoute(app, {
+    method: 'get', path: '/healthz', operationId: 'health', summary: 'Liveness', role: 'public', tags,
+    responses: { 200: { description: 'The process is up', schema: Health } },
+    handler: (c) => c.json({ ok: true }),
+  });
+  defineRoute(app, {
+    method: 'get', path: '/readyz', operationId: 'ready', summary: 'Readiness: model and indexes loaded', role: 'public', tags,
+    responses: { 200: { description: 'Ready, with the serving model (503 with ready: false while loading or draining)', schema: Readiness } },
+    handler: (c) => {
+      const ready = engine.isReady() && !opts.isDraining?.();
+      return c.json(ready ? { ready: true, model: engine.serving.version } : { ready: false }, ready ? 200 : 503);
+    },
   });
   // METRICS_AUTH=read: the scrape needs a key like any read (labels name collections and model versions).
-  if (engine.config.METRICS_AUTH === 'read' && opts.auth) app.use('/metrics', opts.auth);
-  app.get('/metrics', async (c) => {
-    m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
-    return c.body(await m.registry.metrics(), 200, { 'Content-Type': m.registry.contentType });
+  const metricsAuth = engine.config.METRICS_AUTH === 'read' && opts.auth;
+  defineRoute(app, {
+    method: 'get', path: '/metrics', operationId: 'metrics', summary: 'Prometheus metrics', role: metricsAuth ? 'read' : 'public', tags,
+    middleware: metricsAuth ? [metricsAuth] : [],
+    responses: { 200: { description: 'Prometheus text exposition format', schema: Text, contentType: 'text/plain' } },
+    handler: async (c) => {
+      m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
+      return c.body(await m.registry.metrics(), 200, { 'Content-Type': m.registry.contentType });
+    },
   });
 
-  const openapi = openApiDocument(process.env.npm_package_version ?? '0.1.0');
-  app.get('/openapi.json', (c) => c.json(openapi));
+  // Built on first request: by then every route group (the loop's, the strategy route) has been defined.
+  let openapi: ReturnType<typeof openApiDocument> | undefined;
+  defineRoute(app, {
+    method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This OpenAPI 3.1 document, generated from the route definitions', role: 'public', tags,
+    responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()) } },
+    handler: (c) => c.json((openapi ??= openApiDocument(app, process.env.npm_package_version ?? '0.1.0'))),
+  });
   mountConsole(app, { engine, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
 
   app.use('*', async (_c, next) => {

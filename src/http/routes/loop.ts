@@ -1,37 +1,16 @@
-import type { Context, Hono } from 'hono';
-import { z } from 'zod';
+import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { AppError } from '../../errors.js';
 import type { DriftMonitor } from '../../monitor/drift.js';
 import type { Engine } from '../../serving/engine.js';
-import type { EvalReportRow, JobState, ModelVersionRow, TrainJobRow } from '../../store/types.js';
+import type { EvalReportRow, ModelVersionRow, TrainJobRow } from '../../store/types.js';
 import type { Swapper } from '../../swap/swap.js';
 import type { JobRunner } from '../../train/jobs.js';
 import type { AppEnv } from '../app.js';
-import { CollectionName } from '../schemas.js';
-import { parseJson, parseValue } from '../validate.js';
-
-const JOB_STATES = ['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping', 'done', 'rejected', 'failed'] as const satisfies readonly JobState[];
-
-const DriftQuery = z.strictObject({
-  collection: CollectionName,
-  /** A configured baseline: ISO time or epoch ms where the reference window starts. */
-  referenceSince: z.string().optional(),
-  /** Create a retrain job when drift fires (AUTO_RETRAIN must be on); default: report only. */
-  trigger: z.enum(['true', 'false']).optional(),
-});
-
-const RetrainBody = z.strictObject({
-  trigger: z.string().min(1).max(64).optional(),
-});
-
-const JobsQuery = z.strictObject({
-  collection: CollectionName.optional(),
-  state: z.enum(JOB_STATES).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-});
-
-const JobId = z.string().regex(/^[0-9a-f-]{8,64}$/i, 'a job id');
-const Version = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'a model version');
+import { defineRoute } from '../route.js';
+import {
+  CollectionName, DriftCheck, DriftQuery, DriftReports, DriftReportsQuery, JobId, JobInfo, JobList, JobsQuery, ModelsResponse,
+  ModelVersion, RetrainBody, RollbackResult,
+} from '../schemas.js';
 
 function parseTime(s: string): number {
   const n = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
@@ -47,11 +26,11 @@ function requireAdmin(c: Context<AppEnv>): void {
   if (c.get('role') === 'read') throw new AppError('forbidden', 'this route needs an admin API key');
 }
 
-/** Optional JSON body: an empty body is `{}`, anything else must be a valid object for the schema. */
-async function optionalBody<S extends z.ZodType>(c: Context<AppEnv>, schema: S): Promise<z.infer<S>> {
-  const text = await c.req.text();
-  return parseValue(schema, text.trim() === '' ? {} : parseJson(text));
-}
+/** Answers forbidden before the request is validated (a read key learns nothing about the body). */
+const adminOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
+  requireAdmin(c);
+  await next();
+};
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -86,60 +65,88 @@ function modelView(m: ModelVersionRow, champion: string | undefined, evals: Eval
 export function loopRoutes(deps: { engine: Engine; monitor: DriftMonitor; jobs: JobRunner; swapper: Swapper }) {
   const { engine, monitor, jobs, swapper } = deps;
   const store = engine.store;
+  const tags = ['loop'];
   return (app: Hono<AppEnv>) => {
-    app.get('/drift', async (c) => {
-      const q = parseValue(DriftQuery, c.req.query());
-      // Reading drift is a read; letting it start a retrain is not.
-      if (q.trigger === 'true') requireAdmin(c);
-      await engine.requireCollection(q.collection);
-      // The buffered query log must be visible to the windows.
-      await engine.queryLog.flush();
-      const r = await monitor.check(q.collection, {
-        referenceSince: q.referenceSince !== undefined ? parseTime(q.referenceSince) : undefined,
-        noTrigger: q.trigger !== 'true',
-      });
-      return c.json({ id: r.report.id, collection: q.collection, drifted: r.report.drifted, jobId: r.report.jobId, createdAt: iso(r.report.createdAt), ...r.metrics });
+    defineRoute(app, {
+      method: 'get', path: '/drift', operationId: 'checkDrift', summary: 'Run a drift check now (trigger=true, admin only: let a drift start a retrain)', role: 'read', tags,
+      request: { query: DriftQuery },
+      responses: { 200: { description: 'The stored report\'s identity plus every statistic the monitor computed', schema: DriftCheck } },
+      handler: async (c, { query: q }) => {
+        // Reading drift is a read; letting it start a retrain is not.
+        if (q.trigger === 'true') requireAdmin(c);
+        await engine.requireCollection(q.collection);
+        // The buffered query log must be visible to the windows.
+        await engine.queryLog.flush();
+        const r = await monitor.check(q.collection, {
+          referenceSince: q.referenceSince !== undefined ? parseTime(q.referenceSince) : undefined,
+          noTrigger: q.trigger !== 'true',
+        });
+        return c.json({ id: r.report.id, collection: q.collection, drifted: r.report.drifted, jobId: r.report.jobId, createdAt: iso(r.report.createdAt), ...r.metrics });
+      },
     });
 
-    app.get('/drift/reports', async (c) => {
-      const q = parseValue(z.strictObject({ collection: CollectionName, limit: z.coerce.number().int().min(1).max(1000).optional() }), c.req.query());
-      const rows = await store.listDriftReports(q.collection, q.limit ?? 50);
-      return c.json({ reports: rows.map((r) => ({ id: r.id, drifted: r.drifted, jobId: r.jobId, modelVersion: r.modelVersion, metrics: r.metrics, createdAt: iso(r.createdAt) })) });
+    defineRoute(app, {
+      method: 'get', path: '/drift/reports', operationId: 'listDriftReports', summary: 'Stored drift reports of a collection, newest first', role: 'read', tags,
+      request: { query: DriftReportsQuery },
+      responses: { 200: { description: 'The reports', schema: DriftReports } },
+      handler: async (c, { query: q }) => {
+        const rows = await store.listDriftReports(q.collection, q.limit ?? 50);
+        return c.json({ reports: rows.map((r) => ({ id: r.id, drifted: r.drifted, jobId: r.jobId, modelVersion: r.modelVersion, metrics: r.metrics, createdAt: iso(r.createdAt) })) });
+      },
     });
 
-    app.post('/collections/:name/retrain', async (c) => {
-      requireAdmin(c);
-      const name = parseValue(CollectionName, c.req.param('name'));
-      const body = await optionalBody(c, RetrainBody);
-      const job = await jobs.create(name, body.trigger ?? 'manual');
-      return c.json(jobView(job, true), 202);
+    defineRoute(app, {
+      method: 'post', path: '/collections/:name/retrain', operationId: 'retrain', summary: 'Start a retrain job', role: 'admin', tags,
+      middleware: [adminOnly],
+      request: { params: { name: CollectionName }, body: RetrainBody, bodyName: 'Retrain', bodyOptional: true },
+      responses: { 202: { description: 'The queued job', schema: JobInfo } },
+      handler: async (c, { params, body }) => {
+        const job = await jobs.create(params.name, body.trigger ?? 'manual');
+        return c.json(jobView(job, true), 202);
+      },
     });
 
-    app.get('/jobs', async (c) => {
-      const q = parseValue(JobsQuery, c.req.query());
-      const rows = await store.listJobs({ collection: q.collection, states: q.state ? [q.state] : undefined, limit: q.limit ?? 100 });
-      return c.json({ jobs: rows.map((j) => jobView(j, isAdmin(c))) });
+    defineRoute(app, {
+      method: 'get', path: '/jobs', operationId: 'listJobs', summary: 'List retrain jobs', role: 'read', tags,
+      request: { query: JobsQuery },
+      responses: { 200: { description: 'Jobs, newest first', schema: JobList } },
+      handler: async (c, { query: q }) => {
+        const rows = await store.listJobs({ collection: q.collection, states: q.state ? [q.state] : undefined, limit: q.limit ?? 100 });
+        return c.json({ jobs: rows.map((j) => jobView(j, isAdmin(c))) });
+      },
     });
 
-    app.get('/jobs/:id', async (c) => {
-      const id = parseValue(JobId, c.req.param('id'));
-      const job = await store.getJob(id);
-      if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
-      return c.json(jobView(job, isAdmin(c), await store.listEvalReports({ jobId: id })));
+    defineRoute(app, {
+      method: 'get', path: '/jobs/:id', operationId: 'getJob', summary: 'A retrain job: state, progress, timings, gate decision', role: 'read', tags,
+      request: { params: { id: JobId } },
+      responses: { 200: { description: 'The job', schema: JobInfo } },
+      handler: async (c, { params: { id } }) => {
+        const job = await store.getJob(id);
+        if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
+        return c.json(jobView(job, isAdmin(c), await store.listEvalReports({ jobId: id })));
+      },
     });
 
-    app.get('/models', async (c) => {
-      const champion = (await store.getServing())?.modelVersion;
-      const rows = await store.listModelVersions();
-      const models = await Promise.all(rows.map(async (m) => modelView(m, champion, await store.listEvalReports({ candidateVersion: m.version }))));
-      return c.json({ champion: champion ?? null, serving: engine.serving.version, previous: engine.previousPair?.version ?? null, models });
+    defineRoute(app, {
+      method: 'get', path: '/models', operationId: 'listModels', summary: 'Model versions with their eval reports', role: 'read', tags,
+      responses: { 200: { description: 'Champion, serving and previous versions and every model version', schema: ModelsResponse } },
+      handler: async (c) => {
+        const champion = (await store.getServing())?.modelVersion;
+        const rows = await store.listModelVersions();
+        const models = await Promise.all(rows.map(async (m) => modelView(m, champion, await store.listEvalReports({ candidateVersion: m.version }))));
+        return c.json({ champion: champion ?? null, serving: engine.serving.version, previous: engine.previousPair?.version ?? null, models });
+      },
     });
 
-    app.post('/models/:version/rollback', async (c) => {
-      requireAdmin(c);
-      const version = parseValue(Version, c.req.param('version'));
-      const r = await swapper.rollback(version);
-      return c.json({ model: r.version, changed: r.changed, rebuilt: r.rebuilt, generation: r.generation, collections: r.collections });
+    defineRoute(app, {
+      method: 'post', path: '/models/:version/rollback', operationId: 'rollbackModel', summary: 'Switch serving back to a retained version', role: 'admin', tags,
+      middleware: [adminOnly],
+      request: { params: { version: ModelVersion } },
+      responses: { 200: { description: 'The cut-over', schema: RollbackResult } },
+      handler: async (c, { params: { version } }) => {
+        const r = await swapper.rollback(version);
+        return c.json({ model: r.version, changed: r.changed, rebuilt: r.rebuilt, generation: r.generation, collections: r.collections });
+      },
     });
   };
 }

@@ -1,15 +1,19 @@
 import type { Hono } from 'hono';
 import { AppError } from '../../errors.js';
 import type { Engine } from '../../serving/engine.js';
+import { z } from 'zod';
 import type { AppEnv } from '../app.js';
-import { EmbeddingsBody, FeedbackBody, SearchBody } from '../schemas.js';
-import { parseBody } from '../validate.js';
+import { defineRoute } from '../route.js';
+import { EmbeddingsBody, EmbeddingsResponse, FeedbackBody, FeedbackResult, ModelCard, ModelList, SearchBody, SearchResponse } from '../schemas.js';
 
 export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
   const cfg = engine.config;
 
-  app.post('/search', async (c) => {
-    const b = await parseBody(c, SearchBody);
+  defineRoute(app, {
+    method: 'post', path: '/search', operationId: 'search', summary: 'Search (vector, keyword, hybrid, or auto: the collection\'s tuned strategy)', role: 'read', tags: ['search'],
+    request: { body: SearchBody, bodyName: 'Search' },
+    responses: { 200: { description: 'Ranked results; queryId is what POST /feedback refers to', schema: SearchResponse } },
+    handler: async (c, { body: b }) => {
     const k = b.k ?? 10;
     if (!Number.isInteger(k) || k < 1 || k > cfg.MAX_K) throw new AppError('invalid_k', `k must be an integer in 1..${cfg.MAX_K}`);
     if (b.query !== undefined && b.vector !== undefined) throw new AppError('invalid_request', 'send either "query" or "vector", not both');
@@ -24,11 +28,16 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
     }
     const res = await engine.search({ collection: b.collection, query: b.query, vector: b.vector as number[] | undefined, k, filter: b.filter, efSearch: b.efSearch, mode: b.mode });
     return c.json(res);
+    },
   });
 
   // OpenAI-compatible: the official `openai` client asks for base64 by default.
-  app.post('/v1/embeddings', async (c) => {
-    const b = await parseBody(c, EmbeddingsBody);
+  defineRoute(app, {
+    method: 'post', path: '/v1/embeddings', operationId: 'createEmbeddings', role: 'read', tags: ['openai'],
+    summary: 'OpenAI-compatible embeddings (input_type "query" / "document" or a prompt name picks the model\'s prompt)',
+    request: { body: EmbeddingsBody, bodyName: 'Embeddings' },
+    responses: { 200: { description: 'One embedding per input, in order', schema: EmbeddingsResponse } },
+    handler: async (c, { body: b }) => {
     const input = typeof b.input === 'string' ? [b.input] : b.input;
     if (input.length === 0 || input.length > cfg.MAX_BATCH_DOCS) throw new AppError('too_many_documents', `input must hold 1..${cfg.MAX_BATCH_DOCS} strings`);
     input.forEach((t, i) => {
@@ -56,6 +65,7 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       model,
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     });
+    },
   });
 
   // OpenAI-compatible model list: the serving model (the `openai` client's models.list() / retrieve()),
@@ -73,15 +83,28 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       } : {}),
     };
   };
-  app.get('/v1/models', async (c) => c.json({ object: 'list', data: [await describeModel()] }));
-  app.get('/v1/models/:id', async (c) => {
-    const m = await describeModel();
-    if (c.req.param('id') !== m.id) throw new AppError('model_not_found', `model "${c.req.param('id')}" is not the serving model (${m.id})`);
-    return c.json(m);
+  defineRoute(app, {
+    method: 'get', path: '/v1/models', operationId: 'listOpenAIModels', role: 'read', tags: ['openai'],
+    summary: 'OpenAI-compatible model list: the serving model, its pooling, prompts and weights file',
+    responses: { 200: { description: 'The serving model', schema: ModelList } },
+    handler: async (c) => c.json({ object: 'list', data: [await describeModel()] }),
+  });
+  defineRoute(app, {
+    method: 'get', path: '/v1/models/:id', operationId: 'retrieveOpenAIModel', summary: 'The serving model (OpenAI-compatible retrieve)', role: 'read', tags: ['openai'],
+    request: { params: { id: z.string() } },
+    responses: { 200: { description: 'The serving model', schema: ModelCard } },
+    handler: async (c, { params }) => {
+      const m = await describeModel();
+      if (params.id !== m.id) throw new AppError('model_not_found', `model "${params.id}" is not the serving model (${m.id})`);
+      return c.json(m);
+    },
   });
 
-  app.post('/feedback', async (c) => {
-    const b = await parseBody(c, FeedbackBody);
+  defineRoute(app, {
+    method: 'post', path: '/feedback', operationId: 'sendFeedback', summary: 'Mark a document relevant to a logged query', role: 'read', tags: ['search'],
+    request: { body: FeedbackBody, bodyName: 'Feedback' },
+    responses: { 201: { description: 'Recorded', schema: FeedbackResult } },
+    handler: async (c, { body: b }) => {
     let q = await engine.store.getQueryLog(b.queryId);
     if (!q) {
       // The search may still sit in the write buffer.
@@ -95,5 +118,6 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
     }
     const row = await engine.store.insertFeedback({ queryId: b.queryId, documentId: b.documentId, relevant: b.relevant });
     return c.json({ id: row.id, queryId: row.queryId, documentId: row.documentId, relevant: row.relevant }, 201);
+    },
   });
 }
