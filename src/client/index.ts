@@ -1,135 +1,57 @@
-// Typed client for the retrieval server's HTTP API. Self-contained (fetch only, no server imports), so
-// it can be lifted into its own package; the wire types below are the documented API, not internals.
+// Typed client for the retrieval server's HTTP API. Self-contained at run time (fetch only): the wire
+// types are derived from the route definitions' zod schemas (src/http/schemas.ts) with type-only
+// imports, which erase at compile time, so the client's types cannot drift from what the server
+// validates and answers. Lifting the client into its own package means shipping those schemas' types too.
+import type { z } from 'zod';
+import type * as S from '../http/schemas.js';
 
-export type Scalar = string | number | boolean | null;
+type Out<T extends z.ZodType> = z.output<T>;
+type In<T extends z.ZodType> = z.input<T>;
+
+export type Scalar = Out<typeof S.Scalar>;
 export type Metadata = Record<string, unknown>;
-export type SearchMode = 'vector' | 'keyword' | 'hybrid';
-export type JobState =
-  | 'queued' | 'mining' | 'training' | 'evaluating' | 'reembedding' | 'swapping'
-  | 'done' | 'rejected' | 'failed';
-export type ModelStatus = 'champion' | 'candidate' | 'retired' | 'rejected' | 'purged';
+/** The mode that answered a search (a request may also ask for "auto": the collection's tuned strategy). */
+export type SearchMode = Out<typeof S.SearchResponse>['mode'];
+export type JobState = (typeof S.JOB_STATES)[number];
+export type ModelStatus = (typeof S.MODEL_STATUSES)[number];
 
-export interface HnswParams { M: number; efConstruction: number; efSearch: number }
-export interface ChunkParams { size: number; overlap: number }
+export type CollectionInfo = Out<typeof S.CollectionInfo>;
+export type HnswParams = CollectionInfo['hnsw'];
+export type ChunkParams = CollectionInfo['chunk'];
+export type CreateCollectionInput = In<typeof S.CreateCollectionBody>;
 
-export interface CollectionInfo {
-  name: string;
-  documents: number;
-  chunks: number;
-  model: string;
-  dim: number;
-  hnsw: HnswParams;
-  chunk: ChunkParams;
-  createdAt: string;
-}
+/** The server checks `text` itself (empty_text), so its schema leaves it open; clients send a string. */
+export type DocumentInput = Omit<In<typeof S.DocumentBody>, 'text'> & { text: string };
+export type StoredDocument = Out<typeof S.StoredDocument>;
+export type UpsertResult = Out<typeof S.UpsertResult>;
 
-export interface CreateCollectionInput {
-  name: string;
-  hnsw?: Partial<HnswParams>;
-  chunk?: Partial<ChunkParams>;
-}
+/** The server checks `vector`'s elements itself (invalid_vector); clients send numbers. */
+export type SearchRequest = Omit<In<typeof S.SearchBody>, 'vector'> & { vector?: number[] };
+export type SearchResult = Out<typeof S.SearchResult>;
+export type SearchResponse = Out<typeof S.SearchResponse>;
 
-export interface DocumentInput { id: string; text: string; metadata?: Metadata }
-export interface StoredDocument { id: string; text: string; metadata: Metadata }
-export interface UpsertResult { upserted: number; chunks: number; seq: number }
+/** The client always asks for floats (the `openai` client asks for base64). */
+export type EmbeddingsRequest = Omit<In<typeof S.EmbeddingsBody>, 'encoding_format'>;
+export type EmbeddingsResponse = Omit<Out<typeof S.EmbeddingsResponse>, 'data'> & {
+  data: (Omit<Out<typeof S.EmbeddingsResponse>['data'][number], 'embedding'> & { embedding: number[] })[];
+};
+export type ModelCard = Out<typeof S.ModelCard>;
 
-export interface SearchRequest {
-  collection: string;
-  query?: string;
-  vector?: number[];
-  k?: number;
-  filter?: Record<string, Scalar>;
-  efSearch?: number;
-  mode?: SearchMode;
-}
+export type FeedbackInput = In<typeof S.FeedbackBody>;
+export type FeedbackResult = Out<typeof S.FeedbackResult>;
 
-export interface SearchResult {
-  id: string;
-  score: number;
-  text: string;
-  metadata: Metadata;
-  chunk?: { id: string; n: number };
-}
-
-export interface SearchResponse {
-  results: SearchResult[];
-  model: string;
-  queryId: string;
-  tookMs: number;
-}
-
-export interface EmbeddingsRequest { input: string | string[]; model?: string }
-export interface EmbeddingsResponse {
-  object: 'list';
-  data: { object: 'embedding'; index: number; embedding: number[] }[];
-  model: string;
-  usage: { prompt_tokens: number; total_tokens: number };
-}
-
-export interface FeedbackInput { queryId: string; documentId: string; relevant?: boolean }
-export interface FeedbackResult { id: number; queryId: string; documentId: string; relevant: boolean }
-
-export interface GateResult { passed: boolean; decision: Metadata; metrics: Metadata; evalReportId: number }
-
-export interface JobInfo {
-  id: string;
-  collection: string;
-  trigger: string;
-  state: JobState;
-  progress: Metadata;
-  timings: Record<string, number>;
-  parentVersion: string;
-  candidateVersion: string | null;
-  error: string | null;
-  /** The evaluator's decision once the job got that far (GET /jobs/:id only). */
-  gate: GateResult | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface EvalReportInfo {
-  id: number;
-  jobId: string | null;
-  championVersion: string;
-  passed: boolean;
-  metrics: Metadata;
-  decision: Metadata;
-  createdAt: string;
-}
-
-export interface ModelInfo {
-  version: string;
-  parentVersion: string | null;
-  status: ModelStatus;
-  champion: boolean;
-  dim: number;
-  source: string;
-  card: Metadata;
-  createdAt: string;
-  promotedAt: string | null;
-  evalReports: EvalReportInfo[];
-}
-
-export interface ModelsResponse {
-  champion: string | null;
-  serving: string;
-  previous: string | null;
-  models: ModelInfo[];
-}
-
-export interface RollbackResult { model: string; changed: boolean; rebuilt: unknown; generation: number; collections: unknown }
+export type GateResult = Out<typeof S.GateResult>;
+export type JobInfo = Out<typeof S.JobInfo>;
+export type JobsQuery = { collection?: string; state?: JobState; limit?: number };
+export type EvalReportInfo = Out<typeof S.EvalReportInfo>;
+export type ModelInfo = Out<typeof S.ModelInfo>;
+export type ModelsResponse = Out<typeof S.ModelsResponse>;
+export type RollbackResult = Out<typeof S.RollbackResult>;
+export type StrategyResult = Out<typeof S.StrategyResult>;
 
 /** A drift check: the stored report's identity plus every statistic the monitor computed. */
-export interface DriftCheck {
-  id: number;
-  collection: string;
-  drifted: boolean;
-  jobId: string | null;
-  createdAt: string;
-  [metric: string]: unknown;
-}
-
-export interface DriftReportInfo { id: number; drifted: boolean; jobId: string | null; modelVersion: string; metrics: Metadata; createdAt: string }
+export type DriftCheck = Out<typeof S.DriftCheck>;
+export type DriftReportInfo = Out<typeof S.DriftReportInfo>;
 
 export interface ClientOptions {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -191,9 +113,9 @@ export class RetrievalClient {
   }
 
   // ---- service
-  health(): Promise<{ ok: boolean }> { return this.json('GET', '/healthz'); }
+  health(): Promise<Out<typeof S.Health>> { return this.json('GET', '/healthz'); }
   /** Resolves whether or not the server is ready (503 is an answer here, not an error). */
-  async ready(): Promise<{ ready: boolean; model?: string }> {
+  async ready(): Promise<Out<typeof S.Readiness>> {
     try {
       return await this.json('GET', '/readyz', undefined, { retry: false });
     } catch (err) {
@@ -208,10 +130,10 @@ export class RetrievalClient {
   // ---- collections and documents
   createCollection(input: CreateCollectionInput): Promise<CollectionInfo> { return this.json('POST', '/collections', input); }
   async listCollections(): Promise<CollectionInfo[]> {
-    return (await this.json<{ collections: CollectionInfo[] }>('GET', '/collections')).collections;
+    return (await this.json<Out<typeof S.CollectionList>>('GET', '/collections')).collections;
   }
   getCollection(name: string): Promise<CollectionInfo> { return this.json('GET', `/collections/${enc(name)}`); }
-  deleteCollection(name: string): Promise<{ deleted: boolean }> { return this.json('DELETE', `/collections/${enc(name)}`); }
+  deleteCollection(name: string): Promise<Out<typeof S.Deleted>> { return this.json('DELETE', `/collections/${enc(name)}`); }
   /** Batch upsert; re-sending an id replaces that document, so retrying a batch is safe. */
   upsertDocuments(collection: string, documents: DocumentInput[]): Promise<UpsertResult> {
     return this.json('POST', `/collections/${enc(collection)}/documents`, { documents });
@@ -219,11 +141,16 @@ export class RetrievalClient {
   getDocument(collection: string, id: string): Promise<StoredDocument> {
     return this.json('GET', `/collections/${enc(collection)}/documents/${enc(id)}`);
   }
-  deleteDocument(collection: string, id: string): Promise<{ deleted: boolean }> {
+  deleteDocument(collection: string, id: string): Promise<Out<typeof S.Deleted>> {
     return this.json('DELETE', `/collections/${enc(collection)}/documents/${enc(id)}`);
   }
-  reindex(collection: string): Promise<{ reindexed: boolean; chunks: number }> {
+  reindex(collection: string): Promise<Out<typeof S.Reindexed>> {
     return this.json('POST', `/collections/${enc(collection)}/reindex`, {});
+  }
+
+  /** Re-measures the collection's serving strategy for mode "auto" now (admin). */
+  decideStrategy(collection: string): Promise<StrategyResult> {
+    return this.json('POST', `/collections/${enc(collection)}/strategy`, undefined, { retry: false });
   }
 
   // ---- search
@@ -231,6 +158,8 @@ export class RetrievalClient {
   embeddings(req: EmbeddingsRequest): Promise<EmbeddingsResponse> {
     return this.json('POST', '/v1/embeddings', { ...req, encoding_format: 'float' });
   }
+  /** The serving model as the OpenAI models API describes it, with its pooling, prompts and weights file. */
+  async embeddingModels(): Promise<ModelCard[]> { return (await this.json<Out<typeof S.ModelList>>('GET', '/v1/models')).data; }
   feedback(input: FeedbackInput): Promise<FeedbackResult> { return this.json('POST', '/feedback', input); }
 
   // ---- self-tuning loop
@@ -244,19 +173,19 @@ export class RetrievalClient {
   async driftReports(collection: string, limit?: number): Promise<DriftReportInfo[]> {
     const q = new URLSearchParams({ collection });
     if (limit !== undefined) q.set('limit', String(limit));
-    return (await this.json<{ reports: DriftReportInfo[] }>('GET', `/drift/reports?${q}`)).reports;
+    return (await this.json<Out<typeof S.DriftReports>>('GET', `/drift/reports?${q}`)).reports;
   }
   retrain(collection: string, opts: { trigger?: string } = {}): Promise<JobInfo> {
     // Not retried: a second POST while the first job runs would only earn job_running.
     return this.json('POST', `/collections/${enc(collection)}/retrain`, opts, { retry: false });
   }
-  async jobs(opts: { collection?: string; state?: JobState; limit?: number } = {}): Promise<JobInfo[]> {
+  async jobs(opts: JobsQuery = {}): Promise<JobInfo[]> {
     const q = new URLSearchParams();
     if (opts.collection) q.set('collection', opts.collection);
     if (opts.state) q.set('state', opts.state);
     if (opts.limit !== undefined) q.set('limit', String(opts.limit));
     const qs = q.toString();
-    return (await this.json<{ jobs: JobInfo[] }>('GET', `/jobs${qs ? `?${qs}` : ''}`)).jobs;
+    return (await this.json<Out<typeof S.JobList>>('GET', `/jobs${qs ? `?${qs}` : ''}`)).jobs;
   }
   job(id: string): Promise<JobInfo> { return this.json('GET', `/jobs/${enc(id)}`); }
   models(): Promise<ModelsResponse> { return this.json('GET', '/models'); }

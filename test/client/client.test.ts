@@ -45,6 +45,16 @@ describe('RetrievalClient against the real server', () => {
     expect(await reader.metrics()).toMatch(/http_requests_total/);
   });
 
+  it('embedding models list the serving model; decideStrategy is admin only', async () => {
+    const [m] = await reader.embeddingModels();
+    expect(m).toMatchObject({ object: 'model', id: (await reader.ready()).model });
+    expect(m!.dimensions).toBeGreaterThan(0);
+    await admin.createCollection({ name: 'client-strategy' });
+    await admin.upsertDocuments('client-strategy', [{ id: 'a', text: 'a strategy needs documents' }]);
+    expect((await admin.decideStrategy('client-strategy')).collection).toBe('client-strategy');
+    await expectCode(reader.decideStrategy('client-strategy'), 'forbidden', 403);
+  });
+
   it('collections and documents round-trip with typed results', async () => {
     const c = await admin.createCollection({ name: 'client-docs', hnsw: { M: 8 }, chunk: { size: 200, overlap: 20 } });
     expect(c).toMatchObject({ name: 'client-docs', documents: 0, hnsw: { M: 8 }, chunk: { size: 200, overlap: 20 } });
