@@ -179,3 +179,39 @@ def test_prompt_resolution_matches_the_server():
     assert resolve_prompts({"query": "q: ", "x": "x: "}, "x") == ("q: ", "x: ")  # else the default prompt
     assert resolve_prompts({"x": "x: "}, "x") == ("x: ", "x: ")
     assert resolve_prompts({"query": None}) == ("", "") and resolve_prompts(None) == ("", "")
+
+
+@needs_torch
+def test_include_prompt_false_leaves_the_prompt_out_of_onnx_pooling_and_embeddings(tmp_path):
+    """A Pooling with include_prompt false (INSTRUCTOR-style, as st-max-noprompt) pools without the prompt's tokens:
+    the prompted ONNX parity of the export and embed_corpus must do the same as sentence-transformers."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    from trainer.artifact import OnnxEncoder, write_artifact
+    from trainer.embed_corpus import embed_rows, read_embeddings
+
+    tr = models.Transformer(os.path.join(ST, "st-e5-tiny"), max_seq_length=64)
+    m = SentenceTransformer(modules=[tr, models.Pooling(64, pooling_mode="max", include_prompt=False), models.Normalize()],
+                            prompts={"query": "Instruct: find the passage that answers the question\nQuery: ",
+                                     "document": "passage: "}, device="cpu")
+    m.float()
+    out = str(tmp_path / "art")
+    info = write_artifact(m, out, {"version": "x"}, quantize=False)
+    assert set(info["onnx_parity_prompted"]) == {"query", "document"}
+    assert max(info["onnx_parity_prompted"].values()) < 1e-4
+    enc = OnnxEncoder(os.path.join(out, "onnx", "model.onnx"), m.tokenizer, 64)
+    assert enc.pooling == "max" and enc.include_prompt is False
+    qs = ["what is the function of mitochondria", "DNA binding"]
+    want = m.encode(qs, prompt_name="query", normalize_embeddings=True)
+    assert float(np.abs(enc.encode(qs, prompt=m.prompts["query"]) - want).max()) < 1e-4
+    with_prompt = OnnxEncoder(os.path.join(out, "onnx", "model.onnx"), m.tokenizer, 64, include_prompt=True)
+    assert float(np.abs(with_prompt.encode(qs, prompt=m.prompts["query"]) - want).max()) > 1e-3  # it does matter
+    texts = ["Interacting selectively with any DNA.", "membrane", "Flight nurses performed three manikin intubations."]
+    man = embed_rows(m, ["a", "b", "c"], texts, str(tmp_path / "emb"), "cpu", {"dtype": "float32"})
+    assert man["prompt"] == "passage: " and man["pooling"] == "max"
+    _, vec = read_embeddings(str(tmp_path / "emb"))
+    with torch.no_grad():
+        ref = m.encode_document(texts, normalize_embeddings=True)
+    assert float(np.abs(ref - vec).max()) < 1e-5
