@@ -55,9 +55,9 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   });
   // METRICS_AUTH=read: the scrape needs a key like any read (labels name collections and model versions).
   const metricsAuth = engine.config.METRICS_AUTH === 'read' && opts.auth;
+  if (metricsAuth) app.use('/metrics', metricsAuth); // every method: a POST /metrics without a key is a 401, as before
   defineRoute(app, {
     method: 'get', path: '/metrics', operationId: 'metrics', summary: 'Prometheus metrics', role: metricsAuth ? 'read' : 'public', tags,
-    middleware: metricsAuth ? [metricsAuth] : [],
     responses: { 200: { description: 'Prometheus text exposition format', schema: Text, contentType: 'text/plain' } },
     handler: async (c) => {
       m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
