@@ -84,6 +84,10 @@ export const ConfigSchema = z.object({
   // Token limit of training (and so of the candidate's serving); unset = the champion's own (its model card's
   // max_seq_length), so a model pretrained on 256-token passages is not fine-tuned, and then served, at 128.
   TRAIN_MAX_SEQ_LENGTH: z.coerce.number().int().min(8).max(8192).optional(),
+  // The trainer embeds every live chunk with the candidate after training (job.json `embed_corpus`, on its GPU);
+  // the shadow re-embed then loads those vectors after checking a sample against this server's own embedder,
+  // and falls back to the CPU re-embed when they do not check out. false = always the CPU re-embed.
+  TRAIN_EMBED_CORPUS: bool(true),
   // Serving strategy per collection (mode "auto", src/search): re-decided when the collection grows by this
   // fraction; evaluation-set sizes; how much weak evidence (pseudo-queries) must favour the encoder.
   STRATEGY_REDECIDE_GROWTH: z.coerce.number().positive().default(0.5),

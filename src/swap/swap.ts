@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Embedder, ModelSource } from '../embed/types.js';
 import { AppError } from '../errors.js';
@@ -7,6 +9,7 @@ import type { Engine, ServingPair } from '../serving/engine.js';
 import { decodeSource } from '../serving/models.js';
 import type { Collection } from '../store/types.js';
 import { KeyedMutex } from '../util/mutex.js';
+import { seededRandom } from '../util/random.js';
 import { loadModel, specForDir } from './models.js';
 
 class VerifyError extends Error {}
@@ -15,7 +18,42 @@ export interface ShadowBuild {
   pair: ServingPair;
   /** Store seq read before each collection's build started: the catch-up replays everything after it. */
   startSeqs: Map<number, number>;
+  /** How the trainer's embeddings were used, when they were offered. */
+  reembed?: ReembedReport;
 }
+
+/** Candidate embeddings the trainer wrote into the artifact (trainer/README.md `embed_corpus`). */
+export interface TrainerEmbeddings {
+  /** The artifact's embeddings/ directory (manifest.json, ids.json, vectors.f32). */
+  dir: string;
+  /** The collection whose live chunks the bundle's embed.jsonl held (ids = chunk labels). */
+  collectionId: number;
+  /** Store seq read before the bundle's chunks were: writes after it are embedded here. */
+  seq: number;
+}
+
+export interface ReembedReport {
+  source: 'trainer_embeddings' | 'cpu';
+  fallbackReason?: string;
+  /** Rows in the file, rows indexed from it, live chunks embedded here (written since the bundle). */
+  rows?: number;
+  fromFile?: number;
+  embeddedHere?: number;
+  sample?: { n: number; minCosine: number };
+  /** Seconds: reading + checksums, the sample re-embed, building the index from the file, or the CPU re-embed. */
+  seconds: { load?: number; verify?: number; build?: number; cpu?: number };
+}
+
+/** Lowest cosine a sampled trainer vector may have with this server's own embedding of the same chunk. */
+const EMBEDDINGS_MIN_COSINE = 0.999;
+/** Chunks of the file re-embedded here before it is trusted. */
+const EMBEDDINGS_SAMPLE = 32;
+
+class EmbeddingsRefused extends Error {}
+
+interface LoadedEmbeddings { rows: Map<number, number>; vectors: Float32Array; dim: number; count: number }
+
+const secs = (t0: number) => Math.round(performance.now() - t0) / 1000;
 
 export interface CutOverReport {
   version: string;
@@ -37,9 +75,27 @@ export class Swapper {
 
   constructor(private readonly engine: Engine, private readonly config: Config) {}
 
-  /** Re-embeds every collection with `embedder` into fresh indexes (throttled by REEMBED_PAUSE_MS). */
-  async shadowBuild(version: string, embedder: Embedder, onProgress?: ReembedProgress): Promise<ShadowBuild> {
-    const { store, indexManager, metrics } = this.engine;
+  /**
+   * Re-embeds every collection with `embedder` into fresh indexes (throttled by REEMBED_PAUSE_MS). With
+   * `embeddings` (the trainer's vectors of one collection's chunks), that collection's index is built from the
+   * file once its checksums, dim and a seeded sample re-embedded here check out; otherwise it is re-embedded
+   * here like the others, and the report says why.
+   */
+  async shadowBuild(version: string, embedder: Embedder, onProgress?: ReembedProgress, embeddings?: TrainerEmbeddings): Promise<ShadowBuild> {
+    const { store, indexManager, metrics, log } = this.engine;
+    let loaded: LoadedEmbeddings | undefined;
+    let reembed: ReembedReport | undefined;
+    if (embeddings) {
+      reembed = { source: 'cpu', seconds: {} };
+      try {
+        loaded = await this.loadEmbeddings(embeddings, embedder, reembed);
+        reembed.source = 'trainer_embeddings';
+      } catch (err) {
+        if (!(err instanceof EmbeddingsRefused)) throw err;
+        reembed.fallbackReason = err.message;
+        log.warn(`trainer embeddings refused, re-embedding on the CPU: ${err.message}`, { version, dir: embeddings.dir });
+      }
+    }
     const cols = await store.listCollections();
     const totals = new Map<number, number>();
     for (const c of cols) totals.set(c.id, await store.countLiveChunks(c.id));
@@ -52,14 +108,151 @@ export class Swapper {
       // A build that died half-way in this process (or a rejected earlier try) must not be reused.
       if (indexManager.get(key)) await indexManager.drop(key);
       startSeqs.set(c.id, await store.currentSeq());
-      const idx = await this.engine.buildIndex(c, version, embedder, (done, total) => {
+      const progress = (done: number, total: number) => {
         metrics.reembedProgress.set({ collection: c.name, model_version: version }, total > 0 ? done / total : 1);
         onProgress?.(c.name, done, total, { done: doneBefore + done, total: overallTotal });
-      }, this.config.REEMBED_PAUSE_MS);
+      };
+      const t0 = performance.now();
+      const fromFile = loaded && embeddings?.collectionId === c.id;
+      const idx = fromFile
+        ? await this.buildFromEmbeddings(c, version, embedder, loaded!, embeddings!.seq, startSeqs.get(c.id)!, reembed!, progress)
+        : await this.engine.buildIndex(c, version, embedder, progress, this.config.REEMBED_PAUSE_MS);
+      if (reembed && embeddings?.collectionId === c.id) reembed.seconds[fromFile ? 'build' : 'cpu'] = secs(t0);
       doneBefore += totals.get(c.id) ?? 0;
       indexes.set(c.id, idx);
     }
-    return { pair: { version, embedder, generation: -1, indexes }, startSeqs };
+    return { pair: { version, embedder, generation: -1, indexes }, startSeqs, ...(reembed ? { reembed } : {}) };
+  }
+
+  /** Reads and checks the trainer's embeddings; EmbeddingsRefused says why they cannot be used. */
+  private async loadEmbeddings(e: TrainerEmbeddings, embedder: Embedder, report: ReembedReport): Promise<LoadedEmbeddings> {
+    const refuse = (why: string): never => { throw new EmbeddingsRefused(why); };
+    let t0 = performance.now();
+    const read = (name: string): Buffer => {
+      const path = join(e.dir, name);
+      if (!existsSync(path)) refuse(`${name} is missing`);
+      return readFileSync(path);
+    };
+    let manifest: Record<string, unknown>;
+    try {
+      manifest = JSON.parse(read('manifest.json').toString('utf8')) as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof EmbeddingsRefused) throw err;
+      return refuse(`manifest.json is not JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const { format, dim, count } = manifest;
+    const sums = (manifest.sha256 ?? {}) as Record<string, unknown>;
+    if (format !== 'f32le') refuse(`manifest.json format ${JSON.stringify(format)}, expected "f32le"`);
+    if (typeof dim !== 'number' || typeof count !== 'number' || !Number.isInteger(dim) || !Number.isInteger(count) || dim < 1 || count < 1) refuse('manifest.json has no valid dim/count');
+    if (dim !== embedder.dim) refuse(`dim ${String(dim)} in manifest.json, the candidate embeds ${embedder.dim}`);
+    const d = dim as number;
+    const n = count as number;
+    const bytes = read('vectors.f32');
+    const idsRaw = read('ids.json');
+    for (const [name, buf] of [['vectors.f32', bytes], ['ids.json', idsRaw]] as const) {
+      const got = createHash('sha256').update(buf).digest('hex');
+      if (got !== sums[name]) refuse(`${name} sha256 ${got.slice(0, 12)}… does not match manifest.json (${String(sums[name]).slice(0, 12)}…)`);
+    }
+    if (bytes.length !== n * d * 4) refuse(`vectors.f32 holds ${bytes.length} bytes, manifest.json says ${n} × ${d} float32`);
+    let ids: unknown;
+    try {
+      ids = JSON.parse(idsRaw.toString('utf8'));
+    } catch {
+      return refuse('ids.json is not JSON');
+    }
+    if (!Array.isArray(ids) || ids.length !== n) refuse(`ids.json does not list ${n} ids`);
+    const rows = new Map<number, number>();
+    (ids as unknown[]).forEach((id, i) => {
+      const label = typeof id === 'string' && /^[0-9]+$/.test(id) ? Number(id) : NaN;
+      if (!Number.isSafeInteger(label) || label < 1) refuse(`ids.json row ${i}: ${JSON.stringify(id)} is not a chunk label`);
+      rows.set(label, i);
+    });
+    // float32 little-endian; a copy when the buffer is not 4-byte aligned.
+    const vectors = bytes.byteOffset % 4 === 0
+      ? new Float32Array(bytes.buffer, bytes.byteOffset, n * d)
+      : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    report.rows = n;
+    report.seconds.load = secs(t0);
+
+    // A seeded sample of still-live chunks, re-embedded here exactly as documents are indexed.
+    t0 = performance.now();
+    const rand = seededRandom(e.seq + n);
+    const labels = [...rows.keys()];
+    const picked = new Set<number>();
+    const sample: { label: number; text: string }[] = [];
+    for (let tries = 0; tries < 8 && sample.length < EMBEDDINGS_SAMPLE && picked.size < labels.length; tries++) {
+      const want: number[] = [];
+      while (want.length < (EMBEDDINGS_SAMPLE - sample.length) * 2 && picked.size < labels.length) {
+        const l = labels[Math.floor(rand() * labels.length)]!;
+        if (!picked.has(l)) { picked.add(l); want.push(l); }
+      }
+      const live = await this.engine.store.hydrate(want);
+      for (const l of want) {
+        const h = live.get(l);
+        if (h && sample.length < EMBEDDINGS_SAMPLE) sample.push({ label: l, text: h.text });
+      }
+    }
+    if (sample.length === 0) refuse('no chunk of the file is live any more: nothing to check it against');
+    const mine = await embedder.embed(sample.map((x) => x.text), { priority: 'bulk', kind: 'document' });
+    let minCosine = 1;
+    sample.forEach((x, i) => {
+      const off = rows.get(x.label)! * d;
+      const a = vectors.subarray(off, off + d);
+      const b = mine[i]!;
+      let dot = 0, na = 0, nb = 0;
+      for (let k = 0; k < d; k++) { dot += a[k]! * b[k]!; na += a[k]! * a[k]!; nb += b[k]! * b[k]!; }
+      const cos = dot / (Math.sqrt(na * nb) || 1);
+      if (!(cos >= EMBEDDINGS_MIN_COSINE)) refuse(`chunk ${x.label}: cosine ${cos.toFixed(4)} with this server's embedding, below ${EMBEDDINGS_MIN_COSINE}`);
+      minCosine = Math.min(minCosine, cos);
+    });
+    report.sample = { n: sample.length, minCosine: Math.round(minCosine * 1e6) / 1e6 };
+    report.seconds.verify = secs(t0);
+    return { rows, vectors, dim: d, count: n };
+  }
+
+  /**
+   * An index of `c` from the trainer's vectors: every live chunk in the file, and the ones written since the
+   * bundle (`bundleSeq`) embedded here; writes made during the build are caught up from `startSeq`.
+   */
+  private async buildFromEmbeddings(c: Collection, version: string, embedder: Embedder, file: LoadedEmbeddings, bundleSeq: number,
+    startSeq: number, report: ReembedReport, onProgress: (done: number, total: number) => void): Promise<VectorIndex> {
+    const { store, indexManager } = this.engine;
+    const since = new Set((await store.changesSince(c.id, bundleSeq)).added.map((r) => r.label));
+    const total = await store.countLiveChunks(c.id);
+    const idx = await indexManager.create({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw, Math.max(1024, total));
+    let after = 0;
+    let done = 0;
+    let fromFile = 0;
+    let here = 0;
+    onProgress(0, total);
+    for (;;) {
+      const rows = await store.liveChunks(c.id, after, 2000);
+      if (rows.length === 0) break;
+      const labels: number[] = [];
+      const vecs: Float32Array[] = [];
+      const missing = rows.filter((r) => {
+        const i = file.rows.get(r.label);
+        if (i === undefined || since.has(r.label)) return true;
+        labels.push(r.label);
+        vecs.push(file.vectors.subarray(i * file.dim, (i + 1) * file.dim));
+        return false;
+      });
+      if (missing.length > 0) {
+        labels.push(...missing.map((r) => r.label));
+        vecs.push(...await embedder.embed(missing.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
+      }
+      await idx.add(labels, vecs);
+      fromFile += rows.length - missing.length;
+      here += missing.length;
+      after = rows[rows.length - 1]!.label;
+      done += rows.length;
+      onProgress(done, total);
+    }
+    here += await this.engine.catchUp(c.id, idx, embedder, startSeq);
+    await store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
+    report.fromFile = fromFile;
+    report.embeddedHere = here;
+    return idx;
   }
 
   /** Catch-up, verification and the atomic switch, with document writes paused. */

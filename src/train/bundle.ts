@@ -102,15 +102,16 @@ async function* corpusRows(store: Store, collectionId: number, groupBy?: string)
 }
 
 /**
- * Every live chunk of the collection as the server embeds it for documents (`prompt` + chunk text), id = the
- * chunk's label: what the trainer embeds with the candidate (embed.jsonl) so the shadow re-embed can load it.
+ * Every live chunk of the collection, its text as stored (what the server embeds for a document; the trainer
+ * prepends the model's document prompt itself, as the server does), id = the chunk's label: what the trainer
+ * embeds with the candidate (embed.jsonl) so that the shadow re-embed can load the vectors.
  */
-async function* embedRowsOf(store: Store, collectionId: number, prompt: string): AsyncGenerator<{ id: string; text: string }> {
+async function* embedRowsOf(store: Store, collectionId: number): AsyncGenerator<{ id: string; text: string }> {
   let after = 0;
   for (;;) {
     const rows = await store.liveChunks(collectionId, after, 2000);
     if (rows.length === 0) break;
-    for (const r of rows) yield { id: String(r.label), text: prompt + r.text };
+    for (const r of rows) yield { id: String(r.label), text: r.text };
     after = rows[rows.length - 1]!.label;
   }
 }
@@ -124,8 +125,8 @@ export async function writeBundle(dir: string, input: {
   store: Store; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
   /** Metadata field whose value groups documents for corpus group pairs. */
   groupBy?: string;
-  /** Write embed.jsonl (every live chunk, the document prompt prepended) and ask the trainer to embed it. */
-  embedChunks?: { prompt: string };
+  /** Write embed.jsonl (every live chunk) and ask the trainer to embed it with the candidate. */
+  embedChunks?: boolean;
 }): Promise<BundleInfo> {
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
@@ -139,7 +140,7 @@ export async function writeBundle(dir: string, input: {
   let embedRows = 0;
   if (input.embedChunks) {
     const buf: { id: string; text: string }[] = [];
-    for await (const r of embedRowsOf(input.store, input.collectionId, input.embedChunks.prompt)) buf.push(r);
+    for await (const r of embedRowsOf(input.store, input.collectionId)) buf.push(r);
     embedRows = buf.length;
     await writeJsonl(join(tmp, 'embed.jsonl'), buf);
   }

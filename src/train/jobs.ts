@@ -279,9 +279,10 @@ export class JobRunner {
           ...(parentDir.baseModel ? { base_model: parentDir.baseModel } : {}),
         },
         groupBy: grouping.field ?? undefined,
+        embedChunks: config.TRAIN_EMBED_CORPUS,
       });
       await report('mining', {
-        ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash,
+        ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash, embedRows: bundle.embedRows, bundleSeq: bundle.seq,
         groupBy: { field: grouping.field, reason: grouping.reason, ...('candidates' in grouping ? { candidates: grouping.candidates } : {}) },
       }, true);
 
@@ -386,10 +387,16 @@ export class JobRunner {
 
       // ---- shadow re-embed
       await to('reembedding');
+      const reembedStart = performance.now();
+      const embeddings = bundle.embedRows > 0 ? { dir: join(finalDir, 'embeddings'), collectionId: col.id, seq: bundle.seq } : undefined;
       const build = await this.deps.swapper.shadowBuild(version, candidate, (collection, done, total, overall) => {
         void report('reembed', { collection, done, total, overallDone: overall.done, overallTotal: overall.total, ratio: overall.total ? overall.done / overall.total : 1 }).catch(() => undefined);
-      });
-      await report('reembed', { ...(progress.reembed as Metadata), ratio: 1 }, true);
+      }, embeddings);
+      const how = build.reembed ?? {
+        source: 'cpu', seconds: {},
+        fallbackReason: config.TRAIN_EMBED_CORPUS ? 'the bundle held no chunks' : 'TRAIN_EMBED_CORPUS=false',
+      };
+      await report('reembed', { ...(progress.reembed as Metadata), ratio: 1, ...how, seconds: { ...how.seconds, total: Math.round(performance.now() - reembedStart) / 1000 } }, true);
 
       if (remote && published) {
         const up = await published.catch((err: unknown) => {

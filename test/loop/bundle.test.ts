@@ -39,10 +39,10 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const bundle = async (name: string, job: JobSpec, groupBy?: string) => {
+  const bundle = async (name: string, job: JobSpec, groupBy?: string, embedChunks?: boolean) => {
     const out = join(dir, name);
     const info = await writeBundle(out, {
-      store, collectionId: cid, baseModelDir: TINY_MODEL, job, groupBy,
+      store, collectionId: cid, baseModelDir: TINY_MODEL, job, groupBy, embedChunks,
       pairs: [{ anchor: 'which finding in patients', positive: 'Article 0 section 1. It reports finding 1 in patients. Outcomes improved.', docId: '0-1', source: 'feedback' }],
       eval: [{ query: 'finding 2', relevant: ['0-2'] }],
     });
@@ -63,6 +63,21 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     expect(b.validate.status).toBe(0);
     const valid = JSON.parse(b.validate.stdout.trim().split('\n').at(-1)!) as { event: string; corpus: number; job: { corpus_pairs: { group: number; ict: number } } };
     expect(valid).toMatchObject({ event: 'valid', corpus: 11, job: { corpus_pairs: { group: 3, ict: 2 } } });
+  });
+
+  it('embedChunks: embed.jsonl holds every live chunk (id = label, stored text), job.json embed_corpus; the trainer accepts it', async () => {
+    const seq = await store.currentSeq();
+    const b = await bundle('embed', JOB, undefined, true);
+    const live = await store.liveChunks(cid, 0, 1000);
+    const rows = readFileSync(join(b.info.dir, 'embed.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; text: string });
+    expect(rows).toEqual(live.map((r) => ({ id: String(r.label), text: r.text })));
+    expect(b.info).toMatchObject({ embedRows: 12, seq });
+    expect(b.jobJson.embed_corpus).toBe(true);
+    expect(b.validate.status).toBe(0);
+    expect(JSON.parse(b.validate.stdout.trim().split('\n').at(-1)!)).toMatchObject({ event: 'valid', embed_rows: 12 });
+    const off = await bundle('no-embed', JOB);
+    expect(off.info.embedRows).toBe(0);
+    expect(off.jobJson.embed_corpus).toBeUndefined();
   });
 
   it('without a group field: group pairs are dropped (ICT kept), and nothing asked → no corpus_pairs at all', async () => {
