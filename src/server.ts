@@ -116,7 +116,12 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
           .questionsFor(passages, 1)).map((list) => list.map((q) => q.question))
         : undefined,
     });
-    tuner.start(() => store.listCollections());
+    // A failed listing (the store closing under a tick at shutdown, a database blip) skips that tick: the
+    // rejection would otherwise be unhandled (tick is fire-and-forget) and end the process.
+    tuner.start(() => store.listCollections().catch((err: unknown) => {
+      log.warn('strategy check skipped: cannot list collections', { err: String(err) });
+      return [];
+    }));
     stopTuner = () => tuner.stop();
     const ext = opts.extend ? await opts.extend({ engine, config }) : {};
     await bootstrapAdminKey(config, store, log);

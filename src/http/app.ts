@@ -47,7 +47,10 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   });
   defineRoute(app, {
     method: 'get', path: '/readyz', operationId: 'ready', summary: 'Readiness: model and indexes loaded', role: 'public', tags,
-    responses: { 200: { description: 'Ready, with the serving model (503 with ready: false while loading or draining)', schema: Readiness } },
+    responses: {
+      200: { description: 'Ready, with the serving model', schema: Readiness },
+      503: { description: 'Loading or draining: ready is false (Retry-After while loading)', schema: Readiness },
+    },
     handler: (c) => {
       const ready = engine.isReady() && !opts.isDraining?.();
       return c.json(ready ? { ready: true, model: engine.serving.version } : { ready: false }, ready ? 200 : 503);
