@@ -133,6 +133,8 @@ export class Swapper {
       if (!existsSync(path)) refuse(`${name} is missing`);
       return readFileSync(path);
     };
+    // A trainer that does not embed the corpus (or an older one) leaves no embeddings/: the CPU path, as before.
+    if (!existsSync(join(e.dir, 'manifest.json'))) refuse('the artifact has no embeddings/manifest.json (the trainer did not embed the corpus)');
     let manifest: Record<string, unknown>;
     try {
       manifest = JSON.parse(read('manifest.json').toString('utf8')) as Record<string, unknown>;

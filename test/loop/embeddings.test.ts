@@ -129,6 +129,16 @@ describe('trainer-made candidate embeddings', () => {
     await cpu.close();
   }, 300_000);
 
+  it.skipIf(MAKE)('a trainer that writes no embeddings/: the CPU re-embed, and the job says so', async () => {
+    const dir = tempDir('emb-none-');
+    const { s, job } = await runJob(dir, null);
+    cleanups.push(() => s.dispose(), () => rmSync(dir, { recursive: true, force: true }));
+    const re = job.progress.reembed as Json;
+    expect(re).toMatchObject({ source: 'cpu', fallbackReason: 'the artifact has no embeddings/manifest.json (the trainer did not embed the corpus)' });
+    expect(typeof re.seconds.cpu).toBe('number');
+    await expectSwappedAndCaughtUp(s, job);
+  }, 300_000);
+
   it.skipIf(MAKE)('flipped bytes in vectors.f32 (sha256 left as it was): refused, CPU re-embed, still swaps', async () => {
     const dir = tempDir('emb-flip-');
     const bad = variant(dir, 'flipped', (d) => {
