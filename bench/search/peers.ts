@@ -268,7 +268,7 @@ async function lancedbSystem(inp: Inputs): Promise<System> {
   const lancedb = await import('@lancedb/lancedb');
   const dir = join(CACHE, 'lance');
   const db = await lancedb.connect(dir);
-  let table;
+  let table: Awaited<ReturnType<typeof db.openTable>>;
   if ((await db.tableNames()).includes('v')) table = await db.openTable('v');
   else {
     const rows = Array.from({ length: N }, (_, i) => ({ id: i, vector: Array.from(inp.vectors.subarray(i * inp.dim, (i + 1) * inp.dim)) }));
