@@ -131,7 +131,11 @@ export class Swapper {
     const read = (name: string): Buffer => {
       const path = join(e.dir, name);
       if (!existsSync(path)) refuse(`${name} is missing`);
-      return readFileSync(path);
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        return refuse(`${name} cannot be read: ${err instanceof Error ? err.message : String(err)}`);
+      }
     };
     // A trainer that does not embed the corpus (or an older one) leaves no embeddings/: the CPU path, as before.
     if (!existsSync(join(e.dir, 'manifest.json'))) refuse('the artifact has no embeddings/manifest.json (the trainer did not embed the corpus)');
