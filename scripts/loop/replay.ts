@@ -4,11 +4,11 @@
 // they stay out of the drift windows); 3. replay biological-process train queries with feedback, then
 // molecular-function / cellular-component ones, as users would; 4. keep a search load running while the
 // server's own drift monitor fires, the job mines, trains, gates and swaps; 5. measure again; write JSON.
-import { createReadStream, existsSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
+import { jsonl, pool, readAll, shuffled } from './common.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -38,14 +38,6 @@ const log = (msg: string, extra: Record<string, unknown> = {}) =>
 interface Query { query: string; relevant: string[]; namespace: string }
 interface Json { [k: string]: unknown }
 
-async function* jsonl<T>(file: string): AsyncGenerator<T> {
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.trim()) yield JSON.parse(line) as T;
-}
-async function readAll<T>(file: string): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of jsonl<T>(file)) out.push(x);
-  return out;
-}
 
 async function call<T = Json>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
   const r = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -57,28 +49,7 @@ async function ok<T = Json>(method: string, path: string, body?: unknown): Promi
   return r.body;
 }
 
-async function pool<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>) {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) { const k = i++; await fn(items[k]!, k); } }));
-}
 
-/** Seeded shuffle (mulberry32) so a rerun replays the same traffic. */
-function shuffled<T>(xs: T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const r = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
 
 /** Dev metrics through the API: /v1/embeddings then /search by vector (not logged with text → no drift). */
 async function measure(queries: Query[]) {

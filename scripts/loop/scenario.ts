@@ -14,11 +14,11 @@
 //   --phase finish  search load while the job runs, wait for it, measure after → summary JSON
 // (--phase all runs both). Measurements are text searches in each mode — auto (the default), vector,
 // keyword, hybrid — with k = 100, scored by src/eval (sentence-transformers' definitions).
-import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
+import { jsonl, pool, readAll, shuffled } from './common.js';
 import { halfOf } from '../../bench/split.js';
 import { convexFusion } from '../../src/search/fusion.js';
 import { evaluateStrategies, type QueryRankings } from '../../src/search/strategy.js';
@@ -54,14 +54,6 @@ const log = (msg: string, extra: Record<string, unknown> = {}) =>
 interface Query { query: string; relevant: string[]; namespace?: string }
 type Json = Record<string, unknown>;
 
-async function* jsonl<T>(file: string): AsyncGenerator<T> {
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.trim()) yield JSON.parse(line) as T;
-}
-async function readAll<T>(file: string): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of jsonl<T>(file)) out.push(x);
-  return out;
-}
 async function call<T = Json>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
   // A reused keep-alive connection can be reset by the server just as it times out (ECONNRESET): retry, a
   // few times, what never reached the handler. Every call here is safe to repeat (a retrain answers 409).
@@ -80,27 +72,6 @@ async function ok<T = Json>(method: string, path: string, body?: unknown): Promi
   const r = await call<T>(method, path, body);
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
   return r.body;
-}
-async function pool<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>) {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) { const k = i++; await fn(items[k]!, k); } }));
-}
-/** Seeded shuffle (mulberry32): a rerun replays the same traffic in the same order. */
-function shuffled<T>(xs: T[], seed: number): T[] {
-  let s = seed >>> 0;
-  const r = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
 
 const MODES = ['auto', 'vector', 'keyword', 'hybrid'] as const;
