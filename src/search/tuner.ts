@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics.js';
 import type { Collection, Metadata, Store } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
-import { HELD_OUT, feedbackByQuery, heldOutKeys, pseudoQuery } from '../train/mining.js';
+import { HELD_OUT, feedbackByQuery, heldOutKeys, heldOutSize, normalizeQuery, pseudoQuery } from '../train/mining.js';
 import type { Scored } from './fusion.js';
 import { chooseStrategy, evaluateStrategies, type EvidenceSource, type QueryRankings, type ServedMode, type Strategy } from './strategy.js';
 
@@ -26,6 +26,8 @@ type RankBoth = (c: Collection, query: string, depth: number) => Promise<{ dense
 export interface EvalQuerySet {
   source: EvidenceSource;
   queries: { query: string; relevant: string[] }[];
+  /** Held-out feedback queries there were when the set was made (whatever the set is made of). */
+  heldOut: number;
 }
 
 /** What `auto` serves for (collection, model): the cached strategy rows of the store. */
@@ -103,6 +105,8 @@ export interface TunerDeps {
 
 export class StrategyTuner {
   private readonly running = new Map<number, Promise<Strategy | undefined>>();
+  /** Distinct normalized feedback queries per collection, read incrementally (see heldOutCount). */
+  private readonly feedbackSeen = new Map<number, { keys: Set<string>; since: number }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: TunerDeps) {}
@@ -149,9 +153,20 @@ export class StrategyTuner {
     return undefined;
   }
 
+  /**
+   * The held-out size, from the distinct feedback queries seen so far: each check reads only the feedback
+   * rows since the last one (the periodic check must not re-read a whole large log every 30 s).
+   */
   private async heldOutCount(c: Collection): Promise<number> {
-    const byQuery = await feedbackByQuery(this.deps.store, c.name);
-    return Math.min(HELD_OUT.maxEvalQueries, Math.round(byQuery.size * HELD_OUT.evalFraction));
+    let seen = this.feedbackSeen.get(c.id);
+    if (!seen) this.feedbackSeen.set(c.id, (seen = { keys: new Set(), since: 0 }));
+    // `since` is inclusive: rows at the last timestamp are read again, and a set ignores them.
+    for (const f of await this.deps.store.feedbackPairs(c.name, { since: seen.since })) {
+      const k = normalizeQuery(f.query);
+      if (k) seen.keys.add(k);
+      if (f.createdAt > seen.since) seen.since = f.createdAt;
+    }
+    return heldOutSize(seen.keys.size);
   }
 
   /**
@@ -174,7 +189,6 @@ export class StrategyTuner {
     const version = this.deps.servingVersion();
     const t0 = performance.now();
     const set = await this.evaluationSet(c);
-    const heldOut = await this.heldOutCount(c);
     const documents = await store.countDocuments(c.id);
     if (set.queries.length === 0) {
       log.info('serving strategy: no evaluation queries yet; keyword', { collection: c.name });
@@ -192,7 +206,7 @@ export class StrategyTuner {
     const choice = chooseStrategy(ev, { margin: weak ? config.STRATEGY_COLD_MARGIN : 0 });
     const s: Strategy = {
       mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion: version, source: set.source,
-      queries: set.queries.length, heldOut, documents, decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured because ${why}`,
+      queries: set.queries.length, heldOut: set.heldOut, documents, decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured because ${why}`,
       scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
     };
     await book.save(c, s);
@@ -208,7 +222,7 @@ export class StrategyTuner {
     const { held } = heldOutKeys(byQuery.keys(), HELD_OUT);
     if (held.size >= config.STRATEGY_MIN_FEEDBACK_QUERIES) {
       const keys = [...held].slice(0, max);
-      return { source: 'feedback', queries: keys.map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs] })) };
+      return { source: 'feedback', heldOut: held.size, queries: keys.map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs] })) };
     }
     const sample = await store.sampleChunks(c.id, Math.min(max * 2, 2000));
     // sampleChunks is random: sort + seeded shuffle makes the set reproducible for a given corpus.
@@ -219,7 +233,7 @@ export class StrategyTuner {
         const passages = sample.slice(0, Math.min(max, 100));
         const qs = await this.deps.llmQuestions(passages.map((p) => ({ id: String(p.label), text: p.text })));
         const queries = qs.flatMap((list, i) => list.slice(0, 1).map((q) => ({ query: q, relevant: [passages[i]!.docId] })));
-        if (queries.length >= 10) return { source: 'llm_questions', queries };
+        if (queries.length >= 10) return { source: 'llm_questions', heldOut: held.size, queries };
       } catch (err) {
         this.deps.log.warn('LLM questions for the strategy evaluation failed; using pseudo-queries', { collection: c.name, err: String(err) });
       }
@@ -234,6 +248,6 @@ export class StrategyTuner {
       seen.add(ch.docId);
       queries.push({ query: pq.anchor, relevant: [ch.docId] });
     }
-    return { source: queries.length > 0 ? 'pseudo_queries' : 'none', queries };
+    return { source: queries.length > 0 ? 'pseudo_queries' : 'none', heldOut: held.size, queries };
   }
 }

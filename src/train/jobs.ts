@@ -15,7 +15,7 @@ import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backe
 import { writeBundle, type JobSpec } from './bundle.js';
 import { evalCorpus, rankWith, relevantMap, type Ranking } from './evaluate.js';
 import type { LlmMiner } from './llm.js';
-import { HELD_OUT, feedbackByQuery, minePairs, type EvalQuery, type MiningOptions } from './mining.js';
+import { HELD_OUT, feedbackByQuery, heldOutSize, minePairs, type EvalQuery, type MiningOptions } from './mining.js';
 import { detectGroupField } from './groups.js';
 import { Bm25Index } from '../eval/bm25.js';
 import type { Scored } from '../search/fusion.js';
@@ -85,7 +85,7 @@ export class JobRunner {
     if ((await this.store.countDocuments(c.id)) === 0) throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
     if (trigger === 'drift') {
       // A drift job is only created when its gate will have real held-out queries to score on.
-      const held = Math.min(HELD_OUT.maxEvalQueries, Math.round((await feedbackByQuery(this.store, collection)).size * HELD_OUT.evalFraction));
+      const held = heldOutSize((await feedbackByQuery(this.store, collection)).size);
       const need = this.deps.mining?.minEvalQueries ?? HELD_OUT.minEvalQueries;
       if (held < need) throw new AppError('not_enough_feedback', `only ${held} held-out queries with feedback in "${collection}"; a drift job needs ${need}`);
     }

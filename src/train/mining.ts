@@ -90,8 +90,12 @@ export const HELD_OUT = { seed: 13, evalFraction: 0.2, maxEvalQueries: 1000, min
  */
 export function heldOutKeys(keys: Iterable<string>, opts: { seed: number; evalFraction: number; maxEvalQueries: number }): { ordered: string[]; held: Set<string> } {
   const ordered = [...keys].sort((a, b) => (splitKey(opts.seed, a) < splitKey(opts.seed, b) ? -1 : 1));
-  const nEval = Math.min(opts.maxEvalQueries, Math.round(ordered.length * opts.evalFraction));
-  return { ordered, held: new Set(ordered.slice(0, nEval)) };
+  return { ordered, held: new Set(ordered.slice(0, heldOutSize(ordered.length, opts))) };
+}
+
+/** How many of `distinct` feedback queries heldOutKeys holds out. */
+export function heldOutSize(distinct: number, opts: { evalFraction: number; maxEvalQueries: number } = HELD_OUT): number {
+  return Math.min(opts.maxEvalQueries, Math.round(distinct * opts.evalFraction));
 }
 
 /** Logged queries with feedback, grouped by normalized text (the shape mining and strategy choice share). */
