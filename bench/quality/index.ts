@@ -10,9 +10,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
-import { halfOf } from '../split.js';
-import { convexFusion } from '../../src/search/fusion.js';
-import { evaluateStrategies, type QueryRankings } from '../../src/search/strategy.js';
+import { fusionFittedOnTune, halfOf } from '../split.js';
+import type { QueryRankings } from '../../src/search/strategy.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -109,12 +108,9 @@ if (vec && kwr) {
     dense: (vec.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
     sparse: (kwr.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
   });
-  const w = evaluateStrategies(halves.tune.map(qr)).hybrid.weight;
+  const fit = fusionFittedOnTune({ tune: halves.tune.map(qr), test: halves.test.map(qr) });
   for (const half of ['tune', 'test'] as const) {
-    const ids = halves[half];
-    const m = computeIrMetrics(new Map(ids.map((i) => [String(i), new Set(queries[i]!.relevant)])),
-      new Map(ids.map((i) => { const q = qr(i); return [String(i), convexFusion(q.dense, q.sparse, w).map((h, r, all) => ({ id: h.key, score: all.length - r }))]; })));
-    rows.push({ mode: `fit w=${w}`, half, m, p50: NaN, p99: NaN, served: 'offline: vector + keyword results fused' });
+    rows.push({ mode: `fit w=${fit.weight}`, half, m: fit.metrics[half], p50: NaN, p99: NaN, served: 'offline: vector + keyword results fused' });
   }
 }
 for (const half of ['tune', 'test'] as const) {

@@ -19,9 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
 import { jsonl, pool, readAll, shuffled } from './common.js';
-import { halfOf } from '../../bench/split.js';
-import { convexFusion } from '../../src/search/fusion.js';
-import { evaluateStrategies, type QueryRankings } from '../../src/search/strategy.js';
+import { fusionFittedOnTune, halfOf } from '../../bench/split.js';
+import type { QueryRankings } from '../../src/search/strategy.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -107,12 +106,10 @@ async function measure(dev: { tune: Query[]; test: Query[] }) {
     dense: (kept[half]!.vector!.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
     sparse: (kept[half]!.keyword!.get(String(i)) ?? []).map((h) => ({ key: h.id, score: h.score })),
   });
-  const w = evaluateStrategies(dev.tune.map((_, i) => qr('tune', i))).hybrid.weight;
+  const fit = fusionFittedOnTune({ tune: dev.tune.map((_, i) => qr('tune', i)), test: dev.test.map((_, i) => qr('test', i)) });
   for (const half of ['tune', 'test'] as const) {
-    const rel = new Map(dev[half].map((q, i) => [String(i), new Set(q.relevant)]));
-    const rk = new Map(dev[half].map((_, i) => { const q = qr(half, i); return [String(i), convexFusion(q.dense, q.sparse, w).map((h, r, all) => ({ id: h.key, score: all.length - r }))]; }));
-    const m = computeIrMetrics(rel, rk);
-    (out[half] as Json).hybridFitOnTune = { weight: w, 'ndcg@10': m['ndcg@10'], 'recall@1': m['recall@1'], 'recall@10': m['recall@10'], 'mrr@10': m['mrr@10'] };
+    const m = fit.metrics[half];
+    (out[half] as Json).hybridFitOnTune = { weight: fit.weight, 'ndcg@10': m['ndcg@10'], 'recall@1': m['recall@1'], 'recall@10': m['recall@10'], 'mrr@10': m['mrr@10'] };
   }
   return out;
 }

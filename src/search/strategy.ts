@@ -69,9 +69,14 @@ function metricsOf(qs: readonly QueryRankings[], rank: (q: QueryRankings) => rea
   return { ...computeIrMetrics(relevant, rankings) };
 }
 
+/** IR metrics of the convex fusion at one weight. */
+export function fusionMetrics(qs: readonly QueryRankings[], weight: number): Record<string, number> {
+  return metricsOf(qs, (q) => convexFusion(q.dense, q.sparse, weight));
+}
+
 /** Every strategy's metrics on one encoder's rankings, with the fusion weight fitted on the same queries. */
 export function evaluateStrategies(qs: readonly QueryRankings[], grid: readonly number[] = FUSION_GRID): StrategyEvaluation {
-  const curve = grid.map((weight) => ({ weight, ndcg: metricsOf(qs, (q) => convexFusion(q.dense, q.sparse, weight))['ndcg@10'] ?? 0 }));
+  const curve = grid.map((weight) => ({ weight, ndcg: fusionMetrics(qs, weight)['ndcg@10'] ?? 0 }));
   // Best weight; among near-ties (1e-9) the one nearest the middle, which generalises better than an edge.
   let best = curve[0]!;
   for (const c of curve) {
@@ -82,7 +87,7 @@ export function evaluateStrategies(qs: readonly QueryRankings[], grid: readonly 
     vector: metricsOf(qs, (q) => q.dense),
     keyword: metricsOf(qs, (q) => q.sparse),
     hybridRrf: metricsOf(qs, (q) => reciprocalRankFusion([q.dense, q.sparse])),
-    hybrid: { ...metricsOf(qs, (q) => convexFusion(q.dense, q.sparse, best.weight)), weight: best.weight },
+    hybrid: { ...fusionMetrics(qs, best.weight), weight: best.weight },
     curve,
   };
 }
@@ -141,7 +146,7 @@ export interface GateOption {
 export function candidateOptions(qs: readonly QueryRankings[], grid: readonly number[] = FUSION_GRID): GateOption[] {
   return [
     { mode: 'vector', metrics: metricsOf(qs, (q) => q.dense) },
-    ...grid.filter((w) => w > 0 && w < 1).map((weight) => ({ mode: 'hybrid' as const, weight, metrics: metricsOf(qs, (q) => convexFusion(q.dense, q.sparse, weight)) })),
+    ...grid.filter((w) => w > 0 && w < 1).map((weight) => ({ mode: 'hybrid' as const, weight, metrics: fusionMetrics(qs, weight) })),
   ];
 }
 
