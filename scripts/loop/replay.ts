@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
-import { jsonl, pool, readAll, shuffled } from './common.js';
+import { apiClient, ingestCorpus, type Json, pool, readAll, shuffled, stderrLog } from './common.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -28,28 +28,13 @@ const { values: a } = parseArgs({
   },
 });
 const url = a.url!;
-const apiKey = a.key ?? process.env.LOOP_API_KEY;
-const headers: Record<string, string> = { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
 const col = a.collection!;
 const t0 = Date.now();
-const log = (msg: string, extra: Record<string, unknown> = {}) =>
-  process.stderr.write(JSON.stringify({ t: ((Date.now() - t0) / 1000).toFixed(1), msg, ...extra }) + '\n');
+const log = stderrLog(t0);
+const api = apiClient(url, a.key ?? process.env.LOOP_API_KEY, log);
+const { call, ok } = api;
 
 interface Query { query: string; relevant: string[]; namespace: string }
-interface Json { [k: string]: unknown }
-
-
-async function call<T = Json>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: r.status, body: (await r.json()) as T };
-}
-async function ok<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
-  const r = await call<T & { error?: { code: string; message: string } }>(method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
-  return r.body;
-}
-
-
 
 /** Dev metrics through the API: /v1/embeddings then /search by vector (not logged with text → no drift). */
 async function measure(queries: Query[]) {
@@ -99,23 +84,7 @@ for (let i = 0; ; i++) {
 const summary: Json = { startedAt: new Date(t0).toISOString(), url };
 
 if (!a['skip-ingest']) {
-  await call('POST', '/collections', { name: col });
-  const ti = Date.now();
-  let n = 0;
-  let batch: { id: string; text: string; metadata: Json }[] = [];
-  const pending: Promise<void>[] = [];
-  const flush = async (docs: typeof batch) => { await ok('POST', `/collections/${col}/documents`, { documents: docs }); n += docs.length; };
-  for await (const d of jsonl<{ id: string; text: string; namespace: string }>(join(a.data!, 'corpus.jsonl'))) {
-    batch.push({ id: d.id, text: d.text, metadata: { namespace: d.namespace } });
-    if (batch.length === 256) {
-      pending.push(flush(batch));
-      batch = [];
-      if (pending.length >= 4) await Promise.all(pending.splice(0));
-    }
-  }
-  if (batch.length) pending.push(flush(batch));
-  await Promise.all(pending);
-  summary.ingest = { documents: n, seconds: (Date.now() - ti) / 1000 };
+  summary.ingest = await ingestCorpus(api, a.data!, col, (d) => ({ namespace: d.namespace }));
   log('ingested', summary.ingest as Json);
 }
 

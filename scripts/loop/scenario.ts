@@ -18,7 +18,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { computeIrMetrics } from '../../src/eval/metrics.js';
-import { jsonl, pool, readAll, shuffled } from './common.js';
+import { apiClient, ingestCorpus, type Json, pool, readAll, shuffled, stderrLog } from './common.js';
 import { fusionFittedOnTune, halfOf } from '../../bench/split.js';
 import type { QueryRankings } from '../../src/search/strategy.js';
 
@@ -44,34 +44,12 @@ const { values: a } = parseArgs({
 const url = a.url!;
 const scenario = a.scenario as 'go' | 'pubmedqa' | 'cold';
 const col = a.collection ?? scenario;
-const apiKey = a.key ?? process.env.LOOP_API_KEY;
-const headers: Record<string, string> = { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
 const t0 = Date.now();
-const log = (msg: string, extra: Record<string, unknown> = {}) =>
-  process.stderr.write(JSON.stringify({ t: ((Date.now() - t0) / 1000).toFixed(1), scenario, msg, ...extra }) + '\n');
+const log = stderrLog(t0, { scenario });
+const api = apiClient(url, a.key ?? process.env.LOOP_API_KEY, log);
+const { call, ok } = api;
 
 interface Query { query: string; relevant: string[]; namespace?: string }
-type Json = Record<string, unknown>;
-
-async function call<T = Json>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  // A reused keep-alive connection can be reset by the server just as it times out (ECONNRESET): retry, a
-  // few times, what never reached the handler. Every call here is safe to repeat (a retrain answers 409).
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-      return { status: r.status, body: (await r.json()) as T };
-    } catch (err) {
-      if (attempt >= 4) throw err;
-      log('network error, retrying', { method, path, err: String((err as { cause?: unknown }).cause ?? err) });
-      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
-    }
-  }
-}
-async function ok<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
-  const r = await call<T>(method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
-  return r.body;
-}
 
 const MODES = ['auto', 'vector', 'keyword', 'hybrid'] as const;
 /** Every mode on both halves of the dev sample, through /search. */
@@ -147,24 +125,7 @@ async function setup(): Promise<Json> {
     await new Promise((r) => setTimeout(r, 200));
   }
   const st: Json = { scenario, collection: col, startedAt: new Date(t0).toISOString() };
-  await call('POST', '/collections', { name: col });
-  const ti = Date.now();
-  let n = 0;
-  let batch: { id: string; text: string; metadata: Json }[] = [];
-  const pending: Promise<void>[] = [];
-  const flush = async (docs: typeof batch) => { await ok('POST', `/collections/${col}/documents`, { documents: docs }); n += docs.length; };
-  for await (const d of jsonl<{ id: string; text: string } & Json>(join(a.data!, 'corpus.jsonl'))) {
-    const { id, text, ...metadata } = d;
-    batch.push({ id, text, metadata });
-    if (batch.length === 256) {
-      pending.push(flush(batch));
-      batch = [];
-      if (pending.length >= 4) await Promise.all(pending.splice(0));
-    }
-  }
-  if (batch.length) pending.push(flush(batch));
-  await Promise.all(pending);
-  st.ingest = { documents: n, seconds: (Date.now() - ti) / 1000 };
+  st.ingest = await ingestCorpus(api, a.data!, col);
   log('ingested', st.ingest as Json);
   st.coldStrategy = (await ok<{ strategy: unknown }>('POST', `/collections/${col}/strategy`, {})).strategy;
   log('cold-start strategy', { strategy: st.coldStrategy });
