@@ -20,30 +20,8 @@ mkdir -p "$OUT" "$WORK"
 [ -n "${LOOP_KEEP_DATA:-}" ] || rm -rf "$WORK/srv"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/replay.log" >&2; }
-# tar -J needs the xz binary; Python's lzma does the same where it is missing.
-untar_xz() { tar -C "$2" -xJf "$1" 2>/dev/null || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$1" "$2"; }
-
-if [ ! -d node_modules ] || [ -n "${LOOP_USE_BUNDLE:-}" ]; then
-  # --- Node + pruned node_modules from the carried bundle (the GPU box has no Node)
-  [ -f .loopnode/node.tar.xz ] || { say "no .loopnode/: run scripts/loop/pack-node.sh here and carry .loopnode"; exit 2; }
-  [ -x "$WORK/bin/node" ] || untar_xz .loopnode/node.tar.xz "$WORK"
-  [ -d node_modules ] || untar_xz .loopnode/modules.tar.xz "$ROOT"
-  export PATH="$WORK/bin:$PATH"
-  # onnxruntime-node's native library comes from the box's Python onnxruntime wheel (same 1.30.0 C API).
-  ORT_LIB=node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1
-  if [ ! -e "$ORT_LIB" ]; then
-    NODE_ORT=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' node_modules/onnxruntime-node/package.json | head -1)
-    PY_ORT=$(python3 -c 'import onnxruntime as o, os; print(o.__version__, os.path.dirname(o.__file__))' 2>/dev/null) || PY_ORT=""
-    [ "${PY_ORT%% *}" = "$NODE_ORT" ] || { say "need Python onnxruntime $NODE_ORT for its libonnxruntime (found: ${PY_ORT:-none})"; exit 2; }
-    ln -sf "$(ls "${PY_ORT#* }"/capi/libonnxruntime.so.1* | head -1)" "$ORT_LIB"
-  fi
-  # The natives were compiled against GLIBCXX_3.4.29; add the bundle's libstdc++ only if the box's is older.
-  SYS_STDCXX=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
-  if [ -z "$SYS_STDCXX" ] || ! grep -qa 'GLIBCXX_3\.4\.29' "$SYS_STDCXX"; then
-    mkdir -p "$WORK/lib" && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' .loopnode/libstdcxx/libstdc++.so.6.xz "$WORK/lib/libstdc++.so.6"
-    export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-fi
+. scripts/loop/node-env.sh
+loop_node_env || exit 2
 if [ -z "${LOOP_DRY_RUN:-}" ]; then
   export TRAINER_BACKEND=local TRAINER_PYTHON=${TRAINER_PYTHON:-python3}
   # The trainer needs `datasets`, which the box's image lacks: install the wheels carried in .whl/

@@ -38,23 +38,8 @@ collect() {
 }
 
 prepare() {
-  untar_xz() { tar -C "$2" -xJf "$1" 2>/dev/null || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$1" "$2"; }
-  if [ ! -d node_modules ] || [ -n "${LOOP_USE_BUNDLE:-}" ]; then
-    [ -f .loopnode/node.tar.xz ] || { say "no .loopnode/: run scripts/loop/pack-node.sh and carry .loopnode"; exit 2; }
-    [ -x "$WORK/bin/node" ] || untar_xz .loopnode/node.tar.xz "$WORK"
-    [ -d node_modules ] || untar_xz .loopnode/modules.tar.xz "$ROOT"
-    export PATH="$WORK/bin:$PATH"
-    ORT_LIB=node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1
-    if [ ! -e "$ORT_LIB" ]; then
-      PY_ORT=$(python3 -c 'import onnxruntime as o, os; print(os.path.dirname(o.__file__))')
-      ln -sf "$(ls "$PY_ORT"/capi/libonnxruntime.so.1* | head -1)" "$ORT_LIB"
-    fi
-    SYS_STDCXX=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
-    if [ -z "$SYS_STDCXX" ] || ! grep -qa 'GLIBCXX_3\.4\.29' "$SYS_STDCXX"; then
-      mkdir -p "$WORK/lib" && python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' .loopnode/libstdcxx/libstdc++.so.6.xz "$WORK/lib/libstdc++.so.6"
-      export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    fi
-  fi
+  . scripts/loop/node-env.sh
+  loop_node_env || exit 2
   if [ -z "${LOOP_DRY_RUN:-}" ]; then
     python3 -c 'import datasets' 2>/dev/null || bash scripts/gpu/setup.sh 2>&1 | tee -a "$WORK/orchestrator.log"
     python3 -c 'import torch, sentence_transformers, datasets; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__)' 2>&1 | tee -a "$WORK/orchestrator.log"
