@@ -105,21 +105,31 @@ _LEGACY_POOLING = (("pooling_mode_cls_token", "cls"), ("pooling_mode_max_tokens"
                    ("pooling_mode_weightedmean_tokens", "weightedmean"), ("pooling_mode_lasttoken", "lasttoken"))
 
 
-def pooling_of_dir(model_dir: str) -> str:
-    """The sentence-transformers pooling mode saved in model_dir (or model_dir/pytorch), "mean" when none is."""
+def _pooling_configs(model_dir: str):
+    """The Pooling module's config.json of each sentence-transformers dir found at model_dir, then model_dir/pytorch."""
     for d in (model_dir, os.path.join(model_dir, "pytorch")):
         try:
             with open(os.path.join(d, "modules.json")) as f:
                 mods = json.load(f)
-            for m in mods:
-                if str(m.get("type", "")).endswith("Pooling"):
-                    with open(os.path.join(d, m.get("path", ""), "config.json")) as f:
-                        cfg = json.load(f)
-                    if "pooling_mode" in cfg:
-                        mode = cfg["pooling_mode"]
-                        return mode if isinstance(mode, str) else str(mode[0])
-                    return next((mode for key, mode in _LEGACY_POOLING if cfg.get(key)), "mean")
+            m = next((m for m in mods if str(m.get("type", "")).endswith("Pooling")), None)
+            if m is None:
+                continue
+            with open(os.path.join(d, m.get("path", ""), "config.json")) as f:
+                cfg = json.load(f)
         except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        yield cfg
+
+
+def pooling_of_dir(model_dir: str) -> str:
+    """The sentence-transformers pooling mode saved in model_dir (or model_dir/pytorch), "mean" when none is."""
+    for cfg in _pooling_configs(model_dir):
+        try:
+            if "pooling_mode" in cfg:
+                mode = cfg["pooling_mode"]
+                return mode if isinstance(mode, str) else str(mode[0])
+            return next((mode for key, mode in _LEGACY_POOLING if cfg.get(key)), "mean")
+        except (ValueError, TypeError, AttributeError):
             continue
     return "mean"
 
@@ -183,15 +193,10 @@ def include_prompt_of_model(st_model) -> bool:
 
 
 def include_prompt_of_dir(model_dir: str) -> bool:
-    for d in (model_dir, os.path.join(model_dir, "pytorch")):
+    for cfg in _pooling_configs(model_dir):
         try:
-            with open(os.path.join(d, "modules.json")) as f:
-                mods = json.load(f)
-            for m in mods:
-                if str(m.get("type", "")).endswith("Pooling"):
-                    with open(os.path.join(d, m.get("path", ""), "config.json")) as f:
-                        return json.load(f).get("include_prompt", True) is not False
-        except (OSError, ValueError, TypeError, AttributeError):
+            return cfg.get("include_prompt", True) is not False
+        except AttributeError:
             continue
     return True
 
