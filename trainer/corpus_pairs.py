@@ -20,7 +20,7 @@ import random
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from .data import BundleError
+from .data import BundleError, job_option
 
 SPEC_DEFAULTS: dict[str, Any] = {"group": None, "group_span": 0, "ict": 1, "ict_keep": 0.1, "min_words": 4, "max_pairs": 0}
 
@@ -30,17 +30,9 @@ _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 def normalize_spec(raw: Any) -> dict | None:
     """job.json corpus_pairs: false/null (off) | true (defaults) | object. Raises BundleError on bad values."""
-    if raw is None or raw is False:
+    spec = job_option(raw, "corpus_pairs", SPEC_DEFAULTS)
+    if spec is None:
         return None
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise BundleError("job.json: 'corpus_pairs' must be a boolean or an object")
-    unknown = sorted(set(raw) - set(SPEC_DEFAULTS))
-    if unknown:
-        raise BundleError(f"job.json: unknown 'corpus_pairs' key {unknown[0]!r} (known: {', '.join(SPEC_DEFAULTS)})")
-    spec = dict(SPEC_DEFAULTS)
-    spec.update(raw)
     for key in ("group", "group_span", "ict", "min_words", "max_pairs"):
         v = spec[key]
         if key == "group" and v is None:

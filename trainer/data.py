@@ -11,6 +11,24 @@ class BundleError(Exception):
     """Bad training bundle; the message is the one-line reason printed on stderr."""
 
 
+def job_option(raw, name: str, defaults: dict, known=None) -> dict | None:
+    """A job.json option that is false/null (off), true (the defaults) or an object of known keys over the
+    defaults. Raises BundleError with a one-line reason."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise BundleError(f"job.json: '{name}' must be a boolean or an object")
+    known = list(defaults if known is None else known)
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise BundleError(f"job.json: unknown '{name}' key {unknown[0]!r} (known: {', '.join(known)})")
+    spec = dict(defaults)
+    spec.update(raw)
+    return spec
+
+
 def open_text(path: str):
     if path.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")

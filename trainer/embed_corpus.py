@@ -33,19 +33,11 @@ SPEC_DEFAULTS: dict[str, Any] = {"dtype": "float16", "batch_size": 256, "chunk":
 
 def normalize_spec(raw: Any) -> dict | None:
     """job.json embed_corpus: false/null (off) | true (defaults) | {"dtype", "batch_size"}. BundleError on bad values."""
-    from .data import BundleError
+    from .data import BundleError, job_option
 
-    if raw is None or raw is False:
+    spec = job_option(raw, "embed_corpus", SPEC_DEFAULTS, known=("dtype", "batch_size"))
+    if spec is None:
         return None
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise BundleError("job.json: 'embed_corpus' must be a boolean or an object")
-    unknown = sorted(set(raw) - {"dtype", "batch_size"})
-    if unknown:
-        raise BundleError(f"job.json: unknown 'embed_corpus' key {unknown[0]!r} (known: dtype, batch_size)")
-    spec = dict(SPEC_DEFAULTS)
-    spec.update(raw)
     if spec["dtype"] not in DTYPES:
         raise BundleError(f"job.json: 'embed_corpus.dtype' must be one of {', '.join(DTYPES)}, got {spec['dtype']!r}")
     bs = spec["batch_size"]

@@ -11,7 +11,7 @@ import hashlib
 from typing import Any, Callable, Sequence
 
 from .corpus_pairs import split_sentences
-from .data import BundleError
+from .data import BundleError, job_option
 
 # measured recipes (trainer/RESULTS.md): 3e-4 for the 84k-pair GO job, 8e-4 for the PubMedQA corpus-pair job
 SWEEP_DEFAULTS: dict[str, Any] = {"lr": [3e-4, 8e-4], "epochs": "auto", "val_fraction": 0.1, "val_max": 500,
@@ -25,17 +25,9 @@ AUTO_MAX_EPOCHS = 10
 
 def normalize_sweep(raw: Any) -> dict | None:
     """job.json sweep: false/null (off) | true (defaults) | object. Raises BundleError with a one-line reason."""
-    if raw is None or raw is False:
+    s = job_option(raw, "sweep", SWEEP_DEFAULTS)
+    if s is None:
         return None
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise BundleError("job.json: 'sweep' must be a boolean or an object")
-    unknown = sorted(set(raw) - set(SWEEP_DEFAULTS))
-    if unknown:
-        raise BundleError(f"job.json: unknown 'sweep' key {unknown[0]!r} (known: {', '.join(SWEEP_DEFAULTS)})")
-    s = dict(SWEEP_DEFAULTS)
-    s.update(raw)
     lr = s["lr"]
     if isinstance(lr, (int, float)) and not isinstance(lr, bool):
         lr = [lr]
