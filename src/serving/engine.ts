@@ -604,14 +604,6 @@ export class Engine {
     if (mode === 'keyword') {
       if (req.query === undefined) throw new AppError('invalid_request', 'mode "keyword" needs a text "query"');
       ranked = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
-      if (req.mode === 'auto' && ranked.length < depth) {
-        // `auto` answers every query: when too few documents share a term with it, the encoder's nearest
-        // neighbours follow the keyword hits (below them, so the keyword ranking is untouched).
-        const have = new Set(ranked.map((h) => h.label));
-        const floor = ranked.length ? Math.min(...ranked.map((h) => h.score)) : 0;
-        const dense = await this.vectorHits(pair, c, await this.queryVector(pair, req), depth, req.efSearch, filter);
-        for (const h of dense) if (!have.has(h.label)) ranked.push({ label: h.label, score: floor - 1 + h.score / 2 });
-      }
     } else {
       const vector = await this.queryVector(pair, req);
       const dense = await this.vectorHits(pair, c, vector, depth, req.efSearch, filter);
@@ -629,7 +621,20 @@ export class Engine {
     const seen = new Set<string>();
     // Hydrate only as far down the ranking as needed: usually k rows, more when chunks of one document
     // (or hits tombstoned since the search) take slots.
-    for (let from = 0; from < ranked.length && results.length < req.k;) {
+    // `auto` answers every query: when fewer than k documents share a term with it (the keyword search came
+    // back short), the encoder's nearest neighbours follow the keyword hits, below them, so the keyword ranking
+    // is untouched. Only then is the query embedded.
+    let backfill = req.mode === 'auto' && mode === 'keyword' && ranked.length < depth;
+    for (let from = 0; results.length < req.k;) {
+      if (from >= ranked.length) {
+        if (!backfill) break;
+        backfill = false;
+        const have = new Set(ranked.map((h) => h.label));
+        const floor = ranked.length ? Math.min(...ranked.map((h) => h.score)) : 0;
+        const dense = await this.vectorHits(pair, c, await this.queryVector(pair, req), depth, req.efSearch, filter);
+        for (const h of dense) if (!have.has(h.label)) ranked.push({ label: h.label, score: floor - 1 + h.score / 2 });
+        continue;
+      }
       const part = ranked.slice(from, from + Math.max(req.k - results.length, 8));
       from += part.length;
       const chunks = await this.deps.store.hydrate(part.map((h) => h.label));
