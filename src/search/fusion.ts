@@ -62,3 +62,20 @@ export function convexFusion<K>(dense: readonly Scored<K>[], sparse: readonly Sc
 function sortDesc<K>(acc: Map<K, number>): Scored<K>[] {
   return [...acc.entries()].map(([key, score]) => ({ key, score })).sort((a, b) => b.score - a.score);
 }
+
+/**
+ * Chunk hits (best first) collapsed to documents: each document scores with its best chunk, in that order,
+ * until `depth` documents. Hits whose document is unknown (tombstoned since) are skipped.
+ */
+export function bestPerDocument<K>(hits: Iterable<Scored<K>>, docOf: (key: K) => string | undefined, depth: number): Scored<string>[] {
+  const out: Scored<string>[] = [];
+  const seen = new Set<string>();
+  for (const h of hits) {
+    const doc = docOf(h.key);
+    if (doc === undefined || seen.has(doc)) continue;
+    seen.add(doc);
+    out.push({ key: doc, score: h.score });
+    if (out.length >= depth) break;
+  }
+  return out;
+}

@@ -15,7 +15,7 @@ import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
 import type { RemoteArtifacts } from '../objects/remote.js';
 import type { ModelSource } from '../embed/types.js';
-import { convexFusion, reciprocalRankFusion, type Scored } from '../search/fusion.js';
+import { bestPerDocument, convexFusion, reciprocalRankFusion, type Scored } from '../search/fusion.js';
 import { StrategyBook, resolveAuto } from '../search/tuner.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
@@ -667,18 +667,8 @@ export class Engine {
     const dense = await this.vectorHits(pair, c, v!, depth * 3, undefined, undefined);
     const sparse = await this.deps.store.keywordSearch(c.id, query, depth * 3);
     const chunks = await this.deps.store.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
-    const toDocs = (hits: { label: number; score: number }[]) => {
-      const out: Scored<string>[] = [];
-      const seen = new Set<string>();
-      for (const h of hits) {
-        const doc = chunks.get(h.label)?.docId;
-        if (doc === undefined || seen.has(doc)) continue;
-        seen.add(doc);
-        out.push({ key: doc, score: h.score });
-        if (out.length >= depth) break;
-      }
-      return out;
-    };
+    const toDocs = (hits: { label: number; score: number }[]) =>
+      bestPerDocument(hits.map((h) => ({ key: h.label, score: h.score })), (label) => chunks.get(label)?.docId, depth);
     return { dense: toDocs(dense), sparse: toDocs(sparse) };
   }
 

@@ -1,4 +1,5 @@
 import type { Embedder } from '../embed/types.js';
+import { bestPerDocument } from '../search/fusion.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { ChunkRow, Store } from '../store/types.js';
 import type { EvalQuery } from './mining.js';
@@ -59,15 +60,10 @@ export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: 
       for (let d = 0; d < dim; d++) s += mat[o + d]! * v[d]!;
       scores[i] = s;
     }
-    const best = new Map<string, number>();
     // Chunks in score order until `depth` distinct documents: a partial sort is enough.
     const order = topIndices(scores, Math.min(corpus.length, depth * 4));
-    for (const i of order) {
-      const id = corpus[i]!.docId;
-      if (!best.has(id)) best.set(id, scores[i]!);
-      if (best.size >= depth) break;
-    }
-    out.set(String(q), [...best.entries()].map(([id, score]) => ({ id, score })));
+    const docs = bestPerDocument(order.map((i) => ({ key: i, score: scores[i]! })), (i) => corpus[i]?.docId, depth);
+    out.set(String(q), docs.map((d) => ({ id: d.key, score: d.score })));
     if (q % 16 === 15) await tick();
   }
   return out;

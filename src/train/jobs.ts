@@ -18,7 +18,7 @@ import type { LlmMiner } from './llm.js';
 import { HELD_OUT, feedbackByQuery, heldOutSize, minePairs, type EvalQuery, type MiningOptions } from './mining.js';
 import { detectGroupField } from './groups.js';
 import { Bm25Index } from '../eval/bm25.js';
-import type { Scored } from '../search/fusion.js';
+import { bestPerDocument, type Scored } from '../search/fusion.js';
 import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
 
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
@@ -502,13 +502,8 @@ function keywordRankings(chunks: { docId: string; text: string }[], queries: Eva
   const bm = new Bm25Index(chunks.map((c, i) => ({ id: String(i), text: c.text })));
   const out = new Map<string, Ranking>();
   queries.forEach((q, qi) => {
-    const best = new Map<string, number>();
-    for (const h of bm.search(q.query, depth * 3)) {
-      const doc = chunks[Number(h.id)]!.docId;
-      if (!best.has(doc)) best.set(doc, h.score);
-      if (best.size >= depth) break;
-    }
-    out.set(String(qi), [...best.entries()].map(([id, score]) => ({ id, score })));
+    const docs = bestPerDocument(bm.search(q.query, depth * 3).map((h) => ({ key: Number(h.id), score: h.score })), (i) => chunks[i]?.docId, depth);
+    out.set(String(qi), docs.map((d) => ({ id: d.key, score: d.score })));
   });
   return out;
 }
