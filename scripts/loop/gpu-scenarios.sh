@@ -4,8 +4,8 @@
 #   go        GO, BP → MF/CC traffic shift with feedback; the drift monitor creates the job
 #   pubmedqa  PubMedQA, every train question with feedback, then POST /retrain
 #   cold-go, cold-pubmedqa   no queries at all: POST /retrain right after ingest (corpus-made pairs only)
-# Settings are the defaults but for DRIFT_INTERVAL_SECONDS (120 instead of 300: the same for every scenario, so
-# that a run fits the device's time) and the ports and directories.
+# Settings are the defaults but for DRIFT_INTERVAL_SECONDS (120 instead of 300, the same for every scenario, so
+# that a run takes minutes) and the ports and directories.
 # Everything runs under one detached orchestrator (setsid), so the run can span two device calls of at most
 # 10 minutes each:
 #   bash scripts/loop/gpu-scenarios.sh start    # starts the orchestrator, waits up to WAIT_S, copies what exists to $OUT
