@@ -12,7 +12,7 @@ Bundle layout (DESIGN.md "Training bundle"):
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
                  "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
-                 "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?}
+                 "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?, "engine"?: "fast"|"st"}
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ JOB_DEFAULTS: dict[str, Any] = {
     "soup_stall_seconds": 0,  # > 0: fail a side-by-side soup when no member sends anything for this long; 0: off
     "sweep": False,  # lr x epochs members picked on a validation split of the training data (sweep.py)
     "embed_corpus": False,  # write OUT/embeddings/ (embed_corpus.py)
+    "engine": "fast",  # "fast": fast_train.py's loop for loss mnrl; "st": SentenceTransformerTrainer (the reference)
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")

@@ -1,4 +1,4 @@
-"""Command line: `python -m trainer train BUNDLE OUT` | `validate BUNDLE` | `export MODEL_DIR`.
+"""Command line: `python -m trainer train BUNDLE OUT` | `validate BUNDLE` | `export MODEL_DIR` | `bench BUNDLE` (bench.py).
 
 stdout: JSON lines ({"event": "progress", "step", "total", "loss", ...}); everything else goes to stderr.
 Exit codes: 0 ok, 2 bad input (bundle/job/output path), 3 no GPU while gpu: 'required',
@@ -13,6 +13,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["bench"]:  # its own argument parser: trainer/bench.py
+        from .bench import main as bench_main
+
+        return bench_main(args[1:])
     real_stdout = sys.stdout
 
     def emit(**kw) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .artifact import OnnxEncoder, prompts_of_model, sha256_files, write_artifact
 from .bundle import Bundle
 from .data import BundleError
+from .fast_train import engine_of
 from .soup import accumulate_state, finish_average
 
 
@@ -157,7 +158,10 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     if any(prompts):
         emit(event="prompts", query=prompts[0], document=prompts[1], training=column_prompts(model))
     t = time.time()
+    timings: dict[str, Any] = {"load": round(t - t_start, 2)}
     before = nested_flat(evaluator.compute_all_metrics(model))
+    timings["eval_before"] = round(time.time() - t, 2)
+    t_train_phase = time.time()
     emit(event="eval", when="before", secs=round(time.time() - t, 2), **{k: before[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
 
     cols: dict[str, list[str]] = {"anchor": b.anchors, "positive": b.positives}
@@ -237,9 +241,15 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     n_rows, cp_stats, steps, train_secs = res["n_rows"], res["cp_stats"], res["steps"], res["train_seconds"]
     trainer_metrics = res["trainer_metrics"]
+    # the training phase: mining, corpus pairs, tokenization, the loop(s), a soup's or sweep's member evaluations
+    timings.update(train_phase=round(time.time() - t_train_phase, 2), train=round(train_secs, 2),
+                   tokenize=res.get("tokenize_seconds"), engine=res.get("engine") or engine_of(job))
+    if device == "cuda":
+        timings["gpu_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     model.eval()
     t = time.time()
     after = nested_flat(evaluator.compute_all_metrics(model))
+    timings["eval_after"] = round(time.time() - t, 2)
     emit(event="eval", when="after", secs=round(time.time() - t, 2), **{k: after[k] for k in ("ndcg@10", "recall@10", "mrr@10")})
 
     hashed = [os.path.join(b.path, "pairs.jsonl"), os.path.join(b.path, "job.json")]
@@ -263,6 +273,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         info = write_artifact(model, tmp, card, quantize=True, weights_fp16=bool(job.get("weights_fp16", False)),
                               parity_texts=[q["query"] for q in b.queries[:100]] + [c["text"] for c in b.corpus[:100]])
         export_secs = time.time() - t
+        timings["export"] = round(export_secs, 2)
         # int8 metric loss: the quantized ONNX scored by the same evaluator
         t = time.time()
         from transformers import AutoTokenizer
@@ -271,13 +282,16 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
         q8 = OnnxEncoder(os.path.join(tmp, "onnx", "model_quantized.onnx"), tok, job["max_seq_length"])
         int8 = nested_flat(evaluator.compute_all_metrics(_OnnxAsST(q8, prompts)))
         int8_loss = {k: after[k] - int8[k] for k in after}
+        timings["eval_int8"] = round(time.time() - t, 2)
         emit(event="eval", when="int8", secs=round(time.time() - t, 2), **{k: int8[k] for k in ("ndcg@10", "recall@10")})
         with open(os.path.join(tmp, "model_card.json")) as f:
             card = json.load(f)
         card["eval"]["int8"] = int8
         embeddings = None
         if job["embed_corpus"] is not None:
+            t = time.time()
             embeddings = _embed(b, job, model, device, os.path.join(tmp, "embeddings"), emit)
+            timings["embed"] = round(time.time() - t, 2)
             card["files"]["embeddings"] = "embeddings/"
         with open(os.path.join(tmp, "model_card.json"), "w") as f:
             json.dump(card, f, indent=2)
@@ -306,6 +320,7 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
             "eval_int8": int8, "int8_metric_loss": int8_loss, "export_seconds": round(export_secs, 2),
             "training_data_hash": card["training_data_hash"],
             "versions": _versions(), "wall_seconds": round(time.time() - t_start, 2),
+            "timings": {**timings, "wall": round(time.time() - t_start, 2)},
         }
         with open(os.path.join(tmp, "train_report.json"), "w") as f:
             json.dump(report, f, indent=2)
@@ -413,8 +428,25 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
         n_rows += len(cds)
     if n_rows == 0:
         raise BundleError("no training rows: pairs.jsonl is empty and corpus_pairs made no pairs")
+    has_groups = any("group" in c for c in b.corpus)
+    from .fast_train import Unsupported, engine_of
+
+    if engine_of(job) == "fast":
+        from . import fast_train
+
+        sets = [{c: list(ds[c]) for c in ds.column_names}]
+        if rows:
+            sets.append({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
+        try:
+            res = fast_train.fit(model, job, sets, text_groups(b, rows, row_groups) if has_groups else {},
+                                 column_prompts(model), seed, device, evaluator if job["epochs"] > 1 else None,
+                                 on_log, on_epoch)
+            return {**res, "n_rows": n_rows, "cp_stats": cp_stats, "engine": "fast"}
+        except Unsupported as e:
+            sys.stderr.write(f"trainer: warning: fast training path unavailable ({e}); training with the "
+                             "sentence-transformers trainer\n")
     batch_sampler: Any = BatchSamplers.NO_DUPLICATES
-    if any("group" in c for c in b.corpus):
+    if has_groups:
         batch_sampler = group_batch_sampler(text_groups(b, rows, row_groups))
     total_est = max(1, int(max(1, n_rows // job["batch_size"]) * job["epochs"]))
     prompts = column_prompts(model)
@@ -450,7 +482,7 @@ def fit_member(b: Bundle, job: dict, model, ds, seed: int, device: str, evaluato
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return {"steps": int(tr.global_step), "train_seconds": round(secs, 3), "n_rows": n_rows, "cp_stats": cp_stats,
-            "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))}}
+            "engine": "st", "tokenize_seconds": 0.0, "trainer_metrics": {k: float(v) for k, v in (tr.metrics or {}).items() if isinstance(v, (int, float))}}
 
 
 def _member_result(member: int, seed: int, res: dict, after: dict, state: dict) -> dict:
