@@ -32,6 +32,8 @@ export const documents = sqliteTable(
 // A chunk's rowid is its HNSW label in every index of its collection, so the label map needs no
 // table of its own. Replaced or deleted chunks become tombstones (deleted_seq set) so an index
 // snapshot taken at seq S can be caught up by replaying rows with seq > S or deleted_seq > S.
+// Keyword search indexes each collection's live chunks in an FTS5 table of its own, outside this schema
+// (drizzle has no virtual tables): see ../sqlite/fts.ts.
 export const chunks = sqliteTable(
   'chunks',
   {

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AppError } from '../../errors.js';
 import * as s from '../schema/sqlite.js';
+import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
 import type {
   ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
   FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, QueryLogSlice, QueryLogSliceOptions, Scalar,
@@ -41,6 +42,7 @@ export class SqliteStore implements Store {
     this.sqlite.pragma('busy_timeout = 5000');
     this.db = drizzle(this.sqlite, { schema: s });
     migrate(this.db, { migrationsFolder });
+    ensureCollectionFts(this.sqlite);
   }
 
   async close(): Promise<void> {
@@ -65,19 +67,22 @@ export class SqliteStore implements Store {
   async createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection> {
     const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
     if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
-    const row = this.db
-      .insert(s.collections)
-      .values({
-        name: input.name,
-        hnswM: input.hnsw.M,
-        efConstruction: input.hnsw.efConstruction,
-        efSearch: input.hnsw.efSearch,
-        chunkSize: input.chunk.size,
-        chunkOverlap: input.chunk.overlap,
-      })
-      .returning()
-      .get();
-    return toCollection(row);
+    return this.db.transaction((tx) => {
+      const row = tx
+        .insert(s.collections)
+        .values({
+          name: input.name,
+          hnswM: input.hnsw.M,
+          efConstruction: input.hnsw.efConstruction,
+          efSearch: input.hnsw.efSearch,
+          chunkSize: input.chunk.size,
+          chunkOverlap: input.chunk.overlap,
+        })
+        .returning()
+        .get();
+      createFts(this.sqlite, row.id);
+      return toCollection(row);
+    });
   }
 
   async getCollection(name: string): Promise<Collection | undefined> {
@@ -98,7 +103,8 @@ export class SqliteStore implements Store {
     return this.db.transaction((tx) => {
       const c = tx.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, name)).get();
       if (!c) return false;
-      // FTS rows go through the chunk delete trigger; deleting chunks first keeps that trigger cheap.
+      dropFts(this.sqlite, c.id);
+      this.ftsStmts.delete(c.id);
       tx.delete(s.chunks).where(eq(s.chunks.collectionId, c.id)).run();
       tx.delete(s.documents).where(eq(s.documents.collectionId, c.id)).run();
       tx.delete(s.indexes).where(eq(s.indexes.collectionId, c.id)).run();
@@ -116,15 +122,39 @@ export class SqliteStore implements Store {
   // Ingest is the hot write path: plain prepared statements, compiled once, inside one transaction
   // (drizzle rebuilds and re-prepares each query, which cost seconds per 1000-document batch).
   private ingestStmts?: {
-    tombstone: Database.Statement<[number, number, string]>;
+    tombstone: Database.Statement<[number, number, string], { label: number; text: string }>;
     upsertDoc: Database.Statement<[number, string, string, string, number, number]>;
     insertChunk: Database.Statement<[number, string, number, string, number]>;
     nextSeq: Database.Statement<[]>;
   };
 
+  /** Each collection's keyword-table statements (see ./fts.ts), prepared on first use. */
+  private readonly ftsStmts = new Map<number, {
+    insert: Database.Statement<[number, string]>;
+    remove: Database.Statement<[number, string]>;
+    search: Database.Statement<[string, number], { label: number; score: number }>;
+  }>();
+
+  private fts(collectionId: number) {
+    let st = this.ftsStmts.get(collectionId);
+    if (!st) {
+      const t = `"${ftsTable(collectionId)}"`;
+      st = {
+        insert: this.sqlite.prepare(`INSERT INTO ${t} (rowid, text) VALUES (?, ?)`),
+        // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
+        remove: this.sqlite.prepare(`INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)`),
+        // rank is bm25() ("lower is better"); negated so higher is better like cosine scores. Ties by label,
+        // as on Postgres.
+        search: this.sqlite.prepare(`SELECT rowid AS label, -rank AS score FROM ${t} WHERE ${t} MATCH ? ORDER BY rank, rowid LIMIT ?`),
+      };
+      this.ftsStmts.set(collectionId, st);
+    }
+    return st;
+  }
+
   private stmts() {
     return (this.ingestStmts ??= {
-      tombstone: this.sqlite.prepare('UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label'),
+      tombstone: this.sqlite.prepare('UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label, text'),
       upsertDoc: this.sqlite.prepare(
         `INSERT INTO documents (collection_id, id, text, metadata, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection_id, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, seq = excluded.seq, updated_at = excluded.updated_at`,
@@ -136,16 +166,21 @@ export class SqliteStore implements Store {
 
   async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
     const st = this.stmts();
+    const fts = this.fts(collectionId);
     const run = this.sqlite.transaction((): UpsertResult => {
       const seq = (st.nextSeq.get() as { value: number }).value;
       const removed: number[] = [];
       const added: ChunkRow[] = [];
       const now = Date.now();
       for (const d of docs) {
-        for (const o of st.tombstone.all(seq, collectionId, d.id) as { label: number }[]) removed.push(o.label);
+        for (const o of st.tombstone.all(seq, collectionId, d.id)) {
+          fts.remove.run(o.label, o.text);
+          removed.push(o.label);
+        }
         st.upsertDoc.run(collectionId, d.id, d.text, JSON.stringify(d.metadata), seq, now);
         d.chunks.forEach((text, n) => {
           const r = st.insertChunk.get(collectionId, d.id, n, text, seq) as { label: number };
+          fts.insert.run(r.label, text);
           added.push({ label: r.label, docId: d.id, n, text });
         });
       }
@@ -162,7 +197,9 @@ export class SqliteStore implements Store {
       const seq = this.nextSeq();
       const old = tx.update(s.chunks).set({ deletedSeq: seq })
         .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
-        .returning({ label: s.chunks.label }).all();
+        .returning({ label: s.chunks.label, text: s.chunks.text }).all();
+      const fts = this.fts(collectionId);
+      for (const o of old) fts.remove.run(o.label, o.text);
       tx.delete(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).run();
       return { seq, added: [], removed: old.map((o) => o.label) };
     });
@@ -247,15 +284,17 @@ export class SqliteStore implements Store {
     if (tokens.length === 0) return [];
     const match = tokens.map((t) => `"${t}"`).join(' OR ');
     const allowed = filter && Object.keys(filter).length > 0 ? new Set(await this.labelsMatching(collectionId, filter)) : undefined;
-    // bm25() is "lower is better"; negate so higher is better like cosine scores.
-    const rows = this.sqlite
-      .prepare(
-        `SELECT c.label AS label, -bm25(chunks_fts) AS score FROM chunks_fts
-         JOIN chunks c ON c.label = chunks_fts.rowid
-         WHERE chunks_fts MATCH ? AND c.collection_id = ?
-         ORDER BY bm25(chunks_fts) LIMIT ?`,
-      )
-      .all(match, collectionId, allowed ? Math.max(k * 20, 1000) : k) as { label: number; score: number }[];
+    let rows: { label: number; score: number }[];
+    try {
+      rows = this.fts(collectionId).search.all(match, allowed ? Math.max(k * 20, 1000) : k);
+    } catch (err) {
+      // No keyword table: the collection does not exist (or was just deleted, possibly by another process).
+      if (err instanceof Database.SqliteError && /no such table/.test(err.message)) {
+        this.ftsStmts.delete(collectionId);
+        return [];
+      }
+      throw err;
+    }
     return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
   }
 
