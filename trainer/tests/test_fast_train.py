@@ -1,0 +1,193 @@
+"""The fast training engine (fast_train.py) against its reference, sentence-transformers' trainer: the same loss
+values and gradients, the batch samplers' rules, training that learns, and the bench on CPU."""
+import json
+import os
+
+import pytest
+
+from .conftest import REPO, needs_torch, run_cli, write_bundle
+
+ST_FIXTURES = os.path.join(REPO, "test", "fixtures", "models", "st")
+
+
+def _model(path=None, max_len=64):
+    from trainer.train import load_model
+
+    return load_model(path or os.path.join(REPO, "test", "fixtures", "models", "tiny", "pytorch"), "cpu", max_len)
+
+
+TEXTS_A = ["cell division", "dna binding transcription regulator", "mitochondrial membrane", "glucose catabolism",
+           "a rather long query about the negative regulation of protein synthesis in the cytoplasm", "angiogenesis"]
+TEXTS_P = ["The process of cell division in which chromosomes separate.", "Binding to a DNA sequence.",
+           "The membrane that surrounds the mitochondrion.", "The chemical reactions resulting in the breakdown of glucose.",
+           "Any process that decreases the rate of protein synthesis.", "The formation of new blood vessels."]
+TEXTS_N = ["Movement of ions across a membrane.", "A complex of proteins that degrades ubiquitinated proteins.",
+           "Transport of lipids.", "Synthesis of RNA.", "The cytoskeleton.", "Apoptosis of neurons."]
+
+
+@needs_torch
+@pytest.mark.parametrize("shape", [
+    {},
+    {"directions": ["query_to_doc", "doc_to_query"]},
+    {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction"},
+    {"directions": ["query_to_doc", "query_to_query", "doc_to_doc"], "hardness": {"mode": "in_batch_negatives", "strength": 5.0}},
+    {"hardness": {"mode": "all_negatives", "strength": 3.0}, "negatives": True},
+    {"hardness": {"mode": "hard_negatives", "strength": 2.0}, "negatives": True, "scale": 33.0},
+])
+def test_loss_and_gradients_equal_the_reference(shape):
+    """ST's loss on its collator's features (model.preprocess) vs the fast path's pre-tokenized batch through
+    embed_columns + compute_loss_from_embeddings: equal loss and parameter gradients."""
+    import torch
+
+    from trainer import fast_train
+    from trainer.train import make_loss
+
+    job = {"loss": "mnrl", "scale": shape.get("scale", 20.0), "directions": shape.get("directions", ["query_to_doc"]),
+           "partition_mode": shape.get("partition_mode", "joint"), "hardness": shape.get("hardness")}
+    cols = {"anchor": TEXTS_A, "positive": TEXTS_P, **({"negative": TEXTS_N} if shape.get("negatives") else {})}
+    model = _model()
+    model.train()
+    torch.manual_seed(0)
+    # reference: the features the collator builds, the loss module's forward
+    ref_loss_fn = make_loss(model, job)
+    feats = [dict(model.preprocess(v)) for v in cols.values()]
+    for m in model.modules():  # dropout off: both passes must see the same network
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    ref = ref_loss_fn(feats, None)
+    ref.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+
+    s = fast_train.TrainSet(cols, model.tokenizer, {}, 64, {})
+    mine_feats = fast_train.features(s, list(range(s.n)), model.tokenizer.pad_token_id, True,
+                                     {c: fast_train._extra_features(model, "") for c in cols}, "cpu")
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    embs = embed_columns(model, mine_feats)
+    mine = make_loss(model, job).compute_loss_from_embeddings([e.float() for e in embs], None)
+    mine.backward()
+    assert abs(float(mine) - float(ref)) < 1e-5
+    for n, p in model.named_parameters():
+        if n in ref_grads:
+            assert torch.allclose(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4), n
+
+
+@needs_torch
+@pytest.mark.parametrize("fixture,prompt", [("tiny", ""), ("st-e5-tiny", "query: "), ("st-bge-tiny", "")])
+def test_pretokenized_batches_equal_the_models_preprocess(fixture, prompt):
+    from trainer import fast_train
+
+    path = os.path.join(REPO, "test", "fixtures", "models", "tiny", "pytorch") if fixture == "tiny" else os.path.join(ST_FIXTURES, fixture)
+    if not os.path.isdir(path):
+        pytest.skip(f"no fixture {fixture}")
+    model = _model(path, 16)  # 16: the long text is truncated
+    extra = fast_train.check_tokenization(model, model.tokenizer, TEXTS_A + TEXTS_P, prompt, 16)
+    if prompt:
+        assert "prompt_length" in extra or extra.get("modality") == "text"
+
+
+def _sets(n_pairs=300, n_corpus=120, groups=True):
+    """Two datasets of plain rows with duplicate texts and groups, as TrainSet-like objects (no tokenizer)."""
+    import numpy as np
+
+    from trainer.corpus_pairs import row_keys
+
+    class S:
+        def __init__(self, cols, tg):
+            self.names = list(cols)
+            self.n = len(cols["anchor"])
+            self.keys = [row_keys((cols[c][i] for c in self.names), tg) for i in range(self.n)]
+            self.lens = np.array([len(cols["anchor"][i]) + len(cols["positive"][i]) for i in range(self.n)])
+            self.cols = cols
+
+    rng = np.random.default_rng(0)
+    pairs = {"anchor": [f"q{int(rng.integers(0, 150))}" + "x" * int(rng.integers(0, 30)) for _ in range(n_pairs)],
+             "positive": [f"d{int(rng.integers(0, 60))}" for _ in range(n_pairs)]}
+    corpus = {"anchor": [f"s{i}" for i in range(n_corpus)], "positive": [f"p{i % 40}" for i in range(n_corpus)]}
+    tg = {f"p{i}": {f"g{i % 10}"} for i in range(40)} if groups else {}
+    return [S(pairs, tg), S(corpus, tg)]
+
+
+def test_batches_use_every_row_once_without_duplicates_or_shared_groups():
+    from trainer.fast_train import epoch_batches
+
+    sets = _sets()
+    for epoch in range(2):
+        batches = epoch_batches(sets, 16, seed=7, epoch=epoch, mega=3)
+        seen = {0: [], 1: []}
+        for d, rows in batches:
+            assert 0 < len(rows) <= 16
+            keys = [k for r in rows for k in sets[d].keys[r]]
+            assert len(keys) == len(set(keys)), "a text or group twice in one batch"
+            seen[d].extend(rows)
+        for d, s in enumerate(sets):
+            assert sorted(seen[d]) == list(range(s.n)), "every row exactly once per epoch"
+        # both datasets' batches are interleaved (proportional sampling), not one after the other
+        kinds = [d for d, _ in batches]
+        assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)
+    a = epoch_batches(sets, 16, seed=7, epoch=0, mega=3)
+    assert a == epoch_batches(sets, 16, seed=7, epoch=0, mega=3)
+    assert a != epoch_batches(sets, 16, seed=7, epoch=1, mega=3)
+    assert a != epoch_batches(sets, 16, seed=8, epoch=0, mega=3)
+
+
+def test_length_bucketing_keeps_batches_narrow():
+    """Rows are sorted by length within a mega-batch, so a batch's length spread is far below a random batch's."""
+    import numpy as np
+
+    from trainer.fast_train import epoch_batches
+
+    sets = _sets(groups=False)
+    s = sets[0]
+    spread = [np.ptp(s.lens[rows]) for d, rows in epoch_batches(sets, 16, 3, 0, mega=10) if d == 0 and len(rows) == 16]
+    rng = np.random.default_rng(1)
+    rand = [np.ptp(s.lens[rng.choice(s.n, 16, replace=False)]) for _ in range(50)]
+    assert np.mean(spread) < 0.5 * np.mean(rand)
+
+
+@needs_torch
+def test_fast_engine_learns_and_reports(tmp_path):
+    """The default engine trains (loss falls, eval NDCG@10 rises on a bundle the base model ranks badly) and writes
+    the same report keys as the reference engine."""
+    corpus = [{"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS_P + TEXTS_N)]
+    qs = ["chromosome separation", "dna sequence binding", "mitochondrion membrane", "glucose breakdown",
+          "protein synthesis decrease", "blood vessel formation", "ion movement", "protein degradation complex",
+          "lipid transport", "rna synthesis", "cytoskeleton", "neuron apoptosis"]
+    pairs = [{"anchor": q, "positive": corpus[i]["text"]} for i, q in enumerate(qs)] * 10
+    queries = [{"query": q, "relevant": [f"d{i}"]} for i, q in enumerate(qs)]
+    reports = {}
+    for eng in ("fast", "st"):
+        b = write_bundle(str(tmp_path / f"b_{eng}"), pairs=pairs, queries=queries, corpus=corpus,
+                         job={"engine": eng, "epochs": 2, "lr": 1e-3, "batch_size": 12, "seed": 3})
+        r = run_cli("train", b, str(tmp_path / f"out_{eng}"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        events = [json.loads(x) for x in r.stdout.splitlines()]
+        with open(tmp_path / f"out_{eng}" / "train_report.json") as f:
+            reports[eng] = (json.load(f), events)
+    rep, events = reports["fast"]
+    assert rep["timings"]["engine"] == "fast" and reports["st"][0]["timings"]["engine"] == "st"
+    assert rep["eval_after"]["ndcg@10"] > rep["eval_before"]["ndcg@10"] + 0.05
+    losses = [e["loss"] for e in events if e["event"] == "progress"]
+    assert losses[-1] < losses[0]
+    assert set(rep) == set(reports["st"][0])
+    assert set(rep["trainer_metrics"]) == set(reports["st"][0]["trainer_metrics"])
+    for when in ("progress", "eval"):
+        ks = [set(e) for e in events if e["event"] == when]
+        ks_st = [set(e) for e in reports["st"][1] if e["event"] == when]
+        assert ks == ks_st, when
+    assert rep["steps"] == reports["st"][0]["steps"]
+    # same or better than the reference on this bundle, within noise
+    assert rep["eval_after"]["ndcg@10"] >= reports["st"][0]["eval_after"]["ndcg@10"] - 0.1
+
+
+@needs_torch
+def test_bench_runs_on_cpu(tmp_path):
+    b = write_bundle(str(tmp_path / "b"), job={"epochs": 1})
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", b, "--json", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "samples/s (training loop)" in r.stdout and "ratio vs st" in r.stdout
+    res = json.loads(out.read_text())
+    assert [x["name"] for x in res] == ["st", "fast"] and [x["engine"] for x in res] == ["st", "fast"]
+    assert all(x["samples_per_second"] > 0 and x["timings"]["export"] >= 0 for x in res)
