@@ -261,11 +261,15 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
             if step >= total:
                 break
         if job["epochs"] > 1 and evaluator is not None:
+            t_ev = time.time()
             metrics = evaluator(model)
             model.train()
-            # the reference's Trainer.evaluate prefixes "eval_" unless the evaluator's key has it already
+            # the reference's Trainer.evaluate prefixes "eval_" unless the evaluator's key has it already, and adds
+            # its speed metrics (0 per second: there is no eval dataset, only the evaluator)
             on_epoch({"step": step, **{(k if k.startswith("eval_") else f"eval_{k}"): float(v)
-                                       for k, v in metrics.items() if isinstance(v, (int, float))}})
+                                       for k, v in metrics.items() if isinstance(v, (int, float))},
+                      "eval_runtime": round(time.time() - t_ev, 4), "eval_samples_per_second": 0.0,
+                      "eval_steps_per_second": 0.0})
         if step >= total:
             break
     if device == "cuda":

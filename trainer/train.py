@@ -78,9 +78,17 @@ class _OnnxAsST:
         self.query_prompt, self.document_prompt = prompts
 
     def _encode(self, sentences, convert_to_tensor=True, prompt=None, **_kw):
+        import numpy as np
         import torch
 
-        return torch.from_numpy(self.enc.encode(list(sentences), batch_size=128, prompt=prompt or None))
+        # longest first, in batches of like length (as SentenceTransformer.encode orders them): far less padding
+        # for onnxruntime on the CPU to run through; the rows come back in input order
+        sentences = list(sentences)
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        emb = self.enc.encode([sentences[i] for i in order], batch_size=128, prompt=prompt or None)
+        out = np.empty_like(emb)
+        out[order] = emb
+        return torch.from_numpy(out)
 
     def encode_query(self, sentences, prompt=None, **kw):
         return self._encode(sentences, prompt=self.query_prompt if prompt is None else prompt, **kw)

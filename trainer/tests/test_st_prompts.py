@@ -59,7 +59,7 @@ def test_st_base_trains_evaluates_and_exports_with_its_prompts(tmp_path, monkeyp
 
     b = load_bundle(st_bundle(str(tmp_path / "b"), name, job={
         "hard_negatives": {"num_negatives": 1, "range_min": 0, "range_max": 5, "max_score": 1.0},
-        "embed_corpus": {"dtype": "float32"}}))
+        "embed_corpus": {"dtype": "float32"}, "engine": "st"}))  # the reference engine's collator is inspected
     # record what training, mining and evaluation were given
     seen: dict = {"trainers": [], "mined": [], "evaluators": []}
 
