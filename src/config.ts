@@ -27,6 +27,9 @@ export const ConfigSchema = z.object({
   EMBED_MAX_QUEUE: int(4096, 1),
   EMBED_MAX_TOKENS: int(256, 8),
   INDEX_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
+  // Where vectors and their HNSW graphs live: `hnswlib` in this process's worker threads (every replica holds
+  // every collection), `pgvector` in the Postgres store (needs a Postgres DATABASE_URL; replicas hold none).
+  INDEX_BACKEND: z.enum(['hnswlib', 'pgvector']).default('hnswlib'),
   HNSW_M: int(16, 2),
   HNSW_EF_CONSTRUCTION: int(200, 10),
   HNSW_EF_SEARCH: int(64, 1),
@@ -122,6 +125,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const cfg = { ...parsed.data, ...overrides };
   if (cfg.CHUNK_OVERLAP >= cfg.CHUNK_SIZE) throw new ConfigError('invalid configuration: CHUNK_OVERLAP must be smaller than CHUNK_SIZE');
+  if (cfg.INDEX_BACKEND === 'pgvector' && !/^(postgres(ql)?|pglite):\/\//i.test(cfg.DATABASE_URL?.trim() ?? '')) {
+    throw new ConfigError('invalid configuration: INDEX_BACKEND=pgvector keeps the vectors in Postgres: set DATABASE_URL to postgres://… or pglite://…');
+  }
   return { ...cfg, DATA_DIR: resolve(cfg.DATA_DIR) };
 }
 

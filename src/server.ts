@@ -10,6 +10,9 @@ import { loadEmbedder, resolveModelSpec } from './embed/registry.js';
 import type { ModelSpec } from './embed/types.js';
 import { createApp, createLoadingApp, type AppEnv, type AppOptions } from './http/app.js';
 import { IndexManager } from './index/manager.js';
+import { PgVectorIndexes } from './index/pgvector.js';
+import type { IndexBackend } from './index/types.js';
+import { PgStore } from './store/pg/store.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { openObjectStore, RemoteArtifacts } from './objects/index.js';
 import { Engine } from './serving/engine.js';
@@ -84,8 +87,18 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     await objects?.check();
     const remote = objects ? new RemoteArtifacts(objects, { log, metrics }) : undefined;
     if (remote) log.info('object store', { location: remote.location });
-    const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log });
-    const indexes = new IndexManager({ workers: config.INDEX_WORKERS });
+    const vectors = config.INDEX_BACKEND === 'pgvector';
+    const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log, vectors });
+    let indexes: IndexBackend;
+    if (vectors) {
+      if (!(store instanceof PgStore)) {
+        await store.close();
+        throw new ConfigError('invalid configuration: INDEX_BACKEND=pgvector needs a Postgres DATABASE_URL (postgres://… or pglite://…)');
+      }
+      indexes = await PgVectorIndexes.open(store.sql);
+    } else {
+      indexes = new IndexManager({ workers: config.INDEX_WORKERS });
+    }
     const embedOpts = {
       cacheDir: `${config.DATA_DIR}/models/cache`,
       workers: config.EMBED_WORKERS,

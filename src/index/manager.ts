@@ -4,7 +4,7 @@ import type { Worker } from 'node:worker_threads';
 import { spawnWorker } from '../util/worker.js';
 import { IndexClosedError, IndexLostError, IndexSnapshotError, IndexStateError } from './errors.js';
 import type { SearchItem, ShardState, ShardTuning, WorkerReady, WorkerRequest, WorkerResponse } from './protocol.js';
-import type { HnswParams, Hit, IndexKey, SearchOptions, VectorIndex } from './types.js';
+import type { HnswParams, Hit, IndexBackend, IndexKey, SearchOptions, VectorIndex } from './types.js';
 
 export interface IndexManagerOptions {
   /** Worker threads in the pool. Default: one per CPU core, at most 2. */
@@ -378,7 +378,9 @@ class ManagedIndex implements VectorIndex {
  * Owns a pool of worker threads running hnswlib-node. Every (collectionId, modelVersion) index lives in
  * one worker (or `replicas` workers); all hnswlib calls happen off the main thread.
  */
-export class IndexManager {
+export class IndexManager implements IndexBackend {
+  readonly kind = 'hnswlib' as const;
+  readonly persistent = false;
   private readonly opts: Required<IndexManagerOptions>;
   /** Worker threads, started on first use beyond the first (an idle worker thread costs ~15 MiB of RSS). */
   private readonly slots: (WorkerSlot | undefined)[];
@@ -447,7 +449,7 @@ export class IndexManager {
     return this.slots.map((_, i) => i).sort((a, b) => load(a) - load(b) || a - b).slice(0, this.opts.replicas).map((i) => this.slot(i));
   }
 
-  private async open(
+  private async place(
     key: IndexKey,
     dim: number,
     params: HnswParams,
@@ -483,7 +485,7 @@ export class IndexManager {
 
   create(key: IndexKey, dim: number, params: HnswParams, capacity?: number): Promise<VectorIndex> {
     const cap = Math.max(1, Math.floor(capacity ?? this.opts.initialCapacity));
-    return this.open(key, dim, params, (slot) => ({ op: 'create', id: slot.id(), keyId: keyId(key), dim, params, capacity: cap, tuning: this.tuning() }));
+    return this.place(key, dim, params, (slot) => ({ op: 'create', id: slot.id(), keyId: keyId(key), dim, params, capacity: cap, tuning: this.tuning() }));
   }
 
   /**
@@ -491,7 +493,12 @@ export class IndexManager {
    * Throws IndexSnapshotError for a missing, truncated, corrupt or wrong-dimension file: rebuild from the DB.
    */
   load(key: IndexKey, dim: number, params: HnswParams, path: string): Promise<VectorIndex> {
-    return this.open(key, dim, params, (slot) => ({ op: 'load', id: slot.id(), keyId: keyId(key), dim, params, path, tuning: this.tuning() }));
+    return this.place(key, dim, params, (slot) => ({ op: 'load', id: slot.id(), keyId: keyId(key), dim, params, path, tuning: this.tuning() }));
+  }
+
+  /** In-memory indexes are not stored anywhere a new process could open them: snapshots are loaded instead. */
+  async open(): Promise<VectorIndex | undefined> {
+    return undefined;
   }
 
   get(key: IndexKey): VectorIndex | undefined {

@@ -5,8 +5,7 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
 import { IndexLostError } from '../index/errors.js';
-import type { IndexManager } from '../index/manager.js';
-import type { Hit, IndexKey, VectorIndex } from '../index/types.js';
+import type { Hit, IndexBackend, IndexKey, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Collection, HydratedChunk, Metadata, Scalar, Store } from '../store/types.js';
 import { isForeignKeyViolation } from '../store/errors.js';
@@ -33,7 +32,8 @@ type LoadEmbedder = (spec: ModelSpec) => Promise<Embedder>;
 export interface EngineDeps {
   config: Config;
   store: Store;
-  indexes: IndexManager;
+  /** hnswlib worker threads (in memory, snapshots) or pgvector (tables in the Postgres store). */
+  indexes: IndexBackend;
   metrics: Metrics;
   log: Logger;
   loadEmbedder: LoadEmbedder;
@@ -106,7 +106,7 @@ export class Engine {
   get config(): Config { return this.deps.config; }
   get metrics(): Metrics { return this.deps.metrics; }
   get log(): Logger { return this.deps.log; }
-  get indexManager(): IndexManager { return this.deps.indexes; }
+  get indexManager(): IndexBackend { return this.deps.indexes; }
   isReady(): boolean { return this.ready && !this.stopping; }
 
   get serving(): ServingPair {
@@ -251,6 +251,7 @@ export class Engine {
     const key = { collectionId: c.id, modelVersion: version };
     const existing = indexes.get(key);
     if (existing) return existing;
+    if (indexes.persistent) return this.openStored(c, version, embedder, onProgress);
     // The snapshot describes itself in a sidecar written after it: the database's index record is shared
     // by every replica, but snapshot files are local to each.
     const path = this.indexPath(c.id, version);
@@ -270,6 +271,24 @@ export class Engine {
       }
     }
     return this.buildIndex(c, version, embedder, onProgress);
+  }
+
+  /**
+   * A persistent backend (pgvector): the index stored in the database, brought in line with the store's live
+   * chunks (vectors of dead chunks removed, live chunks without one embedded); a full build when there is none.
+   */
+  private async openStored(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
+    const { store, indexes, log } = this.deps;
+    const idx = await indexes.open({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw);
+    if (!idx) return this.buildIndex(c, version, embedder, onProgress);
+    const missing = (await idx.reconcile?.()) ?? [];
+    for (let i = 0; i < missing.length; i += 256) {
+      const rows = await store.hydrate(missing.slice(i, i + 256));
+      const live = [...rows.values()];
+      if (live.length) await idx.add(live.map((r) => r.label), await embedder.embed(live.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
+    }
+    log.info('index opened', { collection: c.name, version, backend: indexes.kind, count: idx.count(), embedded: missing.length });
+    return idx;
   }
 
   /** Replaces the local snapshot with the object store's when that one is newer. Returns its meta if it did. */
@@ -326,6 +345,7 @@ export class Engine {
       onProgress?.(done, total);
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
+    await idx.seal?.();
     // Chunks tombstoned while we read past them are still in the index: replay from the start seq.
     await this.catchUp(c.id, idx, embedder, startSeq);
     return idx;
@@ -337,10 +357,13 @@ export class Engine {
     return this.exclusive(async () => {
       // Build under a fresh key so searches keep using the old index until the pointer moves.
       const old = pair.indexes.get(c.id);
-      const fresh = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
+      let fresh = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
+      // A stored index must end up under the serving key, where a restart and the other replicas look for it.
+      if (this.deps.indexes.rename) fresh = await this.deps.indexes.rename(fresh, { collectionId: c.id, modelVersion: pair.version });
       pair.indexes.set(c.id, fresh);
       this.snapshotSeqs.delete(this.seqKey(c.id, pair.version));
-      if (old) setTimeout(() => void old.close().catch(() => undefined), 5_000).unref();
+      // (A renamed stored index replaced the old one in the same transaction: nothing left to free.)
+      if (old && !this.deps.indexes.persistent) setTimeout(() => void old.close().catch(() => undefined), 5_000).unref();
       this.reportSize(c.id, pair.version, fresh);
       return fresh.count();
     });
@@ -350,8 +373,14 @@ export class Engine {
   async catchUp(collectionId: number, idx: VectorIndex, embedder: Embedder, fromSeq: number): Promise<number> {
     const ch = await this.deps.store.changesSince(collectionId, fromSeq);
     if (ch.removed.length) await idx.markDeleted(ch.removed);
-    for (let i = 0; i < ch.added.length; i += 256) {
-      const part = ch.added.slice(i, i + 256);
+    // A shared index (pgvector) may hold these already, written by the replica that took the write.
+    let added = ch.added;
+    if (idx.absent) {
+      const absent = new Set(await idx.absent(added.map((r) => r.label)));
+      added = added.filter((r) => absent.has(r.label));
+    }
+    for (let i = 0; i < added.length; i += 256) {
+      const part = added.slice(i, i + 256);
       await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
     }
     return ch.added.length + ch.removed.length;
@@ -392,7 +421,8 @@ export class Engine {
 
   private async writeSnapshots(): Promise<{ c: Collection; version: string; path: string; seq: number; count: number }[]> {
     const pair = this.current;
-    if (!pair) return [];
+    // A persistent backend's index is its own copy: nothing to snapshot.
+    if (!pair || this.deps.indexes.persistent) return [];
     return this.exclusive(async () => {
       const written = [];
       const seq = await this.deps.store.currentSeq();
@@ -496,7 +526,9 @@ export class Engine {
         chunk: { size, overlap },
       });
       const pair = this.serving;
-      pair.indexes.set(c.id, await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024));
+      const idx = await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024);
+      await idx.seal?.();
+      pair.indexes.set(c.id, idx);
       this.reportSize(c.id, pair.version, pair.indexes.get(c.id)!);
       return c;
     });

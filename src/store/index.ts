@@ -15,6 +15,8 @@ export interface StoreConfig {
   /** SQLite lives at `${dataDir}/retrieval.db` when no databaseUrl is given. */
   dataDir: string;
   logger?: Logger;
+  /** INDEX_BACKEND=pgvector: the Postgres store also carries the vectors (the pgvector migration runs). */
+  vectors?: boolean;
 }
 
 // Walk up from this module to the directory holding `migrations/`: the same code runs from src/ under
@@ -59,11 +61,13 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     case 'sqlite':
       return new SqliteStore(target.file, join(MIGRATIONS_ROOT, 'sqlite'));
     case 'postgres':
-      return PgStore.connect(target.url, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger }).catch((err: unknown) => {
+      return PgStore.connect(target.url, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger, vectors: config.vectors }).catch((err: unknown) => {
+        // The pgvector migration's own line already says what is wrong and what to do.
+        if (err instanceof StoreOpenError) throw err;
         throw new StoreOpenError(`cannot open the Postgres database ${redactUrl(target.url)}: ${describe(err)}`, { cause: err });
       });
     case 'pglite':
-      return PgStore.pglite(target.dataDir, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger });
+      return PgStore.pglite(target.dataDir, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger, vectors: config.vectors });
   }
 }
 

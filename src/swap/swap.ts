@@ -254,6 +254,7 @@ export class Swapper {
       done += rows.length;
       onProgress(done, total);
     }
+    await idx.seal?.();
     here += await this.engine.catchUp(c.id, idx, embedder, startSeq);
     await store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
     report.fromFile = fromFile;

@@ -10,8 +10,9 @@ const DOCS = [
 ];
 
 // The same API suite runs on the embedded default (SQLite) and on Postgres (PGlite in-process; a real
-// server when TEST_DATABASE_URL is set, as in CI).
-const STORES: string[] = ['sqlite', 'pglite'];
+// server when TEST_DATABASE_URL is set, as in CI), with hnswlib indexes, and on PGlite with the pgvector
+// index backend (PGlite's pgvector build: the vectors and their HNSW graphs live in the database).
+const STORES: string[] = ['sqlite', 'pglite', 'pglite+pgvector'];
 if (process.env.TEST_DATABASE_URL) STORES.push('postgres');
 
 describe.each(STORES)('API on %s', (store) => {
@@ -19,9 +20,11 @@ describe.each(STORES)('API on %s', (store) => {
   let dropDb: (() => Promise<void>) | undefined;
   beforeAll(async () => {
     let databaseUrl: string | undefined;
-    if (store === 'pglite') databaseUrl = 'pglite://memory';
+    if (store.startsWith('pglite')) databaseUrl = 'pglite://memory';
     if (store === 'postgres') ({ url: databaseUrl, drop: dropDb } = await freshPostgres('rt_api'));
-    s = await startTestServer({ DATABASE_URL: databaseUrl, MAX_BATCH_DOCS: 50, MAX_TEXT_BYTES: 20_000, MAX_BODY_BYTES: 200_000, MAX_K: 100, CHUNK_SIZE: 200, CHUNK_OVERLAP: 40 });
+    const INDEX_BACKEND = store.endsWith('+pgvector') ? 'pgvector' as const : 'hnswlib' as const;
+    s = await startTestServer({ DATABASE_URL: databaseUrl, INDEX_BACKEND, MAX_BATCH_DOCS: 50, MAX_TEXT_BYTES: 20_000, MAX_BODY_BYTES: 200_000, MAX_K: 100, CHUNK_SIZE: 200, CHUNK_OVERLAP: 40 });
+    expect(s.engine.indexManager.kind).toBe(INDEX_BACKEND);
     expect((await s.req('POST', '/collections', { name: 'bio' })).status).toBe(201);
     expect((await s.req('POST', '/collections/bio/documents', { documents: DOCS })).status).toBe(200);
   }, 60_000);

@@ -3,6 +3,7 @@ import { existsSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, test } from 'vitest';
+import type { IndexManager } from '../../src/index/manager.js';
 import { REPO, TINY_MODEL, startTestServer, tempDir } from '../helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -123,7 +124,8 @@ describe('durability', () => {
     cleanups.push(() => s.dispose());
     await s.req('POST', '/collections', { name: 'w' });
     await s.req('POST', '/collections/w/documents', { documents: Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: `worker crash test document ${i} about topic ${i % 5}` })) });
-    await s.engine.indexManager.killWorker(0);
+    // The default backend (hnswlib worker threads).
+    await (s.engine.indexManager as IndexManager).killWorker(0);
     const r = await s.req('POST', '/search', { collection: 'w', query: 'worker crash test document 12 about topic 2', k: 3 });
     expect(r.status).toBe(200);
     expect(r.body.results[0].id).toBe('d12');

@@ -4,6 +4,7 @@ import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
+import type { Extension } from '@electric-sql/pglite';
 import { AppError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import * as s from '../schema/pg.js';
@@ -13,6 +14,7 @@ import type {
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
 import { LocalJobClaims } from '../types.js';
+import { migrateVectors } from './vectors.js';
 
 // Both drivers (node-postgres against a server, PGlite in-process) produce this common base type,
 // so every query below is written once.
@@ -83,6 +85,17 @@ export interface PgStoreOptions {
   logger?: Logger;
   /** node-postgres pool size. */
   poolMax?: number;
+  /** INDEX_BACKEND=pgvector: load (PGlite) and create the pgvector extension and the vector catalog. */
+  vectors?: boolean;
+}
+
+type SqlRows = Record<string, unknown>[];
+type SqlQuery = (text: string, params?: unknown[]) => Promise<SqlRows>;
+
+/** Plain SQL on the store's connection(s), for the pgvector index backend (src/index/pgvector.ts). */
+export interface PgSqlClient {
+  query: SqlQuery;
+  transaction<T>(fn: (q: SqlQuery) => Promise<T>): Promise<T>;
 }
 
 export class PgStore implements Store {
@@ -94,6 +107,8 @@ export class PgStore implements Store {
   private constructor(
     private readonly db: Db,
     private readonly shutdown: () => Promise<void>,
+    /** Plain SQL on the same database (the pgvector index backend). */
+    readonly sql: PgSqlClient,
     /** Session-level job claims (node-postgres); absent for PGlite, which only one process can open. */
     private readonly claimSession?: (id: string) => Promise<JobClaim | undefined>,
   ) {}
@@ -118,6 +133,7 @@ export class PgStore implements Store {
         await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NS, LOCK_MIGRATE]);
         try {
           await migrateNodePg(drizzleNodePg(client, { schema: s }), { migrationsFolder: opts.migrationsFolder });
+          if (opts.vectors) await migrateVectors(async (text) => (await client.query(text)).rows);
         } finally {
           await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NS, LOCK_MIGRATE]);
         }
@@ -160,7 +176,25 @@ export class PgStore implements Store {
       client.release();
       return undefined;
     };
-    return new PgStore(drizzleNodePg(pool, { schema: s }), () => pool.end(), claimSession);
+    const sqlClient: PgSqlClient = {
+      query: async (text, params) => (await pool.query(text, params)).rows,
+      async transaction(fn) {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const out = await fn(async (text, params) => (await client.query(text, params)).rows);
+          await client.query('COMMIT');
+          client.release();
+          return out;
+        } catch (err) {
+          // A connection that cannot even roll back is discarded, not returned to the pool.
+          const broken = await client.query('ROLLBACK').then(() => undefined, (e: unknown) => e as Error);
+          client.release(broken);
+          throw err;
+        }
+      },
+    };
+    return new PgStore(drizzleNodePg(pool, { schema: s }), () => pool.end(), sqlClient, claimSession);
   }
 
   /** In-process Postgres (PGlite): `dataDir` persists, undefined keeps everything in memory. */
@@ -170,11 +204,18 @@ export class PgStore implements Store {
     const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
       import('@electric-sql/pglite'), import('drizzle-orm/pglite'), import('drizzle-orm/pglite/migrator'),
     ]);
-    const client = await PGlite.create(dataDir);
+    // pgvector for PGlite is a separate package, loaded only for the pgvector index backend.
+    const extensions: Record<string, Extension> = opts.vectors ? { vector: (await import('@electric-sql/pglite-pgvector')).vector } : {};
+    const client = await PGlite.create({ ...(dataDir ? { dataDir } : {}), extensions });
     try {
       const db = drizzlePglite(client, { schema: s });
       await migratePglite(db, { migrationsFolder: opts.migrationsFolder });
-      return new PgStore(db, () => client.close());
+      if (opts.vectors) await migrateVectors(async (text) => (await client.query<Record<string, unknown>>(text)).rows);
+      const sqlClient: PgSqlClient = {
+        query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows,
+        transaction: (fn) => client.transaction((tx) => fn(async (text, params) => (await tx.query<Record<string, unknown>>(text, params)).rows)),
+      };
+      return new PgStore(db, () => client.close(), sqlClient);
     } catch (err) {
       await client.close().catch(() => undefined);
       throw err;
