@@ -421,14 +421,19 @@ export class Engine {
 
   private async writeSnapshots(): Promise<{ c: Collection; version: string; path: string; seq: number; count: number }[]> {
     const pair = this.current;
-    // A persistent backend's index is its own copy: nothing to snapshot.
-    if (!pair || this.deps.indexes.persistent) return [];
+    if (!pair) return [];
     return this.exclusive(async () => {
       const written = [];
       const seq = await this.deps.store.currentSeq();
       for (const [cid, idx] of pair.indexes) {
         const k = this.seqKey(cid, pair.version);
         if (this.snapshotSeqs.get(k) === seq) continue;
+        if (this.deps.indexes.persistent) {
+          // The index is stored in the database already: nothing to write, only the record to mark ready.
+          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path: null, snapshotSeq: seq, count: idx.count(), status: 'ready' });
+          this.snapshotSeqs.set(k, seq);
+          continue;
+        }
         const path = this.indexPath(cid, pair.version);
         try {
           await idx.snapshot(path);
