@@ -8,10 +8,16 @@
 # that a run takes minutes) and the ports and directories.
 # Everything runs under one detached orchestrator (setsid), so the run can span two device calls of at most
 # 10 minutes each:
-#   bash scripts/loop/gpu-scenarios.sh start    # starts the orchestrator, waits up to WAIT_S, copies what exists to $OUT
+#   bash scripts/loop/gpu-scenarios.sh start    # checks the box, starts the orchestrator, waits up to WAIT_S,
+#                                               # copies what exists to $OUT
 #   bash scripts/loop/gpu-scenarios.sh wait     # waits for the orchestrator to finish (up to WAIT_S), copies results to $OUT
+# `start` fails within seconds, with the reason, when Node, the trainer's Python packages or the data are missing;
+# `wait` returns as soon as the orchestrator has exited, finished or not (a dead run is never waited for).
 # Prepare here: bash scripts/loop/pack-node.sh (→ .loopnode), data in .carry/data/{go,pubmedqa}/*.jsonl.gz
-# (gzip of ../shared/data), trainer wheels in .whl; carry .loopnode, .carry, .whl.
+# (gzip of ../shared/data), trainer wheels in .whl; then `bash scripts/loop/gpu-scenarios.sh pack-src` (→
+# .loopnode/src.tgz: the committed tree at HEAD, without tests, models and docs). When src.tgz is there, `start`
+# runs the scenarios from that snapshot, not from the checkout that travelled with it, so uncommitted edits in the
+# checkout never reach a run, and the summary records the commit. Carry .loopnode, .carry, .whl.
 # CPU dry run: LOOP_DRY_RUN=1 SCENARIOS=pubmedqa bash scripts/loop/gpu-scenarios.sh run (command backend copies
 # the trainer-made fixture test/fixtures/models/tiny-ft-go; no torch needed).
 set -uo pipefail
@@ -37,19 +43,25 @@ collect() {
   find "$OUT" -type f ! -name results.tgz ! -name orchestrator.log -delete
 }
 
+fail() { say "FAILED: $*"; echo "$*" > "$WORK/FAILED"; exit 2; }
+
 prepare() {
   . scripts/loop/node-env.sh
-  loop_node_env || exit 2
+  loop_node_env || fail "no Node for the server (see above)"
+  node --version >/dev/null 2>&1 || fail "node does not run here"
+  [ -f "$ROOT/.loopnode/src.commit" ] && say "source: $(cat "$ROOT/.loopnode/src.commit")"
   if [ -z "${LOOP_DRY_RUN:-}" ]; then
     python3 -c 'import datasets' 2>/dev/null || bash scripts/gpu/setup.sh 2>&1 | tee -a "$WORK/orchestrator.log"
-    python3 -c 'import torch, sentence_transformers, datasets; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__)' 2>&1 | tee -a "$WORK/orchestrator.log"
+    python3 -c 'import torch, sentence_transformers, datasets; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "st", sentence_transformers.__version__)' 2>&1 | tee -a "$WORK/orchestrator.log" \
+      || fail "the trainer's Python packages do not import (carry .whl for scripts/gpu/setup.sh)"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$WORK/orchestrator.log"
   fi
   for d in go pubmedqa; do
     mkdir -p "$WORK/data/$d"
     for f in corpus queries.train queries.dev; do
       if [ -f ".carry/data/$d/$f.jsonl.gz" ]; then gunzip -c ".carry/data/$d/$f.jsonl.gz" > "$WORK/data/$d/$f.jsonl"
-      else cp "../shared/data/$d/$f.jsonl" "$WORK/data/$d/$f.jsonl"; fi
+      elif [ -f "../shared/data/$d/$f.jsonl" ]; then cp "../shared/data/$d/$f.jsonl" "$WORK/data/$d/$f.jsonl"
+      else fail "no $d/$f data: carry .carry/data (gzip of ../shared/data)"; fi
     done
     if [ -n "${LOOP_CORPUS_LIMIT:-}" ]; then head -n "$LOOP_CORPUS_LIMIT" "$WORK/data/$d/corpus.jsonl" > "$WORK/c.tmp" && mv "$WORK/c.tmp" "$WORK/data/$d/corpus.jsonl"; fi
   done
@@ -83,6 +95,7 @@ scenario() {
 }
 
 orchestrate() {
+  echo $$ > "$WORK/orchestrator.pid"
   prepare
   say "orchestrator: scenarios $SCENARIOS"
   local pids=()
@@ -100,22 +113,53 @@ orchestrate() {
   touch "$WORK/DONE"
 }
 
+alive() { local pid; pid=$(cat "$WORK/orchestrator.pid" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
 wait_done() {
   local until=$(( $(date +%s) + WAIT_S ))
-  while [ ! -f "$WORK/DONE" ] && [ "$(date +%s)" -lt "$until" ]; do sleep 5; done
+  while [ ! -f "$WORK/DONE" ] && alive && [ "$(date +%s)" -lt "$until" ]; do sleep 5; done
   for s in $SCENARIOS; do tail -n 3 "$WORK/$s/driver.log" 2>/dev/null; done
   collect
-  [ -f "$WORK/DONE" ] && echo "ALL DONE" || echo "still running (call again with: wait)"
+  if [ -f "$WORK/DONE" ]; then echo "ALL DONE"
+  elif alive; then echo "still running (call again with: wait)"
+  else echo "FAILED: the orchestrator exited without finishing: $(cat "$WORK/FAILED" 2>/dev/null || tail -n 5 "$WORK/orchestrator.out" 2>/dev/null)"; return 1
+  fi
 }
 
-case ${1:-run} in
+# The committed tree at HEAD (no tests, models or docs: the checkout's models/ and test/ fixtures are linked in where it runs).
+pack_src() {
+  command -v git >/dev/null && git rev-parse HEAD >/dev/null 2>&1 || { echo "pack-src needs the git checkout" >&2; exit 2; }
+  mkdir -p .loopnode && local tmp; tmp=$(mktemp -d)
+  git archive HEAD | tar -x -C "$tmp" && rm -rf "$tmp/test" "$tmp/models" "$tmp/docs"
+  tar -czf .loopnode/src.tgz -C "$tmp" . && rm -rf "$tmp"
+  git log -1 --format='%H %s' > .loopnode/src.commit
+  [ -z "$(git status --porcelain --untracked-files=no)" ] || echo "note: uncommitted changes are not in src.tgz" >&2
+  echo "packed $(cat .loopnode/src.commit) ($(du -h .loopnode/src.tgz | cut -f1))"
+}
+
+# On the box: re-run this verb from the unpacked snapshot, with the checkout's bundles and models linked in.
+from_snapshot() {
+  local src=${LOOP_SRC_DIR:-/tmp/loop-src}
+  rm -rf "$src" && mkdir -p "$src" && tar -xzf .loopnode/src.tgz -C "$src" || { echo "cannot unpack .loopnode/src.tgz" >&2; exit 2; }
+  for p in .loopnode .carry .whl models test; do [ -e "$ROOT/$p" ] && ln -sfn "$ROOT/$p" "$src/$p"; done
+  cd "$src" && LOOP_IN_SNAPSHOT=1 OUT=$OUT exec bash scripts/loop/gpu-scenarios.sh "$@"
+}
+
+verb=${1:-run}
+if [ -f .loopnode/src.tgz ] && [ -z "${LOOP_IN_SNAPSHOT:-}" ] && [ "$verb" != pack-src ] && [ "$verb" != wait ]; then
+  from_snapshot "$verb"
+fi
+case $verb in
   start)
-    rm -rf "$WORK/DONE" "$WORK/orchestrator.log"
+    rm -rf "$WORK/DONE" "$WORK/FAILED" "$WORK/orchestrator.log" "$WORK/orchestrator.pid"
+    # fail now, in this call, if the box cannot run the scenarios
+    ( prepare ) || { echo "FAILED: $(cat "$WORK/FAILED" 2>/dev/null)"; cp "$WORK/orchestrator.log" "$OUT/" 2>/dev/null; exit 2; }
     setsid bash "$0" orchestrate > "$WORK/orchestrator.out" 2>&1 < /dev/null &
-    sleep 2
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -f "$WORK/orchestrator.pid" ] && break; sleep 1; done
     wait_done ;;
   wait) wait_done ;;
   orchestrate) orchestrate ;;
   run) rm -f "$WORK/DONE"; orchestrate; collect ;;
-  *) echo "usage: $0 start|wait|run"; exit 2 ;;
+  pack-src) pack_src ;;
+  *) echo "usage: $0 start|wait|run|pack-src"; exit 2 ;;
 esac

@@ -4,7 +4,9 @@
 loop_node_env() {
   # tar -J needs the xz binary; Python's lzma does the same where it is missing.
   untar_xz() { tar -C "$2" -xJf "$1" 2>/dev/null || python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$1" "$2"; }
-  [ ! -d "$ROOT/node_modules" ] || [ -n "${LOOP_USE_BUNDLE:-}" ] || return 0
+  # A checkout with its own node_modules and a node on PATH (a dev box) runs as it is; otherwise the bundle's
+  # Node goes on PATH, also when node_modules was unpacked from the bundle by an earlier run on this box.
+  if [ -d "$ROOT/node_modules" ] && [ -z "${LOOP_USE_BUNDLE:-}" ] && command -v node >/dev/null; then return 0; fi
   [ -f "$ROOT/.loopnode/node.tar.xz" ] || { say "no .loopnode/: run scripts/loop/pack-node.sh here and carry .loopnode"; return 2; }
   [ -x "$WORK/bin/node" ] || untar_xz "$ROOT/.loopnode/node.tar.xz" "$WORK"
   [ -d "$ROOT/node_modules" ] || untar_xz "$ROOT/.loopnode/modules.tar.xz" "$ROOT"
