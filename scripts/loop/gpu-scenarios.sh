@@ -47,7 +47,7 @@ fail() { say "FAILED: $*"; echo "$*" > "$WORK/FAILED"; exit 2; }
 
 prepare() {
   . scripts/loop/node-env.sh
-  loop_node_env || fail "no Node for the server (see above)"
+  loop_node_env || fail "the server's Node runtime cannot be set up (see above)"
   node --version >/dev/null 2>&1 || fail "node does not run here"
   [ -f "$ROOT/.loopnode/src.commit" ] && say "source: $(cat "$ROOT/.loopnode/src.commit")"
   if [ -z "${LOOP_DRY_RUN:-}" ]; then
@@ -141,7 +141,7 @@ pack_src() {
 from_snapshot() {
   local src=${LOOP_SRC_DIR:-/tmp/loop-src}
   rm -rf "$src" && mkdir -p "$src" && tar -xzf .loopnode/src.tgz -C "$src" || { echo "cannot unpack .loopnode/src.tgz" >&2; exit 2; }
-  for p in .loopnode .carry .whl models test; do [ -e "$ROOT/$p" ] && ln -sfn "$ROOT/$p" "$src/$p"; done
+  for p in .loopnode .carry .whl models test node_modules; do [ -e "$ROOT/$p" ] && ln -sfn "$ROOT/$p" "$src/$p"; done
   cd "$src" && LOOP_IN_SNAPSHOT=1 OUT=$OUT exec bash scripts/loop/gpu-scenarios.sh "$@"
 }
 
