@@ -18,6 +18,7 @@ import { bestPerDocument, convexFusion, reciprocalRankFusion, type Scored } from
 import { StrategyBook, resolveAuto } from '../search/tuner.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
+import { ChunkCache } from './chunk-cache.js';
 
 /** A model and the indexes built with it: they are only ever served together. */
 export interface ServingPair {
@@ -78,6 +79,12 @@ export interface DocumentIn {
   metadata?: Metadata;
 }
 
+/**
+ * Memory for hydrated chunks (text, document id, metadata) on the search path: at ~100 B of text a chunk,
+ * about 100k of them; at the default 1000-character chunks, ~15k.
+ */
+const CHUNK_CACHE_BYTES = 32 * 2 ** 20;
+
 // The engine owns the serving state: which (model, indexes) pair answers, how writes reach the
 // store and the index, snapshots, and the primitives a swap is built from.
 export class Engine {
@@ -86,6 +93,8 @@ export class Engine {
   private previous: ServingPair | undefined;
   private readonly writes = new KeyedMutex();
   readonly queryLog: QueryLogBuffer;
+  /** Hits hydrated from memory where seen before (labels are write-once; writes forget the ones they tombstone). */
+  private readonly chunkCache = new ChunkCache(CHUNK_CACHE_BYTES);
   private snapshotTimer: NodeJS.Timeout | undefined;
   private followTimer: NodeJS.Timeout | undefined;
   private readonly snapshotSeqs = new Map<string, number>();
@@ -372,6 +381,7 @@ export class Engine {
   /** Applies every store change after `fromSeq` to `idx`. Returns the number of changes applied. */
   async catchUp(collectionId: number, idx: VectorIndex, embedder: Embedder, fromSeq: number): Promise<number> {
     const ch = await this.deps.store.changesSince(collectionId, fromSeq);
+    this.chunkCache.forget(ch.removed);
     if (ch.removed.length) await idx.markDeleted(ch.removed);
     // A shared index (pgvector) may hold these already, written by the replica that took the write.
     let added = ch.added;
@@ -544,6 +554,7 @@ export class Engine {
       const c = await this.requireCollection(name);
       await this.deps.store.deleteCollection(name);
       this.collections.delete(name);
+      this.chunkCache.clear();
       this.strategies.forget(c);
       for (const pair of [this.current, this.previous]) {
         if (!pair) continue;
@@ -592,6 +603,7 @@ export class Engine {
         if (isForeignKeyViolation(err)) throw new AppError('collection_not_found', `collection "${name}" was deleted`);
         throw err;
       });
+      this.chunkCache.forget(r.removed);
       const idx = pair.indexes.get(c.id);
       if (idx) {
         if (r.removed.length) await idx.markDeleted(r.removed);
@@ -610,6 +622,7 @@ export class Engine {
     await this.exclusive(async () => {
       const r = await this.deps.store.deleteDocument(c.id, docId);
       if (!r) throw new AppError('document_not_found', `document "${docId}" not found in "${name}"`);
+      this.chunkCache.forget(r.removed);
       const pair = this.serving;
       const idx = pair.indexes.get(c.id);
       if (idx && r.removed.length) {
@@ -674,7 +687,7 @@ export class Engine {
       }
       const part = ranked.slice(from, from + Math.max(req.k - results.length, 8));
       from += part.length;
-      const chunks = await this.deps.store.hydrate(part.map((h) => h.label));
+      const chunks = await this.chunkCache.hydrate(this.deps.store, part.map((h) => h.label));
       for (const h of part) {
         const ch = chunks.get(h.label);
         if (!ch || seen.has(ch.docId)) continue;
@@ -703,7 +716,7 @@ export class Engine {
     const [v] = await pair.embedder.embed([query], { priority: 'bulk', kind: 'query' });
     const dense = await this.vectorHits(pair, c, v!, depth * 3, undefined, undefined);
     const sparse = await this.deps.store.keywordSearch(c.id, query, depth * 3);
-    const chunks = await this.deps.store.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
+    const chunks = await this.chunkCache.hydrate(this.deps.store, [...new Set([...dense, ...sparse].map((h) => h.label))]);
     const toDocs = (hits: { label: number; score: number }[]) =>
       bestPerDocument(hits.map((h) => ({ key: h.label, score: h.score })), (label) => chunks.get(label)?.docId, depth);
     return { dense: toDocs(dense), sparse: toDocs(sparse) };
