@@ -132,7 +132,11 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
   const { startServer } = await import('../../src/server.js');
   const server = await startServer({
     env: {}, listen: true,
-    config: { DATA_DIR: dataDir, MODEL_DIR: MODEL, LOG_LEVEL: 'error', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0 },
+    config: {
+      DATA_DIR: dataDir, MODEL_DIR: MODEL, LOG_LEVEL: 'error', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0,
+      // BENCH_SERVER_CONFIG: settings for the server under test, as JSON (e.g. {"EMBED_WORKERS":2}).
+      ...(process.env.BENCH_SERVER_CONFIG ? (JSON.parse(process.env.BENCH_SERVER_CONFIG) as Record<string, unknown>) : {}),
+    },
   });
   let snapshot: string | undefined;
   let labelBase: number | undefined;
