@@ -97,7 +97,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       }
       indexes = await PgVectorIndexes.open(store.sql);
     } else {
-      indexes = new IndexManager({ workers: config.INDEX_WORKERS });
+      indexes = new IndexManager({ workers: config.INDEX_WORKERS, vectorCopy: config.INDEX_VECTOR_COPY });
     }
     const embedOpts = {
       cacheDir: `${config.DATA_DIR}/models/cache`,

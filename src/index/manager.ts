@@ -28,6 +28,8 @@ export interface IndexManagerOptions {
   bruteForceMaxFraction?: number;
   /** Larger filters first try an unfiltered search with ef up to this and keep the allowed hits; 0 disables. */
   oversampleMaxK?: number;
+  /** Keep a flat f32 copy of every index's vectors for exact filtered search (see ShardTuning.vectorCopy). */
+  vectorCopy?: boolean;
 }
 
 export const DEFAULT_HNSW_PARAMS: HnswParams = { M: 16, efConstruction: 200, efSearch: 100 };
@@ -401,6 +403,7 @@ export class IndexManager implements IndexBackend {
       bruteForceMaxLabels: options.bruteForceMaxLabels ?? 4096,
       bruteForceMaxFraction: options.bruteForceMaxFraction ?? 0.02,
       oversampleMaxK: options.oversampleMaxK ?? 1000,
+      vectorCopy: options.vectorCopy ?? true,
     };
     this.slots = Array.from({ length: workers }, () => undefined);
     // The first starts now, so a worker that cannot start fails the first call, not a later placement.
@@ -439,8 +442,8 @@ export class IndexManager implements IndexBackend {
   }
 
   private tuning(): ShardTuning {
-    const { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK } = this.opts;
-    return { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK };
+    const { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK, vectorCopy } = this.opts;
+    return { bruteForceMaxLabels, bruteForceMaxFraction, oversampleMaxK, vectorCopy };
   }
 
   private pickSlots(): WorkerSlot[] {

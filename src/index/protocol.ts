@@ -32,6 +32,12 @@ export interface ShardTuning {
    * filter path would explore) and keep the allowed hits; 0 always uses hnswlib's filter callback.
    */
   oversampleMaxK: number;
+  /**
+   * Keep the flat f32 copy of the vectors that exact filtered search scores from (4 × dim bytes a vector,
+   * about as much as hnswlib's own vectors + graph). Off, exact scoring reads each vector back from hnswlib
+   * (getPoint, 40-75 µs each), so brute force is limited to 512 labels. Default on.
+   */
+  vectorCopy?: boolean;
 }
 
 export interface ShardState {

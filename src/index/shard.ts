@@ -13,20 +13,29 @@ type Hnsw = InstanceType<typeof hnswlib.HierarchicalNSW>;
 
 /** Oversampled unfiltered searches aim for this many times k allowed hits. */
 const OVERSAMPLE = 2;
+/**
+ * Without the vector copy, brute force reads each vector through hnswlib-node's getPoint (it builds a JS
+ * array: 40-75 µs at 256-d on the 2-core box), so only filters this small are scored exactly up front.
+ */
+const BRUTE_FORCE_WITHOUT_COPY = 512;
 
 export interface ShardHits {
   labels: Float64Array;
   scores: Float32Array;
 }
 
-// One HNSW index inside a worker thread, plus a flat copy of its vectors. hnswlib-node's getPoint
-// costs ~50 µs per call (it builds a JS array), so exact brute force over a filter's labels needs its
-// own copy; the copy is also what makes the "k results whenever k allowed items exist" guarantee
-// checkable, because it knows which labels exist and which are deleted.
+// One HNSW index inside a worker thread, plus (by default) a flat copy of its vectors. hnswlib-node's
+// getPoint costs 40-75 µs per call (it builds a JS array), so fast exact brute force over a filter's
+// labels needs its own copy; without it (`vectorCopy: false`, half the memory per vector) brute force
+// reads vectors back from hnswlib and is used for small filters only. The label map and delete set
+// are what make the "k results whenever k allowed items exist" guarantee checkable.
 export class Shard {
   private hnsw: Hnsw;
   private capacity: number;
-  private vectors: Float32Array;
+  /** The flat copy, or null when `tuning.vectorCopy` is false (vectors are then read from hnswlib). */
+  private vectors: Float32Array | null;
+  /** One vector read back from hnswlib when there is no copy. */
+  private readonly row: Float32Array;
   private readonly slotOf = new LabelSlots();
   private readonly deleted = new Set<number>();
   // Re-upserts tombstone chunks and add new labels. hnswlib reuses a deleted element for a new label
@@ -59,7 +68,8 @@ export class Shard {
     this.capacity = capacity;
     // The copy grows on its own (add()), not with hnswlib's capacity: a loaded snapshot's vectors are
     // adopted as they are instead of copied into a capacity-sized array (100 MB more at 100k × 256).
-    this.vectors = vectors ?? new Float32Array(capacity * dim);
+    this.vectors = tuning.vectorCopy === false ? null : (vectors ?? new Float32Array(capacity * dim));
+    this.row = new Float32Array(this.vectors ? 0 : dim);
     this.query = new Array<number>(dim).fill(0);
   }
 
@@ -74,7 +84,7 @@ export class Shard {
 
   static async load(dim: number, params: HnswParams, path: string, tuning: ShardTuning): Promise<Shard> {
     // Validate + extract first: hnswlib's loader trusts the header (see snapshot-file.ts).
-    const contents = await readSnapshot(path, dim);
+    const contents = await readSnapshot(path, dim, { vectors: tuning.vectorCopy !== false });
     const hnsw = new hnswlib.HierarchicalNSW('ip', dim);
     try {
       await hnsw.readIndex(path, true);
@@ -113,7 +123,7 @@ export class Shard {
       const need = Math.max(this.nextSlot + Math.max(0, fresh - this.freeSlots.length), this.hnsw.getCurrentCount() + fresh);
       if (need > this.capacity) this.grow(Math.max(need, this.capacity * 2));
       const rows = this.nextSlot + fresh;
-      if (rows * dim > this.vectors.length) {
+      if (this.vectors && rows * dim > this.vectors.length) {
         const next = new Float32Array(Math.min(this.capacity, Math.max(rows, (2 * this.vectors.length) / dim)) * dim);
         next.set(this.vectors);
         this.vectors = next;
@@ -137,7 +147,7 @@ export class Shard {
           }
         }
         this.deleted.delete(label);
-        this.vectors.set(row, slot * dim);
+        this.vectors?.set(row, slot * dim);
         if (!inHnsw && this.vacant > 0) {
           this.hnsw.addPoint(this.toQuery(row), label, true);
           this.vacant--;
@@ -173,7 +183,7 @@ export class Shard {
       try {
         await this.hnsw.writeIndex(tmp);
         // hnswlib's ofstream ignores write errors (disk full), so check what landed before renaming.
-        await readSnapshot(tmp, this.dim);
+        await readSnapshot(tmp, this.dim, { vectors: false });
         const fh = await open(tmp, 'r+');
         try {
           await fh.sync();
@@ -238,7 +248,10 @@ export class Shard {
     const live = this.slotOf.size - this.deleted.size;
     // A filtered HNSW search calls back into JS for every candidate and must wade through ~ef/selectivity
     // nodes; for small allow sets scoring them exactly is both faster and exact.
-    if (liveAllowed.length <= this.tuning.bruteForceMaxLabels || liveAllowed.length <= this.tuning.bruteForceMaxFraction * live) {
+    const exactUpTo = this.vectors
+      ? Math.max(this.tuning.bruteForceMaxLabels, this.tuning.bruteForceMaxFraction * live)
+      : Math.min(this.tuning.bruteForceMaxLabels, BRUTE_FORCE_WITHOUT_COPY);
+    if (liveAllowed.length <= exactUpTo) {
       return this.bruteForce(query, kk, liveAllowed);
     }
     const q = this.toQuery(query);
@@ -275,13 +288,22 @@ export class Shard {
   }
 
   private bruteForce(query: Float32Array, k: number, labels: readonly number[]): ShardHits {
-    const { dim, vectors } = this;
+    const { dim, row } = this;
+    const copy = this.vectors;
     // Min-heap of the best k (score, label) pairs, root = worst kept.
     const hs = new Float32Array(k);
     const hl = new Float64Array(k);
     let size = 0;
     for (const label of labels) {
-      const base = (this.slotOf.get(label) as number) * dim;
+      let vectors = row;
+      let base = 0;
+      if (copy) {
+        vectors = copy;
+        base = (this.slotOf.get(label) as number) * dim;
+      } else {
+        const p = this.hnsw.getPoint(label);
+        for (let d = 0; d < dim; d++) row[d] = p[d] as number;
+      }
       // Four accumulators: breaks the add dependency chain, ~2× faster than the plain loop in V8.
       let s0 = 0;
       let s1 = 0;

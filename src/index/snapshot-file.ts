@@ -34,7 +34,7 @@ export interface SnapshotContents {
   header: SnapshotHeader;
   /** Labels in internal-id order. */
   labels: Float64Array;
-  /** count × dim, row i belongs to labels[i]. */
+  /** count × dim, row i belongs to labels[i]; empty when not asked for. */
   vectors: Float32Array;
   /** 1 where the element is marked deleted. */
   deleted: Uint8Array;
@@ -87,8 +87,8 @@ export function parseHeader(buf: Buffer, path: string, expectedDim: number, file
 
 const CHUNK_BYTES = 8 << 20;
 
-/** Validates a snapshot end to end and extracts labels, vectors and delete marks in one sequential read. */
-export async function readSnapshot(path: string, expectedDim: number): Promise<SnapshotContents> {
+/** Validates a snapshot end to end and extracts labels, vectors (unless `vectors: false`) and delete marks in one sequential read. */
+export async function readSnapshot(path: string, expectedDim: number, opts: { vectors?: boolean } = {}): Promise<SnapshotContents> {
   let fh;
   try {
     fh = await open(path, 'r');
@@ -103,7 +103,8 @@ export async function readSnapshot(path: string, expectedDim: number): Promise<S
     const { count, sizeDataPerElement: sde, dim, offsetData, labelOffset, maxM } = header;
 
     const labels = new Float64Array(count);
-    const vectors = new Float32Array(count * dim);
+    const withVectors = opts.vectors !== false;
+    const vectors = new Float32Array(withVectors ? count * dim : 0);
     const deleted = new Uint8Array(count);
     const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / sde));
     const buf = Buffer.alloc(Math.min(count, perChunk) * sde);
@@ -118,6 +119,7 @@ export async function readSnapshot(path: string, expectedDim: number): Promise<S
         const label = Number(buf.readBigUInt64LE(base + labelOffset));
         labels[start + i] = label;
         // Copy through a Float32Array view only when aligned; Buffer pool offsets usually are not.
+        if (!withVectors) continue;
         const row = (start + i) * dim;
         for (let d = 0; d < dim; d++) vectors[row + d] = buf.readFloatLE(base + offsetData + d * 4);
       }

@@ -24,9 +24,11 @@ function exactTop(q: Float32Array, live: Map<number, Float32Array>, k: number, a
   return s.sort((a, b) => b[1] - a[1]).slice(0, k).map(([l]) => l);
 }
 
-it('20 rounds of replacing every document keep the element count near the live count, and results exact', async () => {
+// With the flat vector copy (exact scoring from memory) and without (vectors read back from hnswlib).
+it.each([true, false])('20 rounds of replacing every document keep the element count near the live count, and results exact (vector copy: %s)', async (vectorCopy) => {
+  const tuning = { ...TUNING, vectorCopy };
   const rand = seededRandom(3);
-  const shard = Shard.create(DIM, PARAMS, 64, TUNING);
+  const shard = Shard.create(DIM, PARAMS, 64, tuning);
   const live = new Map<number, Float32Array>();
   let next = 1;
   const addMany = async (n: number) => {
@@ -44,7 +46,7 @@ it('20 rounds of replacing every document keep the element count near the live c
     for (const v of victims) live.delete(v);
     everDeleted.push(...victims);
     await addMany(victims.length);
-    if (round === 9) await shard.snapshot(join(dir, 'mid.hnsw'));
+    if (round === 9) await shard.snapshot(join(dir, `mid-${vectorCopy}.hnsw`));
   }
   expect(shard.state().count).toBe(live.size);
   // Without reuse this would be 300 + every replacement (~2,000).
@@ -72,13 +74,15 @@ it('20 rounds of replacing every document keep the element count near the live c
   expect(shard.state().count).toBe(live.size);
 
   // Snapshots taken mid-way and at the end load back to the same answers.
-  const end = join(dir, 'end.hnsw');
+  const end = join(dir, `end-${vectorCopy}.hnsw`);
   await shard.snapshot(end);
-  const loaded = await Shard.load(DIM, PARAMS, end, TUNING);
+  const loaded = await Shard.load(DIM, PARAMS, end, tuning);
   expect(loaded.state().count).toBe(live.size);
   for (let i = 0; i < 10; i++) {
     const q = randomUnitVector(DIM, rand);
     expect([...loaded.search(q, 5, 200, null).labels]).toEqual([...shard.search(q, 5, 200, null).labels]);
+    const allowList = [...live.keys()].slice(0, 30);
+    expect([...loaded.search(q, 10, 200, Float64Array.from(allowList)).labels]).toEqual(exactTop(q, live, 10, new Set(allowList)));
   }
   // Replacement keeps working after a load.
   const before = loaded.elements();
@@ -86,7 +90,7 @@ it('20 rounds of replacing every document keep the element count near the live c
   const fresh = Float64Array.from({ length: 50 }, () => next++);
   await loaded.add(fresh, new Float32Array(50 * DIM).map(() => rand() - 0.5));
   expect(loaded.elements()).toBe(before);
-  expect((await Shard.load(DIM, PARAMS, join(dir, 'mid.hnsw'), TUNING)).state().count).toBe(300);
+  expect((await Shard.load(DIM, PARAMS, join(dir, `mid-${vectorCopy}.hnsw`), tuning)).state().count).toBe(300);
 });
 
 it('an empty index snapshotted and loaded back still takes adds and answers searches', async () => {
