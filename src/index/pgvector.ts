@@ -25,6 +25,8 @@ const CATALOG = 'vector_indexes';
 const MAX_EF_SEARCH = 1000;
 /** Rows per INSERT: two array parameters, so the statement size is the only bound. */
 const ROWS_PER_INSERT = 500;
+/** Most memory an index build asks for (maintenance_work_mem, per build); a larger graph builds slower. */
+const MAX_BUILD_MEMORY_MB = 1024;
 
 export function vectorTableName(key: IndexKey): string {
   // Identifiers are at most 63 bytes; a model version may be longer or hold any character.
@@ -284,7 +286,20 @@ export class PgVectorIndexes implements IndexBackend {
     const [row] = await this.sql.query(`SELECT m, ef_construction FROM ${CATALOG} WHERE table_name = $1`, [table]);
     const m = Number(row?.m ?? params.M);
     const efc = Number(row?.ef_construction ?? Math.max(params.efConstruction, 2 * params.M));
-    await this.sql.query(`CREATE INDEX IF NOT EXISTS ${table}_hnsw ON ${table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})`);
+    const [have] = await this.sql.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`${table}_hnsw`]);
+    if (have?.present === true) return;
+    const [size] = await this.sql.query(`SELECT count(*)::bigint AS n, max(vector_dims(embedding)) AS dim FROM ${table}`);
+    // pgvector builds fast while the graph fits maintenance_work_mem and falls back to inserting row by row (many
+    // times slower) once it does not: give the build room for the graph (vector + neighbour lists per row, with
+    // slack), never less than the server's setting and at most MAX_BUILD_MEMORY_MB.
+    const rows = Number(size?.n ?? 0);
+    const perRow = Number(size?.dim ?? 0) * 4 + 2 * m * 12 + 128;
+    const wantMb = Math.min(MAX_BUILD_MEMORY_MB, Math.ceil((rows * perRow * 1.5) / 2 ** 20));
+    await this.sql.transaction(async (q) => {
+      const [cur] = await q(`SELECT setting::bigint * 1024 AS bytes FROM pg_settings WHERE name = 'maintenance_work_mem'`);
+      if (wantMb * 2 ** 20 > Number(cur?.bytes ?? 0)) await q(`SELECT set_config('maintenance_work_mem', $1, true)`, [`${wantMb}MB`]);
+      await q(`CREATE INDEX IF NOT EXISTS ${table}_hnsw ON ${table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})`);
+    });
   }
 
   load(): Promise<VectorIndex> {

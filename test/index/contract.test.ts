@@ -4,7 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { IndexManager, IndexStateError, PgVectorIndexes, type HnswParams, type IndexBackend, type IndexKey, type VectorIndex } from '../../src/index/index.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { StoreOpenError } from '../../src/store/errors.js';
 import { PgStore } from '../../src/store/pg/store.js';
+import { migrateVectors } from '../../src/store/pg/vectors.js';
 import { MIGRATIONS_ROOT } from '../../src/store/index.js';
 import { randomUnitVector, seededRandom } from '../../src/util/random.js';
 
@@ -265,6 +268,21 @@ describe('pgvector: indexes stored in the database', () => {
     const reopened = await (await PgVectorIndexes.open(store.sql)).open(key, DIM, PARAMS);
     expect(reopened?.count()).toBe(3);
     await backend.close();
+  });
+
+  it('a database without pgvector, or a backend without Postgres, is one line saying what to do', async () => {
+    const plain = await PgStore.pglite(undefined, { migrationsFolder: `${MIGRATIONS_ROOT}/pg` });
+    try {
+      const err = await migrateVectors((text) => plain.sql.query(text)).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreOpenError);
+      expect((err as Error).message).toMatch(/^INDEX_BACKEND=pgvector: this Postgres server has no pgvector extension; install it .* or use INDEX_BACKEND=hnswlib$/);
+      expect((err as Error).message).not.toContain('\n');
+    } finally {
+      await plain.close();
+    }
+    expect(() => loadConfig({ INDEX_BACKEND: 'pgvector' })).toThrow(ConfigError);
+    expect(() => loadConfig({ INDEX_BACKEND: 'pgvector', DATABASE_URL: 'sqlite:./x.db' })).toThrow(/INDEX_BACKEND=pgvector .* DATABASE_URL/);
+    expect(loadConfig({ INDEX_BACKEND: 'pgvector', DATABASE_URL: 'pglite://memory' }).INDEX_BACKEND).toBe('pgvector');
   });
 
   it('refuses parameters pgvector cannot index and snapshot files', async () => {
