@@ -4,6 +4,7 @@ import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { AppError } from '../../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
@@ -13,6 +14,8 @@ import type {
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
 import { LocalJobClaims } from '../types.js';
+import { spawnWorker } from '../../util/worker.js';
+import type { WriterRequest, WriterResponse } from './querylog-writer.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
@@ -33,7 +36,7 @@ export class SqliteStore implements Store {
   private readonly sqlite: Database.Database;
   private readonly db: Db;
 
-  constructor(file: string, migrationsFolder: string) {
+  constructor(private readonly file: string, migrationsFolder: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.sqlite = new Database(file);
     this.sqlite.pragma('journal_mode = WAL');
@@ -46,6 +49,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.logWriter?.close();
     this.sqlite.close();
   }
 
@@ -385,8 +389,21 @@ export class SqliteStore implements Store {
   // ---- query log and feedback
   private queryLogStmt?: Database.Statement<[string, string, string | null, string, number, string, string, string, number, number]>;
 
+  /** Query-log batches go through a writer thread (started on the first batch) where the file can be shared. */
+  private logWriter: QueryLogWriter | undefined;
+  private logWriterGone = false;
+
   async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
+    if (this.file !== ':memory:' && !this.logWriterGone) {
+      try {
+        return await (this.logWriter ??= new QueryLogWriter(this.file)).write(rows);
+      } catch (err) {
+        if (!(err instanceof WriterGoneError)) throw err;
+        // The thread died (or never started): this batch and the later ones are written here.
+        this.logWriterGone = true;
+      }
+    }
     const st = (this.queryLogStmt ??= this.sqlite.prepare(
       `INSERT INTO query_log (id, collection, query, mode, k, result_ids, scores, model_version, latency_ms, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -528,3 +545,54 @@ export class SqliteStore implements Store {
 }
 
 export type { Metadata };
+
+class WriterGoneError extends Error {}
+
+/** The main-thread end of querylog-writer.ts: one message per batch, settled when its transaction commits. */
+class QueryLogWriter {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private nextId = 1;
+  private last: Promise<void> = Promise.resolve();
+  private gone: Error | undefined;
+
+  constructor(file: string) {
+    this.worker = spawnWorker(new URL('./querylog-writer.ts', import.meta.url), { workerData: { file }, name: 'querylog-writer' });
+    // Referenced only while a batch is in flight: an idle writer must not keep the process up, and an
+    // awaited batch must not be cut off by the process exiting.
+    this.worker.unref();
+    this.worker.on('message', (m: WriterResponse) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.ok) p.resolve();
+      else p.reject(new Error(m.error));
+    });
+    const fail = (err: Error) => {
+      this.gone ??= new WriterGoneError(`query-log writer thread ended: ${err.message}`);
+      for (const p of this.pending.values()) p.reject(this.gone);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+  }
+
+  write(rows: QueryLogRow[]): Promise<void> {
+    if (this.gone) return Promise.reject(this.gone);
+    const id = this.nextId++;
+    const done = new Promise<void>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, rows: JSON.stringify(rows) } satisfies WriterRequest);
+    });
+    this.last = done.catch(() => undefined);
+    return done;
+  }
+
+  async close(): Promise<void> {
+    await this.last;
+    this.gone ??= new WriterGoneError('query-log writer closed');
+    await this.worker.terminate();
+  }
+}
