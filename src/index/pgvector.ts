@@ -10,7 +10,7 @@ import { keyId } from './manager.js';
 import type { HnswParams, Hit, IndexBackend, IndexKey, SearchOptions, VectorIndex } from './types.js';
 
 /** One query with positional parameters ($1…); rows come back as objects. */
-export type SqlQuery = (text: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
+type SqlQuery = (text: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
 
 /** What the backend needs from a Postgres connection (node-postgres pool or PGlite). */
 export interface SqlClient {
@@ -28,7 +28,7 @@ const ROWS_PER_INSERT = 500;
 /** Most memory an index build asks for (maintenance_work_mem, per build); a larger graph builds slower. */
 const MAX_BUILD_MEMORY_MB = 1024;
 
-export function vectorTableName(key: IndexKey): string {
+function vectorTableName(key: IndexKey): string {
   // Identifiers are at most 63 bytes; a model version may be longer or hold any character.
   return `vec_${key.collectionId}_${createHash('sha256').update(key.modelVersion).digest('hex').slice(0, 20)}`;
 }
