@@ -50,6 +50,8 @@ export function bundleWorker(entry: URL): URL | null {
         packages: 'external', keepNames: true, logLevel: 'silent', metafile: true,
       });
       let code = out.outputFiles[0]?.text;
+      // import.meta.url would name the data: URL, not the module's file (relative paths, createRequire).
+      if (code?.includes('import.meta')) code = undefined;
       // A data: module resolves no bare specifier but builtins: name each package by its file URL.
       const externals = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)));
       for (const spec of externals) {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,5 +37,21 @@ describe('spawnWorker outside vitest', () => {
     expect(out.hits.map((h) => h.label)).toEqual([8]);
     expect(out.dim).toBeGreaterThan(0);
     expect(out.norm).toBeCloseTo(1, 3);
+  }, 90_000);
+});
+
+describe('spawnWorker outside vitest, an entry that reads import.meta', () => {
+  it('is not bundled: its file URL matters', async () => {
+    const entry = join(mkdtempSync(join(tmpdir(), 'worker-meta-')), 'meta-worker.ts');
+    writeFileSync(entry, "import { parentPort } from 'node:worker_threads';\nparentPort?.postMessage(import.meta.url as string);\n");
+    const code = `
+import { bundleWorker, spawnWorker } from ${JSON.stringify(join(REPO, 'src/util/worker.ts'))};
+const entry = new URL(${JSON.stringify(`file://${entry}`)});
+const w = spawnWorker(entry);
+const url = await new Promise((r) => w.once('message', r));
+await w.terminate();
+console.log(JSON.stringify({ bundled: bundleWorker(entry) !== null, url }));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ bundled: false, url: `file://${entry}` });
   }, 90_000);
 });
