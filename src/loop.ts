@@ -53,7 +53,7 @@ function createLoop(ctx: { engine: Engine; config: Config }, opts: LoopOptions =
     }, engine.log)
     : undefined;
   const jobs = new JobRunner({
-    engine, config, swapper, irMetrics, gate, llm,
+    engine, store: engine.store, config, swapper, irMetrics, gate, llm,
     trainer: opts.trainer ?? trainerFromConfig(config),
     evalMaxChunks: opts.evalMaxChunks,
     mining: opts.mining,
@@ -92,7 +92,7 @@ export async function withLoop(ctx: { engine: Engine; config: Config }, opts: Lo
   loop.monitor.start(async () => (await ctx.engine.store.listCollections()).map((c) => c.name));
   opts.onReady?.(loop);
   return {
-    extraRoutes: [loopRoutes({ engine: ctx.engine, ...loop })],
+    extraRoutes: [loopRoutes({ engine: ctx.engine, store: ctx.engine.store, ...loop })],
     close: async () => {
       await loop.monitor.stop();
       await loop.jobs.stop();

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { ApiKeyRow, Store } from '../store/types.js';
+import type { ApiKeyRow, KeyStore } from '../store/types.js';
 
 export type Role = ApiKeyRow['role'];
 const ROLES: readonly Role[] = ['read', 'admin'];
@@ -46,7 +46,7 @@ export interface CreatedKey {
   name: string | null;
 }
 
-export async function createApiKey(store: Store, opts: { role: Role; name?: string | null }): Promise<CreatedKey> {
+export async function createApiKey(store: KeyStore, opts: { role: Role; name?: string | null }): Promise<CreatedKey> {
   const key = generateApiKey();
   const id = `key_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
   const name = opts.name ?? null;
@@ -64,7 +64,7 @@ export interface VerifiedKey {
  * string the operator chose; stored keys have the generated shape, so anything else is rejected
  * before touching the database.
  */
-export async function verifyApiKey(store: Store, presented: string, bootstrapAdminKey?: string): Promise<VerifiedKey | undefined> {
+export async function verifyApiKey(store: KeyStore, presented: string, bootstrapAdminKey?: string): Promise<VerifiedKey | undefined> {
   if (bootstrapAdminKey && keysEqual(presented, bootstrapAdminKey)) return { id: 'bootstrap', role: 'admin' };
   if (!KEY_SHAPE.test(presented)) return undefined;
   const hash = hashApiKey(presented);

@@ -1,12 +1,12 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { hashApiKey, verifyApiKey, type Role, type VerifiedKey } from '../auth/keys.js';
 import { AppError } from '../errors.js';
-import type { Store } from '../store/types.js';
+import type { KeyStore } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import type { AppEnv } from './app.js';
 
 export interface ApiKeyAuthOptions {
-  store: Store;
+  store: KeyStore;
   mode: 'on' | 'off';
   /** ADMIN_API_KEY: lets an operator in before any key exists (and create keys with it). */
   bootstrapAdminKey?: string;

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import type { DriftReportRow, QueryLogRow, Store } from '../store/types.js';
+import type { DriftReportRow, JobStore, ModelStore, QueryLogRow, QueryLogStore } from '../store/types.js';
 import { spawnWorker } from '../util/worker.js';
 import type { Logger } from '../util/log.js';
 import { computeEmbeddingDrift, type EmbeddingDrift, type EmbeddingDriftInput } from './embedding-drift.js';
@@ -37,7 +37,7 @@ export interface DriftCheck {
 }
 
 export interface DriftDeps {
-  store: Store;
+  store: QueryLogStore & ModelStore & JobStore;
   config: Config;
   metrics: Metrics;
   log: Logger;

@@ -13,7 +13,7 @@
 
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import type { Collection, Metadata, Store } from '../store/types.js';
+import type { Collection, CollectionStore, DocumentStore, Metadata, QueryLogStore, StrategyStore } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import { HELD_OUT, feedbackByQuery, heldOutKeys, heldOutSize, normalizeQuery, pseudoQuery } from '../train/mining.js';
@@ -34,7 +34,7 @@ export interface EvalQuerySet {
 export class StrategyBook {
   private readonly cache = new Map<string, Strategy | null>();
 
-  constructor(private readonly deps: { store: Store; metrics: Metrics }) {}
+  constructor(private readonly deps: { store: StrategyStore; metrics: Metrics }) {}
 
   private key(collectionId: number, version: string): string {
     return `${collectionId}\u0000${version}`;
@@ -93,7 +93,7 @@ export function resolveAuto(s: Strategy | undefined, hasText: boolean): { mode: 
 }
 
 export interface TunerDeps {
-  store: Store;
+  store: CollectionStore & DocumentStore & QueryLogStore;
   config: Config;
   log: Logger;
   book: StrategyBook;

@@ -1,4 +1,4 @@
-import type { HydratedChunk, Store } from '../store/types.js';
+import type { DocumentStore, HydratedChunk } from '../store/types.js';
 
 // Hydration on the search path without a store round trip for chunks already seen. A label names one
 // chunk row for its whole life: an upsert tombstones the old rows and inserts new ones under new labels,
@@ -17,7 +17,7 @@ export class ChunkCache {
   }
 
   /** `store.hydrate(labels)`, answered from memory where possible; only the misses go to the store. */
-  async hydrate(store: Store, labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
+  async hydrate(store: DocumentStore, labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
     const out = new Map<number, HydratedChunk>();
     let misses: number[] | undefined;
     for (const label of labels) {

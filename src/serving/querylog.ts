@@ -1,5 +1,5 @@
 import type { Metrics } from '../metrics.js';
-import type { QueryLogRow, Store } from '../store/types.js';
+import type { QueryLogRow, QueryLogStore } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 
 // Searches never wait on the query log: rows are buffered and written in one transaction per tick.
@@ -11,7 +11,7 @@ export class QueryLogBuffer {
   private flushing: Promise<void> | undefined;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: QueryLogStore,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly opts: { flushMs: number; maxBuffer: number },

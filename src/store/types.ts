@@ -167,11 +167,8 @@ export interface ApiKeyRow {
   createdAt: number;
 }
 
-export interface Store {
-  readonly dialect: 'sqlite' | 'postgres';
-  close(): Promise<void>;
-
-  // collections
+/** Collections and their settings; deleting one removes its documents, chunks and index records. */
+export interface CollectionStore {
   createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection>;
   getCollection(name: string): Promise<Collection | undefined>;
   getCollectionById(id: number): Promise<Collection | undefined>;
@@ -179,8 +176,10 @@ export interface Store {
   /** Deletes the collection with its documents, chunks and index records. */
   deleteCollection(name: string): Promise<boolean>;
   countDocuments(collectionId: number): Promise<number>;
+}
 
-  // documents and chunks
+/** Documents, their chunks (labels = row ids), the change sequence, metadata filters and BM25 keyword search. */
+export interface DocumentStore {
   upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult>;
   deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined>;
   getDocument(collectionId: number, docId: string): Promise<{ id: string; text: string; metadata: Metadata } | undefined>;
@@ -196,8 +195,10 @@ export interface Store {
   keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>): Promise<{ label: number; score: number }[]>;
   /** Random sample of live chunks (pseudo-query mining). */
   sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]>;
+}
 
-  // models and the serving pointer
+/** Model versions and the serving pointer (the champion a restart or a replica reads). */
+export interface ModelStore {
   upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void>;
   getModelVersion(version: string): Promise<ModelVersionRow | undefined>;
   listModelVersions(): Promise<ModelVersionRow[]>;
@@ -205,18 +206,24 @@ export interface Store {
   getServing(): Promise<ServingPointer | undefined>;
   /** Atomically: old champion → retired, `version` → champion, generation + 1. */
   promote(version: string): Promise<ServingPointer>;
+}
 
-  // index records
+/** One record per (collection, model version) index: its snapshot path, the seq it covers, its status. */
+export interface IndexRecordStore {
   getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined>;
   listIndexRecords(filter?: { modelVersion?: string; collectionId?: number }): Promise<IndexRecord[]>;
   saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord>;
   deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void>;
+}
 
-  // serving strategies (src/search/strategy.ts), one per (collection, model version)
+/** Serving strategies (src/search/strategy.ts), one per (collection, model version). */
+export interface StrategyStore {
   getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined>;
   saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void>;
+}
 
-  // query log and feedback
+/** What searches leave behind and the monitor reads: the query log, feedback on it, drift reports. */
+export interface QueryLogStore {
   insertQueryLogs(rows: QueryLogRow[]): Promise<void>;
   getQueryLog(id: string): Promise<QueryLogRow | undefined>;
   queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }): Promise<QueryLogRow[]>;
@@ -230,10 +237,12 @@ export interface Store {
   queryLogTextSlice(collection: string, opts: QueryLogSliceOptions): Promise<QueryLogSlice>;
   insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow>;
   feedbackPairs(collection: string, opts?: { since?: number; limit?: number }): Promise<FeedbackPair[]>;
-
-  // drift, jobs, eval
   insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow>;
   listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]>;
+}
+
+/** Retrain jobs (the state machine of src/train/jobs.ts), who runs them, and their eval reports. */
+export interface JobStore {
   insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow>;
   updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>): Promise<TrainJobRow>;
   getJob(id: string): Promise<TrainJobRow | undefined>;
@@ -247,11 +256,23 @@ export interface Store {
   claimJob(id: string): Promise<JobClaim | undefined>;
   insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow>;
   listEvalReports(opts?: { candidateVersion?: string; jobId?: string }): Promise<EvalReportRow[]>;
+}
 
-  // api keys
+/** API keys, stored as sha256 hashes. */
+export interface KeyStore {
   insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void>;
   findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined>;
   countApiKeys(): Promise<number>;
+}
+
+/**
+ * The whole store, as the two dialects implement it and the composition root holds it. Everything else
+ * depends on the parts above that it uses.
+ */
+export interface Store
+  extends CollectionStore, DocumentStore, ModelStore, IndexRecordStore, StrategyStore, QueryLogStore, JobStore, KeyStore {
+  readonly dialect: 'sqlite' | 'postgres';
+  close(): Promise<void>;
 }
 
 export interface JobClaim {

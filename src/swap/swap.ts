@@ -7,7 +7,7 @@ import { AppError } from '../errors.js';
 import type { VectorIndex } from '../index/types.js';
 import type { Engine, ServingPair } from '../serving/engine.js';
 import { decodeSource } from '../serving/models.js';
-import type { Collection } from '../store/types.js';
+import type { Collection, CollectionStore, DocumentStore, IndexRecordStore, ModelStore } from '../store/types.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { seededRandom } from '../util/random.js';
 import { loadModel, specForDir } from './models.js';
@@ -75,6 +75,11 @@ export class Swapper {
 
   constructor(private readonly engine: Engine, private readonly config: Config) {}
 
+  /** The parts of the store a swap reads and writes (the engine holds the whole store). */
+  private get store(): CollectionStore & DocumentStore & ModelStore & IndexRecordStore {
+    return this.engine.store;
+  }
+
   /**
    * Re-embeds every collection with `embedder` into fresh indexes (throttled by REEMBED_PAUSE_MS). With
    * `embeddings` (the trainer's vectors of one collection's chunks), that collection's index is built from the
@@ -82,7 +87,8 @@ export class Swapper {
    * here like the others, and the report says why.
    */
   async shadowBuild(version: string, embedder: Embedder, onProgress?: ReembedProgress, embeddings?: TrainerEmbeddings): Promise<ShadowBuild> {
-    const { store, indexManager, metrics, log } = this.engine;
+    const { indexManager, metrics, log } = this.engine;
+    const { store } = this;
     let loaded: LoadedEmbeddings | undefined;
     let reembed: ReembedReport | undefined;
     if (embeddings) {
@@ -192,7 +198,7 @@ export class Swapper {
         const l = labels[Math.floor(rand() * labels.length)]!;
         if (!picked.has(l)) { picked.add(l); want.push(l); }
       }
-      const live = await this.engine.store.hydrate(want);
+      const live = await this.store.hydrate(want);
       for (const l of want) {
         const h = live.get(l);
         if (h && sample.length < EMBEDDINGS_SAMPLE) sample.push({ label: l, text: h.text });
@@ -222,7 +228,8 @@ export class Swapper {
    */
   private async buildFromEmbeddings(c: Collection, version: string, embedder: Embedder, file: LoadedEmbeddings, bundleSeq: number,
     startSeq: number, report: ReembedReport, onProgress: (done: number, total: number) => void): Promise<VectorIndex> {
-    const { store, indexManager } = this.engine;
+    const { indexManager } = this.engine;
+    const { store } = this;
     const since = new Set((await store.changesSince(c.id, bundleSeq)).added.map((r) => r.label));
     const total = await store.countLiveChunks(c.id);
     const idx = await indexManager.create({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw, Math.max(1024, total));
@@ -273,7 +280,8 @@ export class Swapper {
   }
 
   private async switchLocked(build: ShadowBuild, kind: 'promote' | 'rollback'): Promise<CutOverReport> {
-    const { store, metrics, log } = this.engine;
+    const { metrics, log } = this.engine;
+    const { store } = this;
     const { pair } = build;
     const report: CutOverReport = { version: pair.version, generation: 0, collections: [] };
     const cols = await store.listCollections();
@@ -305,10 +313,10 @@ export class Swapper {
 
   /** Counts must equal the store's live chunks; a few stored chunks searched by their own text must hit. */
   private async verify(c: Collection, idx: VectorIndex, embedder: Embedder) {
-    const live = await this.engine.store.countLiveChunks(c.id);
+    const live = await this.store.countLiveChunks(c.id);
     const count = idx.count();
     if (count !== live) throw new VerifyError(`index for "${c.name}" holds ${count} vectors but the store has ${live} live chunks`);
-    const sample = live > 0 ? await this.engine.store.sampleChunks(c.id, 5) : [];
+    const sample = live > 0 ? await this.store.sampleChunks(c.id, 5) : [];
     let selfHits = 0;
     if (sample.length > 0) {
       const vecs = await embedder.embed(sample.map((s) => s.text), { kind: 'document' }); // as indexed: a self-hit check
@@ -326,7 +334,7 @@ export class Swapper {
    * it stopped serving), otherwise by reloading its files and rebuilding its indexes.
    */
   async rollback(version: string): Promise<CutOverReport & { rebuilt: boolean; changed: boolean }> {
-    const { store } = this.engine;
+    const { store } = this;
     const row = await store.getModelVersion(version);
     if (!row) throw new AppError('model_not_found', `no model version "${version}"`);
     if (this.engine.serving.version === version) {

@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, writeFile
 import { cp } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import type { Store } from '../store/types.js';
+import type { DocumentStore } from '../store/types.js';
 import type { EvalQuery, TrainPair } from './mining.js';
 
 export interface JobSpec {
@@ -77,7 +77,7 @@ interface CorpusRow {
  * Every live document of the collection, chunks re-joined in order: the trainer's retrieval corpus.
  * With `groupBy`, each row carries that metadata field's value as its group.
  */
-async function* corpusRows(store: Store, collectionId: number, groupBy?: string): AsyncGenerator<CorpusRow> {
+async function* corpusRows(store: DocumentStore, collectionId: number, groupBy?: string): AsyncGenerator<CorpusRow> {
   let after = 0;
   let cur: CorpusRow | undefined;
   let parts: string[] = [];
@@ -106,7 +106,7 @@ async function* corpusRows(store: Store, collectionId: number, groupBy?: string)
  * prepends the model's document prompt itself, as the server does), id = the chunk's label: what the trainer
  * embeds with the candidate (embed.jsonl) so that the shadow re-embed can load the vectors.
  */
-async function* embedRowsOf(store: Store, collectionId: number): AsyncGenerator<{ id: string; text: string }> {
+async function* embedRowsOf(store: DocumentStore, collectionId: number): AsyncGenerator<{ id: string; text: string }> {
   let after = 0;
   for (;;) {
     const rows = await store.liveChunks(collectionId, after, 2000);
@@ -122,7 +122,7 @@ async function* embedRowsOf(store: Store, collectionId: number): AsyncGenerator<
  * and with `embedChunks` embed.jsonl (job.json `embed_corpus: true`).
  */
 export async function writeBundle(dir: string, input: {
-  store: Store; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
+  store: DocumentStore; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
   /** Metadata field whose value groups documents for corpus group pairs. */
   groupBy?: string;
   /** Write embed.jsonl (every live chunk) and ask the trainer to embed it with the candidate. */

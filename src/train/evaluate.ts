@@ -1,7 +1,7 @@
 import type { Embedder } from '../embed/types.js';
 import { bestPerDocument } from '../search/fusion.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
-import type { ChunkRow, Store } from '../store/types.js';
+import type { ChunkRow, DocumentStore } from '../store/types.js';
 import type { EvalQuery } from './mining.js';
 
 export type Ranking = { id: string; score: number }[];
@@ -18,7 +18,7 @@ export interface EvalCorpus {
  * relevant document plus a seeded random sample of the rest. Champion and candidate see the same corpus,
  * so the comparison stays fair even when it is sampled.
  */
-export async function evalCorpus(store: Store, collectionId: number, queries: EvalQuery[], maxChunks: number, seed: number): Promise<EvalCorpus> {
+export async function evalCorpus(store: DocumentStore, collectionId: number, queries: EvalQuery[], maxChunks: number, seed: number): Promise<EvalCorpus> {
   const all: ChunkRow[] = [];
   let after = 0;
   for (;;) {

@@ -3,7 +3,7 @@
 // setting. A source id has many distinct values, each shared by a few documents; a category (`namespace`,
 // `section`, `lang`) has few values shared by many documents, and a per-document id is never shared.
 
-import type { Store } from '../store/types.js';
+import type { DocumentStore } from '../store/types.js';
 
 export interface GroupDetection {
   field: string | null;
@@ -17,7 +17,7 @@ export interface GroupDetection {
 const MAX_MEDIAN_GROUP = 50;
 
 /** Looks at up to `sample` documents (label order) and names the source-id field, if one qualifies. */
-export async function detectGroupField(store: Store, collectionId: number, sample = 5000): Promise<GroupDetection> {
+export async function detectGroupField(store: DocumentStore, collectionId: number, sample = 5000): Promise<GroupDetection> {
   const values = new Map<string, Map<string, number>>();
   let docs = 0;
   let after = 0;

@@ -7,7 +7,7 @@ import { trainableModelDir } from '../embed/hub.js';
 import { AppError } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
 import { decodeSource, encodeSource } from '../serving/models.js';
-import type { JobClaim, JobState, Metadata, TrainJobRow } from '../store/types.js';
+import type { CollectionStore, DocumentStore, IndexRecordStore, JobClaim, JobState, JobStore, Metadata, ModelStore, QueryLogStore, TrainJobRow } from '../store/types.js';
 import { TERMINAL_JOB_STATES } from '../store/types.js';
 import { loadModel, specForDir } from '../swap/models.js';
 import type { Swapper } from '../swap/swap.js';
@@ -34,6 +34,8 @@ export type GateFn = (candidate: Record<string, number>, champion: Record<string
 
 export interface JobRunnerDeps {
   engine: Engine;
+  /** Jobs and eval reports, the models they produce, and the documents and feedback they train on. */
+  store: JobStore & ModelStore & IndexRecordStore & CollectionStore & DocumentStore & QueryLogStore;
   config: Config;
   trainer: TrainerBackend;
   swapper: Swapper;
@@ -72,7 +74,7 @@ export class JobRunner {
 
   constructor(private readonly deps: JobRunnerDeps) {}
 
-  private get store() { return this.deps.engine.store; }
+  private get store() { return this.deps.store; }
   private get metrics() { return this.deps.engine.metrics; }
   private get log() { return this.deps.engine.log; }
 

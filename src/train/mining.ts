@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Store } from '../store/types.js';
+import type { DocumentStore, QueryLogStore } from '../store/types.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { LlmMiner, LlmUsage } from './llm.js';
 
@@ -99,7 +99,7 @@ export function heldOutSize(distinct: number, opts: { evalFraction: number; maxE
 }
 
 /** Logged queries with feedback, grouped by normalized text (the shape mining and strategy choice share). */
-export async function feedbackByQuery(store: Store, collection: string): Promise<Map<string, { query: string; docs: Set<string> }>> {
+export async function feedbackByQuery(store: QueryLogStore, collection: string): Promise<Map<string, { query: string; docs: Set<string> }>> {
   const byQuery = new Map<string, { query: string; docs: Set<string> }>();
   for (const f of await store.feedbackPairs(collection)) {
     const key = normalizeQuery(f.query);
@@ -111,7 +111,7 @@ export async function feedbackByQuery(store: Store, collection: string): Promise
   return byQuery;
 }
 
-export async function minePairs(store: Store, collectionId: number, collection: string, opts: MiningOptions): Promise<MiningResult> {
+export async function minePairs(store: DocumentStore & QueryLogStore, collectionId: number, collection: string, opts: MiningOptions): Promise<MiningResult> {
   const maxPos = opts.maxPositiveChars ?? 4000;
   const docText = new Map<string, string | null>();
   const getDoc = async (id: string) => {

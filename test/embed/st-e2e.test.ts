@@ -89,7 +89,7 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
       TRAINER_COMMAND: `mkdir -p ${seen} && cp {bundle}/job.json ${seen}/ && ls -R {bundle}/base > ${seen}/base.txt && mkdir -p {out} && cp -R '${FT}'/. {out}/`,
     });
     const jobs = new JobRunner({
-      engine: s.engine, config: s.engine.config, trainer, swapper: new Swapper(s.engine, s.engine.config),
+      engine: s.engine, store: s.store, config: s.engine.config, trainer, swapper: new Swapper(s.engine, s.engine.config),
       irMetrics: () => ({ 'ndcg@10': 0 }), gate: () => ({ passed: true, forced: 'random-init fixtures' }),
       mining: { minEvalQueries: 5, pseudoQueries: 20 },
     });

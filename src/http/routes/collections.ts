@@ -2,6 +2,7 @@ import type { Hono } from 'hono';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import type { Engine } from '../../serving/engine.js';
+import type { CollectionStore, DocumentStore } from '../../store/types.js';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
 import { CollectionInfo, CollectionList, CollectionName, CreateCollectionBody, Deleted, Reindexed, StoredDocument, UpsertDocumentsBody, UpsertResult } from '../schemas.js';
@@ -11,6 +12,7 @@ const nameAndId = { name: CollectionName, id: z.string() };
 
 export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
   const cfg = engine.config;
+  const store: CollectionStore & DocumentStore = engine.store;
   const tags = ['collections'];
 
   defineRoute(app, {
@@ -27,7 +29,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     method: 'get', path: '/collections', operationId: 'listCollections', summary: 'List collections', role: 'read', tags,
     responses: { 200: { description: 'Every collection', schema: CollectionList } },
     handler: async (c) => {
-      const cols = await engine.store.listCollections();
+      const cols = await store.listCollections();
       return c.json({ collections: await Promise.all(cols.map((x) => engine.describeCollection(x))) });
     },
   });
@@ -82,7 +84,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     responses: { 200: { description: 'The document', schema: StoredDocument } },
     handler: async (c, { params }) => {
       const col = await engine.requireCollection(params.name);
-      const doc = await engine.store.getDocument(col.id, params.id);
+      const doc = await store.getDocument(col.id, params.id);
       if (!doc) throw new AppError('document_not_found', `document "${params.id}" not found`);
       return c.json(doc);
     },

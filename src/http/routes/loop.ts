@@ -2,7 +2,7 @@ import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { AppError } from '../../errors.js';
 import type { DriftMonitor } from '../../monitor/drift.js';
 import type { Engine } from '../../serving/engine.js';
-import type { EvalReportRow, ModelVersionRow, TrainJobRow } from '../../store/types.js';
+import type { EvalReportRow, JobStore, ModelStore, ModelVersionRow, QueryLogStore, TrainJobRow } from '../../store/types.js';
 import type { Swapper } from '../../swap/swap.js';
 import type { JobRunner } from '../../train/jobs.js';
 import type { AppEnv } from '../app.js';
@@ -62,9 +62,8 @@ function modelView(m: ModelVersionRow, champion: string | undefined, evals: Eval
   };
 }
 
-export function loopRoutes(deps: { engine: Engine; monitor: DriftMonitor; jobs: JobRunner; swapper: Swapper }) {
-  const { engine, monitor, jobs, swapper } = deps;
-  const store = engine.store;
+export function loopRoutes(deps: { engine: Engine; store: JobStore & ModelStore & QueryLogStore; monitor: DriftMonitor; jobs: JobRunner; swapper: Swapper }) {
+  const { engine, store, monitor, jobs, swapper } = deps;
   const tags = ['loop'];
   return (app: Hono<AppEnv>) => {
     defineRoute(app, {

@@ -1,6 +1,7 @@
 import type { Hono } from 'hono';
 import { AppError } from '../../errors.js';
 import type { Engine } from '../../serving/engine.js';
+import type { DocumentStore, ModelStore, QueryLogStore } from '../../store/types.js';
 import { z } from 'zod';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
@@ -8,6 +9,7 @@ import { EmbeddingsBody, EmbeddingsResponse, FeedbackBody, FeedbackResult, Model
 
 export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
   const cfg = engine.config;
+  const store: DocumentStore & ModelStore & QueryLogStore = engine.store;
 
   defineRoute(app, {
     method: 'post', path: '/search', operationId: 'search', summary: 'Search (vector, keyword, hybrid, or auto: the collection\'s tuned strategy)', role: 'read', tags: ['search'],
@@ -72,7 +74,7 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
   // with how it embeds: dimensions, pooling, prompts per input_type, token limit and the ONNX file that serves.
   const describeModel = async () => {
     const pair = engine.serving;
-    const row = await engine.store.getModelVersion(pair.version);
+    const row = await store.getModelVersion(pair.version);
     const m = pair.embedder.model;
     return {
       id: pair.version, object: 'model' as const, created: Math.floor((row?.createdAt ?? Date.now()) / 1000), owned_by: 'tuned-retrieval',
@@ -105,18 +107,18 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { body: FeedbackBody, bodyName: 'Feedback' },
     responses: { 201: { description: 'Recorded', schema: FeedbackResult } },
     handler: async (c, { body: b }) => {
-    let q = await engine.store.getQueryLog(b.queryId);
+    let q = await store.getQueryLog(b.queryId);
     if (!q) {
       // The search may still sit in the write buffer.
       await engine.queryLog.flush();
-      q = await engine.store.getQueryLog(b.queryId);
+      q = await store.getQueryLog(b.queryId);
     }
     if (!q) throw new AppError('query_not_found', `no logged query has id "${b.queryId}"`);
     const col = await engine.requireCollection(q.collection);
-    if (!(await engine.store.getDocument(col.id, b.documentId))) {
+    if (!(await store.getDocument(col.id, b.documentId))) {
       throw new AppError('document_not_found', `document "${b.documentId}" not found in "${q.collection}"`);
     }
-    const row = await engine.store.insertFeedback({ queryId: b.queryId, documentId: b.documentId, relevant: b.relevant });
+    const row = await store.insertFeedback({ queryId: b.queryId, documentId: b.documentId, relevant: b.relevant });
     return c.json({ id: row.id, queryId: row.queryId, documentId: row.documentId, relevant: row.relevant }, 201);
     },
   });
