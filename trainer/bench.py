@@ -131,6 +131,9 @@ ROWS = [("samples/s (training loop)", "samples_per_second"), ("train loop s", "t
         ("process wall s", "process_wall"), ("  load s", "t:load"), ("  eval before s", "t:eval_before"),
         ("  train phase s", "t:train_phase"), ("    tokenize s", "t:tokenize"), ("  eval after s", "t:eval_after"),
         ("  export s", "t:export"), ("  int8 eval s", "t:eval_int8"), ("  embed s", "t:embed"),
+        ("  step ms (wall)", "step:wall"), ("  step ms host: batch", "step:batch"),
+        ("  step ms host: forward", "step:forward"), ("  step ms host: backward", "step:backward"),
+        ("  step ms host: optimizer", "step:optimizer"),
         ("GPU util % (train)", "gpu_util_mean"), ("GPU peak MiB", "gpu_peak_mem_mb"), ("NDCG@10", "ndcg@10"),
         ("MRR@10", "mrr@10"), ("R@10", "recall@10"), ("NDCG@10 before", "ndcg@10_before"),
         ("int8 NDCG@10", "int8_ndcg@10")]
@@ -138,6 +141,11 @@ ROWS = [("samples/s (training loop)", "samples_per_second"), ("train loop s", "t
 
 def table(results: list[dict]) -> str:
     def val(r: dict, key: str):
+        if key.startswith("step:"):
+            sm = r.get("timings", {}).get("step_ms") or {}
+            if key == "step:wall" and not sm and r.get("steps"):
+                return round(1000 * r["train_seconds"] / r["steps"], 2)
+            return sm.get(key[5:])
         return r.get("timings", {}).get(key[2:]) if key.startswith("t:") else r.get(key)
 
     def fmt(v) -> str:
@@ -161,10 +169,31 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_run(spec: str, over: dict) -> tuple[str, dict]:
+    """'fast:bucket=false:lr=3e-4' -> ("fast:bucket=false:lr=3e-4", {**over, "engine": "fast", "bucket": False,
+    "lr": 3e-4}): every run of one bench call shares the bundle, seed and the --job overrides; only these differ."""
+    engine, *kvs = spec.split(":")
+    if engine not in ("st", "fast"):
+        raise SystemExit(f"bench: unknown engine {engine!r} in --engines (st or fast)")
+    job = {**over, "engine": engine}
+    for kv in kvs:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"bench: expected KEY=VALUE after the engine, got {kv!r} in {spec!r}")
+        try:
+            job[k] = json.loads(v)
+        except json.JSONDecodeError:
+            job[k] = v
+    return spec, job
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
-    ap.add_argument("--engines", default="st,fast", help="comma-separated: st, fast (default both)")
+    ap.add_argument("--engines", default="st,fast",
+                    help="comma-separated runs: an engine (st, fast), optionally with job overrides after a colon, "
+                         "e.g. 'st,fast,fast:bucket=false' or 'fast:bucket=false:merge_columns=true' (values are JSON, "
+                         "else strings); default st,fast")
     ap.add_argument("--parallel", type=int, default=0, help="also run N members side by side (soup of N), per engine in --parallel-engines")
     ap.add_argument("--parallel-engines", default="fast")
     ap.add_argument("--job", default="{}", help="job.json overrides for every run (JSON object)")
@@ -173,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600)
     a = ap.parse_args(argv)
     over = json.loads(a.job)
-    runs = [(e, {**over, "engine": e}) for e in a.engines.split(",") if e]
+    runs = [parse_run(e, over) for e in a.engines.split(",") if e]
     if a.parallel > 1:
         runs += [(f"{e} x{a.parallel}", {**over, "engine": e, "soup": a.parallel, "soup_concurrency": a.parallel})
                  for e in a.parallel_engines.split(",") if e]

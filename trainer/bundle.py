@@ -12,7 +12,8 @@ Bundle layout (DESIGN.md "Training bundle"):
                  "hard_negatives"?, "gpu": "auto"|"required", "mini_batch_size"?, "warmup_ratio"?,
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
                  "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
-                 "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?, "engine"?: "fast"|"st"}
+                 "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?, "engine"?: "st"|"fast",
+                 "bucket"?, "merge_columns"?}
 """
 from __future__ import annotations
 
@@ -48,7 +49,11 @@ JOB_DEFAULTS: dict[str, Any] = {
     "soup_stall_seconds": 0,  # > 0: fail a side-by-side soup when no member sends anything for this long; 0: off
     "sweep": False,  # lr x epochs members picked on a validation split of the training data (sweep.py)
     "embed_corpus": False,  # write OUT/embeddings/ (embed_corpus.py)
-    "engine": "fast",  # "fast": fast_train.py's loop for loss mnrl; "st": SentenceTransformerTrainer (the reference)
+    # "st": SentenceTransformerTrainer (the reference, the default until a one-call GPU comparison shows the fast
+    # engine's NDCG@10 within noise of it: README "Engines"); "fast": fast_train.py's loop (loss mnrl only)
+    "engine": "st",
+    "bucket": True,  # fast engine: length-bucketed batches (false: the reference's random batches)
+    "merge_columns": None,  # fast engine: one forward for all columns (None: on a GPU only)
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -109,6 +114,12 @@ def load_job(path: str) -> dict:
     job["max_seq_length"] = _num(job, "max_seq_length", int, 8, strict=False)
     job["warmup_ratio"] = _num(job, "warmup_ratio", float, 0, strict=False)
     job["dataloader_workers"] = _num(job, "dataloader_workers", int, 0, strict=False)
+    if job["engine"] not in ("st", "fast"):
+        raise BundleError(f"job.json: 'engine' must be 'st' or 'fast', got {job['engine']!r}")
+    if not isinstance(job["bucket"], bool):
+        raise BundleError("job.json: 'bucket' must be true or false")
+    if job["merge_columns"] is not None and not isinstance(job["merge_columns"], bool):
+        raise BundleError("job.json: 'merge_columns' must be true, false or null")
     hn = job["hard_negatives"]
     if hn is None or hn is False:
         job["hard_negatives"] = None

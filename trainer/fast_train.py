@@ -1,15 +1,19 @@
-"""The default training loop for loss "mnrl" (job "engine": "fast"): the same loss, samplers, prompts, schedule and
-progress events as SentenceTransformerTrainer (engine "st", the reference), without its per-batch costs.
+"""The fast training loop for loss "mnrl" (job "engine": "fast"; the default engine is "st", the reference
+SentenceTransformerTrainer, until a one-call GPU comparison shows this one's NDCG@10 within noise of it): the same
+loss, samplers, prompts, schedule and progress events, without the reference's per-batch costs.
 
 A 6M-parameter encoder does so little arithmetic per batch that the GPU waits on the host: the reference tokenizes
 every batch in its collator, pads every batch to the longest text in it, and goes through HF Trainer's per-step
 bookkeeping (loss .item() for the NaN filter, callbacks). Here:
-- every text is tokenized once, up front (fast tokenizer, batched, no padding; each distinct text once);
-- batches are length-bucketed: within a mega-batch of MEGA batches' rows (in random order) rows are sorted by
-  token length before they are cut into batches, and the order of all batches is shuffled, so a batch pads to
-  little more than its own texts while the data order stays random at the scale of an epoch;
-- a batch's tensors are built in pinned memory and copied with non_blocking, and nothing waits on the GPU except
-  the logging steps (the loss is summed on the device);
+- every text is tokenized once, up front (fast tokenizer, batched, no padding; each distinct text once), and the
+  token ids live on the training device (DeviceTokens): a batch is gathered there by index, so a step copies
+  nothing from the host;
+- batches are length-bucketed (job "bucket", default true): within a mega-batch of MEGA batches' rows (in random
+  order) rows are sorted by token length before they are cut into batches, and the order of all batches is
+  shuffled, so a batch pads to little more than its own texts while the data order stays random over an epoch;
+- the encoder is called directly with a 4-D mask when the model is [Transformer, Pooling mean/cls, Normalize?]
+  (DirectEncoder: no masking_utils host sync, no module plumbing), all columns in one forward on a GPU;
+- nothing waits on the GPU except the logging steps (the loss is summed on the device);
 - bf16 autocast on CUDA (as the reference's bf16=True), fused AdamW.
 
 What stays as the reference does it:
@@ -40,8 +44,9 @@ class Unsupported(Exception):
 
 
 def engine_of(job: dict) -> str:
-    """"fast" for loss mnrl unless job engine is "st"; CachedMNRL always trains with the reference."""
-    return "fast" if job.get("engine", "fast") == "fast" and job["loss"] == "mnrl" else "st"
+    """"fast" when job engine is "fast" and the loss is mnrl; else "st" (the default; CachedMNRL always trains with
+    the reference)."""
+    return "fast" if job.get("engine", "st") == "fast" and job["loss"] == "mnrl" else "st"
 
 
 class Column:
@@ -96,11 +101,12 @@ class TrainSet:
 
 
 def epoch_batches(sets: Sequence[TrainSet], batch_size: int, seed: int, epoch: int,
-                  mega: int = MEGA) -> list[tuple[int, list[int]]]:
+                  mega: int = MEGA, bucket: bool = True) -> list[tuple[int, list[int]]]:
     """One epoch's batches [(dataset index, row indices)]: per dataset a seeded permutation, sorted by length within
-    each mega-batch, cut greedily into conflict-free batches (corpus_pairs.conflict_free_batches: a row whose
-    text or group is already in the batch waits for the next one); then the batches of all datasets shuffled
-    together. Every row appears exactly once."""
+    each mega-batch (bucket=True; bucket=False keeps the permutation's order, as the reference's samplers do),
+    cut greedily into conflict-free batches (corpus_pairs.conflict_free_batches: a row whose text or group is
+    already in the batch waits for the next one); then the batches of all datasets shuffled together. Every row
+    appears exactly once."""
     import torch
 
     from .corpus_pairs import conflict_free_batches
@@ -111,8 +117,8 @@ def epoch_batches(sets: Sequence[TrainSet], batch_size: int, seed: int, epoch: i
     span = max(1, mega * batch_size)
     for d, s in enumerate(sets):
         perm = torch.randperm(s.n, generator=g).tolist()
-        order: list[int] = []
-        for c0 in range(0, len(perm), span):
+        order: list[int] = [] if bucket else perm
+        for c0 in range(0, len(perm) if bucket else 0, span):
             chunk = perm[c0:c0 + span]
             chunk.sort(key=lambda i: s.lens[i])
             order.extend(chunk)
@@ -168,6 +174,99 @@ def features(s: TrainSet, rows: Sequence[int], pad_id: int, with_tt: bool, extra
     return out
 
 
+class DeviceTokens:
+    """A TrainSet's token ids held on the training device (each column's distinct texts as one flat tensor plus
+    offsets; a few MB for GO): a batch is gathered there by index, so a step copies nothing from the host and
+    creates no tensor from Python data. The epoch's row order is uploaded once per epoch (load_epoch); the
+    host keeps the lengths, so each batch's width is known without asking the device."""
+
+    def __init__(self, s: TrainSet, device: str):
+        import torch
+
+        self.device = device
+        self.flat = [torch.as_tensor(c.flat, device=device) for c in s.columns]
+        self.starts = [torch.as_tensor(c.starts, device=device) for c in s.columns]
+        self.lens = [torch.as_tensor(c.text_lens, device=device) for c in s.columns]
+        self.host = s.columns
+        width = max((int(c.text_lens.max()) for c in s.columns if len(c.text_lens)), default=1)
+        self.pos = torch.arange(max(1, width), device=device)
+        self.order: list = []  # per column: the epoch's distinct-text ids of its rows, in batch order (device)
+        self.offsets: dict[int, tuple[int, int, list[int]]] = {}  # batch index -> (offset, rows, width per column)
+
+    def load_epoch(self, batches: Sequence[tuple[int, list[int]]], d: int) -> None:
+        """Upload the text ids of dataset d's rows in `batches` (in order) and note each batch's slice and widths."""
+        import numpy as np
+        import torch
+
+        rows = [np.asarray(r, dtype=np.int64) for k, r in batches if k == d]
+        allrows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        ts = [c.row[allrows] for c in self.host]
+        self.order = [torch.as_tensor(t, device=self.device) for t in ts]
+        self.offsets = {}
+        off = 0
+        j = 0
+        for i, (k, r) in enumerate(batches):
+            if k != d:
+                continue
+            n = len(r)
+            widths = [max(1, int(c.text_lens[t[off:off + n]].max())) for c, t in zip(self.host, ts)]
+            self.offsets[i] = (off, n, widths)
+            off += n
+            j += 1
+
+    def column(self, c: int, off: int, n: int, width: int, pad_id: int):
+        """(input_ids int64, attention_mask bool) of rows off..off+n of the loaded epoch, column c, padded to width."""
+        t = self.order[c][off:off + n]
+        lens = self.lens[c][t]
+        pos = self.pos[:width]
+        mask = pos[None, :] < lens[:, None]
+        idx = (self.starts[c][t][:, None] + pos[None, :]).clamp_(max=max(0, self.flat[c].numel() - 1))
+        ids = self.flat[c][idx].masked_fill_(~mask, pad_id)
+        return ids, mask
+
+
+class DirectEncoder:
+    """The model's forward for a [Transformer, Pooling (mean or cls), Normalize?] sentence-transformers model on
+    an SDPA-attention Hugging Face encoder, called without sentence-transformers' module plumbing: the encoder gets
+    a 4-D boolean attention mask (batch, 1, 1, width), which transformers passes to SDPA as it is (with a 2-D mask
+    its masking_utils asks the device whether any token is padding, a host sync in every forward), and mean/CLS
+    pooling and the L2 normalization are done here as sentence-transformers does them. `probe` checks it against
+    the model's own forward before it is used; anything else keeps embed_columns."""
+
+    def __init__(self, model):
+        mods = list(model.children())
+        names = [type(m).__name__ for m in mods]
+        if not (2 <= len(mods) <= 3 and names[0] == "Transformer" and names[1] == "Pooling"
+                and (len(mods) == 2 or names[2] == "Normalize")):
+            raise Unsupported(f"modules {names}")
+        tr, pool = mods[0], mods[1]
+        self.hf = getattr(tr, "auto_model", None) or getattr(tr, "model", None)
+        if self.hf is None:
+            raise Unsupported("no Hugging Face model in the Transformer module")
+        impl = getattr(getattr(self.hf, "config", None), "_attn_implementation", None)
+        if impl != "sdpa":
+            raise Unsupported(f"attention implementation {impl!r}")
+        mode = pool.pooling_mode
+        mode = mode if isinstance(mode, str) else (mode[0] if len(mode) == 1 else None)
+        if mode not in ("mean", "cls"):
+            raise Unsupported(f"pooling {pool.pooling_mode!r}")
+        self.mode = mode
+        self.normalize = len(mods) == 3
+        self.include_prompt = bool(getattr(pool, "include_prompt", True))
+
+    def __call__(self, ids, mask, with_tt: bool):
+        import torch.nn.functional as F
+
+        kw = {"token_type_ids": ids.new_zeros(ids.shape)} if with_tt else {}
+        h = self.hf(input_ids=ids, attention_mask=mask[:, None, None, :], return_dict=True, **kw).last_hidden_state
+        if self.mode == "cls":
+            e = h[:, 0]
+        else:
+            m = mask.unsqueeze(-1).to(h.dtype)
+            e = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(e, p=2, dim=-1) if self.normalize else e
+
+
 def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups: dict, prompts: dict[str, str],
         seed: int, device: str, evaluator, on_log: Callable[[dict], None],
         on_epoch: Callable[[dict], None]) -> dict:
@@ -219,8 +318,62 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
         opt = torch.optim.AdamW(params, lr=job["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(total * job["warmup_ratio"]), total)
 
-    def to_features(s: TrainSet, rows: list[int]) -> list[dict]:
-        return features(s, rows, pad_id, with_tt, extras, device)
+    # the step's encoder: DirectEncoder (no host sync, no module plumbing) when the model is one it reproduces,
+    # checked against the model's own forward on a first batch; else sentence-transformers' embed_columns
+    direct = None
+    direct_note = "embed_columns"
+    try:
+        direct = DirectEncoder(model)
+        if not direct.include_prompt and any(prompts.get(c) for c in sets_cols[0]):
+            raise Unsupported("a Pooling with include_prompt false and prompts")
+        _probe_direct(model, direct, sets[0], pad_id, with_tt, extras, device)
+        direct_note = f"direct ({direct.mode} pooling{', normalize' if direct.normalize else ''})"
+    except Unsupported as e:
+        direct = None
+        direct_note = f"embed_columns ({e})"
+    # one forward for all columns on a GPU (a small encoder is bound by launches there, not arithmetic); on a CPU
+    # the anchor keeps its own forward as embed_columns does (padding short queries to the documents' width
+    # costs real arithmetic there)
+    merge_all = device == "cuda" if job.get("merge_columns") is None else bool(job["merge_columns"])
+    dev_sets = [DeviceTokens(s, device) for s in sets]
+    bucket = bool(job.get("bucket", True))
+    timers = {"batch": 0.0, "forward": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0}
+    perf = time.perf_counter
+
+    def embed(d: int, i: int) -> list:
+        """The sentence embeddings of batch i (dataset d) of the loaded epoch, one tensor per column."""
+        ds = dev_sets[d]
+        off, n, widths = ds.offsets[i]
+        t_b = perf()
+        cols = [ds.column(c, off, n, w, pad_id) for c, w in enumerate(widths)]
+        t_f = perf()
+        timers["batch"] += t_f - t_b
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            if direct is not None:
+                groups = [list(range(len(cols)))] if merge_all else [[0], list(range(1, len(cols)))]
+                out = []
+                for g in groups:
+                    if not g:
+                        continue
+                    if len(g) == 1:
+                        ids, mask = cols[g[0]]
+                    else:
+                        w = max(cols[c][0].shape[1] for c in g)
+                        ids = torch.cat([torch.nn.functional.pad(cols[c][0], (0, w - cols[c][0].shape[1]), value=pad_id) for c in g])
+                        mask = torch.cat([torch.nn.functional.pad(cols[c][1], (0, w - cols[c][1].shape[1])) for c in g])
+                    e = direct(ids, mask, with_tt)
+                    out.extend(e.split(n) if len(g) > 1 else [e])
+            else:
+                feats = []
+                for name, (ids, mask) in zip(sets[d].names, cols):
+                    f: dict[str, Any] = {"input_ids": ids, "attention_mask": mask.long()}
+                    if with_tt:
+                        f["token_type_ids"] = torch.zeros_like(ids)
+                    f.update(extras.get(name, {}))
+                    feats.append(f)
+                out = embed_columns(model, feats)
+        timers["forward"] += perf() - t_f
+        return out
 
     step = 0
     loss_sum = torch.zeros((), device=device)  # since the last log; summed on the device: no sync per step
@@ -228,27 +381,36 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
     last_logged = 0
     epochs_run = 0.0
     grad_norm = None
+    profiler = _step_profiler(device)
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.time()
     n_epochs = math.ceil(job["epochs"])
     for epoch in range(n_epochs):
-        batches = epoch_batches(sets, bs, seed, epoch)
+        batches = epoch_batches(sets, bs, seed, epoch, bucket=bucket)
         n_b = len(batches)
-        nxt = to_features(sets[batches[0][0]], batches[0][1]) if batches else None
+        t_b = perf()
+        for d, ds in enumerate(dev_sets):
+            ds.load_epoch(batches, d)
+        timers["batch"] += perf() - t_b
         for i in range(n_b):
-            feats = nxt
-            # the next batch is built (and its copy queued) while this one runs on the GPU
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                embs = embed_columns(model, feats)
-            nxt = to_features(sets[batches[i + 1][0]], batches[i + 1][1]) if i + 1 < n_b else None
+            if profiler is not None:
+                profiler.step(step)
+            embs = embed(batches[i][0], i)
+            t_l = perf()
             loss = loss_fn.compute_loss_from_embeddings([e.float() for e in embs], None)
+            t_bw = perf()
             loss.backward()
+            t_o = perf()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
             lr = sched.get_last_lr()[0]  # the rate this step used: what the reference logs
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            t_e = perf()
+            timers["loss"] += t_bw - t_l
+            timers["backward"] += t_o - t_bw
+            timers["optimizer"] += t_e - t_o
             step += 1
             loss_sum += loss.detach()
             loss_all += loss.detach()
@@ -275,10 +437,90 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
     if device == "cuda":
         torch.cuda.synchronize()
     secs = time.time() - t0
+    if profiler is not None:
+        profiler.close()
     n_samples = sum(s.n for s in sets) * job["epochs"]
     metrics = {"train_runtime": round(secs, 4), "train_samples_per_second": round(n_samples / secs, 3),
                "train_steps_per_second": round(step / secs, 3),
                "train_loss": float(loss_all) / max(1, step), "epoch": float(epochs_run)}
     del grad_norm, opt
+    # host time per step by part (no device sync: on a GPU, when the host is the bottleneck these add up to the
+    # step's wall time; when the device is, the wait shows up where the host first blocks, e.g. the log steps)
+    per = {k: round(1000 * v / max(1, step), 3) for k, v in timers.items()}
+    per["host_total"] = round(sum(per.values()), 3)
+    per["wall"] = round(1000 * secs / max(1, step), 3)
     return {"steps": step, "train_seconds": round(secs, 3), "tokenize_seconds": round(tokenize_secs, 3),
-            "trainer_metrics": metrics}
+            "trainer_metrics": metrics, "step_ms": per, "forward_path": direct_note,
+            "bucket": bucket, "merge_columns": merge_all}
+
+
+def _probe_direct(model, direct: DirectEncoder, s: TrainSet, pad_id: int, with_tt: bool, extras: dict,
+                  device: str) -> None:
+    """DirectEncoder must give the model's own embeddings (eval mode, fp32) on the first rows of every column;
+    raises Unsupported otherwise."""
+    import torch
+
+    rows = list(range(min(s.n, 16)))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for name, col in zip(s.names, s.columns):
+                ids, mask = col.batch(rows, pad_id)
+                ids_t, mask_t = torch.as_tensor(ids, device=device), torch.as_tensor(mask, device=device)
+                f: dict[str, Any] = {"input_ids": ids_t, "attention_mask": mask_t}
+                if with_tt:
+                    f["token_type_ids"] = torch.zeros_like(ids_t)
+                f.update(extras.get(name, {}))
+                ref = model(f)["sentence_embedding"].float()
+                mine = direct(ids_t, mask_t.bool(), with_tt).float()
+                if ref.shape != mine.shape or not torch.allclose(ref, mine, atol=1e-5, rtol=1e-4):
+                    raise Unsupported("the direct forward differs from the model's")
+    finally:
+        model.train(was)
+
+
+def _step_profiler(device: str):
+    """TRAINER_PROFILE_STEPS=N (env): torch.profiler over N steps after 10 warm-up steps; the op table (sorted by
+    host time) goes to stderr, and with TRAINER_PROFILE_TRACE=FILE a Chrome trace to FILE. None when unset."""
+    import os
+    import sys
+
+    n = int(os.environ.get("TRAINER_PROFILE_STEPS", "0") or 0)
+    if n <= 0:
+        return None
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+
+    class P:
+        def __init__(self):
+            self.p = None
+            self.start, self.end = 10, 10 + n
+
+        def step(self, step: int) -> None:
+            if step == self.start:
+                self.p = profile(activities=acts, record_shapes=False)
+                self.p.__enter__()
+            elif step == self.end and self.p is not None:
+                self.close()
+
+        def close(self) -> None:
+            if self.p is None:
+                return
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.p.__exit__(None, None, None)
+            ka = self.p.key_averages()
+            sys.stderr.write(f"trainer: profile of {n} steps (from step {self.start}); "
+                             f"aten ops: {sum(e.count for e in ka if e.key.startswith('aten::'))}\n")
+            sys.stderr.write(ka.table(sort_by="self_cpu_time_total", row_limit=40) + "\n")
+            if device == "cuda":
+                sys.stderr.write(ka.table(sort_by="self_cuda_time_total", row_limit=25) + "\n")
+            trace = os.environ.get("TRAINER_PROFILE_TRACE")
+            if trace:
+                self.p.export_chrome_trace(trace)
+            self.p = None
+
+    return P()

@@ -252,6 +252,9 @@ def run(b: Bundle, out: str, emit: Callable[..., None], warn: Callable[[str], No
     # the training phase: mining, corpus pairs, tokenization, the loop(s), a soup's or sweep's member evaluations
     timings.update(train_phase=round(time.time() - t_train_phase, 2), train=round(train_secs, 2),
                    tokenize=res.get("tokenize_seconds"), engine=res.get("engine") or engine_of(job))
+    for k in ("step_ms", "forward_path", "bucket", "merge_columns"):  # the fast engine's step diagnostics
+        if res.get(k) is not None:
+            timings[k] = res[k]
     if device == "cuda":
         timings["gpu_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     model.eval()

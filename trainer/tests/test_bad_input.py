@@ -76,7 +76,8 @@ def test_bad_job_values(tmp_path):
     ({"directions": []}, "directions"), ({"partition_mode": "both"}, "partition_mode"),
     ({"directions": ["query_to_doc", "doc_to_doc"], "partition_mode": "per_direction"}, "per_direction"),
     ({"hardness": {"mode": "harder"}}, "hardness"), ({"hardness": {"strength": -1}}, "hardness.strength"),
-    ({"hardness": 3}, "hardness"),
+    ({"hardness": 3}, "hardness"), ({"engine": "turbo"}, "engine"), ({"bucket": "yes"}, "bucket"),
+    ({"merge_columns": 1}, "merge_columns"),
 ])
 def test_bad_loss_and_soup_values(tmp_path, job, word):
     b = write_bundle(str(tmp_path / "b"), job=job, base=False)

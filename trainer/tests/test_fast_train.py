@@ -183,11 +183,86 @@ def test_fast_engine_learns_and_reports(tmp_path):
 
 @needs_torch
 def test_bench_runs_on_cpu(tmp_path):
+    """One bench call compares engines and variants (same bundle, seed and lr): st and the fast engine without
+    length bucketing; the fast run reports its step diagnostics."""
     b = write_bundle(str(tmp_path / "b"), job={"epochs": 1})
     out = tmp_path / "bench.json"
-    r = run_cli("bench", b, "--json", str(out))
+    r = run_cli("bench", b, "--engines", "st,fast:bucket=false", "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "samples/s (training loop)" in r.stdout and "ratio vs st" in r.stdout
+    assert "samples/s (training loop)" in r.stdout and "ratio vs st" in r.stdout and "NDCG@10" in r.stdout
     res = json.loads(out.read_text())
-    assert [x["name"] for x in res] == ["st", "fast"] and [x["engine"] for x in res] == ["st", "fast"]
+    assert [x["name"] for x in res] == ["st", "fast:bucket=false"] and [x["engine"] for x in res] == ["st", "fast"]
     assert all(x["samples_per_second"] > 0 and x["timings"]["export"] >= 0 for x in res)
+    t = res[1]["timings"]
+    assert t["bucket"] is False and t["forward_path"].startswith("direct") and t["step_ms"]["wall"] > 0
+
+
+def test_bench_run_specs():
+    from trainer.bench import parse_run
+
+    assert parse_run("st", {"lr": 2e-4}) == ("st", {"lr": 2e-4, "engine": "st"})
+    assert parse_run("fast:bucket=false:merge_columns=true:x=abc", {}) == (
+        "fast:bucket=false:merge_columns=true:x=abc", {"engine": "fast", "bucket": False, "merge_columns": True, "x": "abc"})
+    with pytest.raises(SystemExit):
+        parse_run("turbo", {})
+    with pytest.raises(SystemExit):
+        parse_run("fast:bucket", {})
+
+
+@needs_torch
+def test_device_batches_equal_host_batches():
+    """DeviceTokens gathers on the device exactly the padded ids and mask Column.batch builds on the host."""
+    import numpy as np
+
+    from trainer import fast_train
+
+    model = _model()
+    cols = {"anchor": TEXTS_A * 3, "positive": TEXTS_P + TEXTS_N + TEXTS_P}
+    s = fast_train.TrainSet(cols, model.tokenizer, {"anchor": "q: "}, 16, {})
+    ds = fast_train.DeviceTokens(s, "cpu")
+    batches = fast_train.epoch_batches([s], 5, seed=1, epoch=0, mega=2)
+    ds.load_epoch(batches, 0)
+    for i, (_, rows) in enumerate(batches):
+        off, n, widths = ds.offsets[i]
+        assert n == len(rows)
+        for c, col in enumerate(s.columns):
+            ids, mask = col.batch(rows, 0)
+            dids, dmask = ds.column(c, off, n, widths[c], 0)
+            assert np.array_equal(dids.numpy(), ids) and np.array_equal(dmask.long().numpy(), mask)
+
+
+@needs_torch
+@pytest.mark.parametrize("fixture", ["tiny", "st-e5-tiny", "st-bge-tiny"])
+def test_direct_encoder_equals_the_model(fixture):
+    """The fast engine's direct forward (4-D mask, pooling and normalize in torch) gives the model's own sentence
+    embeddings (mean and CLS pooling); a pooling it does not reproduce is refused."""
+    import torch
+
+    from trainer import fast_train
+
+    path = os.path.join(REPO, "test", "fixtures", "models", "tiny", "pytorch") if fixture == "tiny" else os.path.join(ST_FIXTURES, fixture)
+    if not os.path.isdir(path):
+        pytest.skip(f"no fixture {fixture}")
+    model = _model(path)
+    enc = fast_train.DirectEncoder(model)
+    s = fast_train.TrainSet({"anchor": TEXTS_A, "positive": TEXTS_P}, model.tokenizer, {}, 64, {})
+    with_tt = "token_type_ids" in model.preprocess(["x"])
+    extras = {c: fast_train._extra_features(model, "") for c in ("anchor", "positive")}
+    fast_train._probe_direct(model, enc, s, model.tokenizer.pad_token_id or 0, with_tt, extras, "cpu")
+    model[1].pooling_mode = "max"
+    with pytest.raises(fast_train.Unsupported):
+        fast_train.DirectEncoder(model)
+    assert torch.is_grad_enabled()
+
+
+@needs_torch
+def test_bucketing_off_keeps_the_permutation_order():
+    from trainer.fast_train import epoch_batches
+
+    sets = _sets(groups=False)
+    on = epoch_batches(sets, 16, 3, 0, mega=10)
+    off = epoch_batches(sets, 16, 3, 0, mega=10, bucket=False)
+    assert on != off
+    for batches in (on, off):
+        for d, s in enumerate(sets):
+            assert sorted(r for k, rows in batches if k == d for r in rows) == list(range(s.n))
