@@ -2,7 +2,8 @@
 # GPU check of the trainer (cold start, recipe sweep, candidate embeddings) on the device box, in under 4 minutes.
 # Run from the repo root with $OUT set, carrying `.whl` (datasets wheels for scripts/gpu/setup.sh):
 #   bash scripts/gpu/trainer-check.sh
-# 1. the trainer's pytest suite (in the background; 4 xdist workers when pytest-xdist is there), -> $OUT/pytest.txt
+# 1. the trainer's pytest suite (in the background; 4 xdist workers when pytest-xdist is there), -> $OUT/pytest.txt,
+#    failing test names -> $OUT/pytest-failed.txt (also when the time limit stops it), $OUT/pytest-junit.xml
 # 2. a cold-start sweep: empty pairs.jsonl, corpus pairs only, validation carved from the corpus, 2 lr x [2, 4]
 #    epochs, greedy soup, embeddings of corpus.jsonl                                       -> $OUT/cold.*
 # 3. a warm sweep: heading -> paragraph pairs with positive_id (validation carved from them), "auto" epochs,
@@ -27,10 +28,19 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$S" 2>&1
 # (PYTEST=0 skips it; PYTEST_LIMIT seconds, default 200, keeps the whole check under 4 minutes: without xdist the
 # suite may not finish in that time on the device, and what it did is in pytest.txt all the same)
 XD=""; python3 -c "import xdist" 2>/dev/null && XD="-n 4"
+# pytest with SIGINT as KeyboardInterrupt: a background job of a non-interactive shell starts with SIGINT ignored,
+# and Python keeps it ignored, so `timeout --signal=INT` alone would not stop it
+PYTEST_INT='import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.main(sys.argv[1:]))'
 PT=""
 if [ "${PYTEST:-1}" = 1 ]; then
-  ( s=$(date +%s); timeout "${PYTEST_LIMIT:-200}" nice -n 10 python3 -m pytest -q $XD -p no:cacheprovider trainer/tests > "$OUT/pytest.txt" 2>&1
-    echo "rc=$? wall=$(( $(date +%s) - s ))s xdist='$XD'" >> "$OUT/pytest.txt" ) &
+  # the names of failing tests must survive the time limit: -rfE lists failures and errors in the summary,
+  # `timeout --signal=INT` makes pytest stop as on Ctrl-C and still print that summary (with xdist too; KILL
+  # follows 20 s later), --junitxml records every finished test, and each FAILED/ERROR line of the -v progress
+  # is copied to pytest-failed.txt as it happens (so a run killed outright still names them)
+  ( s=$(date +%s); timeout --signal=INT --kill-after=20 "${PYTEST_LIMIT:-200}" nice -n 10 python3 -c "$PYTEST_INT" -v -rfE \
+      --durations=15 $XD -p no:cacheprovider --junitxml="$OUT/pytest-junit.xml" trainer/tests 2>&1 \
+      | tee "$OUT/pytest.txt" | grep --line-buffered -E '(FAILED|ERROR)( |$)' > "$OUT/pytest-failed.txt"
+    echo "rc=${PIPESTATUS[0]} wall=$(( $(date +%s) - s ))s xdist='$XD'" >> "$OUT/pytest.txt" ) &
   PT=$!
 fi
 
@@ -76,7 +86,9 @@ run_sweep warm --job '{"gpu":"required","corpus_pairs":{"group":1,"ict":1},"swee
 
 if [ -n "$PT" ]; then
   wait $PT
-  echo "== pytest" >> "$S"; tail -15 "$OUT/pytest.txt" >> "$S"
+  echo "== pytest" >> "$S"; grep -E '^(FAILED|ERROR) ' "$OUT/pytest.txt" | sort -u >> "$S"
+  echo "-- failures seen as they happened:" >> "$S"; sort -u "$OUT/pytest-failed.txt" | cut -c1-300 >> "$S"
+  tail -25 "$OUT/pytest.txt" >> "$S"
 fi
 echo "all done in $(( $(date +%s) - T0 ))s" >> "$S"
 rm -rf "$W"
