@@ -523,12 +523,24 @@ def _soup_sequential(b: Bundle, job: dict, model, ds, device: str, evaluator, me
     return reports
 
 
+def member_gpu(member: int, gpus: int, visible: str | None = None) -> str:
+    """The GPU a parallel member trains on when this process sees `gpus` > 1 of them: round robin, named as
+    CUDA_VISIBLE_DEVICES names it for a child (the parent's own CUDA_VISIBLE_DEVICES entry when it has one)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    ids = [x.strip() for x in (visible or "").split(",") if x.strip()]
+    return ids[member % gpus] if len(ids) >= gpus else str(member % gpus)
+
+
 def _member_main(bundle_path: str, member: int, seed: int, device: str, state_path: str, q, threads: int = 0,
-                 spec: dict | None = None) -> None:
+                 spec: dict | None = None, gpu: str | None = None) -> None:
     """Entry point of a soup member trained in its own (spawned) process; talks to the parent through `q`.
     `threads` > 0: torch's intra-op thread count for this member (CPU members: the parent's share, see
     _soup_parallel). `spec`: a sweep member ({"lr", "epochs", "data": the parent's training rows and validation
-    queries as JSON}); it is scored on the validation queries only, never on eval.jsonl."""
+    queries as JSON}); it is scored on the validation queries only, never on eval.jsonl. `gpu`: the one GPU
+    this member may see (set before CUDA starts in this process, so "cuda" is that device and the trainer never
+    wraps the model for several GPUs)."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     # the parent owns the JSON-lines stdout: this process writes nothing there, not even from native code
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -599,6 +611,11 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
     if hasattr(os, "sched_getaffinity"):
         cores = min(cores, len(os.sched_getaffinity(0)))
     threads = max(1, cores // concurrency) if device == "cpu" else 0
+    # On a box with several GPUs the members are spread over them (member m on GPU m mod n), so the sweep's
+    # members train side by side on separate devices instead of sharing one.
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    if gpus > 1:
+        emit(event="devices", gpus=gpus, placement={str(m): member_gpu(m, gpus) for m in range(members)})
     stall = float(job.get("soup_stall_seconds") or 0)
     procs: dict[int, Any] = {}
     done: dict[int, dict] = {}
@@ -642,7 +659,8 @@ def _soup_parallel(b: Bundle, job: dict, device: str, members: int, concurrency:
                 m = pending.pop(0)
                 p = ctx.Process(target=_member_main, args=(os.path.abspath(b.path), m, seed(m), device,
                                                           os.path.join(tmp, f"member{m}.pt"), q, threads),
-                                kwargs={} if specs is None else {"spec": specs[m]})
+                                kwargs={**({} if specs is None else {"spec": specs[m]}),
+                                        **({"gpu": member_gpu(m, gpus)} if gpus > 1 else {})})
                 p.start()
                 procs[m] = p
                 last_msg = time.time()

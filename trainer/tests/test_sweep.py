@@ -243,3 +243,12 @@ def test_embed_jsonl_validation(tmp_path):
             f.write("".join(json.dumps(x) + "\n" for x in rows))
         r = run_cli("validate", b)
         assert r.returncode == 2 and word in _err(r), _err(r)
+
+
+def test_member_gpu_round_robin_over_the_visible_devices():
+    from trainer.train import member_gpu
+
+    assert [member_gpu(m, 2, "") for m in range(4)] == ["0", "1", "0", "1"]
+    # the parent sees physical GPUs 2 and 3 only: children are pinned to those, not to 0 and 1
+    assert [member_gpu(m, 2, "2,3") for m in range(3)] == ["2", "3", "2"]
+    assert [member_gpu(m, 3, "5, 6 ,7") for m in range(4)] == ["5", "6", "7", "5"]
