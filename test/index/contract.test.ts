@@ -10,19 +10,8 @@ import { PgStore } from '../../src/store/pg/store.js';
 import { migrateVectors } from '../../src/store/pg/vectors.js';
 import { MIGRATIONS_ROOT } from '../../src/store/index.js';
 import { randomUnitVector, seededRandom } from '../../src/util/random.js';
+import { dot, exactTopK } from './exact.js';
 
-function dot(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i] as number) * (b[i] as number);
-  return s;
-}
-
-function exactTopK(q: Float32Array, vecs: Map<number, Float32Array>, k: number, allow?: Set<number>): number[] {
-  const scored: [number, number][] = [];
-  for (const [label, v] of vecs) if (!allow || allow.has(label)) scored.push([label, dot(q, v)]);
-  scored.sort((a, b) => b[1] - a[1]);
-  return scored.slice(0, k).map(([l]) => l);
-}
 
 const DIM = 32;
 const N = 3000;

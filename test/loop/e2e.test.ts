@@ -6,7 +6,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withLoop, type Loop } from '../../src/loop.js';
+import type { Loop } from '../../src/loop.js';
 import { REPO, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { GO_FIXTURE as GO, goScenario, type GoQuery } from './go-data.js';
 
@@ -81,7 +81,7 @@ describe('self-tuning loop end to end', () => {
       // Stands in for a remote GPU trainer: leaves an artifact made by the real trainer in {out}.
       TRAINER_COMMAND: `echo "training on {bundle}" >&2; echo '{"event":"progress","step":1,"loss":0.5}'; mkdir -p {out} && cp -R "$(cat '${which()}')"/. {out}/`,
       TRAINER_TIMEOUT_SECONDS: 60, REEMBED_PAUSE_MS: 5, REEMBED_BATCH: 128, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
-    }, { listen: true, extend: (ctx) => withLoop(ctx, { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } }) });
+    }, { listen: true, loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
     expect((await http('POST', '/collections', { name: 'go' })).status).toBe(201);
     const docs = scenario.docs.map((d) => ({ id: d.id, text: d.text, metadata: { namespace: d.namespace } }));
     for (let i = 0; i < docs.length; i += 500) {
