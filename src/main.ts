@@ -3,11 +3,10 @@ import { ModelLoadError } from './embed/registry.js';
 import { ObjectStoreError } from './objects/types.js';
 import { startServer } from './server.js';
 import { StoreOpenError } from './store/errors.js';
-import { withLoop } from './loop.js';
 
 // The process entry point: configuration and model errors are one line, not a stack trace.
 try {
-  const server = await startServer({ extend: withLoop });
+  const server = await startServer({ loop: true });
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;

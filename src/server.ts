@@ -20,6 +20,12 @@ import { StrategyTuner } from './search/tuner.js';
 import { strategyRoutes } from './http/routes/strategy.js';
 import { openStore } from './store/index.js';
 import { LlmMiner } from './train/llm.js';
+import { loopRoutes } from './http/routes/loop.js';
+import { gate, irMetrics, retrainOnDrift, startLoop, stopLoop, type Loop, type LoopOptions } from './loop.js';
+import { DriftMonitor } from './monitor/drift.js';
+import { Swapper } from './swap/swap.js';
+import { trainerFromConfig } from './train/backends.js';
+import { JobRunner } from './train/jobs.js';
 import type { Store } from './store/types.js';
 import { createLogger, type Logger } from './util/log.js';
 
@@ -39,7 +45,15 @@ export interface StartOptions {
   env?: Record<string, string | undefined>;
   /** Listen on a port (default true). Tests can use app.request() without one. */
   listen?: boolean;
-  /** Route groups added by later layers (self-tuning loop). */
+  /**
+   * Runs the self-tuning loop (drift monitor, retrain jobs, swapper and their routes); src/main.ts turns it
+   * on. Without it the server serves and tunes strategies, but never retrains.
+   */
+  loop?: boolean | LoopOptions;
+  /**
+   * A test seam: runs once the engine is up, before the app answers, and may add route groups or replace
+   * the API-key middleware (tests mint keys here or probe the port while it is still loading).
+   */
   extend?: (ctx: { engine: Engine; config: Config }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
 }
 
@@ -59,6 +73,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
   let url = '';
   let draining = false;
   let stopTuner: (() => Promise<void>) | undefined;
+  let loop: Loop | undefined;
   if (opts.listen !== false) {
     const loading = createLoadingApp();
     server = await new Promise<ServerType>((res, rej) => {
@@ -121,13 +136,14 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await store.close().catch(() => undefined);
       throw err;
     }
+    // A fresh LLM miner per use (its usage counters are per job), when LLM_BASE_URL and LLM_MODEL are set.
+    const llm = config.LLM_BASE_URL && config.LLM_MODEL
+      ? () => new LlmMiner({ baseURL: config.LLM_BASE_URL!, model: config.LLM_MODEL!, apiKey: config.LLM_API_KEY, concurrency: config.LLM_CONCURRENCY }, log)
+      : undefined;
     // Chooses each collection's serving strategy (mode "auto") by measurement; see src/search/tuner.ts.
     const tuner = new StrategyTuner({
       store, config, log, book: engine.strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version,
-      llmQuestions: config.LLM_BASE_URL && config.LLM_MODEL
-        ? async (passages) => (await new LlmMiner({ baseURL: config.LLM_BASE_URL!, model: config.LLM_MODEL!, apiKey: config.LLM_API_KEY, concurrency: config.LLM_CONCURRENCY }, log)
-          .questionsFor(passages, 1)).map((list) => list.map((q) => q.question))
-        : undefined,
+      llmQuestions: llm ? async (passages) => (await llm().questionsFor(passages, 1)).map((list) => list.map((q) => q.question)) : undefined,
     });
     // A failed listing (the store closing under a tick at shutdown, a database blip) skips that tick: the
     // rejection would otherwise be unhandled (tick is fire-and-forget) and end the process.
@@ -136,10 +152,36 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       return [];
     }));
     stopTuner = () => tuner.stop();
+    // The self-tuning loop (src/loop.ts): the drift monitor asks for retrain jobs; a job mines pairs, runs
+    // the trainer, gates the candidate and hands it to the swapper (shadow re-embed, cut-over).
+    if (opts.loop) {
+      const loopOpts = opts.loop === true ? {} : opts.loop;
+      const swapper = new Swapper(engine, config);
+      const jobs = new JobRunner({
+        engine, store, config, swapper, irMetrics, gate, llm,
+        trainer: loopOpts.trainer ?? trainerFromConfig(config),
+        evalMaxChunks: loopOpts.evalMaxChunks,
+        mining: loopOpts.mining,
+      });
+      const monitor = new DriftMonitor({
+        store, config, metrics, log,
+        // The serving model, in the 'bulk' lane: re-embedding a window must not delay live searches.
+        embed: async (texts) => {
+          const pair = engine.serving;
+          return { vectors: await pair.embedder.embed(texts, { priority: 'bulk', kind: 'query' }), model: pair.version };
+        },
+        servingVersion: () => engine.serving.version,
+        onDrift: retrainOnDrift(jobs, log),
+      });
+      loop = { monitor, jobs, swapper };
+      await startLoop(loop, store, log);
+      loopOpts.onReady?.(loop);
+    }
     const ext = opts.extend ? await opts.extend({ engine, config }) : {};
     await bootstrapAdminKey(config, store, log);
     const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
-    const app = createApp({ engine, isDraining: () => draining, auth, ...ext, extraRoutes: [strategyRoutes(engine, tuner), ...(ext.extraRoutes ?? [])] });
+    const routes = [strategyRoutes(engine, tuner), ...(loop ? [loopRoutes({ engine, store, ...loop })] : []), ...(ext.extraRoutes ?? [])];
+    const app = createApp({ engine, isDraining: () => draining, auth, ...ext, extraRoutes: routes });
     return { store, engine, ext, app };
   }
   let closed: Promise<void> | undefined;
@@ -160,6 +202,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
         });
       }
       await ext.close?.();
+      if (loop) await stopLoop(loop);
       await stopTuner?.();
       await engine.stop();
       await store.close();

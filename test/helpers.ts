@@ -23,6 +23,7 @@ export async function startTestServer(config: Partial<Config> = {}, opts: Omit<S
   const server = await startServer({
     env: {},
     listen: opts.listen ?? false,
+    loop: opts.loop,
     extend: opts.extend,
     config: {
       DATA_DIR: dataDir, MODEL_DIR: TINY_MODEL, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1',

@@ -1,11 +1,10 @@
 // The client's self-tuning-loop calls (drift, retrain, jobs, models, rollback) against the real server
-// with the loop mounted (withLoop) and API keys on. The trainer is a `command` that fails at once:
+// with the loop on (`loop: true`) and API keys on. The trainer is a `command` that fails at once:
 // what is tested here is the API contract and error mapping, not training (test/loop covers that).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/auth/keys.js';
 import { RetrievalClient, RetrievalError, type JobInfo, type JobState } from '../../src/client/index.js';
 import { apiKeyAuth } from '../../src/http/auth.js';
-import { withLoop } from '../../src/loop.js';
 import { startTestServer, type TestServer } from '../helpers.js';
 
 const TERMINAL: JobState[] = ['done', 'rejected', 'failed'];
@@ -27,11 +26,11 @@ describe('RetrievalClient: self-tuning loop endpoints', () => {
       { AUTH: 'on', TRAINER_BACKEND: 'command', TRAINER_COMMAND: 'echo "no GPU in this test" >&2; exit 3 # {bundle} {out}', AUTO_RETRAIN: false },
       {
         listen: true,
+        loop: true,
         extend: async (ctx) => {
           keys.admin = (await createApiKey(ctx.engine.store, { role: 'admin' })).key;
           keys.read = (await createApiKey(ctx.engine.store, { role: 'read' })).key;
-          const loop = await withLoop(ctx);
-          return { ...loop, auth: apiKeyAuth({ store: ctx.engine.store, mode: 'on', logger: ctx.engine.log }) };
+          return { auth: apiKeyAuth({ store: ctx.engine.store, mode: 'on', logger: ctx.engine.log }) };
         },
       },
     );

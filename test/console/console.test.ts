@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../src/auth/keys.js';
-import { withLoop } from '../../src/loop.js';
 import { REPO, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { GO_FIXTURE as GO, goScenario } from '../loop/go-data.js';
 import { haveChromium, launchConsole, type Console } from './browser.js';
@@ -63,7 +62,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
       // Stands in for a GPU trainer: progress lines with a falling loss (a live curve), then an artifact the real trainer made.
       TRAINER_COMMAND: `i=0; for l in 2.2 1.9 1.7 1.5 1.4 1.3 1.2 1.15 1.1 1.05 1.0 0.98 0.95 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":16,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
       TRAINER_TIMEOUT_SECONDS: 120, REEMBED_PAUSE_MS: 150, REEMBED_BATCH: 32, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
-    }, { listen: true, extend: (ctx) => withLoop(ctx, { mining: { minEvalQueries: 20 } }) });
+    }, { listen: true, loop: { mining: { minEvalQueries: 20 } } });
     readKey = (await createApiKey(server.engine.store, { role: 'read', name: 'console-test' })).key;
     baseVersion = server.engine.serving.version;
     ui = await launchConsole();

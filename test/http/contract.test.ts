@@ -3,7 +3,6 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { defaultRoleFor } from '../../src/http/auth.js';
 import { routeSpecs } from '../../src/http/route.js';
-import { withLoop } from '../../src/loop.js';
 import { startTestServer, type TestServer } from '../helpers.js';
 
 type Op = { operationId?: string; 'x-role'?: string; parameters?: { name: string; in: string }[]; responses: Record<string, { content?: Record<string, { schema?: unknown }>; headers?: Record<string, unknown> }> };
@@ -13,7 +12,7 @@ let doc: { paths: Record<string, Record<string, Op>> };
 beforeAll(async () => {
   s = await startTestServer(
     { TRAINER_BACKEND: 'command', TRAINER_COMMAND: 'echo "no trainer in this test" >&2; exit 3 # {bundle} {out}', AUTO_RETRAIN: false },
-    { extend: async (ctx) => withLoop(ctx) },
+    { loop: true },
   );
   doc = (await s.req('GET', '/openapi.json')).body;
 }, 60_000);

@@ -22,7 +22,7 @@ test('/openapi.json documents exactly the routes the app serves', async () => {
       .filter((x) => x.method !== 'ALL' && x.path !== '/openapi.json')
       .map((x) => `${x.method} ${x.path}`),
   );
-  // Loop routes are mounted by src/loop.ts in production; the core app must not serve undocumented routes.
+  // Loop routes are mounted only with startServer's `loop` option (src/main.ts turns it on); the core app must not serve undocumented routes.
   for (const route of served) expect(documented, route).toContain(route);
   expect(r.body.components.schemas.Search.additionalProperties).toBe(false);
 });

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApiKey } from '../../src/auth/keys.js';
 import { MAX_JSON_DEPTH } from '../../src/http/validate.js';
-import { withLoop } from '../../src/loop.js';
 import { startServer } from '../../src/server.js';
 import { REPO, TINY_MODEL, startTestServer, tempDir, type TestServer } from '../helpers.js';
 
@@ -25,7 +24,7 @@ let s: TestServer;
 let admin: string;
 let read: string;
 beforeAll(async () => {
-  s = await startTestServer({ AUTH: 'on', ADMIN_API_KEY: 'hostile-admin-key-0123456789' }, { extend: (ctx) => withLoop(ctx) });
+  s = await startTestServer({ AUTH: 'on', ADMIN_API_KEY: 'hostile-admin-key-0123456789' }, { loop: true });
   admin = 'hostile-admin-key-0123456789';
   read = (await createApiKey(s.store, { role: 'read', name: 'app' })).key;
   await s.req('POST', '/collections', { name: 'h' }, bearer(admin));

@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from 'vitest';
-import { withLoop, type Loop } from '../../src/loop.js';
+import type { Loop } from '../../src/loop.js';
 import { encodeSource } from '../../src/serving/models.js';
 import { TINY_MODEL, freshPostgres, startTestServer, type TestServer } from '../helpers.js';
 
@@ -86,7 +86,7 @@ test.skipIf(!url)('job claims live with the replica: another replica never fails
   let loopA: Loop | undefined;
   let loopB: Loop | undefined;
   const slow = { TRAINER_BACKEND: 'command' as const, AUTO_RETRAIN: false, TRAINER_COMMAND: 'sleep 4; echo "no GPU here" >&2; exit 3 # {bundle} {out}' };
-  const a = await startTestServer({ DATABASE_URL: db.url, ...slow }, { extend: (ctx) => withLoop(ctx, { onReady: (l) => { loopA = l; }, mining: { minEvalQueries: 1 } }) });
+  const a = await startTestServer({ DATABASE_URL: db.url, ...slow }, { loop: { onReady: (l) => { loopA = l; }, mining: { minEvalQueries: 1 } } });
   servers.push(a);
   expect((await a.req('POST', '/collections', { name: 'c' })).status).toBe(201);
   await a.req('POST', '/collections/c/documents', { documents: Array.from({ length: 30 }, (_, i) => ({ id: `d${i}`, text: `document ${i} about topic ${i % 5}` })) });
@@ -96,7 +96,7 @@ test.skipIf(!url)('job claims live with the replica: another replica never fails
   }
   const job = (await a.req('POST', '/collections/c/retrain', {})).body;
   expect(job.state).toBe('queued');
-  const b = await startTestServer({ DATABASE_URL: db.url, ...slow }, { extend: (ctx) => withLoop(ctx, { onReady: (l) => { loopB = l; } }) });
+  const b = await startTestServer({ DATABASE_URL: db.url, ...slow }, { loop: { onReady: (l) => { loopB = l; } } });
   servers.push(b);
   expect(loopB).toBeDefined();
   const seen = (await b.req('GET', `/jobs/${job.id as string}`)).body;

@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { withLoop } from '../../src/loop.js';
 import { REPO, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { GO_FIXTURE as GO, goScenario } from './go-data.js';
 
@@ -37,7 +36,7 @@ async function runJob(dir: string, embeddings: string | null): Promise<{ s: Test
   const s = await startTestServer({
     DATA_DIR: join(dir, 'data'), TRAINER_BACKEND: 'command', TRAINER_TIMEOUT_SECONDS: 120,
     TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ && ${copy} && while [ ! -f '${gate}' ]; do sleep 0.05; done # {bundle}`,
-  }, { extend: (ctx) => withLoop(ctx, {}) });
+  }, { loop: true });
   expect((await s.req('POST', '/collections', { name: 'c' })).status).toBe(201);
   expect((await s.req('POST', '/collections/c/documents', { documents: docs })).status).toBe(200);
   for (const q of [...sc.bp, ...sc.shift]) {

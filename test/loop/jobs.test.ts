@@ -4,7 +4,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
-import { withLoop, type Loop } from '../../src/loop.js';
+import type { Loop } from '../../src/loop.js';
 import { openStore } from '../../src/store/index.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { startLlm } from './llm-server.js';
@@ -20,7 +20,7 @@ const docs = Array.from({ length: 120 }, (_, i) => ({
 
 async function start(dir: string, cfg: Partial<Config>, onReady?: (l: Loop) => void): Promise<TestServer> {
   return startTestServer({ DATA_DIR: dir, TRAINER_BACKEND: 'command', TRAINER_TIMEOUT_SECONDS: 30, ...cfg }, {
-    extend: (ctx) => withLoop(ctx, { onReady, mining: { minEvalQueries: 5, pseudoQueries: 20 } }),
+    loop: { onReady, mining: { minEvalQueries: 5, pseudoQueries: 20 } },
   });
 }
 

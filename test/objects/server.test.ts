@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withLoop, type Loop } from '../../src/loop.js';
+import type { Loop } from '../../src/loop.js';
 import { openObjectStore, type ObjectStore } from '../../src/objects/index.js';
 import { REPO, freshPostgres, startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { GO_FIXTURE as GO, goScenario } from '../loop/go-data.js';
@@ -86,7 +86,7 @@ describe.skipIf(!pgUrl)('object store with Postgres replicas', () => {
     const a = await startTestServer({
       ...shared, DATA_DIR: dirA, TRAINER_BACKEND: 'command', AUTO_RETRAIN: false,
       TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ # {bundle}`,
-    }, { extend: (ctx) => withLoop(ctx, { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } }) });
+    }, { loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
     let aOpen = true;
     cleanups.push(() => (aOpen ? a.dispose() : undefined));
     expect((await a.req('POST', '/collections', { name: 'go' })).status).toBe(201);
