@@ -199,7 +199,8 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
   let failure: unknown;
   let batchSeq = 0;
   const dispatch = async (batch: Batch) => {
-    // Keep per-id order: a later version of a document must not overtake an earlier one in flight.
+    // Keep per-id order: a later version of a document must not overtake an earlier one in flight. (Not
+    // p-limit: a batch waits for in-flight batches that share an id, not only for a free slot.)
     for (;;) {
       const clash = [...inflight.values()].filter((f) => [...batch.ids].some((id) => f.batch.ids.has(id)));
       if (clash.length === 0 && inflight.size < o.concurrency) break;

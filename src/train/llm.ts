@@ -71,6 +71,8 @@ export class LlmMiner {
     const attempts = this.opts.maxAttempts ?? 4;
     let delay = this.opts.backoffMs ?? 500;
     let lastErr: unknown;
+    // Not p-retry: an answer that parses to nothing is retried like an error, every try is counted in
+    // `usage`, and running out of tries yields [] rather than an exception.
     for (let a = 1; a <= attempts; a++) {
       try {
         this.usage.requests++;

@@ -1,4 +1,5 @@
-// A promise-chain mutex: one critical section at a time per key, FIFO.
+// A promise-chain mutex: one critical section at a time per key, FIFO, and no entry left for an idle key.
+// Not async-mutex: it has no keyed mutex, and a Map of its Mutex objects would need this same cleanup.
 export class KeyedMutex {
   private readonly tails = new Map<string | number, Promise<unknown>>();
 
