@@ -116,6 +116,8 @@ export class DriftMonitor {
     const version = this.deps.servingVersion();
     const key = (v: string, t: string) => `${v}\u0000${t}`;
     let missing = [...new Set(texts.filter((t) => !this.cache.has(key(version, t))))];
+    // Emptied when full rather than LRU-trimmed: every text of this run must still be there when read back
+    // below, and the two windows of one run are at most 2 × DRIFT_WINDOW texts.
     if (this.cache.size + missing.length > DriftMonitor.CACHE_MAX) {
       this.cache.clear();
       missing = [...new Set(texts)];
