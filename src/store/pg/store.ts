@@ -111,9 +111,33 @@ export class PgStore implements Store {
     readonly sql: PgSqlClient,
     /** Session-level job claims (node-postgres); absent for PGlite, which only one process can open. */
     private readonly claimSession?: (id: string) => Promise<JobClaim | undefined>,
-  ) {}
+    opts: { autoAnalyze?: boolean } = {},
+  ) {
+    if (opts.autoAnalyze) this.autoAnalyze = { changed: 0, total: 0 };
+  }
 
   private readonly localClaims = new LocalJobClaims();
+
+  /**
+   * PGlite runs no autovacuum, so nothing ever ANALYZEs its tables and the planner keeps estimating a
+   * freshly created (empty) table at one row: a keyword term's chunks were counted by walking a b-tree and
+   * filtering every row, 6× slower than with statistics, and with a search load on the one connection the
+   * whole loop (drift checks, jobs) queued behind such queries. This counts rows written since the last
+   * ANALYZE and runs one at autovacuum's default threshold (50 + 10% of the rows). Absent on a Postgres
+   * server, whose autovacuum does it.
+   */
+  private readonly autoAnalyze?: { changed: number; total: number };
+
+  /** After a write commits: ANALYZE when `rows` more pass the threshold (see autoAnalyze). */
+  private async analyzeAfterWrite(rows: number): Promise<void> {
+    const a = this.autoAnalyze;
+    if (!a || rows <= 0) return;
+    a.changed += rows;
+    if (a.changed < 50 + 0.1 * a.total) return;
+    a.total += a.changed;
+    a.changed = 0;
+    await this.sql.query('ANALYZE');
+  }
 
   async claimJob(id: string): Promise<JobClaim | undefined> {
     return this.claimSession ? this.claimSession(id) : this.localClaims.claim(id);
@@ -215,7 +239,7 @@ export class PgStore implements Store {
         query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows,
         transaction: (fn) => client.transaction((tx) => fn(async (text, params) => (await tx.query<Record<string, unknown>>(text, params)).rows)),
       };
-      return new PgStore(db, () => client.close(), sqlClient);
+      return new PgStore(db, () => client.close(), sqlClient, undefined, { autoAnalyze: true });
     } catch (err) {
       await client.close().catch(() => undefined);
       throw err;
@@ -300,12 +324,15 @@ export class PgStore implements Store {
       byId.set(d.id, d);
     }
     const unique = [...byId.values()];
+    let out: UpsertResult;
     // After commit, so a keyword search racing the write cannot re-cache pre-write statistics.
     try {
-      return await this.upsertTx(collectionId, unique);
+      out = await this.upsertTx(collectionId, unique);
     } finally {
       this.kwStats.delete(collectionId);
     }
+    await this.analyzeAfterWrite(unique.length + out.added.length + out.removed.length);
+    return out;
   }
 
   private upsertTx(collectionId: number, unique: DocumentInput[]): Promise<UpsertResult> {
@@ -346,11 +373,14 @@ export class PgStore implements Store {
   }
 
   async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+    let out: UpsertResult | undefined;
     try {
-      return await this.deleteTx(collectionId, docId);
+      out = await this.deleteTx(collectionId, docId);
     } finally {
       this.kwStats.delete(collectionId);
     }
+    if (out) await this.analyzeAfterWrite(1 + out.removed.length);
+    return out;
   }
 
   private deleteTx(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
@@ -533,8 +563,11 @@ export class PgStore implements Store {
              sum(idf.idf * (u.tf * ${K1_PLUS_1}) /
                  (u.tf + ${K1} * (1 - ${B} + ${B} * cand.tsv_len / greatest(${avgdl}::float8, 1))))::float8 AS score
       FROM cand
-      CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(cand.tsv)
-                          WHERE lexeme = ANY(${termArray([...idf.keys()])}::text[])) u
+      -- setweight marks the query's lexemes and ts_filter keeps only those, so unnest builds position arrays
+      -- for 2-3 lexemes per chunk instead of all of them (3-4× less per candidate; on PGlite this was most of
+      -- a keyword search). to_tsvector writes every position with weight D, so nothing else is kept.
+      CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf
+                          FROM unnest(ts_filter(setweight(cand.tsv, 'A', ${termArray([...idf.keys()])}::text[]), '{a}'))) u
       JOIN idf ON idf.term = u.lexeme
       GROUP BY cand.label
       ORDER BY score DESC, cand.label
@@ -638,6 +671,7 @@ export class PgStore implements Store {
     await this.db.transaction(async (tx) => {
       for (let i = 0; i < rows.length; i += 500) await tx.insert(s.queryLog).values(rows.slice(i, i + 500)).onConflictDoNothing();
     });
+    await this.analyzeAfterWrite(rows.length);
   }
 
   async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
