@@ -35,7 +35,7 @@ export function spawnWorker(entry: URL, options: WorkerOptions & { preload?: rea
 const bundles = new Map<string, URL | null>();
 
 /** The entry and its relative imports as one ES module in a data: URL; null where that is not possible. */
-export function bundleWorker(entry: URL): URL | null {
+function bundleWorker(entry: URL): URL | null {
   let url = bundles.get(entry.href);
   if (url !== undefined) return url;
   url = null;
