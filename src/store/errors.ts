@@ -5,14 +5,20 @@ export class StoreOpenError extends Error {
   override name = 'StoreOpenError';
 }
 
+/** A write names a collection that no longer exists (its per-collection tables are gone). */
+export class CollectionGoneError extends Error {
+  override name = 'CollectionGoneError';
+}
+
 /**
  * True for a foreign-key violation from any dialect: better-sqlite3 (`SQLITE_CONSTRAINT_FOREIGNKEY`),
- * node-postgres and PGlite (SQLSTATE 23503), also when drizzle wraps the driver error in `cause`.
+ * node-postgres and PGlite (SQLSTATE 23503), also when drizzle wraps the driver error in `cause`; and a
+ * CollectionGoneError, the same race (a write against a deleted collection) seen before the row insert.
  */
 export function isForeignKeyViolation(err: unknown): boolean {
   for (let e: unknown = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
     const code = (e as { code?: unknown }).code;
-    if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503') return true;
+    if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503' || e instanceof CollectionGoneError) return true;
   }
   return false;
 }

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../../errors.js';
+import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
 import type {
@@ -143,6 +144,11 @@ export class SqliteStore implements Store {
     let st = this.ftsStmts.get(collectionId);
     if (!st) {
       const t = `"${ftsTable(collectionId)}"`;
+      // The table goes with its collection: a write racing DELETE /collections/:name finds it gone, which is
+      // the same "collection not found" as the foreign key's.
+      if (!this.sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(ftsTable(collectionId))) {
+        throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
+      }
       st = {
         insert: this.sqlite.prepare(`INSERT INTO ${t} (rowid, text) VALUES (?, ?)`),
         // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
@@ -293,7 +299,7 @@ export class SqliteStore implements Store {
       rows = this.fts(collectionId).search.all(match, allowed ? Math.max(k * 20, 1000) : k);
     } catch (err) {
       // No keyword table: the collection does not exist (or was just deleted, possibly by another process).
-      if (err instanceof Database.SqliteError && /no such table/.test(err.message)) {
+      if (err instanceof CollectionGoneError || (err instanceof Database.SqliteError && /no such table/.test(err.message))) {
         this.ftsStmts.delete(collectionId);
         return [];
       }
