@@ -1,4 +1,4 @@
-// The self-tuning loop end to end on a real server (HTTP on a real port, SQLite, ONNX tiny model):
+// The self-tuning loop end to end on a real server (HTTP on a real port, ONNX tiny model):
 // BP traffic → MF/CC traffic with feedback → the scheduler's drift check fires → retrain job → trainer
 // (`command` backend returning an artifact the real trainer produced: tiny-ft-go) → gate → shadow
 // re-embed → cut-over, while a concurrent search load runs; then a worse candidate (tiny-bad) is
@@ -16,7 +16,21 @@ const BAD = join(REPO, 'test/fixtures/models/tiny-bad');
 // Response bodies are checked field by field below; a loose type keeps the assertions readable.
 interface Json { [k: string]: any }
 
-describe('self-tuning loop end to end', () => {
+// On the default store (SQLite, hnswlib indexes) with the full GO scenario; on Postgres (PGlite in-process) with
+// hnswlib indexes and with the pgvector index backend, where the swap writes the candidate's vectors into a
+// table of their own and must serve with 0 failed searches. PGlite is a wasm Postgres on the test's main thread:
+// every query of the server, the search load and the loop shares its one connection, so the PGlite variants run
+// the smallest scenario that still goes drift → job → gate → shadow re-embed → swap (the crash test's: 600
+// passages, 60 + 60 queries, windows of 50) to keep the three inside the CI budget.
+const FULL = { scenario: { split: 'dev', bp: 160, shift: 240, corpusSize: 2500, seed: 5 }, window: 150, minQueries: 100 } as const;
+const SMALL = { scenario: { split: 'dev', bp: 60, shift: 60, corpusSize: 600, seed: 11 }, window: 50, minQueries: 40 } as const;
+const STORES = [
+  { store: 'sqlite', ...FULL },
+  { store: 'pglite', ...SMALL },
+  { store: 'pglite+pgvector', ...SMALL },
+] as const;
+
+describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenario: size, window, minQueries }) => {
   let dir: string;
   let server: TestServer;
   let loop: Loop | undefined;
@@ -71,12 +85,14 @@ describe('self-tuning loop end to end', () => {
   };
 
   beforeAll(async () => {
-    scenario = goScenario(GO, { split: 'dev', bp: 160, shift: 240, corpusSize: 2500, seed: 5 });
+    scenario = goScenario(GO, size);
     dir = tempDir('loop-e2e-');
     writeFileSync(which(), FT);
+    const pg = store.startsWith('pglite');
     server = await startTestServer({
+      DATABASE_URL: pg ? `pglite://${join(dir, 'db')}` : undefined, INDEX_BACKEND: store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib',
       DATA_DIR: dir, LOG_LEVEL: 'warn', EMBED_WORKERS: 1, INDEX_WORKERS: 1,
-      DRIFT_INTERVAL_SECONDS: 1, DRIFT_WINDOW: 150, DRIFT_MIN_QUERIES: 100, DRIFT_COOLDOWN_SECONDS: 3600, AUTO_RETRAIN: true,
+      DRIFT_INTERVAL_SECONDS: 1, DRIFT_WINDOW: window, DRIFT_MIN_QUERIES: minQueries, DRIFT_COOLDOWN_SECONDS: 3600, AUTO_RETRAIN: true,
       TRAINER_BACKEND: 'command',
       // Stands in for a remote GPU trainer: leaves an artifact made by the real trainer in {out}.
       TRAINER_COMMAND: `echo "training on {bundle}" >&2; echo '{"event":"progress","step":1,"loss":0.5}'; mkdir -p {out} && cp -R "$(cat '${which()}')"/. {out}/`,
@@ -84,6 +100,7 @@ describe('self-tuning loop end to end', () => {
     }, { listen: true, loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
     expect((await http('POST', '/collections', { name: 'go' })).status).toBe(201);
     const docs = scenario.docs.map((d) => ({ id: d.id, text: d.text, metadata: { namespace: d.namespace } }));
+    expect(server.engine.indexManager.kind).toBe(store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib');
     for (let i = 0; i < docs.length; i += 500) {
       expect((await http('POST', '/collections/go/documents', { documents: docs.slice(i, i + 500) })).status).toBe(200);
     }
@@ -98,6 +115,9 @@ describe('self-tuning loop end to end', () => {
     expect(loop).toBeDefined();
     const base = (await http('GET', '/models')).body;
     const baseVersion = base.champion as string;
+    // Every chunk is re-embedded into the candidate's index (a long passage may be cut into two).
+    const chunks = (await http('GET', '/collections/go')).body.chunks as number;
+    expect(chunks).toBeGreaterThanOrEqual(scenario.docs.length);
     expect(baseVersion).toBe(server.engine.serving.version);
     // The tiny base encoder is useless on GO: measured on pseudo-queries, the collection is served by keyword.
     const cold = (await http('POST', '/collections/go/strategy')).body.strategy;
@@ -127,8 +147,8 @@ describe('self-tuning loop end to end', () => {
     expect(fired.metrics.mmd.pValue).toBeLessThan(0.01);
     expect(fired.metrics.domainAuc >= 0.75 || fired.metrics.centroidDistance >= 0.1).toBe(true);
     // The scheduler may fire as soon as the window holds DRIFT_MIN_QUERIES shifted queries.
-    expect(fired.metrics.current.n).toBeGreaterThanOrEqual(100);
-    expect(fired.metrics.current.n).toBeLessThanOrEqual(150);
+    expect(fired.metrics.current.n).toBeGreaterThanOrEqual(minQueries);
+    expect(fired.metrics.current.n).toBeLessThanOrEqual(window);
 
     const job = await waitJob(jobId!, (j) => ['done', 'rejected', 'failed'].includes(j.state as string));
     await l.stop();
@@ -158,7 +178,7 @@ describe('self-tuning loop end to end', () => {
     const after = await http('POST', '/search', { collection: 'go', query: scenario.shift[0]!.query, k: 5 });
     expect(after.body.model).toBe(newVersion);
     const col = (await http('GET', '/collections/go')).body;
-    expect(col.chunks).toBe(scenario.docs.length);
+    expect(col.chunks).toBe(chunks);
     // The fine-tuned encoder moved the collection off keyword: the gate measured every strategy with it.
     expect(col.strategy).toMatchObject({ modelVersion: newVersion, source: 'gate' });
     expect(['vector', 'hybrid']).toContain(col.strategy.mode);
