@@ -18,7 +18,7 @@ import type { Logger } from '../util/log.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import { HELD_OUT, feedbackByQuery, heldOutKeys, heldOutSize, normalizeQuery, pseudoQuery } from '../train/mining.js';
 import type { Scored } from './fusion.js';
-import { chooseStrategy, evaluateStrategies, type EvidenceSource, type QueryRankings, type ServedMode, type Strategy } from './strategy.js';
+import { chooseStrategy, evaluateStrategies, type EvidenceSource, type QueryRankings, type Strategy } from './strategy.js';
 
 /** Document-level dense and keyword rankings of one query with the serving model (the engine provides it). */
 type RankBoth = (c: Collection, query: string, depth: number) => Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }>;
@@ -83,13 +83,6 @@ export class StrategyBook {
     }
     m.strategyWeight.set({ collection }, s.mode === 'hybrid' ? (s.weight ?? 0.5) : s.mode === 'vector' ? 1 : 0);
   }
-}
-
-/** The mode `auto` serves right now for a collection (and the fusion weight when hybrid). */
-export function resolveAuto(s: Strategy | undefined, hasText: boolean): { mode: ServedMode; weight?: number } {
-  if (!hasText) return { mode: 'vector' };
-  if (!s) return { mode: 'keyword' };
-  return s.mode === 'hybrid' ? { mode: 'hybrid', weight: s.weight ?? 0.5 } : { mode: s.mode };
 }
 
 export interface TunerDeps {

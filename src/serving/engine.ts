@@ -7,15 +7,17 @@ import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
 import { IndexLostError } from '../index/errors.js';
 import type { Hit, IndexBackend, IndexKey, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
-import type { Collection, HydratedChunk, Metadata, Scalar, Store } from '../store/types.js';
+import type { Collection, Metadata, Scalar, Store } from '../store/types.js';
 import { isForeignKeyViolation } from '../store/errors.js';
 import { chunkText } from '../util/chunk.js';
 import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
 import type { RemoteArtifacts } from '../objects/remote.js';
 import type { ModelSource } from '../embed/types.js';
-import { bestPerDocument, convexFusion, reciprocalRankFusion, type Scored } from '../search/fusion.js';
-import { StrategyBook, resolveAuto } from '../search/tuner.js';
+import type { Scored } from '../search/fusion.js';
+import type { Retrieval } from '../search/modes/types.js';
+import { rankBoth, runSearch, type SearchRequest, type SearchResultItem } from '../search/search.js';
+import { StrategyBook } from '../search/tuner.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
 import { ChunkCache } from './chunk-cache.js';
@@ -42,25 +44,6 @@ export interface EngineDeps {
   configuredModel: ModelSpec;
   /** Shared object storage for snapshots and model artifacts (OBJECT_STORE_URL); absent = DATA_DIR only. */
   remote?: RemoteArtifacts;
-}
-
-export interface SearchRequest {
-  collection: string;
-  query?: string;
-  vector?: number[];
-  k: number;
-  filter?: Record<string, Scalar>;
-  efSearch?: number;
-  /** `auto` serves the collection's measured strategy (src/search/tuner.ts); the others force a mode. */
-  mode: 'auto' | 'vector' | 'keyword' | 'hybrid';
-}
-
-interface SearchResultItem {
-  id: string;
-  score: number;
-  text: string;
-  metadata: Metadata;
-  chunk: { id: string; n: number };
 }
 
 export interface SearchResponse {
@@ -633,69 +616,12 @@ export class Engine {
   }
 
   // ---------------------------------------------------------------- search
+  /** POST /search: the pipeline (src/search/search.ts) on the serving pair taken once, then logged and counted. */
   async search(req: SearchRequest): Promise<SearchResponse> {
     const t0 = performance.now();
     const pair = this.serving;
     const c = await this.requireCollection(req.collection);
-    const filter = req.filter && Object.keys(req.filter).length > 0 ? req.filter : undefined;
-    // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
-    const depth = Math.min(req.k * 3 + 10, this.deps.config.MAX_K * 3);
-    const strategy = this.strategies.peek(c.id, pair.version);
-    let mode: 'vector' | 'keyword' | 'hybrid';
-    let weight: number | undefined;
-    if (req.mode === 'auto') {
-      ({ mode, weight } = resolveAuto(strategy, req.query !== undefined));
-    } else {
-      mode = req.mode;
-      // An explicit hybrid uses the weight fitted for this collection when there is one, RRF otherwise.
-      if (mode === 'hybrid') weight = strategy?.fusionWeight;
-    }
-    let ranked: { label: number; score: number }[];
-    if (mode === 'keyword') {
-      if (req.query === undefined) throw new AppError('invalid_request', 'mode "keyword" needs a text "query"');
-      ranked = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
-    } else {
-      const vector = await this.queryVector(pair, req);
-      const dense = await this.vectorHits(pair, c, vector, depth, req.efSearch, filter);
-      if (mode === 'vector') {
-        ranked = dense;
-      } else {
-        if (req.query === undefined) throw new AppError('invalid_request', 'mode "hybrid" needs a text "query"');
-        const sparse = await this.deps.store.keywordSearch(c.id, req.query, depth, filter);
-        const d = dense.map((h) => ({ key: h.label, score: h.score }));
-        const sp = sparse.map((h) => ({ key: h.label, score: h.score }));
-        ranked = (weight === undefined ? reciprocalRankFusion([d, sp]) : convexFusion(d, sp, weight)).map((h) => ({ label: h.key, score: h.score }));
-      }
-    }
-    const results: SearchResultItem[] = [];
-    const seen = new Set<string>();
-    // Hydrate only as far down the ranking as needed: usually k rows, more when chunks of one document
-    // (or hits tombstoned since the search) take slots.
-    // `auto` answers every query: when fewer than k documents share a term with it (the keyword search came
-    // back short), the encoder's nearest neighbours follow the keyword hits, below them, so the keyword ranking
-    // is untouched. Only then is the query embedded.
-    let backfill = req.mode === 'auto' && mode === 'keyword' && ranked.length < depth;
-    for (let from = 0; results.length < req.k;) {
-      if (from >= ranked.length) {
-        if (!backfill) break;
-        backfill = false;
-        const have = new Set(ranked.map((h) => h.label));
-        const floor = ranked.length ? Math.min(...ranked.map((h) => h.score)) : 0;
-        const dense = await this.vectorHits(pair, c, await this.queryVector(pair, req), depth, req.efSearch, filter);
-        for (const h of dense) if (!have.has(h.label)) ranked.push({ label: h.label, score: floor - 1 + h.score / 2 });
-        continue;
-      }
-      const part = ranked.slice(from, from + Math.max(req.k - results.length, 8));
-      from += part.length;
-      const chunks = await this.chunkCache.hydrate(this.deps.store, part.map((h) => h.label));
-      for (const h of part) {
-        const ch = chunks.get(h.label);
-        if (!ch || seen.has(ch.docId)) continue;
-        seen.add(ch.docId);
-        results.push(toResult(ch, h.score));
-        if (results.length === req.k) break;
-      }
-    }
+    const { results, mode, weight } = await runSearch(this.retrieval(pair), c, req, this.deps.config.MAX_K);
     const tookMs = performance.now() - t0;
     const queryId = randomUUID();
     this.queryLog.push({
@@ -707,37 +633,21 @@ export class Engine {
     return { results, mode, ...(weight !== undefined ? { weight } : {}), model: pair.version, queryId, tookMs: Math.round(tookMs * 1000) / 1000 };
   }
 
-  /**
-   * Document-level dense and keyword rankings of one query with the serving model: what the strategy tuner
-   * measures (the live index and the live keyword search, as /search would use them).
-   */
-  async rankBoth(c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
-    const pair = this.serving;
-    const [v] = await pair.embedder.embed([query], { priority: 'bulk', kind: 'query' });
-    const dense = await this.vectorHits(pair, c, v!, depth * 3, undefined, undefined);
-    const sparse = await this.deps.store.keywordSearch(c.id, query, depth * 3);
-    const chunks = await this.chunkCache.hydrate(this.deps.store, [...new Set([...dense, ...sparse].map((h) => h.label))]);
-    const toDocs = (hits: { label: number; score: number }[]) =>
-      bestPerDocument(hits.map((h) => ({ key: h.label, score: h.score })), (label) => chunks.get(label)?.docId, depth);
-    return { dense: toDocs(dense), sparse: toDocs(sparse) };
+  /** What the strategy tuner measures: document-level dense and keyword rankings with the serving model. */
+  rankBoth(c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
+    return rankBoth(this.retrieval(this.serving), c, query, depth);
   }
 
-  private async queryVector(pair: ServingPair, req: SearchRequest): Promise<Float32Array> {
-    if (req.vector) {
-      if (req.vector.length !== pair.embedder.dim) {
-        throw new AppError('invalid_vector', `vector has ${req.vector.length} dimensions; model ${pair.version} has ${pair.embedder.dim}`);
-      }
-      const v = Float32Array.from(req.vector);
-      let norm = 0;
-      for (const x of v) norm += x * x;
-      norm = Math.sqrt(norm);
-      if (!(norm > 0)) throw new AppError('invalid_vector', 'vector must not be all zeros');
-      for (let i = 0; i < v.length; i++) v[i]! /= norm;
-      return v;
-    }
-    if (req.query === undefined) throw new AppError('invalid_request', 'send "query" (text) or "vector"');
-    const [v] = await pair.embedder.embed([req.query], { kind: 'query' });
-    return v!;
+  /** The engine capabilities the search modes use, bound to one serving pair. */
+  private retrieval(pair: ServingPair): Retrieval {
+    return {
+      model: { version: pair.version, dim: pair.embedder.dim },
+      embedQuery: async (text, priority) => (await pair.embedder.embed([text], priority ? { priority, kind: 'query' } : { kind: 'query' }))[0]!,
+      vectorSearch: (c, vector, depth, opts) => this.vectorHits(pair, c, vector, depth, opts?.efSearch, opts?.filter),
+      keywordSearch: (c, query, depth, filter) => this.deps.store.keywordSearch(c.id, query, depth, filter),
+      hydrate: (labels) => this.chunkCache.hydrate(this.deps.store, labels),
+      strategy: (c) => this.strategies.peek(c.id, pair.version),
+    };
   }
 
   private async vectorHits(pair: ServingPair, c: Collection, vector: Float32Array, depth: number, efSearch: number | undefined,
@@ -784,10 +694,6 @@ export class Engine {
     const pair = this.serving;
     return { vectors: await pair.embedder.embed(texts, options), model: pair.version };
   }
-}
-
-function toResult(ch: HydratedChunk, score: number): SearchResultItem {
-  return { id: ch.docId, score, text: ch.text, metadata: ch.metadata, chunk: { id: `${ch.docId}#${ch.n}`, n: ch.n } };
 }
 
 interface SnapshotMeta {

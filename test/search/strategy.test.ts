@@ -3,7 +3,7 @@ import { convexFusion, minMaxNormalize, reciprocalRankFusion } from '../../src/s
 import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, type QueryRankings } from '../../src/search/strategy.js';
 import { decideGate } from '../../src/eval/gate.js';
 import { decideGroupField } from '../../src/train/groups.js';
-import { resolveAuto } from '../../src/search/tuner.js';
+import { resolveAuto } from '../../src/search/modes/auto.js';
 
 const list = (...keys: string[]) => keys.map((key, i) => ({ key, score: 1 - i / 10 }));
 

@@ -1,0 +1,100 @@
+// The search pipeline: pick the mode (./modes/), rank chunks, hydrate them into the best k documents.
+// The engine hands it a `Retrieval` bound to the serving pair the request started with; query logging,
+// metrics and the response envelope stay with the engine (src/serving/engine.ts).
+
+import type { Collection, HydratedChunk, Metadata, Scalar } from '../store/types.js';
+import { bestPerDocument, type Scored } from './fusion.js';
+import { autoMode } from './modes/auto.js';
+import { hybridMode } from './modes/hybrid.js';
+import { keywordMode } from './modes/keyword.js';
+import type { ModeQuery, Ranked, Retrieval, Served } from './modes/types.js';
+import { vectorMode } from './modes/vector.js';
+import type { ServedMode } from './strategy.js';
+
+export interface SearchRequest {
+  collection: string;
+  query?: string;
+  vector?: number[];
+  k: number;
+  filter?: Record<string, Scalar>;
+  efSearch?: number;
+  /** `auto` serves the collection's measured strategy (./tuner.ts); the others force a mode. */
+  mode: 'auto' | ServedMode;
+}
+
+export interface SearchResultItem {
+  id: string;
+  score: number;
+  text: string;
+  metadata: Metadata;
+  chunk: { id: string; n: number };
+}
+
+/** The best `k` documents for `req` in collection `c`, and the mode (and fusion weight) that ranked them. */
+export async function runSearch(r: Retrieval, c: Collection, req: SearchRequest, maxK: number):
+  Promise<{ results: SearchResultItem[]; mode: ServedMode; weight?: number }> {
+  const q: ModeQuery = {
+    collection: c, query: req.query, vector: req.vector, efSearch: req.efSearch,
+    filter: req.filter && Object.keys(req.filter).length > 0 ? req.filter : undefined,
+    // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
+    depth: Math.min(req.k * 3 + 10, maxK * 3),
+  };
+  const served = req.mode === 'auto' ? await autoMode(r, q) : await forcedMode(r, q, req.mode);
+  return { results: await topDocuments(r, served, req.k), mode: served.mode, weight: served.weight };
+}
+
+async function forcedMode(r: Retrieval, q: ModeQuery, mode: ServedMode): Promise<Served> {
+  if (mode === 'vector') return { mode, hits: await vectorMode(r, q) };
+  if (mode === 'keyword') return { mode, hits: await keywordMode(r, q) };
+  // An explicit hybrid uses the weight fitted for this collection when there is one, RRF otherwise.
+  const weight = r.strategy(q.collection)?.fusionWeight;
+  return { mode, weight, hits: await hybridMode(r, q, weight) };
+}
+
+/**
+ * Hydrates only as far down the ranking as needed: usually k rows, more when chunks of one document (or hits
+ * tombstoned since the search) take slots; the best chunk of each document stands for it.
+ */
+async function topDocuments(r: Retrieval, served: Served, k: number): Promise<SearchResultItem[]> {
+  const ranked: Ranked[] = served.hits;
+  let more = served.more;
+  const results: SearchResultItem[] = [];
+  const seen = new Set<string>();
+  for (let from = 0; results.length < k;) {
+    if (from >= ranked.length) {
+      if (!more) break;
+      const extra = more;
+      more = undefined;
+      for (const h of await extra()) ranked.push(h);
+      continue;
+    }
+    const part = ranked.slice(from, from + Math.max(k - results.length, 8));
+    from += part.length;
+    const chunks = await r.hydrate(part.map((h) => h.label));
+    for (const h of part) {
+      const ch = chunks.get(h.label);
+      if (!ch || seen.has(ch.docId)) continue;
+      seen.add(ch.docId);
+      results.push(toResult(ch, h.score));
+      if (results.length === k) break;
+    }
+  }
+  return results;
+}
+
+function toResult(ch: HydratedChunk, score: number): SearchResultItem {
+  return { id: ch.docId, score, text: ch.text, metadata: ch.metadata, chunk: { id: `${ch.docId}#${ch.n}`, n: ch.n } };
+}
+
+/**
+ * Document-level dense and keyword rankings of one query with the serving model: what the strategy tuner
+ * measures (the live index and the live keyword search, as /search would use them), on the bulk lane.
+ */
+export async function rankBoth(r: Retrieval, c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
+  const dense = await r.vectorSearch(c, await r.embedQuery(query, 'bulk'), depth * 3);
+  const sparse = await r.keywordSearch(c, query, depth * 3);
+  const chunks = await r.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
+  const toDocs = (hits: Ranked[]) =>
+    bestPerDocument(hits.map((h) => ({ key: h.label, score: h.score })), (label) => chunks.get(label)?.docId, depth);
+  return { dense: toDocs(dense), sparse: toDocs(sparse) };
+}
