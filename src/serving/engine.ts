@@ -1,11 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
 import { IndexLostError } from '../index/errors.js';
-import type { Hit, IndexBackend, IndexKey, VectorIndex } from '../index/types.js';
+import type { Hit, IndexBackend, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Collection, Metadata, Scalar, Store } from '../store/types.js';
 import { isForeignKeyViolation } from '../store/errors.js';
@@ -21,6 +21,7 @@ import { StrategyBook } from '../search/tuner.js';
 import { decodeSource, encodeSource, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
 import { ChunkCache } from './chunk-cache.js';
+import { IndexLifecycle } from './lifecycle.js';
 
 /** A model and the indexes built with it: they are only ever served together. */
 export interface ServingPair {
@@ -78,16 +79,22 @@ export class Engine {
   readonly queryLog: QueryLogBuffer;
   /** Hits hydrated from memory where seen before (labels are write-once; writes forget the ones they tombstone). */
   private readonly chunkCache = new ChunkCache(CHUNK_CACHE_BYTES);
-  private snapshotTimer: NodeJS.Timeout | undefined;
   private followTimer: NodeJS.Timeout | undefined;
-  private readonly snapshotSeqs = new Map<string, number>();
   private ready = false;
   private stopping = false;
+  /** Open, recover, snapshot and publish the indexes of the serving pairs (./lifecycle.ts). */
+  private readonly lifecycle: IndexLifecycle;
   /** Per-collection serving strategies (mode "auto"), filled by the StrategyTuner and the gate. */
   readonly strategies: StrategyBook;
 
   constructor(private readonly deps: EngineDeps) {
     this.strategies = new StrategyBook({ store: deps.store, metrics: deps.metrics });
+    this.lifecycle = new IndexLifecycle({
+      config: deps.config, store: deps.store, indexes: deps.indexes, metrics: deps.metrics, log: deps.log, remote: deps.remote,
+      exclusive: (fn) => this.exclusive(fn),
+      forgetChunks: (labels) => this.chunkCache.forget(labels),
+      serving: () => this.current,
+    });
     this.queryLog = new QueryLogBuffer(deps.store, deps.metrics, deps.log, {
       flushMs: deps.config.QUERY_LOG_FLUSH_MS,
       maxBuffer: deps.config.QUERY_LOG_MAX_BUFFER,
@@ -109,7 +116,7 @@ export class Engine {
   get previousPair(): ServingPair | undefined { return this.previous; }
 
   indexPath(collectionId: number, version: string): string {
-    return join(this.deps.config.DATA_DIR, 'indexes', `${collectionId}-${version}.hnsw`);
+    return this.lifecycle.indexPath(collectionId, version);
   }
 
   modelsDir(): string {
@@ -173,10 +180,7 @@ export class Engine {
       await this.activate(await this.buildPair(spec.version, embedder, p.generation));
     }
     this.queryLog.start();
-    this.snapshotTimer = setInterval(() => {
-      if (!this.snapshotBusy) void this.snapshotAll().catch((e) => log.error('snapshot failed', { err: String(e) }));
-    }, this.deps.config.SNAPSHOT_EVERY_SECONDS * 1000);
-    this.snapshotTimer.unref();
+    this.lifecycle.startSnapshots();
     if (store.dialect === 'postgres') {
       // Replicas share one database: follow other replicas' writes and the champion pointer.
       let busy = false;
@@ -194,10 +198,10 @@ export class Engine {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    this.lifecycle.stopSnapshots();
     if (this.followTimer) clearInterval(this.followTimer);
     await this.queryLog.stop();
-    await this.snapshotAll().catch((e) => this.deps.log.error('final snapshot failed', { err: String(e) }));
+    await this.lifecycle.snapshotAll().catch((e) => this.deps.log.error('final snapshot failed', { err: String(e) }));
     for (const pair of [this.current, this.previous]) if (pair) await pair.embedder.close();
     await this.deps.indexes.close();
   }
@@ -208,7 +212,7 @@ export class Engine {
     onProgress?: (collection: string, done: number, total: number) => void): Promise<ServingPair> {
     const indexes = new Map<number, VectorIndex>();
     for (const c of await this.deps.store.listCollections()) {
-      indexes.set(c.id, await this.openIndex(c, version, embedder, onProgress ? (d, t) => onProgress(c.name, d, t) : undefined));
+      indexes.set(c.id, await this.lifecycle.openIndex(c, version, embedder, onProgress ? (d, t) => onProgress(c.name, d, t) : undefined));
     }
     return { version, embedder, generation, indexes };
   }
@@ -229,7 +233,7 @@ export class Engine {
     this.deps.metrics.modelInfo.set({ version: pair.version }, 1);
     // `auto` reads strategies synchronously on the search path: have this model's rows in memory.
     for (const c of await this.deps.store.listCollections()) await this.strategies.load(c, pair.version);
-    for (const [cid, idx] of pair.indexes) this.reportSize(cid, pair.version, idx);
+    for (const [cid, idx] of pair.indexes) this.lifecycle.reportSize(cid, pair.version, idx);
   }
 
   private async releasePair(pair: ServingPair): Promise<void> {
@@ -238,224 +242,40 @@ export class Engine {
     for (const idx of pair.indexes.values()) await idx.close();
   }
 
-  private async openIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
-    const { store, indexes, log } = this.deps;
-    const key = { collectionId: c.id, modelVersion: version };
-    const existing = indexes.get(key);
-    if (existing) return existing;
-    if (indexes.persistent) return this.openStored(c, version, embedder, onProgress);
-    // The snapshot describes itself in a sidecar written after it: the database's index record is shared
-    // by every replica, but snapshot files are local to each.
-    const path = this.indexPath(c.id, version);
-    let meta = readSnapshotMeta(path);
-    const fetched = await this.fetchRemoteSnapshot(c, version, path, existsSync(path) ? meta?.seq : undefined);
-    if (fetched) meta = fetched;
-    if (meta && existsSync(path)) {
-      try {
-        const idx = await indexes.load(key, embedder.dim, c.hnsw, path);
-        const n = await this.catchUp(c.id, idx, embedder, meta.seq);
-        log.info('index loaded', { collection: c.name, version, count: idx.count(), replayed: n });
-        this.snapshotSeqs.set(this.seqKey(c.id, version), meta.seq);
-        return idx;
-      } catch (err) {
-        log.warn('index snapshot unusable; rebuilding from the store', { collection: c.name, version, err: String(err) });
-        await indexes.drop(key).catch(() => undefined);
-      }
-    }
-    return this.buildIndex(c, version, embedder, onProgress);
-  }
-
-  /**
-   * A persistent backend (pgvector): the index stored in the database, brought in line with the store's live
-   * chunks (vectors of dead chunks removed, live chunks without one embedded); a full build when there is none.
-   */
-  private async openStored(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
-    const { store, indexes, log } = this.deps;
-    const idx = await indexes.open({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw);
-    if (!idx) return this.buildIndex(c, version, embedder, onProgress);
-    const missing = (await idx.reconcile?.()) ?? [];
-    for (let i = 0; i < missing.length; i += 256) {
-      const rows = await store.hydrate(missing.slice(i, i + 256));
-      const live = [...rows.values()];
-      if (live.length) await idx.add(live.map((r) => r.label), await embedder.embed(live.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
-    }
-    log.info('index opened', { collection: c.name, version, backend: indexes.kind, count: idx.count(), embedded: missing.length });
-    return idx;
-  }
-
-  /** Replaces the local snapshot with the object store's when that one is newer. Returns its meta if it did. */
-  private async fetchRemoteSnapshot(c: Collection, version: string, path: string, localSeq: number | undefined): Promise<SnapshotMeta | undefined> {
-    const remote = this.deps.remote;
-    if (!remote) return undefined;
-    try {
-      const ptr = await remote.latestSnapshot(c.id, version);
-      if (!ptr || (localSeq !== undefined && ptr.seq <= localSeq)) return undefined;
-      // Collection ids are per database: a pointer from another deployment sharing the prefix must not load.
-      if (ptr.collection?.name !== c.name || ptr.collection.createdAt !== c.createdAt) {
-        this.deps.log.warn('object-store snapshot belongs to another collection; ignored', { collection: c.name, key: ptr.key });
-        return undefined;
-      }
-      const t0 = Date.now();
-      if (!(await remote.fetchSnapshot(ptr, path))) return undefined;
-      const meta: SnapshotMeta = { seq: ptr.seq, count: ptr.count, collectionId: c.id, modelVersion: version };
-      writeSnapshotMeta(path, meta);
-      this.deps.log.info('index snapshot fetched from the object store', { collection: c.name, version, seq: ptr.seq, bytes: ptr.bytes, ms: Date.now() - t0 });
-      return meta;
-    } catch (err) {
-      this.deps.log.warn('object-store snapshot unusable; using local data', { collection: c.name, version, err: String(err) });
-      return undefined;
-    }
-  }
-
-  /** Embeds every live chunk of `c` into a fresh index for `version`. Writes that land meanwhile are caught up. */
-  async buildIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void,
-    pauseMs = 0): Promise<VectorIndex> {
-    const idx = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: version }, embedder, onProgress, pauseMs);
-    await this.deps.store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
-    this.snapshotSeqs.set(this.seqKey(c.id, version), -1);
-    return idx;
-  }
-
-  private async buildIndexUnder(c: Collection, key: IndexKey, embedder: Embedder, onProgress?: (done: number, total: number) => void,
-    pauseMs = 0): Promise<VectorIndex> {
-    const { store, indexes, config } = this.deps;
-    const startSeq = await store.currentSeq();
-    const total = await store.countLiveChunks(c.id);
-    const idx = await indexes.create(key, embedder.dim, c.hnsw, Math.max(1024, total));
-    let after = 0;
-    let done = 0;
-    const batch = config.REEMBED_BATCH;
-    onProgress?.(0, total);
-    for (;;) {
-      const rows = await store.liveChunks(c.id, after, batch);
-      if (rows.length === 0) break;
-      // Bulk lane: a re-embed or rebuild must never delay live queries.
-      const vecs = await embedder.embed(rows.map((r) => r.text), { priority: 'bulk', kind: 'document' });
-      await idx.add(rows.map((r) => r.label), vecs);
-      after = rows[rows.length - 1]!.label;
-      done += rows.length;
-      onProgress?.(done, total);
-      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
-    }
-    await idx.seal?.();
-    // Chunks tombstoned while we read past them are still in the index: replay from the start seq.
-    await this.catchUp(c.id, idx, embedder, startSeq);
-    return idx;
-  }
-
   /** Rebuilds one collection's serving index from the store (the DB is the source of truth). */
   async rebuildCollection(c: Collection): Promise<number> {
     const pair = this.serving;
     return this.exclusive(async () => {
       // Build under a fresh key so searches keep using the old index until the pointer moves.
       const old = pair.indexes.get(c.id);
-      let fresh = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
+      let fresh = await this.lifecycle.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
       // A stored index must end up under the serving key, where a restart and the other replicas look for it.
       if (this.deps.indexes.rename) fresh = await this.deps.indexes.rename(fresh, { collectionId: c.id, modelVersion: pair.version });
       pair.indexes.set(c.id, fresh);
-      this.snapshotSeqs.delete(this.seqKey(c.id, pair.version));
+      this.lifecycle.forgetSnapshot(c.id, pair.version);
       // (A renamed stored index replaced the old one in the same transaction: nothing left to free.)
       if (old && !this.deps.indexes.persistent) setTimeout(() => void old.close().catch(() => undefined), 5_000).unref();
-      this.reportSize(c.id, pair.version, fresh);
+      this.lifecycle.reportSize(c.id, pair.version, fresh);
       return fresh.count();
     });
   }
 
-  /** Applies every store change after `fromSeq` to `idx`. Returns the number of changes applied. */
-  async catchUp(collectionId: number, idx: VectorIndex, embedder: Embedder, fromSeq: number): Promise<number> {
-    const ch = await this.deps.store.changesSince(collectionId, fromSeq);
-    this.chunkCache.forget(ch.removed);
-    if (ch.removed.length) await idx.markDeleted(ch.removed);
-    // A shared index (pgvector) may hold these already, written by the replica that took the write.
-    let added = ch.added;
-    if (idx.absent) {
-      const absent = new Set(await idx.absent(added.map((r) => r.label)));
-      added = added.filter((r) => absent.has(r.label));
-    }
-    for (let i = 0; i < added.length; i += 256) {
-      const part = added.slice(i, i + 256);
-      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
-    }
-    return ch.added.length + ch.removed.length;
+  // The lifecycle's operations a swap (src/swap/swap.ts), the routes and the tests drive.
+  buildIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void, pauseMs = 0): Promise<VectorIndex> {
+    return this.lifecycle.buildIndex(c, version, embedder, onProgress, pauseMs);
+  }
+
+  catchUp(collectionId: number, idx: VectorIndex, embedder: Embedder, fromSeq: number): Promise<number> {
+    return this.lifecycle.catchUp(collectionId, idx, embedder, fromSeq);
+  }
+
+  snapshotAll(): Promise<void> {
+    return this.lifecycle.snapshotAll();
   }
 
   /** Runs `fn` with every document write paused (cut-over, rollback, snapshots). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.writes.run('w', fn);
-  }
-
-  private seqKey(cid: number, version: string) { return `${cid}:${version}`; }
-
-  private reportSize(cid: number, version: string, idx: VectorIndex) {
-    void this.deps.store.getCollectionById(cid).then((c) => {
-      if (c) this.deps.metrics.indexSize.set({ collection: c.name, model_version: version }, idx.count());
-    });
-  }
-
-  private snapshotChain: Promise<void> = Promise.resolve();
-  private snapshotBusy = false;
-
-  /**
-   * Writes a snapshot of every serving index that changed since its last snapshot, then publishes them
-   * to the object store. Runs one at a time: a publish still uploading a file is never overwritten.
-   */
-  snapshotAll(): Promise<void> {
-    const run = this.snapshotChain.then(async () => {
-      this.snapshotBusy = true;
-      try {
-        await this.publishSnapshots(await this.writeSnapshots());
-      } finally {
-        this.snapshotBusy = false;
-      }
-    });
-    this.snapshotChain = run.catch(() => undefined);
-    return run;
-  }
-
-  private async writeSnapshots(): Promise<{ c: Collection; version: string; path: string; seq: number; count: number }[]> {
-    const pair = this.current;
-    if (!pair) return [];
-    return this.exclusive(async () => {
-      const written = [];
-      const seq = await this.deps.store.currentSeq();
-      for (const [cid, idx] of pair.indexes) {
-        const k = this.seqKey(cid, pair.version);
-        if (this.snapshotSeqs.get(k) === seq) continue;
-        if (this.deps.indexes.persistent) {
-          // The index is stored in the database already: nothing to write, only the record to mark ready.
-          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path: null, snapshotSeq: seq, count: idx.count(), status: 'ready' });
-          this.snapshotSeqs.set(k, seq);
-          continue;
-        }
-        const path = this.indexPath(cid, pair.version);
-        try {
-          await idx.snapshot(path);
-          writeSnapshotMeta(path, { seq, count: idx.count(), collectionId: cid, modelVersion: pair.version });
-          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path, snapshotSeq: seq, count: idx.count(), status: 'ready' });
-          this.snapshotSeqs.set(k, seq);
-          this.deps.metrics.snapshots.inc({ result: 'ok' });
-        } catch (err) {
-          this.deps.metrics.snapshots.inc({ result: 'error' });
-          throw err;
-        }
-        const c = await this.deps.store.getCollectionById(cid);
-        if (c) written.push({ c, version: pair.version, path, seq, count: idx.count() });
-      }
-      return written;
-    });
-  }
-
-  // Outside the write lock: uploads can take a while and ingest must not wait for them.
-  private async publishSnapshots(written: { c: Collection; version: string; path: string; seq: number; count: number }[]): Promise<void> {
-    const remote = this.deps.remote;
-    if (!remote) return;
-    for (const w of written) {
-      try {
-        await remote.publishSnapshot(w.c, w.version, w.path, { seq: w.seq, count: w.count });
-      } catch (err) {
-        this.deps.log.error('index snapshot not published to the object store', { collection: w.c.name, version: w.version, err: String(err) });
-      }
-    }
   }
 
   /** Postgres replicas: apply other replicas' writes, and follow the champion pointer. */
@@ -482,10 +302,10 @@ export class Engine {
       for (const c of await this.deps.store.listCollections()) {
         let idx = pair.indexes.get(c.id);
         if (!idx) {
-          idx = await this.openIndex(c, pair.version, pair.embedder);
+          idx = await this.lifecycle.openIndex(c, pair.version, pair.embedder);
           pair.indexes.set(c.id, idx);
         } else if (from < seq) {
-          await this.catchUp(c.id, idx, pair.embedder, from);
+          await this.lifecycle.catchUp(c.id, idx, pair.embedder, from);
         }
       }
       const live = await this.deps.store.listCollections();
@@ -527,7 +347,7 @@ export class Engine {
       const idx = await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024);
       await idx.seal?.();
       pair.indexes.set(c.id, idx);
-      this.reportSize(c.id, pair.version, pair.indexes.get(c.id)!);
+      this.lifecycle.reportSize(c.id, pair.version, pair.indexes.get(c.id)!);
       return c;
     });
   }
@@ -542,12 +362,7 @@ export class Engine {
       for (const pair of [this.current, this.previous]) {
         if (!pair) continue;
         pair.indexes.delete(c.id);
-        await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
-        rmSync(this.indexPath(c.id, pair.version), { force: true });
-        rmSync(`${this.indexPath(c.id, pair.version)}.meta.json`, { force: true });
-        void this.deps.remote?.deleteSnapshots(c.id, pair.version)
-          .catch((err) => this.deps.log.warn('object-store snapshots of a deleted collection not removed', { collection: name, err: String(err) }));
-        this.deps.metrics.indexSize.remove({ collection: name, model_version: pair.version });
+        await this.lifecycle.drop(c, pair.version);
       }
     });
   }
@@ -591,7 +406,7 @@ export class Engine {
       if (idx) {
         if (r.removed.length) await idx.markDeleted(r.removed);
         await idx.add(r.added.map((a) => a.label), vectors);
-        this.reportSize(c.id, pair.version, idx);
+        this.lifecycle.reportSize(c.id, pair.version, idx);
       }
       return r;
     });
@@ -610,7 +425,7 @@ export class Engine {
       const idx = pair.indexes.get(c.id);
       if (idx && r.removed.length) {
         await idx.markDeleted(r.removed);
-        this.reportSize(c.id, pair.version, idx);
+        this.lifecycle.reportSize(c.id, pair.version, idx);
       }
     });
   }
@@ -665,28 +480,9 @@ export class Engine {
       if (!(err instanceof IndexLostError)) throw err;
       // The worker holding this index died (it respawns empty): reload from snapshot + store, retry once.
       this.deps.log.error('index worker lost; reloading the index', { collection: c.name, version: pair.version, err: String(err) });
-      const fresh = await this.recoverIndex(pair, c);
+      const fresh = await this.lifecycle.recoverIndex(pair, c);
       return fresh.search(vector, depth, { efSearch, allow });
     }
-  }
-
-  private readonly recovering = new Map<string, Promise<VectorIndex>>();
-
-  private recoverIndex(pair: ServingPair, c: Collection): Promise<VectorIndex> {
-    const key = this.seqKey(c.id, pair.version);
-    let p = this.recovering.get(key);
-    if (!p) {
-      p = this.exclusive(async () => {
-        const cur = pair.indexes.get(c.id);
-        if (cur && cur.count() > 0 && this.deps.indexes.get(cur.key) === cur) return cur; // recovered meanwhile
-        await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
-        const idx = await this.openIndex(c, pair.version, pair.embedder);
-        pair.indexes.set(c.id, idx);
-        return idx;
-      }).finally(() => this.recovering.delete(key));
-      this.recovering.set(key, p);
-    }
-    return p;
   }
 
   /** /v1/embeddings: `options` picks the prompt (input_type query/document or a prompt name). */
@@ -696,27 +492,3 @@ export class Engine {
   }
 }
 
-interface SnapshotMeta {
-  /** Store change sequence the snapshot includes; later changes are replayed on load. */
-  seq: number;
-  count: number;
-  collectionId: number;
-  modelVersion: string;
-}
-
-function readSnapshotMeta(path: string): SnapshotMeta | undefined {
-  try {
-    const m = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8')) as SnapshotMeta;
-    return Number.isInteger(m.seq) ? m : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function writeSnapshotMeta(path: string, meta: SnapshotMeta): void {
-  // A crash between the snapshot's rename and this write leaves an older seq: replay then re-applies
-  // changes the snapshot already has, which is harmless (adds overwrite, deletes are idempotent).
-  const tmp = `${path}.meta.json.tmp`;
-  writeFileSync(tmp, JSON.stringify(meta));
-  renameSync(tmp, `${path}.meta.json`);
-}
