@@ -10,6 +10,18 @@ export interface Collection {
   createdAt: number;
 }
 
+/** A new collection's row, in the column names both dialects' `collections` tables share. */
+export function collectionColumns(input: Omit<Collection, 'id' | 'createdAt'>) {
+  return {
+    name: input.name,
+    hnswM: input.hnsw.M,
+    efConstruction: input.hnsw.efConstruction,
+    efSearch: input.hnsw.efSearch,
+    chunkSize: input.chunk.size,
+    chunkOverlap: input.chunk.overlap,
+  };
+}
+
 export interface DocumentInput {
   id: string;
   text: string;

@@ -13,7 +13,7 @@ import type {
   FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, QueryLogSlice, QueryLogSliceOptions, Scalar,
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
-import { LocalJobClaims } from '../types.js';
+import { collectionColumns, LocalJobClaims } from '../types.js';
 import { migrateVectors } from './vectors.js';
 
 // Both drivers (node-postgres against a server, PGlite in-process) produce this common base type,
@@ -272,14 +272,7 @@ export class PgStore implements Store {
     // ON CONFLICT instead of check-then-insert: two replicas creating the same name race safely.
     const [row] = await this.db
       .insert(s.collections)
-      .values({
-        name: input.name,
-        hnswM: input.hnsw.M,
-        efConstruction: input.hnsw.efConstruction,
-        efSearch: input.hnsw.efSearch,
-        chunkSize: input.chunk.size,
-        chunkOverlap: input.chunk.overlap,
-      })
+      .values(collectionColumns(input))
       .onConflictDoNothing({ target: s.collections.name })
       .returning();
     if (!row) throw new AppError('collection_exists', `collection "${input.name}" already exists`);

@@ -14,7 +14,7 @@ import type {
   FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, QueryLogSlice, QueryLogSliceOptions, Scalar,
   ServingPointer, Store, TrainJobRow, UpsertResult,
 } from '../types.js';
-import { LocalJobClaims } from '../types.js';
+import { collectionColumns, LocalJobClaims } from '../types.js';
 import { spawnWorker } from '../../util/worker.js';
 import type { WriterRequest, WriterResponse } from './querylog-writer.js';
 
@@ -75,14 +75,7 @@ export class SqliteStore implements Store {
     return this.db.transaction((tx) => {
       const row = tx
         .insert(s.collections)
-        .values({
-          name: input.name,
-          hnswM: input.hnsw.M,
-          efConstruction: input.hnsw.efConstruction,
-          efSearch: input.hnsw.efSearch,
-          chunkSize: input.chunk.size,
-          chunkOverlap: input.chunk.overlap,
-        })
+        .values(collectionColumns(input))
         .returning()
         .get();
       createFts(this.sqlite, row.id);
