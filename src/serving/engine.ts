@@ -8,7 +8,7 @@ import { IndexLostError } from '../index/errors.js';
 import type { Hit, IndexBackend, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
 import type { Collection, Metadata, Scalar, Store } from '../store/types.js';
-import { isForeignKeyViolation } from '../store/errors.js';
+import { isCollectionGone } from '../store/errors.js';
 import { chunkText } from '../util/chunk.js';
 import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
@@ -398,7 +398,7 @@ export class Engine {
       }
       // DELETE /collections/:name may have won the lock while we embedded: that is a 404, not a FK error.
       const r = await this.deps.store.upsertDocuments(c.id, inputs).catch((err: unknown) => {
-        if (isForeignKeyViolation(err)) throw new AppError('collection_not_found', `collection "${name}" was deleted`);
+        if (isCollectionGone(err)) throw new AppError('collection_not_found', `collection "${name}" was deleted`);
         throw err;
       });
       this.chunkCache.forget(r.removed);

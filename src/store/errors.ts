@@ -11,11 +11,11 @@ export class CollectionGoneError extends Error {
 }
 
 /**
- * True for a foreign-key violation from any dialect: better-sqlite3 (`SQLITE_CONSTRAINT_FOREIGNKEY`),
- * node-postgres and PGlite (SQLSTATE 23503), also when drizzle wraps the driver error in `cause`; and a
- * CollectionGoneError, the same race (a write against a deleted collection) seen before the row insert.
+ * True when a write failed because its collection is gone: a foreign-key violation from any dialect
+ * (better-sqlite3 `SQLITE_CONSTRAINT_FOREIGNKEY`, node-postgres and PGlite SQLSTATE 23503, also when drizzle
+ * wraps the driver error in `cause`), or a CollectionGoneError, the same race seen before the row insert.
  */
-export function isForeignKeyViolation(err: unknown): boolean {
+export function isCollectionGone(err: unknown): boolean {
   for (let e: unknown = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
     const code = (e as { code?: unknown }).code;
     if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || code === '23503' || e instanceof CollectionGoneError) return true;
