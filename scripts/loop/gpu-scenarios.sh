@@ -56,6 +56,8 @@ prepare() {
       || fail "the trainer's Python packages do not import (carry .whl for scripts/gpu/setup.sh)"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$WORK/orchestrator.log"
   fi
+  # start's check unpacked the data already (marker .ready); the orchestrator it detaches does not do it again
+  [ -f "$WORK/data/.ready" ] && return 0
   for d in go pubmedqa; do
     mkdir -p "$WORK/data/$d"
     for f in corpus queries.train queries.dev; do
@@ -65,6 +67,7 @@ prepare() {
     done
     if [ -n "${LOOP_CORPUS_LIMIT:-}" ]; then head -n "$LOOP_CORPUS_LIMIT" "$WORK/data/$d/corpus.jsonl" > "$WORK/c.tmp" && mv "$WORK/c.tmp" "$WORK/data/$d/corpus.jsonl"; fi
   done
+  touch "$WORK/data/.ready"
 }
 
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})"; }
@@ -151,7 +154,7 @@ if [ -f .loopnode/src.tgz ] && [ -z "${LOOP_IN_SNAPSHOT:-}" ] && [ "$verb" != pa
 fi
 case $verb in
   start)
-    rm -rf "$WORK/DONE" "$WORK/FAILED" "$WORK/orchestrator.log" "$WORK/orchestrator.pid"
+    rm -rf "$WORK/DONE" "$WORK/FAILED" "$WORK/orchestrator.log" "$WORK/orchestrator.pid" "$WORK/data/.ready"
     # fail now, in this call, if the box cannot run the scenarios
     ( prepare ) || { echo "FAILED: $(cat "$WORK/FAILED" 2>/dev/null)"; cp "$WORK/orchestrator.log" "$OUT/" 2>/dev/null; exit 2; }
     setsid bash "$0" orchestrate > "$WORK/orchestrator.out" 2>&1 < /dev/null &
@@ -159,7 +162,7 @@ case $verb in
     wait_done ;;
   wait) wait_done ;;
   orchestrate) orchestrate ;;
-  run) rm -f "$WORK/DONE"; orchestrate; collect ;;
+  run) rm -f "$WORK/DONE" "$WORK/data/.ready"; orchestrate; collect ;;
   pack-src) pack_src ;;
   *) echo "usage: $0 start|wait|run|pack-src"; exit 2 ;;
 esac
