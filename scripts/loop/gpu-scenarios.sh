@@ -49,6 +49,10 @@ prepare() {
   . scripts/loop/node-env.sh
   loop_node_env || fail "the server's Node runtime cannot be set up (see above)"
   node --version >/dev/null 2>&1 || fail "node does not run here"
+  # The server's whole static import graph must load from the bundle (a dependency added since the last
+  # pack-node.sh would otherwise crash every server at start, after the run was detached).
+  node --import tsx --input-type=module -e "await import('./src/server.ts')" 2>&1 | tail -n 3 | tee -a "$WORK/orchestrator.log" \
+    || fail "the server's modules do not load here (re-run scripts/loop/pack-node.sh and carry .loopnode)"
   [ -f "$ROOT/.loopnode/src.commit" ] && say "source: $(cat "$ROOT/.loopnode/src.commit")"
   if [ -z "${LOOP_DRY_RUN:-}" ]; then
     python3 -c 'import datasets' 2>/dev/null || bash scripts/gpu/setup.sh 2>&1 | tee -a "$WORK/orchestrator.log"
