@@ -13,7 +13,7 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
-import { spawnWorker } from '../util/worker.js';
+import { spawnWorker, stopWorker } from '../util/worker.js';
 import type { FromWorker, LoadFailure, ToWorker, WorkerInit } from './protocol.js';
 import { WEIGHTS } from './hub.js';
 import { promptFor, type StConfig } from './st.js';
@@ -237,7 +237,7 @@ export class EmbedPool implements Embedder {
     this.closed = true;
     const workers = this.slots.filter((s): s is Slot => s !== undefined).map((s) => s.worker);
     this.slots.fill(undefined);
-    await Promise.all(workers.map((w) => w.terminate()));
+    await Promise.all(workers.map((w) => stopWorker(w, { type: 'close' } satisfies ToWorker)));
   }
 
   // ---- scheduling ---------------------------------------------------------------------------------

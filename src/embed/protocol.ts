@@ -19,8 +19,9 @@ export interface WorkerInit {
 /**
  * `prompts[i]` indexes Object.keys(st.prompts) for texts[i] (-1: none); absent when no text has a prompt.
  * The worker prepends the prompt text (and leaves its tokens out of the pooling when include_prompt is false).
+ * `close`: finish the batches already sent, release the ONNX session and end the thread.
  */
-export type ToWorker = { type: 'embed'; id: number; texts: string[]; prompts?: number[] };
+export type ToWorker = { type: 'embed'; id: number; texts: string[]; prompts?: number[] } | { type: 'close' };
 
 /** Why a model failed to load; the registry turns it into a one-line ModelLoadError. */
 export type LoadFailure = 'not_found' | 'unreachable' | 'invalid';

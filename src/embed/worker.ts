@@ -20,7 +20,13 @@ async function main(port: MessagePort, init: WorkerInit): Promise<void> {
   // One batch at a time: a second concurrent session.run would fight the first for the same intra-op cores.
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
-    if (msg.type !== 'embed') return;
+    if (msg.type === 'close') {
+      chain = chain.then(async () => {
+        await encoder.dispose().catch(() => undefined);
+        port.close();
+      });
+      return;
+    }
     chain = chain.then(async () => {
       const t0 = performance.now();
       try {

@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 
-import type { SearchItem, WorkerRequest, WorkerResponse } from './protocol.js';
+import type { SearchItem, ToHnswWorker, WorkerRequest, WorkerResponse } from './protocol.js';
 import { Shard } from './shard.js';
 
 // Worker entry: hosts the shards (indexes) assigned to this thread. hnswlib calls are synchronous, so
@@ -99,7 +99,17 @@ async function handle(msg: WorkerRequest): Promise<void> {
   }
 }
 
-port.on('message', (msg: WorkerRequest) => {
-  void handle(msg);
+const inflight = new Set<Promise<void>>();
+port.on('message', (msg: ToHnswWorker) => {
+  if (msg.op === 'close') {
+    // Ends the thread between native calls, never inside one (see stopWorker).
+    void Promise.allSettled([...inflight]).then(() => {
+      shards.clear();
+      port.close();
+    });
+    return;
+  }
+  const p: Promise<void> = handle(msg).finally(() => inflight.delete(p));
+  inflight.add(p);
 });
 port.postMessage({ ready: true });

@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 
-import { spawnWorker } from '../util/worker.js';
+import { spawnWorker, stopWorker } from '../util/worker.js';
 import { IndexClosedError, IndexLostError, IndexSnapshotError, IndexStateError } from './errors.js';
-import type { SearchItem, ShardState, ShardTuning, WorkerReady, WorkerRequest, WorkerResponse } from './protocol.js';
+import type { SearchItem, ShardState, ShardTuning, ToHnswWorker, WorkerReady, WorkerRequest, WorkerResponse } from './protocol.js';
 import type { HnswParams, Hit, IndexBackend, IndexKey, SearchOptions, VectorIndex } from './types.js';
 
 export interface IndexManagerOptions {
@@ -213,7 +213,7 @@ class WorkerSlot {
   async stop(): Promise<void> {
     this.stopping = true;
     this.failAll(new IndexClosedError('index manager closed'));
-    await this.worker.terminate();
+    await stopWorker(this.worker, { op: 'close' } satisfies ToHnswWorker);
   }
 }
 

@@ -13,6 +13,9 @@ export type WorkerRequest =
   | { op: 'snapshot'; id: number; keyId: string; path: string }
   | { op: 'drop'; id: number; keyId: string };
 
+/** What the manager sends: a request, or `close` (finish the requests in flight, then end the thread). */
+export type ToHnswWorker = WorkerRequest | { op: 'close' };
+
 /** One query of a search batch; its vector is `vectors.subarray(offset, offset + dim)`. */
 export interface SearchItem {
   keyId: string;

@@ -19,6 +19,10 @@ const require = createRequire(import.meta.url);
 // RSS per embed worker that way, +37 MiB natively. Modules are cached by URL, so the worker's own
 // imports of a preloaded package then get the native instance.
 export function spawnWorker(entry: URL, options: WorkerOptions & { preload?: readonly string[] } = {}): Worker {
+  return tracked(startWorker(entry, options));
+}
+
+function startWorker(entry: URL, options: WorkerOptions & { preload?: readonly string[] }): Worker {
   const { preload = [], ...workerOptions } = options;
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, workerOptions);
   const bundled = bundleWorker(entry);
@@ -30,6 +34,31 @@ export function spawnWorker(entry: URL, options: WorkerOptions & { preload?: rea
   const pre = resolve ? preload.map((p) => `import(${JSON.stringify(resolve(p))})`).join(', ') : '';
   const boot = `Promise.all([${pre}]).then(() => import(${JSON.stringify(api)})).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`;
   return new Worker(boot, { ...workerOptions, eval: true });
+}
+
+const exited = new WeakSet<Worker>();
+
+function tracked(w: Worker): Worker {
+  w.once('exit', () => exited.add(w));
+  return w;
+}
+
+/**
+ * Asks a worker to finish what it is doing and end on its own (it closes its port on `closeMessage`), and
+ * terminates it only past `graceMs`. Terminating a thread in the middle of a native call (an ONNX run, an
+ * hnswlib insert) can abort the whole process from inside the addon (a `Napi::Error` at teardown).
+ */
+export async function stopWorker(worker: Worker, closeMessage: unknown, graceMs = 5000): Promise<void> {
+  if (exited.has(worker)) return;
+  const gone = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  try {
+    worker.postMessage(closeMessage);
+  } catch {
+    // The port is already closed: the thread is ending.
+  }
+  const timer = setTimeout(() => void worker.terminate(), graceMs);
+  await gone;
+  clearTimeout(timer);
 }
 
 const bundles = new Map<string, URL | null>();
