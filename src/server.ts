@@ -15,8 +15,10 @@ import type { IndexBackend } from './index/types.js';
 import { PgStore } from './store/pg/store.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { openObjectStore, RemoteArtifacts } from './objects/index.js';
+import { CollectionCatalog } from './serving/catalog.js';
+import { Collections } from './serving/collections.js';
 import { Engine } from './serving/engine.js';
-import { StrategyTuner } from './search/tuner.js';
+import { StrategyBook, StrategyTuner } from './search/tuner.js';
 import { strategyRoutes } from './http/routes/strategy.js';
 import { openStore } from './store/index.js';
 import { loopRoutes } from './http/routes/loop.js';
@@ -32,7 +34,13 @@ export interface Server {
   url: string;
   app: Hono<AppEnv>;
   engine: Engine;
+  collections: Collections;
+  catalog: CollectionCatalog;
+  strategies: StrategyBook;
   store: Store;
+  /** The index backend: hnswlib worker threads or pgvector. */
+  indexes: IndexBackend;
+  config: Config;
   metrics: Metrics;
   log: Logger;
   /** Drains in-flight requests, flushes the query log, snapshots indexes, closes everything. */
@@ -53,7 +61,7 @@ export interface StartOptions {
    * A test seam: runs once the engine is up, before the app answers, and may add route groups or replace
    * the API-key middleware (tests mint keys here or probe the port while it is still loading).
    */
-  extend?: (ctx: { engine: Engine; config: Config }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
+  extend?: (ctx: { engine: Engine; store: Store; config: Config; log: Logger }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
 }
 
 function modelSpecFromConfig(cfg: Config): ModelSpec {
@@ -91,7 +99,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     server?.close();
     throw err;
   }
-  const { store, engine, ext, app } = booted;
+  const { store, indexes, engine, collections, catalog, strategies, ext, app } = booted;
   ready = app;
   if (server) log.info('ready', { url, model: engine.serving.version, store: store.dialect });
 
@@ -127,7 +135,11 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
         },
       },
     };
-    const engine = new Engine({ config, store, indexes, metrics, log, configuredModel, remote, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts) });
+    const catalog = new CollectionCatalog(store);
+    const strategies = new StrategyBook({ store, metrics });
+    const engine = new Engine({
+      config, store, indexes, metrics, log, configuredModel, remote, catalog, strategies, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts),
+    });
     try {
       await engine.start();
     } catch (err) {
@@ -135,6 +147,8 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await store.close().catch(() => undefined);
       throw err;
     }
+    // Collections and document writes: the store first, then the engine's serving indexes under its write lock.
+    const collections = new Collections({ store, config, metrics, catalog, strategies, engine });
     // A fresh LLM miner per use (its usage counters are per job), when LLM_BASE_URL and LLM_MODEL are set. The
     // openai client is loaded only then (~14 MiB of a server's idle memory otherwise).
     const LlmMiner = config.LLM_BASE_URL && config.LLM_MODEL ? (await import('./train/llm.js')).LlmMiner : undefined;
@@ -143,7 +157,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       : undefined;
     // Chooses each collection's serving strategy (mode "auto") by measurement; see src/search/tuner.ts.
     const tuner = new StrategyTuner({
-      store, config, log, book: engine.strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version, servingEmbedder: () => engine.serving.embedder,
+      store, config, log, book: strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version, servingEmbedder: () => engine.serving.embedder,
       llmQuestions: llm ? async (passages) => (await llm().questionsFor(passages, 1)).map((list) => list.map((q) => q.question)) : undefined,
     });
     // A failed listing (the store closing under a tick at shutdown, a database blip) skips that tick: the
@@ -157,9 +171,9 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     // the trainer, gates the candidate and hands it to the swapper (shadow re-embed, cut-over).
     if (opts.loop) {
       const loopOpts = opts.loop === true ? {} : opts.loop;
-      const swapper = new Swapper(engine, config);
+      const swapper = new Swapper({ engine, store, indexes, config, metrics, log });
       const jobs = new JobRunner({
-        engine, store, config, swapper, irMetrics, gate, llm,
+        engine, catalog, strategies, store, indexes, remote, config, metrics, log, swapper, irMetrics, gate, llm,
         trainer: loopOpts.trainer ?? trainerFromConfig(config),
         evalMaxChunks: loopOpts.evalMaxChunks,
         mining: loopOpts.mining,
@@ -178,12 +192,14 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await startLoop(loop, store, log);
       loopOpts.onReady?.(loop);
     }
-    const ext = opts.extend ? await opts.extend({ engine, config }) : {};
+    const ext = opts.extend ? await opts.extend({ engine, store, config, log }) : {};
     await bootstrapAdminKey(config, store, log);
     const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
-    const routes = [strategyRoutes(engine, tuner), ...(loop ? [loopRoutes({ engine, store, ...loop })] : []), ...(ext.extraRoutes ?? [])];
-    const app = createApp({ engine, isDraining: () => draining, auth, ...ext, extraRoutes: routes });
-    return { store, engine, ext, app };
+    const routes = [strategyRoutes(catalog, tuner), ...(loop ? [loopRoutes({ engine, catalog, store, ...loop })] : []), ...(ext.extraRoutes ?? [])];
+    const app = createApp({
+      engine, collections, catalog, store, config, metrics, log, isDraining: () => draining, auth, ...ext, extraRoutes: routes,
+    });
+    return { store, indexes, engine, collections, catalog, strategies, ext, app };
   }
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -208,7 +224,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       await engine.stop();
       await store.close();
     })());
-  return { url, app, engine, store, metrics, log, close };
+  return { url, app, engine, collections, catalog, strategies, store, indexes, config, metrics, log, close };
 }
 
 /**

@@ -187,8 +187,8 @@ async function startRealServer(): Promise<ServerLeg> {
       ...(process.env.BENCH_INDEX_WORKERS ? { INDEX_WORKERS: Number(process.env.BENCH_INDEX_WORKERS) } : {}),
     },
   });
-  const { engine, store } = server;
-  const c = await engine.createCollection('bench', PARAMS);
+  const { engine, collections, store } = server;
+  const c = await collections.create('bench', PARAMS);
   const idx = engine.serving.indexes.get(c.id);
   if (!idx) throw new Error('server created no index for the bench collection');
   const dim = idx.dim;

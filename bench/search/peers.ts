@@ -142,7 +142,7 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
   let labelBase: number | undefined;
   if (seed) {
     const inp = await inputs();
-    const c = await server.engine.createCollection('bench', { M: 16, efConstruction: 200, efSearch: 64 });
+    const c = await server.collections.create('bench', { M: 16, efConstruction: 200, efSearch: 64 });
     const idx = server.engine.serving.indexes.get(c.id)!;
     const t0 = performance.now();
     for (let s = 0; s < N; s += 2000) {

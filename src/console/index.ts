@@ -8,8 +8,11 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Hono, MiddlewareHandler } from 'hono';
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Engine } from '../serving/engine.js';
+import { modelsDir } from '../serving/models.js';
+import type { JobStore } from '../store/types.js';
 import type { AppEnv } from '../http/app.js';
 import { defineRoute } from '../http/route.js';
 import { LossCurve, Text, WhoAmI } from '../http/schemas.js';
@@ -70,7 +73,12 @@ function shell(version: string): string {
 }
 
 export interface ConsoleOptions {
-  engine: Engine;
+  /** Readiness, which whoami reports. */
+  engine: Pick<Engine, 'isReady'>;
+  /** Jobs, for a job's loss curve. */
+  store: JobStore;
+  /** AUTH, and DATA_DIR where the candidates' train_report.json files are. */
+  config: Pick<Config, 'AUTH' | 'DATA_DIR'>;
   /** The API-key middleware the API runs behind; /console/api/whoami answers with the role it sets. */
   auth?: MiddlewareHandler<AppEnv>;
 }
@@ -83,7 +91,7 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
   const assets = loadAssets();
   const version = process.env.npm_package_version ?? '0';
   const page = shell(encodeURIComponent(version));
-  const authMode = opts.engine.config.AUTH;
+  const authMode = opts.config.AUTH;
 
   const tags = ['console'];
   defineRoute(app, {
@@ -133,9 +141,9 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
     responses: { 200: { description: 'The curve', schema: LossCurve } },
     handler: async (c, { params: { id } }) => {
       if (!/^[0-9a-f-]{8,64}$/i.test(id)) throw new AppError('invalid_request', 'id: a job id');
-      const job = await opts.engine.store.getJob(id);
+      const job = await opts.store.getJob(id);
       if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
-      return c.json({ jobId: id, points: job.candidateVersion ? lossCurve(join(opts.engine.modelsDir(), job.candidateVersion, 'train_report.json')) : [] });
+      return c.json({ jobId: id, points: job.candidateVersion ? lossCurve(join(modelsDir(opts.config), job.candidateVersion, 'train_report.json')) : [] });
     },
   });
 }

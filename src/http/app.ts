@@ -4,7 +4,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
 import { AppError, ERROR_CODES, errorBody } from '../errors.js';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import type { CollectionCatalog } from '../serving/catalog.js';
+import type { Collections } from '../serving/collections.js';
 import type { Engine } from '../serving/engine.js';
+import type { Store } from '../store/types.js';
+import type { Logger } from '../util/log.js';
 import { mountConsole } from '../console/index.js';
 import { defineRoute, openApiDocument } from './route.js';
 import { Health, Readiness, Text } from './schemas.js';
@@ -15,6 +21,12 @@ export type AppEnv = { Variables: { role?: 'read' | 'admin' } };
 
 export interface AppOptions {
   engine: Engine;
+  collections: Collections;
+  catalog: CollectionCatalog;
+  store: Store;
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
   /** Authentication/authorization middleware (API keys); runs before every route but health checks. */
   auth?: MiddlewareHandler<AppEnv>;
   /** Extra route groups (the self-tuning loop) mounted on the same app. */
@@ -24,8 +36,8 @@ export interface AppOptions {
 }
 
 export function createApp(opts: AppOptions): Hono<AppEnv> {
-  const { engine } = opts;
-  const m = engine.metrics;
+  const { engine, collections, catalog, store, config } = opts;
+  const m = opts.metrics;
   const app = new Hono<AppEnv>();
 
   // Latency and counts by route pattern (not raw path: ids would explode the label set).
@@ -57,7 +69,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     },
   });
   // METRICS_AUTH=read: the scrape needs a key like any read (labels name collections and model versions).
-  const metricsAuth = engine.config.METRICS_AUTH === 'read' && opts.auth;
+  const metricsAuth = config.METRICS_AUTH === 'read' && opts.auth;
   if (metricsAuth) app.use('/metrics', metricsAuth); // every method: a POST /metrics without a key is a 401, as before
   defineRoute(app, {
     method: 'get', path: '/metrics', operationId: 'metrics', summary: 'Prometheus metrics', role: metricsAuth ? 'read' : 'public', tags,
@@ -75,7 +87,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()) } },
     handler: (c) => c.json((openapi ??= openApiDocument(app, process.env.npm_package_version ?? '0.1.0'))),
   });
-  mountConsole(app, { engine, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
+  mountConsole(app, { engine, store, config, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
 
   app.use('*', async (_c, next) => {
     if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
@@ -84,7 +96,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   });
   if (opts.auth) app.use('*', opts.auth);
 
-  const maxBody = engine.config.MAX_BODY_BYTES;
+  const maxBody = config.MAX_BODY_BYTES;
   const tooLarge = () => new AppError('body_too_large', `request body is larger than ${maxBody} bytes`);
   const streamedLimit = bodyLimit({ maxSize: maxBody, onError: () => { throw tooLarge(); } });
   // hono's bodyLimit looks at `c.req.raw.body`, which makes @hono/node-server build a full WHATWG Request
@@ -101,8 +113,8 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
     return streamedLimit(c, next);
   });
 
-  collectionRoutes(app, engine);
-  searchRoutes(app, engine);
+  collectionRoutes(app, { collections, catalog, store, engine, config });
+  searchRoutes(app, { engine, catalog, store, config });
   for (const add of opts.extraRoutes ?? []) add(app);
 
   const allowed = allowedMethods(app);
@@ -123,7 +135,7 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
       const code = err.status === 413 ? 'body_too_large' : err.status === 404 ? 'not_found' : err.status === 405 ? 'method_not_allowed' : 'invalid_request';
       return c.json(errorBody(code, err.message || ERROR_CODES[code].description), err.status);
     }
-    engine.log.error('unhandled error', { path: c.req.path, err: err instanceof Error ? err.stack : String(err) });
+    opts.log.error('unhandled error', { path: c.req.path, err: err instanceof Error ? err.stack : String(err) });
     return c.json(errorBody('internal', 'internal error'), 500);
   });
   return app;

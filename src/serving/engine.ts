@@ -7,9 +7,7 @@ import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
 import { IndexLostError } from '../index/errors.js';
 import type { Hit, IndexBackend, VectorIndex } from '../index/types.js';
 import type { Metrics } from '../metrics.js';
-import type { Collection, Metadata, Scalar, Store } from '../store/types.js';
-import { isCollectionGone } from '../store/errors.js';
-import { chunkText } from '../util/chunk.js';
+import type { Collection, Scalar, Store } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
 import type { RemoteArtifacts } from '../objects/remote.js';
@@ -17,11 +15,12 @@ import type { ModelSource } from '../embed/types.js';
 import type { Scored } from '../search/fusion.js';
 import type { Retrieval } from '../search/modes/types.js';
 import { rankBoth, runSearch, type SearchRequest, type SearchResultItem } from '../search/search.js';
-import { StrategyBook } from '../search/tuner.js';
-import { decodeSource, encodeSource, readModelCard } from './models.js';
+import type { StrategyBook } from '../search/tuner.js';
+import { decodeSource, encodeSource, modelsDir, readModelCard } from './models.js';
 import { QueryLogBuffer } from './querylog.js';
 import { ChunkCache } from './chunk-cache.js';
 import { IndexLifecycle } from './lifecycle.js';
+import type { CollectionCatalog } from './catalog.js';
 
 /** A model and the indexes built with it: they are only ever served together. */
 export interface ServingPair {
@@ -45,6 +44,10 @@ export interface EngineDeps {
   configuredModel: ModelSpec;
   /** Shared object storage for snapshots and model artifacts (OBJECT_STORE_URL); absent = DATA_DIR only. */
   remote?: RemoteArtifacts;
+  /** Collections by name: the search resolves its collection here; follow() resets it to the live ones. */
+  catalog: CollectionCatalog;
+  /** Per-collection serving strategies (mode "auto"), filled by the StrategyTuner and the gate; read by `auto` searches. */
+  strategies: StrategyBook;
 }
 
 export interface SearchResponse {
@@ -57,20 +60,14 @@ export interface SearchResponse {
   tookMs: number;
 }
 
-export interface DocumentIn {
-  id: string;
-  text: string;
-  metadata?: Metadata;
-}
-
 /**
  * Memory for hydrated chunks (text, document id, metadata) on the search path: at ~100 B of text a chunk,
  * about 100k of them; at the default 1000-character chunks, ~15k.
  */
 const CHUNK_CACHE_BYTES = 32 * 2 ** 20;
 
-// The engine owns the serving state: which (model, indexes) pair answers, how writes reach the
-// store and the index, snapshots, and the primitives a swap is built from.
+// The engine owns the serving state: which (model, indexes) pair answers, the write lock that orders changes
+// to its indexes, the search path over it, following other replicas, and the primitives a swap is built from.
 export class Engine {
   private current: ServingPair | undefined;
   /** The pair before the last cut-over, kept loaded so a rollback is a pointer flip plus a catch-up. */
@@ -84,11 +81,8 @@ export class Engine {
   private stopping = false;
   /** Open, recover, snapshot and publish the indexes of the serving pairs (./lifecycle.ts). */
   private readonly lifecycle: IndexLifecycle;
-  /** Per-collection serving strategies (mode "auto"), filled by the StrategyTuner and the gate. */
-  readonly strategies: StrategyBook;
 
   constructor(private readonly deps: EngineDeps) {
-    this.strategies = new StrategyBook({ store: deps.store, metrics: deps.metrics });
     this.lifecycle = new IndexLifecycle({
       config: deps.config, store: deps.store, indexes: deps.indexes, metrics: deps.metrics, log: deps.log, remote: deps.remote,
       exclusive: (fn) => this.exclusive(fn),
@@ -101,11 +95,6 @@ export class Engine {
     });
   }
 
-  get store(): Store { return this.deps.store; }
-  get config(): Config { return this.deps.config; }
-  get metrics(): Metrics { return this.deps.metrics; }
-  get log(): Logger { return this.deps.log; }
-  get indexManager(): IndexBackend { return this.deps.indexes; }
   isReady(): boolean { return this.ready && !this.stopping; }
 
   get serving(): ServingPair {
@@ -119,12 +108,6 @@ export class Engine {
     return this.lifecycle.indexPath(collectionId, version);
   }
 
-  modelsDir(): string {
-    return join(this.deps.config.DATA_DIR, 'models');
-  }
-
-  get remote(): RemoteArtifacts | undefined { return this.deps.remote; }
-
   /**
    * A model directory another replica (or an earlier pod) wrote is not on this machine: fetch it from
    * the object store into DATA_DIR/models/<version>. Anything else is returned as is.
@@ -132,7 +115,7 @@ export class Engine {
   async resolveModelSource(version: string, source: ModelSource): Promise<ModelSource> {
     const remote = this.deps.remote;
     if (source.kind !== 'dir' || existsSync(source.path) || !remote) return source;
-    const local = join(this.modelsDir(), version);
+    const local = join(modelsDir(this.deps.config), version);
     if (existsSync(join(local, 'config.json'))) return { kind: 'dir', path: local };
     const t0 = Date.now();
     if (await remote.fetchModel(version, local)) {
@@ -232,7 +215,7 @@ export class Engine {
     this.deps.metrics.modelInfo.reset();
     this.deps.metrics.modelInfo.set({ version: pair.version }, 1);
     // `auto` reads strategies synchronously on the search path: have this model's rows in memory.
-    for (const c of await this.deps.store.listCollections()) await this.strategies.load(c, pair.version);
+    for (const c of await this.deps.store.listCollections()) await this.deps.strategies.load(c, pair.version);
     for (const [cid, idx] of pair.indexes) this.lifecycle.reportSize(cid, pair.version, idx);
   }
 
@@ -309,8 +292,7 @@ export class Engine {
         }
       }
       const live = await this.deps.store.listCollections();
-      this.collections.clear();
-      for (const c of live) this.collections.set(c.name, c);
+      this.deps.catalog.reset(live);
       for (const cid of [...pair.indexes.keys()]) {
         if (!live.some((c) => c.id === cid)) pair.indexes.delete(cid);
       }
@@ -318,116 +300,40 @@ export class Engine {
     });
   }
 
-  // ---------------------------------------------------------------- collections
-  // Collections are read on every search and change rarely: cache them. Local creates/deletes update the
-  // cache; replicas on Postgres refresh it from follow().
-  private readonly collections = new Map<string, Collection>();
+  // ---------------------------------------------------------------- a collection's serving indexes
+  // Collections and their documents are ./collections.ts's; these keep the loaded pairs' indexes in line with
+  // its store writes. Each runs inside `exclusive`, which the caller holds.
 
-  async requireCollection(name: string): Promise<Collection> {
-    const hit = this.collections.get(name);
-    if (hit) return hit;
-    const c = await this.deps.store.getCollection(name);
-    if (!c) throw new AppError('collection_not_found', `collection "${name}" does not exist`);
-    this.collections.set(name, c);
-    return c;
-  }
-
-  async createCollection(name: string, hnsw?: Partial<Collection['hnsw']>, chunk?: Partial<Collection['chunk']>): Promise<Collection> {
-    const cfg = this.deps.config;
-    const size = chunk?.size ?? cfg.CHUNK_SIZE;
-    const overlap = chunk?.overlap ?? Math.min(cfg.CHUNK_OVERLAP, size - 1);
-    if (overlap >= size) throw new AppError('invalid_request', 'chunk.overlap must be smaller than chunk.size');
-    return this.exclusive(async () => {
-      const c = await this.deps.store.createCollection({
-        name,
-        hnsw: { M: hnsw?.M ?? cfg.HNSW_M, efConstruction: hnsw?.efConstruction ?? cfg.HNSW_EF_CONSTRUCTION, efSearch: hnsw?.efSearch ?? cfg.HNSW_EF_SEARCH },
-        chunk: { size, overlap },
-      });
-      const pair = this.serving;
-      const idx = await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024);
-      await idx.seal?.();
-      pair.indexes.set(c.id, idx);
-      this.lifecycle.reportSize(c.id, pair.version, pair.indexes.get(c.id)!);
-      return c;
-    });
-  }
-
-  async deleteCollection(name: string): Promise<void> {
-    await this.exclusive(async () => {
-      const c = await this.requireCollection(name);
-      await this.deps.store.deleteCollection(name);
-      this.collections.delete(name);
-      this.chunkCache.clear();
-      this.strategies.forget(c);
-      for (const pair of [this.current, this.previous]) {
-        if (!pair) continue;
-        pair.indexes.delete(c.id);
-        await this.lifecycle.drop(c, pair.version);
-      }
-    });
-  }
-
-  async describeCollection(c: Collection) {
+  /** A new collection's empty index in the serving pair. */
+  async addCollectionIndex(c: Collection): Promise<void> {
     const pair = this.serving;
-    return {
-      name: c.name,
-      documents: await this.deps.store.countDocuments(c.id),
-      chunks: pair.indexes.get(c.id)?.count() ?? 0,
-      model: pair.version,
-      // What `mode: "auto"` serves, the numbers behind it and when it was decided (null: keyword until measured).
-      strategy: (await this.strategies.get(c, pair.version)) ?? null,
-      dim: pair.embedder.dim,
-      hnsw: c.hnsw,
-      chunk: c.chunk,
-      createdAt: new Date(c.createdAt).toISOString(),
-    };
+    const idx = await this.deps.indexes.create({ collectionId: c.id, modelVersion: pair.version }, pair.embedder.dim, c.hnsw, 1024);
+    await idx.seal?.();
+    pair.indexes.set(c.id, idx);
+    this.lifecycle.reportSize(c.id, pair.version, idx);
   }
 
-  // ---------------------------------------------------------------- documents
-  async upsertDocuments(name: string, docs: DocumentIn[]): Promise<{ upserted: number; chunks: number; seq: number }> {
-    const c = await this.requireCollection(name);
-    const inputs = docs.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata ?? {}, chunks: chunkText(d.text, c.chunk.size, c.chunk.overlap) }));
-    let pair = this.serving;
-    // Embed outside the write lock: it is the slow part and needs no ordering.
-    let vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
-    const res = await this.exclusive(async () => {
-      if (this.current !== pair) {
-        // A cut-over happened while we embedded: vectors must come from the model now serving.
-        pair = this.serving;
-        vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
-      }
-      // DELETE /collections/:name may have won the lock while we embedded: that is a 404, not a FK error.
-      const r = await this.deps.store.upsertDocuments(c.id, inputs).catch((err: unknown) => {
-        if (isCollectionGone(err)) throw new AppError('collection_not_found', `collection "${name}" was deleted`);
-        throw err;
-      });
-      this.chunkCache.forget(r.removed);
-      const idx = pair.indexes.get(c.id);
-      if (idx) {
-        if (r.removed.length) await idx.markDeleted(r.removed);
-        await idx.add(r.added.map((a) => a.label), vectors);
-        this.lifecycle.reportSize(c.id, pair.version, idx);
-      }
-      return r;
-    });
-    this.deps.metrics.ingestDocuments.inc({ collection: name }, docs.length);
-    this.deps.metrics.ingestChunks.inc({ collection: name }, res.added.length);
-    return { upserted: docs.length, chunks: res.added.length, seq: res.seq };
+  /** A deleted collection: its index in every loaded pair, with the index's files, and every hydrated chunk. */
+  async dropCollectionIndexes(c: Collection): Promise<void> {
+    this.chunkCache.clear();
+    for (const pair of [this.current, this.previous]) {
+      if (!pair) continue;
+      pair.indexes.delete(c.id);
+      await this.lifecycle.drop(c, pair.version);
+    }
   }
 
-  async deleteDocument(name: string, docId: string): Promise<void> {
-    const c = await this.requireCollection(name);
-    await this.exclusive(async () => {
-      const r = await this.deps.store.deleteDocument(c.id, docId);
-      if (!r) throw new AppError('document_not_found', `document "${docId}" not found in "${name}"`);
-      this.chunkCache.forget(r.removed);
-      const pair = this.serving;
-      const idx = pair.indexes.get(c.id);
-      if (idx && r.removed.length) {
-        await idx.markDeleted(r.removed);
-        this.lifecycle.reportSize(c.id, pair.version, idx);
-      }
-    });
+  /**
+   * A store write to `c` applied to `pair`'s index: the chunks it tombstoned (`removed`) are forgotten and
+   * marked deleted, the chunks it added go in with their vectors (embedded by `pair`'s model).
+   */
+  async applyWrite(pair: ServingPair, c: Collection, removed: number[], added?: { labels: number[]; vectors: Float32Array[] }): Promise<void> {
+    this.chunkCache.forget(removed);
+    const idx = pair.indexes.get(c.id);
+    if (!idx || (!added && removed.length === 0)) return;
+    if (removed.length) await idx.markDeleted(removed);
+    if (added) await idx.add(added.labels, added.vectors);
+    this.lifecycle.reportSize(c.id, pair.version, idx);
   }
 
   // ---------------------------------------------------------------- search
@@ -435,7 +341,7 @@ export class Engine {
   async search(req: SearchRequest): Promise<SearchResponse> {
     const t0 = performance.now();
     const pair = this.serving;
-    const c = await this.requireCollection(req.collection);
+    const c = await this.deps.catalog.require(req.collection);
     const { results, mode, weight } = await runSearch(this.retrieval(pair), c, req, this.deps.config.MAX_K);
     const tookMs = performance.now() - t0;
     const queryId = randomUUID();
@@ -461,7 +367,7 @@ export class Engine {
       vectorSearch: (c, vector, depth, opts) => this.vectorHits(pair, c, vector, depth, opts?.efSearch, opts?.filter),
       keywordSearch: (c, query, depth, filter) => this.deps.store.keywordSearch(c.id, query, depth, filter),
       hydrate: (labels) => this.chunkCache.hydrate(this.deps.store, labels),
-      strategy: (c) => this.strategies.peek(c.id, pair.version),
+      strategy: (c) => this.deps.strategies.peek(c.id, pair.version),
     };
   }
 

@@ -1,6 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { Config } from '../config.js';
 import type { ModelSource } from '../embed/types.js';
+
+/** Where model versions written on this machine live: DATA_DIR/models/<version> (fine-tuned, or fetched from the object store). */
+export function modelsDir(config: Pick<Config, 'DATA_DIR'>): string {
+  return join(config.DATA_DIR, 'models');
+}
 
 // model_versions.source is a string: "dir:/abs/path" or "hub:org/name".
 export function encodeSource(src: ModelSource): string {

@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Embedder, ModelSource } from '../embed/types.js';
 import { AppError } from '../errors.js';
-import type { VectorIndex } from '../index/types.js';
+import type { IndexBackend, VectorIndex } from '../index/types.js';
+import type { Metrics } from '../metrics.js';
 import type { Engine, ServingPair } from '../serving/engine.js';
 import { decodeSource } from '../serving/models.js';
 import type { Collection, CollectionStore, DocumentStore, IndexRecordStore, ModelStore } from '../store/types.js';
+import type { Logger } from '../util/log.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { seededRandom } from '../util/random.js';
 import { loadModel, specForDir } from './models.js';
@@ -63,6 +65,18 @@ export interface CutOverReport {
 
 export type ReembedProgress = (collection: string, done: number, total: number, overall: { done: number; total: number }) => void;
 
+interface SwapperDeps {
+  /** The serving pairs, the write lock, and the index builds, catch-ups and snapshots a swap is made of. */
+  engine: Pick<Engine, 'serving' | 'previousPair' | 'exclusive' | 'buildIndex' | 'catchUp' | 'activate' | 'snapshotAll' | 'resolveModelSource'>;
+  /** The parts of the store a swap reads and writes. */
+  store: CollectionStore & DocumentStore & ModelStore & IndexRecordStore;
+  /** Where the candidate's indexes are created (and a half-built one from an earlier try dropped). */
+  indexes: IndexBackend;
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+}
+
 /**
  * The (model, index) pointer switch: shadow re-embed next to the champion, catch up writes, verify, then
  * promote in the store (the commit point a restart reads) and flip the in-memory pair. Cut-over and
@@ -73,12 +87,7 @@ export class Swapper {
   /** Store seq at which a version stopped receiving writes: a rollback replays from there. */
   private readonly retiredAt = new Map<string, number>();
 
-  constructor(private readonly engine: Engine, private readonly config: Config) {}
-
-  /** The parts of the store a swap reads and writes (the engine holds the whole store). */
-  private get store(): CollectionStore & DocumentStore & ModelStore & IndexRecordStore {
-    return this.engine.store;
-  }
+  constructor(private readonly deps: SwapperDeps) {}
 
   /**
    * Re-embeds every collection with `embedder` into fresh indexes (throttled by REEMBED_PAUSE_MS). With
@@ -87,8 +96,7 @@ export class Swapper {
    * here like the others, and the report says why.
    */
   async shadowBuild(version: string, embedder: Embedder, onProgress?: ReembedProgress, embeddings?: TrainerEmbeddings): Promise<ShadowBuild> {
-    const { indexManager, metrics, log } = this.engine;
-    const { store } = this;
+    const { store, indexes: backend, metrics, log } = this.deps;
     let loaded: LoadedEmbeddings | undefined;
     let reembed: ReembedReport | undefined;
     if (embeddings) {
@@ -112,7 +120,7 @@ export class Swapper {
     for (const c of cols) {
       const key = { collectionId: c.id, modelVersion: version };
       // A build that died half-way in this process (or a rejected earlier try) must not be reused.
-      if (indexManager.get(key)) await indexManager.drop(key);
+      if (backend.get(key)) await backend.drop(key);
       startSeqs.set(c.id, await store.currentSeq());
       const progress = (done: number, total: number) => {
         metrics.reembedProgress.set({ collection: c.name, model_version: version }, total > 0 ? done / total : 1);
@@ -122,7 +130,7 @@ export class Swapper {
       const fromFile = loaded && embeddings?.collectionId === c.id;
       const idx = fromFile
         ? await this.buildFromEmbeddings(c, version, embedder, loaded!, embeddings!.seq, startSeqs.get(c.id)!, reembed!, progress)
-        : await this.engine.buildIndex(c, version, embedder, progress, this.config.REEMBED_PAUSE_MS);
+        : await this.deps.engine.buildIndex(c, version, embedder, progress, this.deps.config.REEMBED_PAUSE_MS);
       if (reembed && embeddings?.collectionId === c.id) reembed.seconds[fromFile ? 'build' : 'cpu'] = secs(t0);
       doneBefore += totals.get(c.id) ?? 0;
       indexes.set(c.id, idx);
@@ -198,7 +206,7 @@ export class Swapper {
         const l = labels[Math.floor(rand() * labels.length)]!;
         if (!picked.has(l)) { picked.add(l); want.push(l); }
       }
-      const live = await this.store.hydrate(want);
+      const live = await this.deps.store.hydrate(want);
       for (const l of want) {
         const h = live.get(l);
         if (h && sample.length < EMBEDDINGS_SAMPLE) sample.push({ label: l, text: h.text });
@@ -228,11 +236,10 @@ export class Swapper {
    */
   private async buildFromEmbeddings(c: Collection, version: string, embedder: Embedder, file: LoadedEmbeddings, bundleSeq: number,
     startSeq: number, report: ReembedReport, onProgress: (done: number, total: number) => void): Promise<VectorIndex> {
-    const { indexManager } = this.engine;
-    const { store } = this;
+    const { store, indexes } = this.deps;
     const since = new Set((await store.changesSince(c.id, bundleSeq)).added.map((r) => r.label));
     const total = await store.countLiveChunks(c.id);
-    const idx = await indexManager.create({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw, Math.max(1024, total));
+    const idx = await indexes.create({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw, Math.max(1024, total));
     let after = 0;
     let done = 0;
     let fromFile = 0;
@@ -262,7 +269,7 @@ export class Swapper {
       onProgress(done, total);
     }
     await idx.seal?.();
-    here += await this.engine.catchUp(c.id, idx, embedder, startSeq);
+    here += await this.deps.engine.catchUp(c.id, idx, embedder, startSeq);
     await store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
     report.fromFile = fromFile;
     report.embeddedHere = here;
@@ -272,16 +279,15 @@ export class Swapper {
   /** Catch-up, verification and the atomic switch, with document writes paused. */
   cutOver(build: ShadowBuild, kind: 'promote' | 'rollback' = 'promote'): Promise<CutOverReport> {
     return this.lock.run('swap', async () => {
-      const report = await this.engine.exclusive(() => this.switchLocked(build, kind));
+      const report = await this.deps.engine.exclusive(() => this.switchLocked(build, kind));
       // Snapshots take the write lock themselves; a crash before this point rebuilds from the store.
-      await this.engine.snapshotAll().catch((err) => this.engine.log.warn('snapshot after cut-over failed', { err: String(err) }));
+      await this.deps.engine.snapshotAll().catch((err) => this.deps.log.warn('snapshot after cut-over failed', { err: String(err) }));
       return report;
     });
   }
 
   private async switchLocked(build: ShadowBuild, kind: 'promote' | 'rollback'): Promise<CutOverReport> {
-    const { metrics, log } = this.engine;
-    const { store } = this;
+    const { store, metrics, log } = this.deps;
     const { pair } = build;
     const report: CutOverReport = { version: pair.version, generation: 0, collections: [] };
     const cols = await store.listCollections();
@@ -292,18 +298,18 @@ export class Swapper {
       let caughtUp = 0;
       if (!idx) {
         // Created during the re-embed: small by construction, built here under the lock.
-        idx = await this.engine.buildIndex(c, pair.version, pair.embedder);
+        idx = await this.deps.engine.buildIndex(c, pair.version, pair.embedder);
         pair.indexes.set(c.id, idx);
       } else {
-        caughtUp = await this.engine.catchUp(c.id, idx, pair.embedder, build.startSeqs.get(c.id) ?? 0);
+        caughtUp = await this.deps.engine.catchUp(c.id, idx, pair.embedder, build.startSeqs.get(c.id) ?? 0);
       }
       report.collections.push({ name: c.name, caughtUp, ...(await this.verify(c, idx, pair.embedder)) });
     }
-    const retiring = this.engine.serving.version;
+    const retiring = this.deps.engine.serving.version;
     const seq = await store.currentSeq();
     const pointer = await store.promote(pair.version);
     pair.generation = pointer.generation;
-    await this.engine.activate(pair);
+    await this.deps.engine.activate(pair);
     this.retiredAt.set(retiring, seq);
     metrics.swaps.inc({ kind });
     report.generation = pointer.generation;
@@ -313,10 +319,10 @@ export class Swapper {
 
   /** Counts must equal the store's live chunks; a few stored chunks searched by their own text must hit. */
   private async verify(c: Collection, idx: VectorIndex, embedder: Embedder) {
-    const live = await this.store.countLiveChunks(c.id);
+    const live = await this.deps.store.countLiveChunks(c.id);
     const count = idx.count();
     if (count !== live) throw new VerifyError(`index for "${c.name}" holds ${count} vectors but the store has ${live} live chunks`);
-    const sample = live > 0 ? await this.store.sampleChunks(c.id, 5) : [];
+    const sample = live > 0 ? await this.deps.store.sampleChunks(c.id, 5) : [];
     let selfHits = 0;
     if (sample.length > 0) {
       const vecs = await embedder.embed(sample.map((s) => s.text), { kind: 'document' }); // as indexed: a self-hit check
@@ -334,15 +340,15 @@ export class Swapper {
    * it stopped serving), otherwise by reloading its files and rebuilding its indexes.
    */
   async rollback(version: string): Promise<CutOverReport & { rebuilt: boolean; changed: boolean }> {
-    const { store } = this;
+    const { store } = this.deps;
     const row = await store.getModelVersion(version);
     if (!row) throw new AppError('model_not_found', `no model version "${version}"`);
-    if (this.engine.serving.version === version) {
+    if (this.deps.engine.serving.version === version) {
       return { version, generation: (await store.getServing())?.generation ?? 0, collections: [], rebuilt: false, changed: false };
     }
     if (row.status === 'purged') throw new AppError('model_unavailable', `model version "${version}" was purged`);
     if (row.promotedAt === null) throw new AppError('model_unavailable', `model version "${version}" never served (status ${row.status}); only former champions can be rolled back to`);
-    const prev = this.engine.previousPair;
+    const prev = this.deps.engine.previousPair;
     if (prev && prev.version === version) {
       const from = this.retiredAt.get(version) ?? 0;
       const startSeqs = new Map([...prev.indexes.keys()].map((cid) => [cid, from] as [number, number]));
@@ -351,15 +357,15 @@ export class Swapper {
     }
     let source: ModelSource;
     try {
-      source = await this.engine.resolveModelSource(version, decodeSource(row.source));
+      source = await this.deps.engine.resolveModelSource(version, decodeSource(row.source));
     } catch (err) {
       throw new AppError('model_unavailable', `model version "${version}" has no usable source: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (source.kind === 'dir' && !existsSync(source.path)) throw new AppError('model_unavailable', `the files of model version "${version}" are gone (${source.path})`);
     let embedder: Embedder;
     try {
-      const spec = source.kind === 'dir' ? specForDir(version, source.path, this.config) : { version, source, dtype: this.config.EMBED_DTYPE ?? 'fp32' as const };
-      embedder = await loadModel(spec, this.config, this.engine.metrics);
+      const spec = source.kind === 'dir' ? specForDir(version, source.path, this.deps.config) : { version, source, dtype: this.deps.config.EMBED_DTYPE ?? 'fp32' as const };
+      embedder = await loadModel(spec, this.deps.config, this.deps.metrics);
     } catch (err) {
       throw new AppError('model_unavailable', `model version "${version}" cannot be loaded: ${String(err instanceof Error ? err.message : err)}`);
     }

@@ -5,10 +5,16 @@ import type { Config } from '../config.js';
 import type { Embedder } from '../embed/types.js';
 import { trainableModelDir } from '../embed/hub.js';
 import { AppError } from '../errors.js';
+import type { IndexBackend } from '../index/types.js';
+import type { Metrics } from '../metrics.js';
+import type { RemoteArtifacts } from '../objects/remote.js';
+import type { StrategyBook } from '../search/tuner.js';
+import type { CollectionCatalog } from '../serving/catalog.js';
 import type { Engine } from '../serving/engine.js';
-import { decodeSource, encodeSource } from '../serving/models.js';
+import { decodeSource, encodeSource, modelsDir } from '../serving/models.js';
 import type { CollectionStore, DocumentStore, IndexRecordStore, JobClaim, JobState, JobStore, Metadata, ModelStore, QueryLogStore, TrainJobRow } from '../store/types.js';
 import { TERMINAL_JOB_STATES } from '../store/types.js';
+import type { Logger } from '../util/log.js';
 import { loadModel, specForDir } from '../swap/models.js';
 import type { Swapper } from '../swap/swap.js';
 import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backends.js';
@@ -31,7 +37,17 @@ interface GateDecision {
 export type GateFn = (candidate: Record<string, number>, champion: Record<string, number>, opts: { margin: number; tolerance: number }) => GateDecision;
 
 export interface JobRunnerDeps {
-  engine: Engine;
+  /** The serving pair (the parent a job trains from and the gate's champion) and model sources to resolve. */
+  engine: Pick<Engine, 'serving' | 'resolveModelSource'>;
+  catalog: CollectionCatalog;
+  /** The gate saves both models' strategies for the collection. */
+  strategies: Pick<StrategyBook, 'save'>;
+  /** A failed job's candidate indexes are dropped. */
+  indexes: Pick<IndexBackend, 'drop'>;
+  /** Where a gated candidate is published for the other replicas; absent = DATA_DIR only. */
+  remote?: RemoteArtifacts;
+  metrics: Metrics;
+  log: Logger;
   /** Jobs and eval reports, the models they produce, and the documents and feedback they train on. */
   store: JobStore & ModelStore & IndexRecordStore & CollectionStore & DocumentStore & QueryLogStore;
   config: Config;
@@ -73,15 +89,15 @@ export class JobRunner {
   constructor(private readonly deps: JobRunnerDeps) {}
 
   private get store() { return this.deps.store; }
-  private get metrics() { return this.deps.engine.metrics; }
-  private get log() { return this.deps.engine.log; }
+  private get metrics() { return this.deps.metrics; }
+  private get log() { return this.deps.log; }
 
   jobDir(id: string): string { return join(this.deps.config.DATA_DIR, 'jobs', id); }
-  private stagingDir(version: string): string { return join(this.deps.engine.modelsDir(), '.staging', version); }
+  private stagingDir(version: string): string { return join(modelsDir(this.deps.config), '.staging', version); }
 
   /** Creates a job (409 job_running / collection_empty) and starts it in the background. */
   async create(collection: string, trigger: string): Promise<TrainJobRow> {
-    const c = await this.deps.engine.requireCollection(collection);
+    const c = await this.deps.catalog.require(collection);
     if ((await this.store.countDocuments(c.id)) === 0) throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
     if (trigger === 'drift') {
       // A drift job is only created when its gate will have real held-out queries to score on.
@@ -122,7 +138,7 @@ export class JobRunner {
    */
   async recover(): Promise<{ resumed: string[]; failed: string[]; completed: string[]; runningElsewhere: string[] }> {
     // Staging dirs are under this process's own DATA_DIR (never shared between replicas).
-    rmSync(join(this.deps.engine.modelsDir(), '.staging'), { recursive: true, force: true });
+    rmSync(join(modelsDir(this.deps.config), '.staging'), { recursive: true, force: true });
     return this.adoptOrphans();
   }
 
@@ -193,7 +209,7 @@ export class JobRunner {
     const pointer = await this.store.getServing();
     if (pointer?.modelVersion === version) return;
     for (const rec of await this.store.listIndexRecords({ modelVersion: version })) {
-      await this.deps.engine.indexManager.drop({ collectionId: rec.collectionId, modelVersion: version }).catch(() => undefined);
+      await this.deps.indexes.drop({ collectionId: rec.collectionId, modelVersion: version }).catch(() => undefined);
       await this.store.deleteIndexRecord(rec.collectionId, version);
       if (rec.path) rmSync(rec.path, { force: true });
     }
@@ -241,7 +257,7 @@ export class JobRunner {
     let candidate: Embedder | undefined;
     let activated = false;
     try {
-      const col = await engine.requireCollection(job.collection);
+      const col = await this.deps.catalog.require(job.collection);
       const version = `ft-${slug(job.collection)}-${stamp(Date.now())}-${job.id.slice(0, 6)}`;
       const parentRow = await this.store.getModelVersion(job.parentVersion);
 
@@ -307,7 +323,7 @@ export class JobRunner {
         version, parent_version: job.parentVersion, training_data_hash: bundle.dataHash, job_id: job.id, trainer_backend: this.deps.trainer.name,
       };
       writeFileSync(join(staging, 'model_card.json'), JSON.stringify(card, null, 2));
-      const finalDir = join(engine.modelsDir(), version);
+      const finalDir = join(modelsDir(config), version);
       rmSync(finalDir, { recursive: true, force: true });
       // Only a complete artifact ever appears under its version name.
       renameSync(staging, finalDir);
@@ -371,8 +387,8 @@ export class JobRunner {
         status: decision.passed ? 'candidate' : 'rejected', card: fullCard,
       });
       // Every gate re-decides the champion's strategy on the held-out queries; the candidate's is kept for the swap.
-      if (mined.stats.evalSource === 'feedback') await engine.strategies.save(col, strategyRow(champEv, champChoice, champion.version));
-      await engine.strategies.save(col, strategyRow(candEv, candChoice, version));
+      if (mined.stats.evalSource === 'feedback') await this.deps.strategies.save(col, strategyRow(champEv, champChoice, champion.version));
+      await this.deps.strategies.save(col, strategyRow(candEv, candChoice, version));
       await report('gate', { evalReportId: evalRow.id, ...decision, strategies: { candidate: candChoice, champion: champChoice } }, true);
       if (!decision.passed) {
         await candidate.close();
@@ -383,7 +399,7 @@ export class JobRunner {
 
       // Replicas that follow the new champion load it from the object store: upload while re-embedding,
       // and never cut over before the upload is complete.
-      const remote = engine.remote;
+      const { remote } = this.deps;
       const published = remote?.publishModel(version, finalDir);
       published?.catch(() => undefined);
 

@@ -39,7 +39,7 @@ describe('retrieval CLI', () => {
     dir = tempDir('cli-');
     server = await startTestServer({ AUTH: 'on' }, {
       listen: true,
-      extend: async ({ engine, config }) => ({ auth: apiKeyAuth({ store: engine.store, mode: config.AUTH, bootstrapAdminKey: ADMIN, logger: engine.log }) }),
+      extend: async ({ store, config, log }) => ({ auth: apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: ADMIN, logger: log }) }),
     });
     admin = new RetrievalClient({ url: server.url, apiKey: ADMIN });
   });

@@ -24,10 +24,10 @@ describe('RetrievalClient against the real server', () => {
     const keys: { admin?: string; read?: string } = {};
     server = await startTestServer({ AUTH: 'on' }, {
       listen: true,
-      extend: async ({ engine, config }) => {
-        keys.admin = (await createApiKey(engine.store, { role: 'admin' })).key;
-        keys.read = (await createApiKey(engine.store, { role: 'read' })).key;
-        return { auth: apiKeyAuth({ store: engine.store, mode: config.AUTH, logger: engine.log }) };
+      extend: async ({ store, config, log }) => {
+        keys.admin = (await createApiKey(store, { role: 'admin' })).key;
+        keys.read = (await createApiKey(store, { role: 'read' })).key;
+        return { auth: apiKeyAuth({ store, mode: config.AUTH, logger: log }) };
       },
     });
     admin = new RetrievalClient({ url: server.url, apiKey: keys.admin });

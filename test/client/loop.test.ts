@@ -28,9 +28,9 @@ describe('RetrievalClient: self-tuning loop endpoints', () => {
         listen: true,
         loop: true,
         extend: async (ctx) => {
-          keys.admin = (await createApiKey(ctx.engine.store, { role: 'admin' })).key;
-          keys.read = (await createApiKey(ctx.engine.store, { role: 'read' })).key;
-          return { auth: apiKeyAuth({ store: ctx.engine.store, mode: 'on', logger: ctx.engine.log }) };
+          keys.admin = (await createApiKey(ctx.store, { role: 'admin' })).key;
+          keys.read = (await createApiKey(ctx.store, { role: 'read' })).key;
+          return { auth: apiKeyAuth({ store: ctx.store, mode: 'on', logger: ctx.log }) };
         },
       },
     );

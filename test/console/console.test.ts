@@ -63,7 +63,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
       TRAINER_COMMAND: `i=0; for l in 2.2 1.9 1.7 1.5 1.4 1.3 1.2 1.15 1.1 1.05 1.0 0.98 0.95 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":16,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
       TRAINER_TIMEOUT_SECONDS: 120, REEMBED_PAUSE_MS: 150, REEMBED_BATCH: 32, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
     }, { listen: true, loop: { mining: { minEvalQueries: 20 } } });
-    readKey = (await createApiKey(server.engine.store, { role: 'read', name: 'console-test' })).key;
+    readKey = (await createApiKey(server.store, { role: 'read', name: 'console-test' })).key;
     baseVersion = server.engine.serving.version;
     ui = await launchConsole();
     page = await ui.newPage();
@@ -204,7 +204,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     await page.click('#pg-results section[data-mode="vector"] .results li button.feedback');
     await page.waitForSelector('#pg-results section[data-mode="vector"] button.feedback.marked');
     await server.engine.queryLog.flush();
-    const pairs = await server.engine.store.feedbackPairs('go');
+    const pairs = await server.store.feedbackPairs('go');
     expect(pairs.some((p) => p.documentId === doc && p.query === q.query)).toBe(true);
     await ui.shot(page, '04-playground', true);
   }, 60_000);

@@ -85,11 +85,12 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     const FT = join(ST_FIXTURES, 'st-bge-tiny-ft');
     const seen = join(dir, 'seen');
     const trainer = trainerFromConfig({
-      ...s.engine.config, TRAINER_BACKEND: 'command',
+      ...s.config, TRAINER_BACKEND: 'command',
       TRAINER_COMMAND: `mkdir -p ${seen} && cp {bundle}/job.json ${seen}/ && ls -R {bundle}/base > ${seen}/base.txt && mkdir -p {out} && cp -R '${FT}'/. {out}/`,
     });
     const jobs = new JobRunner({
-      engine: s.engine, store: s.store, config: s.engine.config, trainer, swapper: new Swapper(s.engine, s.engine.config),
+      engine: s.engine, catalog: s.catalog, strategies: s.strategies, store: s.store, indexes: s.indexes, config: s.config, metrics: s.metrics, log: s.log, trainer,
+      swapper: new Swapper({ engine: s.engine, store: s.store, indexes: s.indexes, config: s.config, metrics: s.metrics, log: s.log }),
       irMetrics: () => ({ 'ndcg@10': 0 }), gate: () => ({ passed: true, forced: 'random-init fixtures' }),
       mining: { minEvalQueries: 5, pseudoQueries: 20 },
     });
@@ -124,9 +125,9 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
       expect(r.body.model).toBe(version);
       expect(r.body.results).toHaveLength(3);
       // The model card (GET /models) says how it serves and which file.
-      const row = await s.engine.store.getModelVersion(version);
+      const row = await s.store.getModelVersion(version);
       expect((row!.card as Record<string, any>).serving).toMatchObject({ pooling: 'cls', queryPrompt: 'query', file: 'onnx/model.onnx' });
-      expect(((await s.engine.store.getModelVersion('fixture-org__st-bge-tiny'))!.card as Record<string, any>).serving).toMatchObject({ pooling: 'cls', configSource: 'sentence-transformers' });
+      expect(((await s.store.getModelVersion('fixture-org__st-bge-tiny'))!.card as Record<string, any>).serving).toMatchObject({ pooling: 'cls', configSource: 'sentence-transformers' });
     } finally {
       await jobs.stop();
     }

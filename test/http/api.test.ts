@@ -24,7 +24,7 @@ describe.each(STORES)('API on %s', (store) => {
     if (store === 'postgres') ({ url: databaseUrl, drop: dropDb } = await freshPostgres('rt_api'));
     const INDEX_BACKEND = store.endsWith('+pgvector') ? 'pgvector' as const : 'hnswlib' as const;
     s = await startTestServer({ DATABASE_URL: databaseUrl, INDEX_BACKEND, MAX_BATCH_DOCS: 50, MAX_TEXT_BYTES: 20_000, MAX_BODY_BYTES: 200_000, MAX_K: 100, CHUNK_SIZE: 200, CHUNK_OVERLAP: 40 });
-    expect(s.engine.indexManager.kind).toBe(INDEX_BACKEND);
+    expect(s.indexes.kind).toBe(INDEX_BACKEND);
     expect((await s.req('POST', '/collections', { name: 'bio' })).status).toBe(201);
     expect((await s.req('POST', '/collections/bio/documents', { documents: DOCS })).status).toBe(200);
   }, 60_000);

@@ -86,7 +86,7 @@ describe('durability', () => {
     await a.req('DELETE', '/collections/d/documents/2');
     // Simulate a crash: no final snapshot (close the store and workers without engine.stop()).
     await a.engine.queryLog.stop();
-    await a.engine.indexManager.close();
+    await a.indexes.close();
     await a.store.close();
     const b = await startTestServer({ DATA_DIR: dir });
     cleanups.push(() => b.dispose());
@@ -125,7 +125,7 @@ describe('durability', () => {
     await s.req('POST', '/collections', { name: 'w' });
     await s.req('POST', '/collections/w/documents', { documents: Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: `worker crash test document ${i} about topic ${i % 5}` })) });
     // The default backend (hnswlib worker threads).
-    await (s.engine.indexManager as IndexManager).killWorker(0);
+    await (s.indexes as IndexManager).killWorker(0);
     const r = await s.req('POST', '/search', { collection: 'w', query: 'worker crash test document 12 about topic 2', k: 3 });
     expect(r.status).toBe(200);
     expect(r.body.results[0].id).toBe('d12');

@@ -100,7 +100,7 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     }, { listen: true, loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
     expect((await http('POST', '/collections', { name: 'go' })).status).toBe(201);
     const docs = scenario.docs.map((d) => ({ id: d.id, text: d.text, metadata: { namespace: d.namespace } }));
-    expect(server.engine.indexManager.kind).toBe(store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib');
+    expect(server.indexes.kind).toBe(store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib');
     for (let i = 0; i < docs.length; i += 500) {
       expect((await http('POST', '/collections/go/documents', { documents: docs.slice(i, i + 500) })).status).toBe(200);
     }

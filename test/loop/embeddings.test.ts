@@ -104,7 +104,7 @@ describe('trainer-made candidate embeddings', () => {
     expect(re.fallbackReason).toBeUndefined();
     expect(re.rows).toBe(manifest.count);
     // Every live chunk but the late document's came from the file; the deleted document's chunks were skipped.
-    const c = await s.engine.requireCollection('c');
+    const c = await s.catalog.require('c');
     const live = await s.store.liveChunks(c.id, 0, 100_000);
     const lateChunks = live.filter((r) => r.docId === LATE.id).length;
     expect(re.fromFile).toBe(live.length - lateChunks);
@@ -118,7 +118,7 @@ describe('trainer-made candidate embeddings', () => {
     // The same candidate re-embedding every live chunk here, into an index of its own: same top-1.
     const embedder = s.engine.serving.embedder;
     const t0 = performance.now();
-    const cpu = await s.engine.indexManager.create({ collectionId: c.id, modelVersion: 'cpu-check' }, embedder.dim, c.hnsw, 2048);
+    const cpu = await s.indexes.create({ collectionId: c.id, modelVersion: 'cpu-check' }, embedder.dim, c.hnsw, 2048);
     await cpu.add(live.map((r) => r.label), await embedder.embed(live.map((r) => r.text), { kind: 'document' }));
     console.log(`CPU re-embed of the same ${live.length} chunks into an index: ${Math.round(performance.now() - t0) / 1000}s`);
     const served = s.engine.serving.indexes.get(c.id)!;

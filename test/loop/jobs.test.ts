@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { Loop } from '../../src/loop.js';
+import { modelsDir } from '../../src/serving/models.js';
 import { openStore } from '../../src/store/index.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { startLlm } from './llm-server.js';
@@ -156,7 +157,7 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
       expect(job!.state).toBe('failed');
       expect(job!.error).toMatch(/artifact lacks tokenizer\.json, tokenizer_config\.json, onnx\/model\.onnx/);
       const { readdirSync } = await import('node:fs');
-      expect(readdirSync(s.engine.modelsDir()).filter((f) => f.startsWith('ft-'))).toEqual([]);
+      expect(readdirSync(modelsDir(s.config)).filter((f) => f.startsWith('ft-'))).toEqual([]);
     } finally {
       await s.dispose();
       rmSync(dir, { recursive: true, force: true });

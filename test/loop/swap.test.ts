@@ -4,7 +4,7 @@
 import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeSource } from '../../src/serving/models.js';
+import { encodeSource, modelsDir } from '../../src/serving/models.js';
 import { loadModel, specForDir } from '../../src/swap/models.js';
 import type { Config } from '../../src/config.js';
 import { Swapper } from '../../src/swap/swap.js';
@@ -23,15 +23,15 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
   let s: TestServer;
   let swapper: Swapper;
   let base: string;
-  const candDir = () => join(s.engine.modelsDir(), 'cand-1');
+  const candDir = () => join(modelsDir(s.config), 'cand-1');
 
   beforeAll(async () => {
     dir = tempDir('swap-');
     extra = BACKENDS[backend](dir);
     s = await startTestServer({ DATA_DIR: dir, REEMBED_BATCH: 16, REEMBED_PAUSE_MS: 2, ...extra });
-    expect(s.engine.indexManager.kind).toBe(backend);
+    expect(s.indexes.kind).toBe(backend);
     base = s.engine.serving.version;
-    swapper = new Swapper(s.engine, s.engine.config);
+    swapper = new Swapper({ engine: s.engine, store: s.store, indexes: s.indexes, config: s.config, metrics: s.metrics, log: s.log });
     await s.req('POST', '/collections', { name: 'a' });
     await s.req('POST', '/collections', { name: 'b' });
     await s.req('POST', '/collections/a/documents', { documents: docs(0, 200) });
@@ -45,7 +45,7 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
   });
 
   it('re-embeds in the shadow, catches up writes made meanwhile, verifies, then switches atomically', async () => {
-    const cfg = s.engine.config;
+    const cfg = s.config;
     const cand = await loadModel(specForDir('cand-1', candDir(), cfg), cfg);
     await s.store.upsertModelVersion({ version: 'cand-1', parentVersion: base, source: encodeSource({ kind: 'dir', path: candDir() }), dim: cand.dim, status: 'candidate', card: {} });
     const seen: number[] = [];
@@ -102,10 +102,10 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
 
   it('rolls forward to a former champion that is no longer loaded by rebuilding it from its files', async () => {
     // Retire the loaded copy of cand-1 by cycling through another version.
-    cpSync(TINY_MODEL, join(s.engine.modelsDir(), 'cand-2'), { recursive: true });
-    const cfg = s.engine.config;
-    const c2 = await loadModel(specForDir('cand-2', join(s.engine.modelsDir(), 'cand-2'), cfg), cfg);
-    await s.store.upsertModelVersion({ version: 'cand-2', parentVersion: base, source: encodeSource({ kind: 'dir', path: join(s.engine.modelsDir(), 'cand-2') }), dim: c2.dim, status: 'candidate', card: {} });
+    cpSync(TINY_MODEL, join(modelsDir(s.config), 'cand-2'), { recursive: true });
+    const cfg = s.config;
+    const c2 = await loadModel(specForDir('cand-2', join(modelsDir(s.config), 'cand-2'), cfg), cfg);
+    await s.store.upsertModelVersion({ version: 'cand-2', parentVersion: base, source: encodeSource({ kind: 'dir', path: join(modelsDir(s.config), 'cand-2') }), dim: c2.dim, status: 'candidate', card: {} });
     await swapper.cutOver(await swapper.shadowBuild('cand-2', c2));
     expect(s.engine.previousPair?.version).toBe(base);
     const r = await swapper.rollback('cand-1');

@@ -49,7 +49,7 @@ describe('drift check over a large query log', () => {
 
   it('keeps answering searches while the check reads past 250k logged queries', async () => {
     const monitor = new DriftMonitor({
-      store: s.store, config: s.engine.config, metrics: s.metrics, log: s.log,
+      store: s.store, config: s.config, metrics: s.metrics, log: s.log,
       embed: (texts) => s.engine.embedTexts(texts), servingVersion: () => s.engine.serving.version,
     }, { permutations: 50 });
     let vi = 0;

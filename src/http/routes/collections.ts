@@ -1,6 +1,9 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
+import type { Config } from '../../config.js';
+import type { CollectionCatalog } from '../../serving/catalog.js';
+import type { Collections } from '../../serving/collections.js';
 import type { Engine } from '../../serving/engine.js';
 import type { CollectionStore, DocumentStore } from '../../store/types.js';
 import type { AppEnv } from '../app.js';
@@ -10,9 +13,18 @@ import { CollectionInfo, CollectionList, CollectionName, CreateCollectionBody, D
 const name = { name: CollectionName };
 const nameAndId = { name: CollectionName, id: z.string() };
 
-export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
-  const cfg = engine.config;
-  const store: CollectionStore & DocumentStore = engine.store;
+interface CollectionRoutesDeps {
+  collections: Collections;
+  catalog: CollectionCatalog;
+  /** Reads: the collection list and stored documents. */
+  store: CollectionStore & DocumentStore;
+  /** POST /collections/:name/reindex rebuilds the serving index. */
+  engine: Pick<Engine, 'rebuildCollection'>;
+  config: Pick<Config, 'MAX_BATCH_DOCS' | 'MAX_TEXT_BYTES'>;
+}
+
+export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) {
+  const { collections, catalog, store, engine, config: cfg } = deps;
   const tags = ['collections'];
 
   defineRoute(app, {
@@ -20,8 +32,8 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { body: CreateCollectionBody, bodyName: 'CreateCollection' },
     responses: { 201: { description: 'The new collection', schema: CollectionInfo } },
     handler: async (c, { body }) => {
-      const col = await engine.createCollection(body.name, body.hnsw, body.chunk);
-      return c.json(await engine.describeCollection(col), 201);
+      const col = await collections.create(body.name, body.hnsw, body.chunk);
+      return c.json(await collections.describe(col), 201);
     },
   });
 
@@ -30,7 +42,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     responses: { 200: { description: 'Every collection', schema: CollectionList } },
     handler: async (c) => {
       const cols = await store.listCollections();
-      return c.json({ collections: await Promise.all(cols.map((x) => engine.describeCollection(x))) });
+      return c.json({ collections: await Promise.all(cols.map((x) => collections.describe(x))) });
     },
   });
 
@@ -38,7 +50,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     method: 'get', path: '/collections/:name', operationId: 'getCollection', summary: 'Describe a collection (documents, chunks, model, strategy, params)', role: 'read', tags,
     request: { params: name },
     responses: { 200: { description: 'The collection', schema: CollectionInfo } },
-    handler: async (c, { params }) => c.json(await engine.describeCollection(await engine.requireCollection(params.name))),
+    handler: async (c, { params }) => c.json(await collections.describe(await catalog.require(params.name))),
   });
 
   defineRoute(app, {
@@ -46,7 +58,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { params: name },
     responses: { 200: { description: 'Deleted', schema: Deleted } },
     handler: async (c, { params }) => {
-      await engine.deleteCollection(params.name);
+      await collections.delete(params.name);
       return c.json({ deleted: true });
     },
   });
@@ -72,8 +84,8 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
         return { id: d.id, text: d.text, metadata: d.metadata };
       });
       // Validate the collection before the (slow) embedding step.
-      await engine.requireCollection(params.name);
-      const r = await engine.upsertDocuments(params.name, clean);
+      await catalog.require(params.name);
+      const r = await collections.upsertDocuments(params.name, clean);
       return c.json(r, 200);
     },
   });
@@ -83,7 +95,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { params: nameAndId },
     responses: { 200: { description: 'The document', schema: StoredDocument } },
     handler: async (c, { params }) => {
-      const col = await engine.requireCollection(params.name);
+      const col = await catalog.require(params.name);
       const doc = await store.getDocument(col.id, params.id);
       if (!doc) throw new AppError('document_not_found', `document "${params.id}" not found`);
       return c.json(doc);
@@ -95,7 +107,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { params: nameAndId },
     responses: { 200: { description: 'Deleted', schema: Deleted } },
     handler: async (c, { params }) => {
-      await engine.deleteDocument(params.name, params.id);
+      await collections.deleteDocument(params.name, params.id);
       return c.json({ deleted: true });
     },
   });
@@ -105,7 +117,7 @@ export function collectionRoutes(app: Hono<AppEnv>, engine: Engine) {
     request: { params: name },
     responses: { 200: { description: 'Rebuilt; chunks indexed', schema: Reindexed } },
     handler: async (c, { params }) => {
-      const n = await engine.rebuildCollection(await engine.requireCollection(params.name));
+      const n = await engine.rebuildCollection(await catalog.require(params.name));
       return c.json({ reindexed: true, chunks: n });
     },
   });

@@ -1,6 +1,7 @@
 import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { AppError } from '../../errors.js';
 import type { DriftMonitor } from '../../monitor/drift.js';
+import type { CollectionCatalog } from '../../serving/catalog.js';
 import type { Engine } from '../../serving/engine.js';
 import type { EvalReportRow, JobStore, ModelStore, ModelVersionRow, QueryLogStore, TrainJobRow } from '../../store/types.js';
 import type { Swapper } from '../../swap/swap.js';
@@ -62,8 +63,18 @@ function modelView(m: ModelVersionRow, champion: string | undefined, evals: Eval
   };
 }
 
-export function loopRoutes(deps: { engine: Engine; store: JobStore & ModelStore & QueryLogStore; monitor: DriftMonitor; jobs: JobRunner; swapper: Swapper }) {
-  const { engine, store, monitor, jobs, swapper } = deps;
+interface LoopRoutesDeps {
+  /** The serving and previous pairs (/models) and the query log a drift check flushes first. */
+  engine: Pick<Engine, 'serving' | 'previousPair' | 'queryLog'>;
+  catalog: CollectionCatalog;
+  store: JobStore & ModelStore & QueryLogStore;
+  monitor: DriftMonitor;
+  jobs: JobRunner;
+  swapper: Swapper;
+}
+
+export function loopRoutes(deps: LoopRoutesDeps) {
+  const { engine, catalog, store, monitor, jobs, swapper } = deps;
   const tags = ['loop'];
   return (app: Hono<AppEnv>) => {
     defineRoute(app, {
@@ -73,7 +84,7 @@ export function loopRoutes(deps: { engine: Engine; store: JobStore & ModelStore 
       handler: async (c, { query: q }) => {
         // Reading drift is a read; letting it start a retrain is not.
         if (q.trigger === 'true') requireAdmin(c);
-        await engine.requireCollection(q.collection);
+        await catalog.require(q.collection);
         // The buffered query log must be visible to the windows.
         await engine.queryLog.flush();
         const r = await monitor.check(q.collection, {

@@ -1,5 +1,7 @@
 import type { Hono } from 'hono';
 import { AppError } from '../../errors.js';
+import type { Config } from '../../config.js';
+import type { CollectionCatalog } from '../../serving/catalog.js';
 import type { Engine } from '../../serving/engine.js';
 import type { DocumentStore, ModelStore, QueryLogStore } from '../../store/types.js';
 import { z } from 'zod';
@@ -7,9 +9,17 @@ import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
 import { EmbeddingsBody, EmbeddingsResponse, FeedbackBody, FeedbackResult, ModelCard, ModelList, SearchBody, SearchResponse } from '../schemas.js';
 
-export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
-  const cfg = engine.config;
-  const store: DocumentStore & ModelStore & QueryLogStore = engine.store;
+interface SearchRoutesDeps {
+  /** The serving pair: search, embeddings, the model it serves, and the query log /feedback looks in. */
+  engine: Pick<Engine, 'search' | 'embedTexts' | 'serving' | 'queryLog'>;
+  catalog: CollectionCatalog;
+  /** Feedback checks the logged query and the document, and records the judgement; /v1/models reads the model row. */
+  store: DocumentStore & ModelStore & QueryLogStore;
+  config: Pick<Config, 'MAX_K' | 'MAX_TEXT_BYTES' | 'MAX_BATCH_DOCS'>;
+}
+
+export function searchRoutes(app: Hono<AppEnv>, deps: SearchRoutesDeps) {
+  const { engine, catalog, store, config: cfg } = deps;
 
   defineRoute(app, {
     method: 'post', path: '/search', operationId: 'search', summary: 'Search (vector, keyword, hybrid, or auto: the collection\'s tuned strategy)', role: 'read', tags: ['search'],
@@ -114,7 +124,7 @@ export function searchRoutes(app: Hono<AppEnv>, engine: Engine) {
       q = await store.getQueryLog(b.queryId);
     }
     if (!q) throw new AppError('query_not_found', `no logged query has id "${b.queryId}"`);
-    const col = await engine.requireCollection(q.collection);
+    const col = await catalog.require(q.collection);
     if (!(await store.getDocument(col.id, b.documentId))) {
       throw new AppError('document_not_found', `document "${b.documentId}" not found in "${q.collection}"`);
     }
