@@ -157,7 +157,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       : undefined;
     // Chooses each collection's serving strategy (mode "auto") by measurement; see src/search/tuner.ts.
     const tuner = new StrategyTuner({
-      store, config, log, book: strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version, servingEmbedder: () => engine.serving.embedder,
+      store, config, log, book: strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version,
       llmQuestions: llm ? async (passages) => (await llm().questionsFor(passages, 1)).map((list) => list.map((q) => q.question)) : undefined,
     });
     // A failed listing (the store closing under a tick at shutdown, a database blip) skips that tick: the

@@ -165,9 +165,8 @@ export interface StrategyGate<D extends { passed: boolean }> {
  * tolerance on the guarded metrics); the best passing option wins, so a candidate is not rejected because
  * the one weight that maximises NDCG@10 gives up a little MRR when a slightly different mix would not.
  *
- * Weak evidence (pseudo-queries cut from the documents, a cold start; measured with the sentence cut out of
- * its passage, see maskQueryText): a sentence of a passage is still not a user's question, so when no option
- * beats the champion's best by the gate, the encoder is promoted when
+ * Weak evidence (pseudo-queries cut from the documents, a cold start): BM25 finds a sentence of its own
+ * document almost always, so nothing can beat keyword there by a margin. The encoder is then promoted when
  * it beats the champion's encoder (vector vs vector, by the gate) and its best strategy is not worse than the
  * champion's best beyond the tolerance; it is served with what that weak evidence supports (the cold margin).
  */

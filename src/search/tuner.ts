@@ -5,19 +5,15 @@
 //   1. held-out logged queries with feedback (the same held-out split the retrain job's gate uses, so the
 //      trainer never sees them), once there are STRATEGY_MIN_FEEDBACK_QUERIES of them;
 //   2. LLM-written questions for sampled passages, when an LLM is configured;
-//   3. pseudo-queries: a sentence cut from a sampled passage, relevant = that passage's document. They are
-//      measured inverse-cloze style: over the sampled chunks in memory, with the sentence cut out of its
-//      passage (maskQueryText), so BM25 cannot win by finding the query's own words. A sentence of its own
-//      passage is still easier than a user's question, so this evidence only moves a collection off keyword
-//      when the encoder wins by STRATEGY_COLD_MARGIN: a cold start never serves worse than BM25 on account
-//      of weak evidence. A decision is re-made when the collection grows by STRATEGY_REDECIDE_GROWTH, when
+//   3. pseudo-queries: a sentence cut from a sampled passage, relevant = that passage's document.
+// Pseudo-queries favour exact term matches (the sentence is in the document), so they only move a collection
+// off keyword when the encoder wins by STRATEGY_COLD_MARGIN: a cold start never serves worse than BM25 on
+// account of weak evidence. A decision is re-made when the collection grows by STRATEGY_REDECIDE_GROWTH, when
 // feedback first becomes enough evidence (and when it grows by the same fraction), and at every gate.
 
 import type { Config } from '../config.js';
-import type { Embedder } from '../embed/types.js';
 import type { Metrics } from '../metrics.js';
-import type { ChunkRow, Collection, CollectionStore, DocumentStore, Metadata, QueryLogStore, StrategyStore } from '../store/types.js';
-import { asQueryRankings, keywordRankings, maskQueryText, rankWith } from '../train/evaluate.js';
+import type { Collection, CollectionStore, DocumentStore, Metadata, QueryLogStore, StrategyStore } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import { HELD_OUT, feedbackByQuery, heldOutKeys, heldOutSize, normalizeQuery, pseudoQuery } from '../train/mining.js';
@@ -32,8 +28,6 @@ export interface EvalQuerySet {
   queries: { query: string; relevant: string[] }[];
   /** Held-out feedback queries there were when the set was made (whatever the set is made of). */
   heldOut: number;
-  /** Pseudo-queries: the sampled chunks they were cut from, the corpus they are measured on. */
-  corpus?: ChunkRow[];
 }
 
 /** What `auto` serves for (collection, model): the cached strategy rows of the store. */
@@ -98,8 +92,6 @@ export interface TunerDeps {
   book: StrategyBook;
   rank: RankBoth;
   servingVersion: () => string;
-  /** The serving encoder: pseudo-queries are measured in memory with it (masked passages are re-embedded). */
-  servingEmbedder: () => Embedder;
   /** LLM questions for passages, when LLM_BASE_URL/LLM_MODEL are set. */
   llmQuestions?: (passages: { id: string; text: string }[]) => Promise<string[][]>;
 }
@@ -195,7 +187,11 @@ export class StrategyTuner {
       log.info('serving strategy: no evaluation queries yet; keyword', { collection: c.name });
       return undefined;
     }
-    const rankings = set.corpus ? await this.maskedRankings(set.queries, set.corpus) : await this.servedRankings(c, set.queries);
+    const rankings: QueryRankings[] = [];
+    for (const q of set.queries) {
+      const r = await this.deps.rank(c, q.query, 50);
+      rankings.push({ relevant: new Set(q.relevant), dense: r.dense, sparse: r.sparse });
+    }
     // The serving model may have changed while we measured: a decision belongs to the model it measured.
     if (this.deps.servingVersion() !== version) return undefined;
     const ev = evaluateStrategies(rankings);
@@ -209,23 +205,6 @@ export class StrategyTuner {
     await book.save(c, s);
     log.info('serving strategy decided', { collection: c.name, mode: s.mode, weight: s.weight, source: s.source, queries: s.queries, scores: s.scores, ms: Math.round(performance.now() - t0) });
     return s;
-  }
-
-  /** What the collection serves for each query: its index and its keyword search. */
-  private async servedRankings(c: Collection, queries: EvalQuerySet['queries']): Promise<QueryRankings[]> {
-    const rankings: QueryRankings[] = [];
-    for (const q of queries) {
-      const r = await this.deps.rank(c, q.query, 50);
-      rankings.push({ relevant: new Set(q.relevant), dense: r.dense, sparse: r.sparse });
-    }
-    return rankings;
-  }
-
-  /** Pseudo-queries over their sampled chunks, each query's sentence cut out of its passage (see the header). */
-  private async maskedRankings(queries: EvalQuerySet['queries'], corpus: ChunkRow[]): Promise<QueryRankings[]> {
-    const chunks = maskQueryText(corpus, queries);
-    const dense = await rankWith(this.deps.servingEmbedder(), chunks, queries, 50);
-    return asQueryRankings(queries, dense, keywordRankings(chunks, queries, 50));
   }
 
   /** Held-out feedback queries when there are enough; else LLM questions; else pseudo-queries. */
@@ -262,6 +241,6 @@ export class StrategyTuner {
       seen.add(ch.docId);
       queries.push({ query: pq.anchor, relevant: [ch.docId] });
     }
-    return queries.length > 0 ? { source: 'pseudo_queries', heldOut: held.size, queries, corpus: sample } : { source: 'none', heldOut: held.size, queries };
+    return { source: queries.length > 0 ? 'pseudo_queries' : 'none', heldOut: held.size, queries };
   }
 }

@@ -1,7 +1,5 @@
 import type { Embedder } from '../embed/types.js';
-import { Bm25Index } from '../eval/bm25.js';
-import { bestPerDocument, type Scored } from '../search/fusion.js';
-import type { QueryRankings } from '../search/strategy.js';
+import { bestPerDocument } from '../search/fusion.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import type { ChunkRow, DocumentStore } from '../store/types.js';
 import type { EvalQuery } from './mining.js';
@@ -34,44 +32,6 @@ export async function evalCorpus(store: DocumentStore, collectionId: number, que
   const must = all.filter((c) => relevant.has(c.docId));
   const rest = shuffleInPlace(all.filter((c) => !relevant.has(c.docId)), seededRandom(seed));
   return { chunks: [...must, ...rest.slice(0, Math.max(0, maxChunks - must.length))], sampled: true, liveChunks: all.length };
-}
-
-/**
- * Pseudo-queries are sentences cut from their own document: BM25 finds them almost always, so on such an
- * evaluation set nothing can beat keyword and the measurement says nothing about the encoder. As in the
- * inverse cloze task (Lee et al., 2019), the query's sentence is removed from its relevant documents' chunks
- * before anything is ranked, so every strategy must find the passage by what the rest of it says.
- */
-export function maskQueryText(chunks: ChunkRow[], queries: EvalQuery[]): ChunkRow[] {
-  const cut = new Map<string, string[]>();
-  for (const q of queries) {
-    const text = q.query.trim();
-    if (!text) continue;
-    for (const d of q.relevant) (cut.get(d) ?? cut.set(d, []).get(d)!).push(text);
-  }
-  return chunks.map((c) => {
-    const texts = cut.get(c.docId);
-    if (!texts) return c;
-    let t = c.text;
-    for (const x of texts) t = t.split(x).join(' ');
-    return t === c.text ? c : { ...c, text: t.replace(/\s+/g, ' ').trim() };
-  });
-}
-
-/** BM25 over an evaluation corpus (chunks), collapsed to each document's best chunk, per query. */
-export function keywordRankings(chunks: { docId: string; text: string }[], queries: EvalQuery[], depth = 100): Map<string, Ranking> {
-  const bm = new Bm25Index(chunks.map((c, i) => ({ id: String(i), text: c.text })));
-  const out = new Map<string, Ranking>();
-  queries.forEach((q, qi) => {
-    const docs = bestPerDocument(bm.search(q.query, depth * 3).map((h) => ({ key: Number(h.id), score: h.score })), (i) => chunks[i]?.docId, depth);
-    out.set(String(qi), docs.map((d) => ({ id: d.key, score: d.score })));
-  });
-  return out;
-}
-
-export function asQueryRankings(queries: EvalQuery[], dense: Map<string, Ranking>, sparse: Map<string, Ranking>): QueryRankings[] {
-  const conv = (r: Ranking | undefined): Scored<string>[] => (r ?? []).map((h) => ({ key: h.id, score: h.score }));
-  return queries.map((q, i) => ({ relevant: new Set(q.relevant), dense: conv(dense.get(String(i))), sparse: conv(sparse.get(String(i))) }));
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));

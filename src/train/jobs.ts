@@ -19,11 +19,13 @@ import { loadModel, specForDir } from '../swap/models.js';
 import type { Swapper } from '../swap/swap.js';
 import { TrainerError, missingArtifactFiles, type TrainerBackend } from './backends.js';
 import { writeBundle, type JobSpec } from './bundle.js';
-import { asQueryRankings, evalCorpus, keywordRankings, maskQueryText, rankWith, relevantMap, type Ranking } from './evaluate.js';
+import { evalCorpus, rankWith, relevantMap, type Ranking } from './evaluate.js';
 import type { LlmMiner } from './llm.js';
 import { HELD_OUT, feedbackByQuery, heldOutSize, minePairs, type EvalQuery, type MiningOptions } from './mining.js';
 import { detectGroupField } from './groups.js';
-import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, scoreOf, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
+import { Bm25Index } from '../eval/bm25.js';
+import { bestPerDocument, type Scored } from '../search/fusion.js';
+import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
 
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
 export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
@@ -338,8 +340,6 @@ export class JobRunner {
       const champion = engine.serving;
       const queries = readEval(join(bundleDir, 'eval.jsonl'));
       const corpus = await evalCorpus(this.store, col.id, queries, this.deps.evalMaxChunks ?? 20_000, mineOpts.seed);
-      // Pseudo-queries are sentences of their own documents: cut them out so the comparison means something.
-      if (mined.stats.evalSource !== 'feedback') corpus.chunks = maskQueryText(corpus.chunks, queries);
       const rel = relevantMap(queries);
       const candRank = await rankWith(candidate, corpus.chunks, queries);
       const champRank = await rankWith(champion.embedder, corpus.chunks, queries);
@@ -513,6 +513,22 @@ export function trainRecipe(config: Config, parentDir?: string, servedMaxTokens?
     ...(config.TRAIN_SOUP > 1 ? { soup: config.TRAIN_SOUP } : {}),
     ...(config.TRAIN_HARDNESS > 0 ? { hardness: { mode: 'in_batch_negatives' as const, strength: config.TRAIN_HARDNESS } } : {}),
   };
+}
+
+/** BM25 over the gate's corpus (chunks), collapsed to each document's best chunk, per eval query. */
+function keywordRankings(chunks: { docId: string; text: string }[], queries: EvalQuery[], depth = 100): Map<string, Ranking> {
+  const bm = new Bm25Index(chunks.map((c, i) => ({ id: String(i), text: c.text })));
+  const out = new Map<string, Ranking>();
+  queries.forEach((q, qi) => {
+    const docs = bestPerDocument(bm.search(q.query, depth * 3).map((h) => ({ key: Number(h.id), score: h.score })), (i) => chunks[i]?.docId, depth);
+    out.set(String(qi), docs.map((d) => ({ id: d.key, score: d.score })));
+  });
+  return out;
+}
+
+function asQueryRankings(queries: EvalQuery[], dense: Map<string, Ranking>, sparse: Map<string, Ranking>): QueryRankings[] {
+  const conv = (r: Ranking | undefined): Scored<string>[] => (r ?? []).map((h) => ({ key: h.id, score: h.score }));
+  return queries.map((q, i) => ({ relevant: new Set(q.relevant), dense: conv(dense.get(String(i))), sparse: conv(sparse.get(String(i))) }));
 }
 
 /** NDCG@10 / R@10 / MRR@10 of each strategy: the table GET /models shows. */

@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { StrategyBook, StrategyTuner } from '../../src/search/tuner.js';
-import { maskQueryText } from '../../src/train/evaluate.js';
 import { openStore } from '../../src/store/index.js';
-import type { ChunkRow, Collection, Store } from '../../src/store/types.js';
+import type { Collection, Store } from '../../src/store/types.js';
 import { createLogger } from '../../src/util/log.js';
 import { tempDir } from '../helpers.js';
 import { logRow } from '../loop/helpers.js';
@@ -43,16 +42,6 @@ describe('StrategyTuner', () => {
     tuner = new StrategyTuner({
       store, config, log: createLogger('silent'), book, servingVersion: () => version,
       // A stand-in ranker: the "encoder" finds the topic's document, keyword finds nothing.
-      // The same stand-in as an embedder for the in-memory (masked) pseudo-query measurement: one axis per topic.
-      servingEmbedder: () => ({
-        version, dim: 64, queueDepth: () => 0, close: async () => undefined,
-        embed: async (texts) => texts.map((t) => {
-          const v = new Float32Array(64);
-          const m = /topic (\d+)|\bw(\d+)x\b|\bs(\d+)\b/i.exec(t);
-          v[m ? Number(m[1] ?? m[2] ?? m[3]) : 63] = 1;
-          return v;
-        }),
-      }),
       rank: async (_c, q) => {
         const m = /topic (\d+)/i.exec(q);
         return { dense: m ? [{ key: `d${m[1]}`, score: 0.9 }, { key: 'd49', score: 0.1 }] : [], sparse: [{ key: 'd0', score: 3 }] };
@@ -86,28 +75,5 @@ describe('StrategyTuner', () => {
     expect(await tuner.maybeDecide(col)).toBeUndefined();
     await feedback(160); // 92 held out ≥ 1.5 × 60
     expect(await tuner.due(col)).toMatch(/grew from 60 to 92/);
-  });
-
-  it('measures pseudo-queries with their sentence cut out of the passage, so BM25 cannot win by matching it', async () => {
-    // Each passage: a first sentence with a code word only it holds, then what it is about in other words.
-    // An encoder that knows w<i>x and s<i> mean the same finds the passage without the sentence; BM25 cannot.
-    const other = await store.createCollection({ name: 'coded', hnsw: { M: 16, efConstruction: 100, efSearch: 50 }, chunk: { size: 1000, overlap: 0 } });
-    const text = (i: number) => `Code word w${i}x appears here. The passage is about subject s${i} alone.`;
-    await store.upsertDocuments(other.id, Array.from({ length: 40 }, (_, i) => ({ id: `c${i}`, text: text(i), metadata: {}, chunks: [text(i)] })));
-    const s = (await tuner.decide(other, 'test'))!;
-    expect(s.source).toBe('pseudo_queries');
-    expect(s.scores.keyword!).toBeLessThan(0.5); // unmasked, the code word alone finds every passage (1.0)
-    expect(s.scores.vector!).toBeGreaterThan(0.95);
-    expect(s.mode).toBe('vector');
-  });
-});
-
-describe('maskQueryText', () => {
-  it("removes a query's text from its relevant documents' chunks only", () => {
-    const row = (docId: string, text: string, label: number) => ({ label, docId, n: 0, text } as ChunkRow);
-    const chunks = [row('a', 'First sentence. Second one.', 1), row('b', 'First sentence. Other text.', 2), row('a', 'No match here.', 3)];
-    const out = maskQueryText(chunks, [{ query: 'First sentence.', relevant: ['a'] }]);
-    expect(out.map((c) => c.text)).toEqual(['Second one.', 'First sentence. Other text.', 'No match here.']);
-    expect(chunks[0]!.text).toBe('First sentence. Second one.'); // the input is not modified
   });
 });
