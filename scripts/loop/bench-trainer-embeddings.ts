@@ -21,25 +21,25 @@ const server = await startServer({ env: {}, listen: false, config: {
   ...(process.env.EMBED_DTYPE ? { EMBED_DTYPE: process.env.EMBED_DTYPE as Config['EMBED_DTYPE'] } : {}),
 } });
 try {
-  const { engine } = server;
+  const { engine, collections, store } = server;
   const sc = goScenario(GO_FIXTURE, { split: 'dev', bp: 160, shift: 240, corpusSize: 2500, seed: 5 });
-  await engine.createCollection('c');
+  await collections.create('c');
   let t = performance.now();
   const docs = sc.docs.slice(0, n);
-  for (let i = 0; i < docs.length; i += 256) await engine.upsertDocuments('c', docs.slice(i, i + 256).map((d) => ({ id: d.id, text: d.text })));
+  for (let i = 0; i < docs.length; i += 256) await collections.upsertDocuments('c', docs.slice(i, i + 256).map((d) => ({ id: d.id, text: d.text })));
   const ingest = (performance.now() - t) / 1000;
-  const c = await engine.requireCollection('c');
-  const seq = await engine.store.currentSeq();
-  const live = await engine.store.liveChunks(c.id, 0, 1e9);
+  const c = await server.catalog.require('c');
+  const seq = await store.currentSeq();
+  const live = await store.liveChunks(c.id, 0, 1e9);
   const bundle = join(dir, 'bundle');
   mkdirSync(bundle);
   writeFileSync(join(bundle, 'embed.jsonl'), live.map((r) => JSON.stringify({ id: String(r.label), text: r.text })).join('\n') + '\n');
   t = performance.now();
   execFileSync(PYTHON, [join(REPO, 'test/fixtures/embeddings/make.py'), bundle, join(MODEL, 'pytorch'), join(dir, 'embeddings')], { cwd: REPO, env: { ...process.env, PYTHONPATH: REPO }, stdio: ['ignore', 'ignore', 'inherit'] });
   const trainerEmbed = (performance.now() - t) / 1000;
-  const swapper = new Swapper(engine, { REEMBED_PAUSE_MS: 0 } as Config);
+  const swapper = new Swapper({ engine, store, indexes: server.indexes, config: { ...server.config, REEMBED_PAUSE_MS: 0 }, metrics: server.metrics, log: server.log });
   const embedder = engine.serving.embedder;
-  for (const v of ['bench-file', 'bench-cpu']) await engine.store.upsertModelVersion({ version: v, parentVersion: null, source: `dir:${MODEL}`, dim: embedder.dim, status: 'candidate', card: {} });
+  for (const v of ['bench-file', 'bench-cpu']) await store.upsertModelVersion({ version: v, parentVersion: null, source: `dir:${MODEL}`, dim: embedder.dim, status: 'candidate', card: {} });
   t = performance.now();
   const fromFile = await swapper.shadowBuild('bench-file', embedder, undefined, { dir: join(dir, 'embeddings'), collectionId: c.id, seq });
   const fileWall = (performance.now() - t) / 1000;
