@@ -33,9 +33,10 @@ export const ConfigSchema = z.object({
   // every collection), `pgvector` in the Postgres store (needs a Postgres DATABASE_URL; replicas hold none).
   INDEX_BACKEND: z.enum(['hnswlib', 'pgvector']).default('hnswlib'),
   // hnswlib: a flat f32 copy of the vectors beside hnswlib's own, for exact filtered search at memory speed
-  // (4 × dim bytes a vector). Off halves the memory per vector, and filters of a hundred to a few thousand
-  // labels cost 10-80 ms instead of 1-4 ms a search (100k × 256-d, 2-core box): the graph or getPoint.
-  INDEX_VECTOR_COPY: bool(true),
+  // (4 × dim bytes a vector). Off by default: the copy doubles the memory per vector, and without it filters
+  // of a hundred to a few thousand labels cost 10-80 ms instead of 1-4 ms a search (100k × 256-d, 2-core
+  // box: the graph or getPoint), which only filter-heavy workloads notice.
+  INDEX_VECTOR_COPY: bool(false),
   HNSW_M: int(16, 2),
   HNSW_EF_CONSTRUCTION: int(200, 10),
   HNSW_EF_SEARCH: int(64, 1),
