@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { HubError, REQUIRED, WEIGHTS, onnxExportFix, resolveHubModel } from './hub.js';
+import { HubError, REQUIRED, WEIGHTS, resolveHubModel } from './hub.js';
 import { EmbedPool, WorkerLoadError } from './pool.js';
 import { ModelConfigError, readStConfig } from './st.js';
 import type { Embedder, EmbedderOptions, ModelSpec } from './types.js';

@@ -152,7 +152,7 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
   }
 
   // Prompts (config_sentence_transformers.json).
-  let prompts: Record<string, string> = {};
+  const prompts: Record<string, string> = {};
   let defaultPromptName: string | null = null;
   let similarity: string | null = null;
   const stName = f('config_sentence_transformers.json');

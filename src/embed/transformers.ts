@@ -183,7 +183,7 @@ export class TransformersEncoder {
     const outputs = (await this.model(inputs)) as Record<string, Tensor | undefined>;
     // Same output preference as transformers.js's feature-extraction pipeline.
     let hidden = outputs.last_hidden_state ?? outputs.token_embeddings ?? outputs.logits;
-    if (!hidden || hidden.dims.length !== 3) {
+    if (hidden?.dims.length !== 3) {
       throw new Error(`model has no [batch, tokens, hidden] output (outputs: ${Object.keys(outputs).join(', ')})`);
     }
     if (hidden.type === 'float16') hidden = hidden.to('float32');

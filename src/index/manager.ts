@@ -84,7 +84,7 @@ class WorkerSlot {
     let lastError: Error | undefined;
     this.ready = new Promise<void>((resolve, reject) => {
       const onMsg = (m: WorkerReady) => {
-        if (m && m.ready) {
+        if (m?.ready) {
           started = true;
           worker.off('message', onMsg);
           worker.on('message', (res: WorkerResponse) => this.onResponse(res));

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 
 import { IndexSnapshotError } from './errors.js';
@@ -89,7 +89,7 @@ const CHUNK_BYTES = 8 << 20;
 
 /** Validates a snapshot end to end and extracts labels, vectors (unless `vectors: false`) and delete marks in one sequential read. */
 export async function readSnapshot(path: string, expectedDim: number, opts: { vectors?: boolean } = {}): Promise<SnapshotContents> {
-  let fh;
+  let fh: FileHandle;
   try {
     fh = await open(path, 'r');
   } catch (err) {

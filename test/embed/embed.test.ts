@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
-import { EmbedPool, EmbedWorkerError } from '../../src/embed/pool.js';
+import { type EmbedPool, EmbedWorkerError } from '../../src/embed/pool.js';
 import { loadEmbedder, ModelLoadError, resolveModelSpec } from '../../src/embed/registry.js';
 import type { Embedder, EmbedderOptions, ModelSpec } from '../../src/embed/types.js';
 

@@ -45,7 +45,7 @@ async function api(method, path, body, key = S.key) {
   let json;
   try { json = text ? JSON.parse(text) : {}; } catch { json = { error: { code: 'internal', message: text.slice(0, 300) } }; }
   if (!res.ok) {
-    const e = json && json.error ? json.error : { code: String(res.status), message: res.statusText };
+    const e = json?.error ? json.error : { code: String(res.status), message: res.statusText };
     const err = new ApiError(res.status, e.code, e.message);
     if (res.status === 401 && key && key === S.key && !path.startsWith('/console/api/whoami')) signOut(err);
     throw err;
@@ -267,7 +267,7 @@ async function signinPage(/** @type {string | undefined} */ _arg, /** @type {URL
         S.auth = w.auth;
         sessionStorage.setItem(KEY_SLOT, key);
         const next = query.get('next');
-        location.hash = next && next.startsWith('#/') && !next.startsWith('#/signin') ? next : '#/collections';
+        location.hash = next?.startsWith('#/') && !next.startsWith('#/signin') ? next : '#/collections';
       } catch (err) {
         out.replaceChildren(errorBox(err));
         input.focus();
@@ -743,7 +743,7 @@ async function jobPage(/** @type {string} */ id) {
     if (!finalCurve && j.candidateVersion && ['evaluating', 'reembedding', 'swapping', 'done', 'rejected'].includes(j.state)) {
       // The trainer's whole curve, from the artifact's train_report.json, once training is over.
       const c = await api('GET', `/console/api/jobs/${encodeURIComponent(id)}/loss`).catch(() => undefined);
-      if (c && c.points.length) { points.clear(); for (const p of c.points) addLoss(p); curveFromReport = true; }
+      if (c?.points.length) { points.clear(); for (const p of c.points) addLoss(p); curveFromReport = true; }
       finalCurve = Boolean(c);
     }
     const terminal = TERMINAL.includes(j.state);
@@ -772,7 +772,7 @@ async function jobPage(/** @type {string} */ id) {
     const spans = JOB_STATES.filter((s) => typeof t[s] === 'number');
     const timeData = { labels: ['time in state'], datasets: spans.map((s) => ({ label: s, data: [t[s]], backgroundColor: /** @type {any} */ (STATE_COLORS)[s] })) };
     if (spans.length) {
-      if (!timeBox || !timeBox.chart) {
+      if (!timeBox?.chart) {
         timeBox = chart(`Time in each state: ${spans.map((s) => `${s} ${fmtSecs(t[s])}`).join(', ')}`, {
           type: 'bar', data: timeData,
           options: { indexAxis: 'y', scales: { x: { stacked: true, title: { display: true, text: 'seconds' } }, y: { stacked: true, display: false } }, plugins: { legend: { position: 'bottom' } } },
@@ -792,7 +792,7 @@ async function jobPage(/** @type {string} */ id) {
       const tr = p.training ?? {};
       const last = tr.progress;
       const ds = lossDatasets();
-      if (!lossBox || !lossBox.chart) {
+      if (!lossBox?.chart) {
         lossBox = chart('Training loss by step', {
           type: 'line', data: { datasets: ds },
           options: { parsing: true, scales: { x: { type: 'linear', title: { display: true, text: 'step' } }, y: { title: { display: true, text: 'loss' } } }, plugins: { legend: { position: 'bottom' } } },
@@ -900,7 +900,7 @@ function driftCharts(/** @type {any[]} */ rs) {
     title: (/** @type {any[]} */ items) => (items[0] ? new Date(items[0].parsed.x).toLocaleString('en-GB', { hour12: false }) : ''),
     footer: (/** @type {any[]} */ items) => {
       const r = items[0] && byX.get(items[0].parsed.x);
-      return r && r.drifted ? (r.jobId ? `drift: started job ${shortId(r.jobId)} (click)` : 'drift: no job started') : '';
+      return r?.drifted ? (r.jobId ? `drift: started job ${shortId(r.jobId)} (click)` : 'drift: no job started') : '';
     },
   } };
   // A click on a detection opens the job it started.
@@ -908,7 +908,7 @@ function driftCharts(/** @type {any[]} */ rs) {
     for (const el of els) {
       const ds = ch.data.datasets[el.datasetIndex];
       const r = ds.label === 'drift detected' ? byX.get(ds.data[el.index].x) : undefined;
-      if (r && r.jobId) { location.hash = `#/jobs/${r.jobId}`; return; }
+      if (r?.jobId) { location.hash = `#/jobs/${r.jobId}`; return; }
     }
   };
   const opts = (/** @type {any} */ y, /** @type {any} */ extra = {}) => ({ onClick, scales: { x, y, ...extra }, plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } }, tooltip } });
