@@ -16,7 +16,10 @@ export function halfOf(query: string): Half {
  * The fusion weight fitted on the tune half's queries (what the server does with held-out feedback), and the
  * metrics of that fusion, unchanged, on each half.
  */
-export function fusionFittedOnTune(halves: Record<Half, QueryRankings[]>): { weight: number; metrics: Record<Half, Record<string, number>> } {
+export function fusionFittedOnTune(halves: Record<Half, QueryRankings[]>): {
+  weight: number;
+  metrics: Record<Half, Record<string, number>>;
+} {
   const weight = evaluateStrategies(halves.tune).hybrid.weight;
   return { weight, metrics: { tune: fusionMetrics(halves.tune, weight), test: fusionMetrics(halves.test, weight) } };
 }

@@ -84,7 +84,10 @@ export const ConfigSchema = z.object({
   // another document of its group, and inverse-cloze (sentence → passage) pairs. The group field is found
   // by the job (a metadata field that names the source document, e.g. `pmid`); TRAIN_GROUP_BY names it,
   // `none` turns grouping off.
-  TRAIN_GROUP_BY: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/).optional(),
+  TRAIN_GROUP_BY: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,128}$/)
+    .optional(),
   TRAIN_GROUP_PAIRS: int(3, 0),
   TRAIN_ICT_PAIRS: int(2, 0),
   // Seeds trained side by side and weight-averaged into the candidate (trainer `soup`), and the in-batch
@@ -133,7 +136,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const cfg = { ...parsed.data, ...overrides };
   if (cfg.CHUNK_OVERLAP >= cfg.CHUNK_SIZE) throw new ConfigError('invalid configuration: CHUNK_OVERLAP must be smaller than CHUNK_SIZE');
   if (cfg.INDEX_BACKEND === 'pgvector' && !/^(postgres(ql)?|pglite):\/\//i.test(cfg.DATABASE_URL?.trim() ?? '')) {
-    throw new ConfigError('invalid configuration: INDEX_BACKEND=pgvector keeps the vectors in Postgres: set DATABASE_URL to postgres://… or pglite://…');
+    throw new ConfigError(
+      'invalid configuration: INDEX_BACKEND=pgvector keeps the vectors in Postgres: set DATABASE_URL to postgres://… or pglite://…',
+    );
   }
   return { ...cfg, DATA_DIR: resolve(cfg.DATA_DIR) };
 }

@@ -19,7 +19,10 @@ export const ERROR_CODES = {
   job_not_found: { status: 404, description: 'No retrain job has that id.' },
   job_running: { status: 409, description: 'A retrain job for this collection is already running.' },
   collection_empty: { status: 409, description: 'The collection has no documents to train on.' },
-  not_enough_feedback: { status: 409, description: 'A drift-triggered job needs enough held-out queries with feedback for its gate; none was created.' },
+  not_enough_feedback: {
+    status: 409,
+    description: 'A drift-triggered job needs enough held-out queries with feedback for its gate; none was created.',
+  },
   unauthorized: { status: 401, description: 'No valid API key was sent (Authorization: Bearer <key>).' },
   forbidden: { status: 403, description: 'The API key is valid but its role may not do this.' },
   not_found: { status: 404, description: 'No route matches.' },

@@ -48,7 +48,10 @@ export function retrainOnDrift(jobs: JobRunner, log: Logger): (collection: strin
       return (await jobs.create(collection, 'drift')).id;
     } catch (err) {
       // One job per collection: a drift that fires while a job runs is already being handled.
-      if (err instanceof AppError && (err.code === 'job_running' || err.code === 'collection_empty' || err.code === 'not_enough_feedback')) {
+      if (
+        err instanceof AppError &&
+        (err.code === 'job_running' || err.code === 'collection_empty' || err.code === 'not_enough_feedback')
+      ) {
         log.info('drift detected; no job created', { collection, reason: err.message });
         return undefined;
       }

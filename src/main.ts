@@ -12,10 +12,13 @@ try {
     if (stopping) return;
     stopping = true;
     server.log.info('shutting down', { signal: sig });
-    server.close().then(() => process.exit(0), (err) => {
-      server.log.error('shutdown failed', { err: String(err) });
-      process.exit(1);
-    });
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        server.log.error('shutdown failed', { err: String(err) });
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -61,11 +61,21 @@ export interface StartOptions {
    * A test seam: runs once the engine is up, before the app answers, and may add route groups or replace
    * the API-key middleware (tests mint keys here or probe the port while it is still loading).
    */
-  extend?: (ctx: { engine: Engine; store: Store; config: Config; log: Logger }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
+  extend?: (ctx: {
+    engine: Engine;
+    store: Store;
+    config: Config;
+    log: Logger;
+  }) => Promise<Pick<AppOptions, 'extraRoutes' | 'auth'> & { close?: () => Promise<void> }>;
 }
 
 function modelSpecFromConfig(cfg: Config): ModelSpec {
-  return resolveModelSpec({ EMBED_MODEL: cfg.EMBED_MODEL, MODEL_DIR: cfg.MODEL_DIR, EMBED_DTYPE: cfg.EMBED_DTYPE, defaultDir: DEFAULT_MODEL_DIR });
+  return resolveModelSpec({
+    EMBED_MODEL: cfg.EMBED_MODEL,
+    MODEL_DIR: cfg.MODEL_DIR,
+    EMBED_DTYPE: cfg.EMBED_DTYPE,
+    defaultDir: DEFAULT_MODEL_DIR,
+  });
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<Server> {
@@ -138,7 +148,16 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     const catalog = new CollectionCatalog(store);
     const strategies = new StrategyBook({ store, metrics });
     const engine = new Engine({
-      config, store, indexes, metrics, log, configuredModel, remote, catalog, strategies, loadEmbedder: (spec) => loadEmbedder(spec, embedOpts),
+      config,
+      store,
+      indexes,
+      metrics,
+      log,
+      configuredModel,
+      remote,
+      catalog,
+      strategies,
+      loadEmbedder: (spec) => loadEmbedder(spec, embedOpts),
     });
     try {
       await engine.start();
@@ -153,19 +172,32 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     // openai client is loaded only then (~14 MiB of a server's idle memory otherwise).
     const LlmMiner = config.LLM_BASE_URL && config.LLM_MODEL ? (await import('./train/llm.js')).LlmMiner : undefined;
     const llm = LlmMiner
-      ? () => new LlmMiner({ baseURL: config.LLM_BASE_URL!, model: config.LLM_MODEL!, apiKey: config.LLM_API_KEY, concurrency: config.LLM_CONCURRENCY }, log)
+      ? () =>
+          new LlmMiner(
+            { baseURL: config.LLM_BASE_URL!, model: config.LLM_MODEL!, apiKey: config.LLM_API_KEY, concurrency: config.LLM_CONCURRENCY },
+            log,
+          )
       : undefined;
     // Chooses each collection's serving strategy (mode "auto") by measurement; see src/search/tuner.ts.
     const tuner = new StrategyTuner({
-      store, config, log, book: strategies, rank: (c, q, depth) => engine.rankBoth(c, q, depth), servingVersion: () => engine.serving.version,
-      llmQuestions: llm ? async (passages) => (await llm().questionsFor(passages, 1)).map((list) => list.map((q) => q.question)) : undefined,
+      store,
+      config,
+      log,
+      book: strategies,
+      rank: (c, q, depth) => engine.rankBoth(c, q, depth),
+      servingVersion: () => engine.serving.version,
+      llmQuestions: llm
+        ? async (passages) => (await llm().questionsFor(passages, 1)).map((list) => list.map((q) => q.question))
+        : undefined,
     });
     // A failed listing (the store closing under a tick at shutdown, a database blip) skips that tick: the
     // rejection would otherwise be unhandled (tick is fire-and-forget) and end the process.
-    tuner.start(() => store.listCollections().catch((err: unknown) => {
-      log.warn('strategy check skipped: cannot list collections', { err: String(err) });
-      return [];
-    }));
+    tuner.start(() =>
+      store.listCollections().catch((err: unknown) => {
+        log.warn('strategy check skipped: cannot list collections', { err: String(err) });
+        return [];
+      }),
+    );
     stopTuner = () => tuner.stop();
     // The self-tuning loop (src/loop.ts): the drift monitor asks for retrain jobs; a job mines pairs, runs
     // the trainer, gates the candidate and hands it to the swapper (shadow re-embed, cut-over).
@@ -173,13 +205,28 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       const loopOpts = opts.loop === true ? {} : opts.loop;
       const swapper = new Swapper({ engine, store, indexes, config, metrics, log });
       const jobs = new JobRunner({
-        engine, catalog, strategies, store, indexes, remote, config, metrics, log, swapper, irMetrics, gate, llm,
+        engine,
+        catalog,
+        strategies,
+        store,
+        indexes,
+        remote,
+        config,
+        metrics,
+        log,
+        swapper,
+        irMetrics,
+        gate,
+        llm,
         trainer: loopOpts.trainer ?? trainerFromConfig(config),
         evalMaxChunks: loopOpts.evalMaxChunks,
         mining: loopOpts.mining,
       });
       const monitor = new DriftMonitor({
-        store, config, metrics, log,
+        store,
+        config,
+        metrics,
+        log,
         // The serving model, in the 'bulk' lane: re-embedding a window must not delay live searches.
         embed: async (texts) => {
           const pair = engine.serving;
@@ -195,9 +242,23 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     const ext = opts.extend ? await opts.extend({ engine, store, config, log }) : {};
     await bootstrapAdminKey(config, store, log);
     const auth = apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: config.ADMIN_API_KEY, logger: log });
-    const routes = [strategyRoutes(catalog, tuner), ...(loop ? [loopRoutes({ engine, catalog, store, ...loop })] : []), ...(ext.extraRoutes ?? [])];
+    const routes = [
+      strategyRoutes(catalog, tuner),
+      ...(loop ? [loopRoutes({ engine, catalog, store, ...loop })] : []),
+      ...(ext.extraRoutes ?? []),
+    ];
     const app = createApp({
-      engine, collections, catalog, store, config, metrics, log, isDraining: () => draining, auth, ...ext, extraRoutes: routes,
+      engine,
+      collections,
+      catalog,
+      store,
+      config,
+      metrics,
+      log,
+      isDraining: () => draining,
+      auth,
+      ...ext,
+      extraRoutes: routes,
     });
     return { store, indexes, engine, collections, catalog, strategies, ext, app };
   }
@@ -214,7 +275,10 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
             res();
           }, config.SHUTDOWN_GRACE_MS);
           t.unref();
-          s.close(() => { clearTimeout(t); res(); });
+          s.close(() => {
+            clearTimeout(t);
+            res();
+          });
           (s as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
         });
       }
@@ -237,5 +301,8 @@ async function bootstrapAdminKey(config: Config, store: Store, log: Logger): Pro
   if (existsSync(file)) return;
   const created = await createApiKey(store, { role: 'admin', name: 'bootstrap' });
   writeFileSync(file, created.key + '\n', { mode: 0o600 });
-  log.warn('created the first admin API key', { file, hint: 'curl -H "Authorization: Bearer $(cat ' + file + ')" …; create read keys with `npx retrieval keys create --role read`' });
+  log.warn('created the first admin API key', {
+    file,
+    hint: 'curl -H "Authorization: Bearer $(cat ' + file + ')" …; create read keys with `npx retrieval keys create --role read`',
+  });
 }

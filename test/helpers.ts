@@ -14,7 +14,12 @@ export function tempDir(prefix = 'rs-'): string {
 export interface TestServer extends Server {
   dataDir: string;
   /** JSON request through app.request() (no socket). */
-  req(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  req(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   dispose(): Promise<void>;
 }
 
@@ -26,8 +31,17 @@ export async function startTestServer(config: Partial<Config> = {}, opts: Omit<S
     loop: opts.loop,
     extend: opts.extend,
     config: {
-      DATA_DIR: dataDir, MODEL_DIR: TINY_MODEL, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1',
-      AUTH: 'off', EMBED_WORKERS: 1, INDEX_WORKERS: 1, SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0, ...config,
+      DATA_DIR: dataDir,
+      MODEL_DIR: TINY_MODEL,
+      LOG_LEVEL: 'silent',
+      PORT: 0,
+      HOST: '127.0.0.1',
+      AUTH: 'off',
+      EMBED_WORKERS: 1,
+      INDEX_WORKERS: 1,
+      SNAPSHOT_EVERY_SECONDS: 3600,
+      DRIFT_INTERVAL_SECONDS: 0,
+      ...config,
     },
   });
   const req: TestServer['req'] = async (method, path, body, headers = {}) => {
@@ -36,7 +50,11 @@ export async function startTestServer(config: Partial<Config> = {}, opts: Omit<S
     const res = await server.app.request(path, init);
     const text = await res.text();
     let parsed: unknown = text;
-    try { parsed = JSON.parse(text); } catch { /* metrics and other text bodies */ }
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* metrics and other text bodies */
+    }
     return { status: res.status, body: parsed, headers: res.headers };
   };
   return {

@@ -25,7 +25,10 @@ for (let done = 0; done < n; done += batch) {
   const g = performance.now();
   const vecs = Array.from({ length: m }, unit);
   genMs += performance.now() - g;
-  await idx.add(Array.from({ length: m }, () => next++), vecs);
+  await idx.add(
+    Array.from({ length: m }, () => next++),
+    vecs,
+  );
   const total = done + m;
   if (total % 100_000 < batch || total === n) {
     const s = (performance.now() - t0 - genMs) / 1000;
@@ -34,6 +37,8 @@ for (let done = 0; done < n; done += batch) {
 }
 const buildS = (performance.now() - t0 - genMs) / 1000;
 const mem = process.memoryUsage();
-console.log(`built ${n} x ${dim} (M ${DEFAULT_HNSW_PARAMS.M}, efConstruction ${DEFAULT_HNSW_PARAMS.efConstruction}) in ${buildS.toFixed(1)} s ` +
-  `= ${Math.round(n / buildS)} vectors/s; process RSS ${Math.round(mem.rss / 2 ** 20)} MiB`);
+console.log(
+  `built ${n} x ${dim} (M ${DEFAULT_HNSW_PARAMS.M}, efConstruction ${DEFAULT_HNSW_PARAMS.efConstruction}) in ${buildS.toFixed(1)} s ` +
+    `= ${Math.round(n / buildS)} vectors/s; process RSS ${Math.round(mem.rss / 2 ** 20)} MiB`,
+);
 await indexes.close();

@@ -66,7 +66,10 @@ class BareLoop {
     env.localModelPath = resolve(dir, '..') + '/';
     const tokenizer = await AutoTokenizer.from_pretrained(resolve(dir).split('/').pop()!, { local_files_only: true });
     // A single session on the main thread gets every core, the best a bare loop can do.
-    const session = await ort.InferenceSession.create(resolve(dir, weights), cpuSessionOptions(cores) as ort.InferenceSession.SessionOptions);
+    const session = await ort.InferenceSession.create(
+      resolve(dir, weights),
+      cpuSessionOptions(cores) as ort.InferenceSession.SessionOptions,
+    );
     return new BareLoop(tokenizer, session, maxTokens);
   }
 
@@ -84,7 +87,11 @@ class BareLoop {
       }
       const res = await this.session.run(feeds);
       const hidden = res[this.session.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : this.session.outputNames[0]!]!;
-      const { data, dim } = meanPoolNormalize(hidden.data as Float32Array, enc.attention_mask.data as BigInt64Array, hidden.dims as [number, number, number]);
+      const { data, dim } = meanPoolNormalize(
+        hidden.data as Float32Array,
+        enc.attention_mask.data as BigInt64Array,
+        hidden.dims as [number, number, number],
+      );
       for (let r = 0; r * dim < data.length; r++) out.push(data.slice(r * dim, (r + 1) * dim));
     }
     return out;
@@ -165,7 +172,9 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
 const spec = resolveModelSpec({ MODEL_DIR: args.model, defaultDir: args.model });
 const texts = await readTexts(args.corpus, N);
 const weights = spec.dtype === 'q8' ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx';
-console.log(`model ${spec.version} (${args.model}, ${spec.dtype}) · ${texts.length} GO passages · batch ${BATCH} · ${cores} cores · node ${process.version}`);
+console.log(
+  `model ${spec.version} (${args.model}, ${spec.dtype}) · ${texts.length} GO passages · batch ${BATCH} · ${cores} cores · node ${process.version}`,
+);
 
 const pools = new Map<number, EmbedPool>();
 for (const w of WORKERS) {
@@ -175,7 +184,10 @@ for (const w of WORKERS) {
 }
 const maxTokens = pools.values().next().value!.maxTokens;
 const bare = await BareLoop.create(args.model, weights, maxTokens);
-const byLength = texts.map((t, i) => [t, i] as const).sort((a, b) => a[0].length - b[0].length).map(([t]) => t);
+const byLength = texts
+  .map((t, i) => [t, i] as const)
+  .sort((a, b) => a[0].length - b[0].length)
+  .map(([t]) => t);
 console.log(`dim ${pools.values().next().value!.dim} · maxTokens ${maxTokens}`);
 
 // Warm-up: first runs pay for arena growth and lazy kernel setup.
@@ -187,7 +199,12 @@ const bareSorted: Contender = { label: 'bare ORT loop, length-sorted', run: () =
 const poolRuns: Contender[] = [...pools].flatMap(([w, pool]) => [
   { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, one bulk call`, run: () => pool.embed(texts), ms: [], cpuMs: [] },
   // How the server re-embeds: REEMBED_BATCH-sized calls, two in flight, so sorting only helps within a call.
-  { label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, ${CHUNK}-text calls ×2 in flight`, run: () => chunked(pool, texts, CHUNK, 2), ms: [], cpuMs: [] },
+  {
+    label: `pool ${w}w × ${Math.max(1, Math.floor(cores / w))}t, ${CHUNK}-text calls ×2 in flight`,
+    run: () => chunked(pool, texts, CHUNK, 2),
+    ms: [],
+    cpuMs: [],
+  },
 ]);
 // q8 serves with per-text ONNX runs by default (EmbedderOptions.reproducible); time that default too.
 const wMax = Math.max(...WORKERS);
@@ -204,7 +221,9 @@ console.log(`median of ${REPS} interleaved rounds: wall texts/s (min–max) · t
 for (const c of [bareCorpus, bareSorted, ...poolRuns]) {
   const lo = (N / Math.max(...c.ms)) * 1000;
   const hi = (N / Math.min(...c.ms)) * 1000;
-  console.log(`  ${c.label.padEnd(50)} ${rate(c).toFixed(1).padStart(8)} (${lo.toFixed(0)}–${hi.toFixed(0)}) · ${cpuRate(c).toFixed(0).padStart(6)}/CPU-s`);
+  console.log(
+    `  ${c.label.padEnd(50)} ${rate(c).toFixed(1).padStart(8)} (${lo.toFixed(0)}–${hi.toFixed(0)}) · ${cpuRate(c).toFixed(0).padStart(6)}/CPU-s`,
+  );
 }
 console.log('ratios (pool ÷ bare), wall and per CPU-second:');
 for (const c of poolRuns) {
@@ -217,12 +236,15 @@ for (const c of poolRuns) {
 const queries = await readTexts(args.queries, 1000, 'query', 7);
 for (const [w, pool] of pools) {
   const r = await queryLatency(pool, queries, 16);
-  console.log(`queries, 16 concurrent callers, pool ${w}w: ${r.qps.toFixed(0)} q/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms (maxWaitMs ${QUERY_WAIT_MS})`);
+  console.log(
+    `queries, 16 concurrent callers, pool ${w}w: ${r.qps.toFixed(0)} q/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms (maxWaitMs ${QUERY_WAIT_MS})`,
+  );
 }
 // Correctness: same vectors from both paths.
 const ref = await bare.run(texts.slice(0, 256), BATCH);
 // fp32: ~0. q8: up to ~3e-3, because dynamic quantization makes a vector depend on its batch-mates and the
 // pool's batches (length-sorted) differ from the bare loop's (see EmbedderOptions.reproducible).
-for (const [w, pool] of pools) console.log(`max |pool(${w}) − bare| over 256 texts: ${maxDiff(await pool.embed(texts.slice(0, 256)), ref).toExponential(2)}`);
+for (const [w, pool] of pools)
+  console.log(`max |pool(${w}) − bare| over 256 texts: ${maxDiff(await pool.embed(texts.slice(0, 256)), ref).toExponential(2)}`);
 for (const p of pools.values()) await p.close();
 await perText?.close();

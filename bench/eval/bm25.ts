@@ -15,7 +15,10 @@ const { values: a } = parseArgs({
 });
 
 function readJsonl<T>(p: string): T[] {
-  return readFileSync(p, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+  return readFileSync(p, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as T);
 }
 
 for (const dir of a.data ?? ['../shared/data/go', '../shared/data/pubmedqa']) {
@@ -32,5 +35,14 @@ for (const dir of a.data ?? ['../shared/data/go', '../shared/data/pubmedqa']) {
   const m = computeIrMetrics(relevant, rankings);
   const secs = (performance.now() - t0) / 1000;
   const keys = ['recall@1', 'recall@3', 'recall@5', 'recall@10', 'mrr@10', 'ndcg@10', 'map@100'] as const;
-  console.log(JSON.stringify({ data: dir, split: a.split, queries: queries.length, corpus: corpus.length, secs: Number(secs.toFixed(1)), ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])) }));
+  console.log(
+    JSON.stringify({
+      data: dir,
+      split: a.split,
+      queries: queries.length,
+      corpus: corpus.length,
+      secs: Number(secs.toFixed(1)),
+      ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])),
+    }),
+  );
 }

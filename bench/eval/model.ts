@@ -19,7 +19,10 @@ const { values: a } = parseArgs({
 });
 
 function readJsonl<T>(p: string): T[] {
-  return readFileSync(p, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+  return readFileSync(p, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as T);
 }
 
 const modelDir = resolve(a.model);
@@ -28,10 +31,20 @@ const dtype = a.dtype === 'q8' ? 'q8' : 'fp32';
 let maxTokens: number | undefined;
 try {
   maxTokens = (JSON.parse(readFileSync(join(modelDir, 'model_card.json'), 'utf8')) as { max_seq_length?: number }).max_seq_length;
-} catch { /* no card: the model's own limit */ }
-const embedder = await loadEmbedder({ version: 'bench', source: { kind: 'dir', path: modelDir }, dtype }, {
-  cacheDir: '/tmp', workers: 2, maxBatch: Number(a.batch), maxWaitMs: 2, maxQueue: 1_000_000, maxTokens,
-});
+} catch {
+  /* no card: the model's own limit */
+}
+const embedder = await loadEmbedder(
+  { version: 'bench', source: { kind: 'dir', path: modelDir }, dtype },
+  {
+    cacheDir: '/tmp',
+    workers: 2,
+    maxBatch: Number(a.batch),
+    maxWaitMs: 2,
+    maxQueue: 1_000_000,
+    maxTokens,
+  },
+);
 
 async function embed(texts: string[]): Promise<{ data: Float32Array; dim: number }> {
   const rows = await embedder.embed(texts, { priority: 'bulk' });
@@ -78,15 +91,26 @@ for (let qi = 0; qi < queries.length; qi++) {
     top.splice(lo, 0, j);
     if (top.length > K) top.pop();
   }
-  rankings.set(String(qi), top.map((j) => ({ id: corpus[j]?.id ?? '', score: scores[j] ?? 0 })));
+  rankings.set(
+    String(qi),
+    top.map((j) => ({ id: corpus[j]?.id ?? '', score: scores[j] ?? 0 })),
+  );
   relevant.set(String(qi), new Set(queries[qi]?.relevant ?? []));
 }
 const m = computeIrMetrics(relevant, rankings);
 const keys = ['recall@1', 'recall@3', 'recall@5', 'recall@10', 'mrr@10', 'ndcg@10', 'map@100'] as const;
-console.log(JSON.stringify({
-  model: a.model, dtype, data: a.data, split: a.split, queries: queries.length, corpus: corpus.length,
-  corpus_embed_per_s: Math.round(corpus.length / ((t1 - t0) / 1000)), query_embed_per_s: Math.round(queries.length / ((t2 - t1) / 1000)),
-  search_secs: Number(((performance.now() - t2) / 1000).toFixed(1)),
-  ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])),
-}));
+console.log(
+  JSON.stringify({
+    model: a.model,
+    dtype,
+    data: a.data,
+    split: a.split,
+    queries: queries.length,
+    corpus: corpus.length,
+    corpus_embed_per_s: Math.round(corpus.length / ((t1 - t0) / 1000)),
+    query_embed_per_s: Math.round(queries.length / ((t2 - t1) / 1000)),
+    search_secs: Number(((performance.now() - t2) / 1000).toFixed(1)),
+    ...Object.fromEntries(keys.map((k) => [k, Number(m[k].toFixed(4))])),
+  }),
+);
 await embedder.close();

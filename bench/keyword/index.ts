@@ -6,15 +6,37 @@ import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
 import { freshPostgres, tempDir } from '../../test/helpers.js';
 
-const { values: a } = parseArgs({ options: { docs: { type: 'string', default: '35140' }, queries: { type: 'string', default: '300' }, data: { type: 'string', default: '../shared/data/go' } } });
-const docs = readFileSync(`${a.data}/corpus.jsonl`, 'utf8').trim().split('\n').slice(0, Number(a.docs)).map((l) => JSON.parse(l) as { id: string; text: string });
-const queries = readFileSync(`${a.data}/queries.dev.jsonl`, 'utf8').trim().split('\n').slice(0, Number(a.queries)).map((l) => (JSON.parse(l) as { query: string }).query);
+const { values: a } = parseArgs({
+  options: {
+    docs: { type: 'string', default: '35140' },
+    queries: { type: 'string', default: '300' },
+    data: { type: 'string', default: '../shared/data/go' },
+  },
+});
+const docs = readFileSync(`${a.data}/corpus.jsonl`, 'utf8')
+  .trim()
+  .split('\n')
+  .slice(0, Number(a.docs))
+  .map((l) => JSON.parse(l) as { id: string; text: string });
+const queries = readFileSync(`${a.data}/queries.dev.jsonl`, 'utf8')
+  .trim()
+  .split('\n')
+  .slice(0, Number(a.queries))
+  .map((l) => (JSON.parse(l) as { query: string }).query);
 
 const tops: Record<string, string[]> = {};
 
 async function run(name: string, store: Store): Promise<number[]> {
-  const c = await store.createCollection({ name: 'kw', hnsw: { M: 16, efConstruction: 100, efSearch: 50 }, chunk: { size: 100000, overlap: 0 } });
-  for (let i = 0; i < docs.length; i += 2000) await store.upsertDocuments(c.id, docs.slice(i, i + 2000).map((d) => ({ ...d, metadata: {}, chunks: [d.text] })));
+  const c = await store.createCollection({
+    name: 'kw',
+    hnsw: { M: 16, efConstruction: 100, efSearch: 50 },
+    chunk: { size: 100000, overlap: 0 },
+  });
+  for (let i = 0; i < docs.length; i += 2000)
+    await store.upsertDocuments(
+      c.id,
+      docs.slice(i, i + 2000).map((d) => ({ ...d, metadata: {}, chunks: [d.text] })),
+    );
   for (const q of queries.slice(0, 20)) await store.keywordSearch(c.id, q, 10); // warm caches
   const ms: number[] = [];
   tops[name] = [];
@@ -26,7 +48,9 @@ async function run(name: string, store: Store): Promise<number[]> {
     tops[name]!.push(hits.map((h) => `${docIds.get(h.label)?.docId}:${h.score.toFixed(4)}`).join(' '));
   }
   ms.sort((x, y) => x - y);
-  console.log(`${name.padEnd(8)} p50 ${ms[Math.floor(ms.length / 2)]!.toFixed(2)} ms  p90 ${ms[Math.floor(ms.length * 0.9)]!.toFixed(2)} ms  p99 ${ms[Math.floor(ms.length * 0.99)]!.toFixed(2)} ms`);
+  console.log(
+    `${name.padEnd(8)} p50 ${ms[Math.floor(ms.length / 2)]!.toFixed(2)} ms  p90 ${ms[Math.floor(ms.length * 0.9)]!.toFixed(2)} ms  p99 ${ms[Math.floor(ms.length * 0.99)]!.toFixed(2)} ms`,
+  );
   return ms;
 }
 

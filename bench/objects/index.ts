@@ -22,7 +22,13 @@ const base = `http://127.0.0.1:${a.port}`;
 const dir = tempDir('bench-objects-');
 const s3 = await startS3('bench-objects');
 const common = {
-  ...process.env, DATA_DIR: dir, PORT: a.port!, HOST: '127.0.0.1', AUTH: 'off', LOG_LEVEL: 'warn', DRIFT_INTERVAL_SECONDS: '0',
+  ...process.env,
+  DATA_DIR: dir,
+  PORT: a.port!,
+  HOST: '127.0.0.1',
+  AUTH: 'off',
+  LOG_LEVEL: 'warn',
+  DRIFT_INTERVAL_SECONDS: '0',
   ...(a.model ? { MODEL_DIR: resolve(a.model) } : {}),
 };
 const withS3 = { ...common, OBJECT_STORE_URL: `s3://${s3.bucket}/bench`, S3_ENDPOINT: s3.endpoint };
@@ -31,18 +37,27 @@ async function start(env: NodeJS.ProcessEnv): Promise<{ p: ChildProcess; ms: num
   const t0 = performance.now();
   const p = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'inherit'] });
   for (;;) {
-    try { if ((await fetch(`${base}/readyz`)).ok) return { p, ms: performance.now() - t0 }; } catch { /* starting */ }
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return { p, ms: performance.now() - t0 };
+    } catch {
+      /* starting */
+    }
     if (p.exitCode !== null) throw new Error(`server exited with ${p.exitCode}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-const stop = (p: ChildProcess) => new Promise((r) => { p.once('exit', r); p.kill('SIGTERM'); });
+const stop = (p: ChildProcess) =>
+  new Promise((r) => {
+    p.once('exit', r);
+    p.kill('SIGTERM');
+  });
 const post = async (path: string, body: unknown) => {
   const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
   return r.json() as Promise<{ results?: { id: string }[] }>;
 };
-const topIds = async (q: string) => ((await post('/search', { collection: 'c', query: q, k: 10 })).results ?? []).map((r) => r.id).join(',');
+const topIds = async (q: string) =>
+  ((await post('/search', { collection: 'c', query: q, k: 10 })).results ?? []).map((r) => r.id).join(',');
 
 try {
   const docs: { id: string; text: string }[] = [];
@@ -73,9 +88,13 @@ try {
   p = restore.p;
   await stop(p);
 
-  console.log(`objects: ${docs.length} docs (${a.data}), model ${a.model ?? 'models/base'}, node ${process.version}; ingest ${ingestS.toFixed(1)} s`);
-  console.log(`ready after losing the index volume: rebuild from DB ${(rebuild.ms / 1000).toFixed(1)} s (same top-10: ${sameRebuilt}), ` +
-    `restore from S3 ${(restore.ms / 1000).toFixed(1)} s (same top-10: ${sameRestored}, ${(Number(downloaded) / 2 ** 20).toFixed(1)} MiB downloaded)`);
+  console.log(
+    `objects: ${docs.length} docs (${a.data}), model ${a.model ?? 'models/base'}, node ${process.version}; ingest ${ingestS.toFixed(1)} s`,
+  );
+  console.log(
+    `ready after losing the index volume: rebuild from DB ${(rebuild.ms / 1000).toFixed(1)} s (same top-10: ${sameRebuilt}), ` +
+      `restore from S3 ${(restore.ms / 1000).toFixed(1)} s (same top-10: ${sameRestored}, ${(Number(downloaded) / 2 ** 20).toFixed(1)} MiB downloaded)`,
+  );
   console.log(`ratio restore/rebuild: ${(restore.ms / rebuild.ms).toFixed(3)} (${(rebuild.ms / restore.ms).toFixed(1)}x faster)`);
 } finally {
   await s3.close();

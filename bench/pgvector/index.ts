@@ -72,7 +72,10 @@ async function runOne(kind: 'hnswlib' | 'pgvector') {
   let t0 = performance.now();
   const idx: VectorIndex = await backend.create({ collectionId, modelVersion: 'bench' }, DIM, PARAMS, N);
   for (let i = 0; i < N; i += BATCH) {
-    await idx.add(Array.from({ length: Math.min(BATCH, N - i) }, (_, j) => i + j + 1), vectors.slice(i, i + BATCH));
+    await idx.add(
+      Array.from({ length: Math.min(BATCH, N - i) }, (_, j) => i + j + 1),
+      vectors.slice(i, i + BATCH),
+    );
   }
   const loadS = (performance.now() - t0) / 1000;
   t0 = performance.now();
@@ -99,19 +102,28 @@ async function runOne(kind: 'hnswlib' | 'pgvector') {
     // 16 clients: queries in flight together.
     let m = 0;
     const until16 = performance.now() + SECONDS * 1000;
-    await Promise.all(Array.from({ length: 16 }, async (_, w) => {
-      for (let i = w; performance.now() < until16; i += 16, m++) await idx.search(queries[i % NQ] as Float32Array, K, { efSearch: ef });
-    }));
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, w) => {
+        for (let i = w; performance.now() < until16; i += 16, m++) await idx.search(queries[i % NQ] as Float32Array, K, { efSearch: ef });
+      }),
+    );
     lat.sort((a, b) => a - b);
     rows.push({
-      ef, recall10: Math.round((hit / (NQ * K)) * 1000) / 1000,
-      qps1: Math.round(n / SECONDS), p50ms: Math.round((lat[Math.floor(lat.length / 2)] as number) * 100) / 100,
+      ef,
+      recall10: Math.round((hit / (NQ * K)) * 1000) / 1000,
+      qps1: Math.round(n / SECONDS),
+      p50ms: Math.round((lat[Math.floor(lat.length / 2)] as number) * 100) / 100,
       qps16: Math.round(m / SECONDS),
     });
   }
   const out = {
-    backend: kind, n: N, dim: DIM, M: PARAMS.M, efConstruction: PARAMS.efConstruction,
-    loadSeconds: Math.round(loadS * 10) / 10, indexSeconds: Math.round(sealS * 10) / 10,
+    backend: kind,
+    n: N,
+    dim: DIM,
+    M: PARAMS.M,
+    efConstruction: PARAMS.efConstruction,
+    loadSeconds: Math.round(loadS * 10) / 10,
+    indexSeconds: Math.round(sealS * 10) / 10,
     rssMiB: { start: mib(rssBefore), backendOpen: mib(rssOpen), built: mib(rssBuilt), delta: mib(rssBuilt - rssOpen) },
     rows,
   };
@@ -124,10 +136,14 @@ const only = process.env.BENCH_BACKEND as 'hnswlib' | 'pgvector' | undefined;
 if (only) {
   await runOne(only);
 } else {
-  console.error(`${N} × ${DIM}-d random unit vectors, M ${PARAMS.M}, efConstruction ${PARAMS.efConstruction}, k ${K}; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})`);
+  console.error(
+    `${N} × ${DIM}-d random unit vectors, M ${PARAMS.M}, efConstruction ${PARAMS.efConstruction}, k ${K}; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})`,
+  );
   for (const kind of ['hnswlib', 'pgvector']) {
     const res = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url)], {
-      env: { ...process.env, BENCH_BACKEND: kind }, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+      env: { ...process.env, BENCH_BACKEND: kind },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 24,
     });
     process.stdout.write(res);
   }

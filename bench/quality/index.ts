@@ -30,7 +30,8 @@ const collection = a.collection ?? (a.data!.replace(/\/+$/, '').split('/').pop()
 const headers: Record<string, string> = { 'content-type': 'application/json', ...(a.key ? { authorization: `Bearer ${a.key}` } : {}) };
 
 async function* jsonl<T>(file: string): AsyncGenerator<T> {
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.trim()) yield JSON.parse(line) as T;
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity }))
+    if (line.trim()) yield JSON.parse(line) as T;
 }
 
 async function post<T>(path: string, body: unknown): Promise<T> {
@@ -42,7 +43,11 @@ async function post<T>(path: string, body: unknown): Promise<T> {
 
 async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>) {
   let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) await fn(items[i++]!); }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (i < items.length) await fn(items[i++]!);
+    }),
+  );
 }
 
 if (a.ingest) {
@@ -50,11 +55,20 @@ if (a.ingest) {
   const t0 = performance.now();
   let batch: { id: string; text: string; metadata: Record<string, unknown> }[] = [];
   let n = 0;
-  const flush = async () => { if (batch.length) { await post(`/collections/${collection}/documents`, { documents: batch }); n += batch.length; batch = []; } };
+  const flush = async () => {
+    if (batch.length) {
+      await post(`/collections/${collection}/documents`, { documents: batch });
+      n += batch.length;
+      batch = [];
+    }
+  };
   for await (const d of jsonl<{ id: string; text: string; [k: string]: unknown }>(join(a.data!, 'corpus.jsonl'))) {
     const { id, text, ...meta } = d;
     batch.push({ id, text, metadata: meta });
-    if (batch.length === 256) { await flush(); if (n % 5120 === 0) process.stderr.write(`ingested ${n}\n`); }
+    if (batch.length === 256) {
+      await flush();
+      if (n % 5120 === 0) process.stderr.write(`ingested ${n}\n`);
+    }
   }
   await flush();
   const s = (performance.now() - t0) / 1000;
@@ -62,7 +76,9 @@ if (a.ingest) {
   const d = await post<{ strategy: unknown }>(`/collections/${collection}/strategy`, {});
   console.log(`strategy decided after ingest: ${JSON.stringify(d.strategy)}`);
 }
-const info = (await (await fetch(`${a.url}/collections/${collection}`, { headers })).json()) as { strategy?: { mode: string; weight?: number; source: string; queries: number; scores: unknown } | null };
+const info = (await (await fetch(`${a.url}/collections/${collection}`, { headers })).json()) as {
+  strategy?: { mode: string; weight?: number; source: string; queries: number; scores: unknown } | null;
+};
 console.log(`serving strategy (auto): ${JSON.stringify(info.strategy ?? null)}`);
 
 const qfile = join(a.data!, `queries.${a.split}.jsonl`);
@@ -83,19 +99,41 @@ for (const mode of a.modes!.split(',')) {
   const rankings = new Map<string, { id: string; score: number }[]>();
   const lat: number[] = [];
   const served = new Map<string, number>();
-  await pool(queries.map((q, i) => [q, i] as const), Number(a.concurrency), async ([q, i]) => {
-    const t = performance.now();
-    const r = await post<{ results: { id: string; score: number }[]; mode?: string }>('/search', { collection, query: q.query, k: 100, mode });
-    lat.push(performance.now() - t);
-    served.set(r.mode ?? mode, (served.get(r.mode ?? mode) ?? 0) + 1);
-    rankings.set(String(i), r.results.map((x) => ({ id: x.id, score: x.score })));
-  });
+  await pool(
+    queries.map((q, i) => [q, i] as const),
+    Number(a.concurrency),
+    async ([q, i]) => {
+      const t = performance.now();
+      const r = await post<{ results: { id: string; score: number }[]; mode?: string }>('/search', {
+        collection,
+        query: q.query,
+        k: 100,
+        mode,
+      });
+      lat.push(performance.now() - t);
+      served.set(r.mode ?? mode, (served.get(r.mode ?? mode) ?? 0) + 1);
+      rankings.set(
+        String(i),
+        r.results.map((x) => ({ id: x.id, score: x.score })),
+      );
+    },
+  );
   lat.sort((x, y) => x - y);
   byMode.set(mode, rankings);
   for (const half of ['tune', 'test'] as const) {
     const ids = halves[half];
-    const m = computeIrMetrics(new Map(ids.map((i) => [String(i), new Set(queries[i]!.relevant)])), new Map(ids.map((i) => [String(i), rankings.get(String(i)) ?? []])));
-    rows.push({ mode, half, m, p50: lat[Math.floor(lat.length * 0.5)]!, p99: lat[Math.floor(lat.length * 0.99)]!, served: [...served.entries()].map(([k, v]) => `${k}:${v}`).join(' ') });
+    const m = computeIrMetrics(
+      new Map(ids.map((i) => [String(i), new Set(queries[i]!.relevant)])),
+      new Map(ids.map((i) => [String(i), rankings.get(String(i)) ?? []])),
+    );
+    rows.push({
+      mode,
+      half,
+      m,
+      p50: lat[Math.floor(lat.length * 0.5)]!,
+      p99: lat[Math.floor(lat.length * 0.99)]!,
+      served: [...served.entries()].map(([k, v]) => `${k}:${v}`).join(' '),
+    });
   }
 }
 // The fusion weight fitted on the tune half's real queries (what the server does once it has held-out
@@ -110,7 +148,14 @@ if (vec && kwr) {
   });
   const fit = fusionFittedOnTune({ tune: halves.tune.map(qr), test: halves.test.map(qr) });
   for (const half of ['tune', 'test'] as const) {
-    rows.push({ mode: `fit w=${fit.weight}`, half, m: fit.metrics[half], p50: NaN, p99: NaN, served: 'offline: vector + keyword results fused' });
+    rows.push({
+      mode: `fit w=${fit.weight}`,
+      half,
+      m: fit.metrics[half],
+      p50: NaN,
+      p99: NaN,
+      served: 'offline: vector + keyword results fused',
+    });
   }
 }
 for (const half of ['tune', 'test'] as const) {
@@ -120,6 +165,8 @@ for (const half of ['tune', 'test'] as const) {
   for (const r of rows.filter((x) => x.half === half)) {
     const m = r.m;
     const ratio = kw ? (m['ndcg@10']! / kw).toFixed(3) : '  -  ';
-    console.log(`${r.mode.padEnd(10)} ${f(m['recall@1']!)} ${f(m['recall@3']!)} ${f(m['recall@5']!)} ${f(m['recall@10']!)} ${f(m['mrr@10']!)} ${f(m['ndcg@10']!)}  ${ratio.padStart(6)}  ${r.p50.toFixed(1).padStart(5)}  ${r.p99.toFixed(1).padStart(5)}  ${r.served}`);
+    console.log(
+      `${r.mode.padEnd(10)} ${f(m['recall@1']!)} ${f(m['recall@3']!)} ${f(m['recall@5']!)} ${f(m['recall@10']!)} ${f(m['mrr@10']!)} ${f(m['ndcg@10']!)}  ${ratio.padStart(6)}  ${r.p50.toFixed(1).padStart(5)}  ${r.p99.toFixed(1).padStart(5)}  ${r.served}`,
+    );
   }
 }

@@ -89,7 +89,13 @@ async function buildOrLoadSnapshot(): Promise<string> {
 
 type HnswlibModule = typeof hnswlib;
 
-async function raw(path: string, queries: number[][], lib: HnswlibModule = hnswlib, label = 'raw searchKnn (1 thread, in-process)', dim = DIM): Promise<Row> {
+async function raw(
+  path: string,
+  queries: number[][],
+  lib: HnswlibModule = hnswlib,
+  label = 'raw searchKnn (1 thread, in-process)',
+  dim = DIM,
+): Promise<Row> {
   const idx = new lib.HierarchicalNSW('ip', dim);
   await idx.readIndex(path);
   idx.setEf(EF);
@@ -109,7 +115,10 @@ async function raw(path: string, queries: number[][], lib: HnswlibModule = hnswl
 }
 
 /** `CONC` callers, each awaiting its previous search: a closed-loop load like 16 HTTP clients. */
-async function closedLoop(search: (q: Float32Array) => Promise<unknown>, queries: Float32Array[]): Promise<{ lat: number[]; elapsedMs: number; cpuMs: number }> {
+async function closedLoop(
+  search: (q: Float32Array) => Promise<unknown>,
+  queries: Float32Array[],
+): Promise<{ lat: number[]; elapsedMs: number; cpuMs: number }> {
   let i = 0;
   let measuring = false;
   let stop = false;
@@ -153,7 +162,8 @@ function minimalApp(idx: VectorIndex): Hono {
   const app = new Hono();
   app.post('/search', async (c) => {
     const body = (await c.req.json()) as { vector?: unknown; k?: unknown };
-    if (!Array.isArray(body.vector) || body.vector.length !== DIM) return c.json({ error: { code: 'invalid_vector', message: 'bad vector' } }, 400);
+    if (!Array.isArray(body.vector) || body.vector.length !== DIM)
+      return c.json({ error: { code: 'invalid_vector', message: 'bad vector' } }, 400);
     const k = typeof body.k === 'number' ? body.k : 10;
     const t0 = performance.now();
     const hits = await idx.search(Float32Array.from(body.vector as number[]), k);
@@ -183,7 +193,14 @@ async function startRealServer(): Promise<ServerLeg> {
     env: {},
     listen: true,
     config: {
-      DATA_DIR: dataDir, MODEL_DIR: modelDir, LOG_LEVEL: 'silent', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0,
+      DATA_DIR: dataDir,
+      MODEL_DIR: modelDir,
+      LOG_LEVEL: 'silent',
+      PORT: 0,
+      HOST: '127.0.0.1',
+      AUTH: 'off',
+      SNAPSHOT_EVERY_SECONDS: 3600,
+      DRIFT_INTERVAL_SECONDS: 0,
       ...(process.env.BENCH_INDEX_WORKERS ? { INDEX_WORKERS: Number(process.env.BENCH_INDEX_WORKERS) } : {}),
     },
   });
@@ -201,7 +218,10 @@ async function startRealServer(): Promise<ServerLeg> {
       return { id: `d${start + i}`, text, metadata: { shard: (start + i) % 10 }, chunks: [text] };
     });
     const r = await store.upsertDocuments(c.id, docs);
-    await idx.add(r.added.map((a) => a.label), r.added.map(() => randomUnitVector(dim, rand)));
+    await idx.add(
+      r.added.map((a) => a.label),
+      r.added.map(() => randomUnitVector(dim, rand)),
+    );
   }
   const snapshot = join(dataDir, 'bench-raw.hnsw');
   await idx.snapshot(snapshot);
@@ -307,14 +327,20 @@ async function filterCrossover(path: string, queries: Float32Array[]): Promise<v
 
 function print(rows: Row[], base: Row): void {
   const w = Math.max(...rows.map((r) => r.name.length));
-  console.log(`\n${'variant'.padEnd(w)}  ${'QPS'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'× raw'.padStart(6)}  ${'CPU ms/q'.padStart(8)}`);
+  console.log(
+    `\n${'variant'.padEnd(w)}  ${'QPS'.padStart(8)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'× raw'.padStart(6)}  ${'CPU ms/q'.padStart(8)}`,
+  );
   for (const r of rows) {
-    console.log(`${r.name.padEnd(w)}  ${r.qps.toFixed(0).padStart(8)}  ${r.p50.toFixed(3).padStart(7)}  ${r.p99.toFixed(3).padStart(7)}  ${(r.ratio ?? r.qps / base.qps).toFixed(2).padStart(6)}  ${(r.cpuMs ?? NaN).toFixed(3).padStart(8)}${r.note ? `  ${r.note}` : ''}`);
+    console.log(
+      `${r.name.padEnd(w)}  ${r.qps.toFixed(0).padStart(8)}  ${r.p50.toFixed(3).padStart(7)}  ${r.p99.toFixed(3).padStart(7)}  ${(r.ratio ?? r.qps / base.qps).toFixed(2).padStart(6)}  ${(r.cpuMs ?? NaN).toFixed(3).padStart(8)}${r.note ? `  ${r.note}` : ''}`,
+    );
   }
 }
 
 async function main(): Promise<void> {
-  console.log(`search bench: N=${N} dim=${DIM} M=${PARAMS.M} efC=${PARAMS.efConstruction} ef=${EF} k=${K} concurrency=${CONC} ${SECONDS}s per variant`);
+  console.log(
+    `search bench: N=${N} dim=${DIM} M=${PARAMS.M} efC=${PARAMS.efConstruction} ef=${EF} k=${K} concurrency=${CONC} ${SECONDS}s per variant`,
+  );
   console.log(`cpu: ${availableParallelism()} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
   const path = await buildOrLoadSnapshot();
   const qrand = seededRandom(7);
@@ -337,7 +363,10 @@ async function main(): Promise<void> {
   }
   if (want('manager')) {
     variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 1 }, 'workers=1') });
-    variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 1, maxSearchBatch: 1, searchPipeline: CONC }, 'workers=1 unbatched') });
+    variants.push({
+      name: 'manager',
+      run: () => managerRun(path, queries, { workers: 1, maxSearchBatch: 1, searchPipeline: CONC }, 'workers=1 unbatched'),
+    });
     variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 2, replicas: 1 }, 'workers=2 replicas=1') });
     variants.push({ name: 'manager', run: () => managerRun(path, queries, { workers: 2, replicas: 2 }, 'workers=2 replicas=2') });
   }
@@ -357,7 +386,11 @@ async function main(): Promise<void> {
     rounds.sort((a, b) => a.row.qps / a.raw.qps - b.row.qps / b.raw.qps);
     const mid = rounds[Math.floor(rounds.length / 2)] as { raw: Row; row: Row };
     const client = mid.row.clientCpuMs !== undefined ? `load generator ${mid.row.clientCpuMs.toFixed(3)} ms/q of it; ` : '';
-    rows.push({ ...mid.row, note: `${client}raw beside it ${mid.raw.qps.toFixed(0)} QPS; ratios over ${ROUNDS} rounds ${rounds.map((x) => (x.row.qps / x.raw.qps).toFixed(2)).join(' ')}`, ratio: mid.row.qps / mid.raw.qps });
+    rows.push({
+      ...mid.row,
+      note: `${client}raw beside it ${mid.raw.qps.toFixed(0)} QPS; ratios over ${ROUNDS} rounds ${rounds.map((x) => (x.row.qps / x.raw.qps).toFixed(2)).join(' ')}`,
+      ratio: mid.row.qps / mid.raw.qps,
+    });
     process.stdout.write(`  done: ${mid.row.name}\n`);
   }
   if (want('server')) {
@@ -386,7 +419,11 @@ async function main(): Promise<void> {
   }
   if (rawRows.length === 0) rawRows.push(await raw(path, plain));
   rawRows.sort((a, b) => a.qps - b.qps);
-  const base = { ...(rawRows[Math.floor(rawRows.length / 2)] as Row), name: `raw searchKnn (1 thread, in-process), median of ${rawRows.length} runs`, ratio: 1 };
+  const base = {
+    ...(rawRows[Math.floor(rawRows.length / 2)] as Row),
+    name: `raw searchKnn (1 thread, in-process), median of ${rawRows.length} runs`,
+    ratio: 1,
+  };
   rows.unshift(base);
   print(rows, base);
   if (want('filter')) await filterCrossover(path, queries);

@@ -27,7 +27,15 @@ if (job.system === 'hnswlib') {
   search = (i) => void idx.searchKnn(plain[i % nq]!, job.k);
 } else {
   const usearch = createRequire(import.meta.url)('usearch') as typeof import('usearch');
-  const idx = new usearch.Index({ metric: usearch.MetricKind.IP, quantization: usearch.ScalarKind.F32, dimensions: job.dim, connectivity: 16, expansion_add: 200, expansion_search: job.ef, multi: false });
+  const idx = new usearch.Index({
+    metric: usearch.MetricKind.IP,
+    quantization: usearch.ScalarKind.F32,
+    dimensions: job.dim,
+    connectivity: 16,
+    expansion_add: 200,
+    expansion_search: job.ef,
+    multi: false,
+  });
   idx.load(job.path);
   const qs = Array.from({ length: nq }, (_, i) => job.queries.subarray(i * job.dim, (i + 1) * job.dim));
   search = (i) => void idx.search(qs[i % nq]!, job.k, 1);

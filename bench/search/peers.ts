@@ -47,10 +47,20 @@ const ONLY = process.env.BENCH_ONLY?.split(',');
 const want = (s: string) => !ONLY || ONLY.includes(s);
 const require = createRequire(import.meta.url);
 
-interface Inputs { texts: string[]; queries: string[]; dim: number; vectors: Float32Array; qvecs: Float32Array; truth: number[][] }
+interface Inputs {
+  texts: string[];
+  queries: string[];
+  dim: number;
+  vectors: Float32Array;
+  qvecs: Float32Array;
+  truth: number[][];
+}
 
 function readJsonl(path: string): Record<string, unknown>[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function inputs(): Promise<Inputs> {
@@ -59,20 +69,29 @@ async function inputs(): Promise<Inputs> {
   const train = readJsonl(join(DATA, 'queries.train.jsonl')).map((r) => String(r.query));
   const texts = [...corpus, ...train].slice(0, N);
   if (texts.length < N) throw new Error(`only ${texts.length} texts in ${DATA}; lower BENCH_N`);
-  const queries = readJsonl(join(DATA, 'queries.dev.jsonl')).map((r) => String(r.query)).slice(0, NQ);
+  const queries = readJsonl(join(DATA, 'queries.dev.jsonl'))
+    .map((r) => String(r.query))
+    .slice(0, NQ);
   const vf = join(CACHE, 'vectors.f32');
   const qf = join(CACHE, 'queries.f32');
   if (!existsSync(vf) || !existsSync(qf)) {
     const { loadEmbedder, resolveModelSpec } = await import('../../src/embed/registry.js');
-    const emb = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: MODEL }),
-      { cacheDir: join(CACHE, 'models'), workers: Math.min(2, CORES), maxBatch: 32, maxWaitMs: 2, maxQueue: 1_000_000 });
+    const emb = await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: MODEL }), {
+      cacheDir: join(CACHE, 'models'),
+      workers: Math.min(2, CORES),
+      maxBatch: 32,
+      maxWaitMs: 2,
+      maxQueue: 1_000_000,
+    });
     const embedAll = async (ts: string[], file: string, kind: 'query' | 'document') => {
       const out = new Float32Array(ts.length * emb.dim);
       const t0 = performance.now();
       for (let s = 0; s < ts.length; s += 1000) {
         const vs = await emb.embed(ts.slice(s, s + 1000), { priority: 'bulk', kind });
         vs.forEach((v, i) => out.set(v, (s + i) * emb.dim));
-        process.stdout.write(`\rembedding ${file}: ${Math.min(s + 1000, ts.length)}/${ts.length} (${((s + 1000) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`);
+        process.stdout.write(
+          `\rembedding ${file}: ${Math.min(s + 1000, ts.length)}/${ts.length} (${((s + 1000) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`,
+        );
       }
       process.stdout.write('\n');
       writeFileSync(join(CACHE, file), Buffer.from(out.buffer));
@@ -102,11 +121,20 @@ function recallOf(got: number[][], truth: number[][]): number {
 const EFS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 
 // ---------------------------------------------------------------- the server, in a child process
-interface ServerChild { url: string; pid: number; proc: ChildProcess; snapshot?: string; labelBase?: number; close(): Promise<void> }
+interface ServerChild {
+  url: string;
+  pid: number;
+  proc: ChildProcess;
+  snapshot?: string;
+  labelBase?: number;
+  close(): Promise<void>;
+}
 
 async function startChild(dataDir: string, seed: boolean, repo = REPO): Promise<ServerChild> {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/search/peers.ts'), 'serve', dataDir, seed ? 'seed' : ''], {
-    stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env }, cwd: repo,
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env },
+    cwd: repo,
   });
   const rl = createInterface({ input: proc.stdout! });
   const ready = await new Promise<{ url: string; snapshot?: string; labelBase?: number }>((res, rej) => {
@@ -117,8 +145,14 @@ async function startChild(dataDir: string, seed: boolean, repo = REPO): Promise<
     proc.once('exit', (code) => rej(new Error(`server child exited with ${code}`)));
   });
   return {
-    ...ready, pid: proc.pid!, proc,
-    close: () => new Promise<void>((res) => { proc.once('exit', () => res()); proc.stdin!.end(); }),
+    ...ready,
+    pid: proc.pid!,
+    proc,
+    close: () =>
+      new Promise<void>((res) => {
+        proc.once('exit', () => res());
+        proc.stdin!.end();
+      }),
   };
 }
 
@@ -131,9 +165,17 @@ function rssMiB(pid: number): number {
 async function serveChild(dataDir: string, seed: boolean): Promise<void> {
   const { startServer } = await import('../../src/server.js');
   const server = await startServer({
-    env: {}, listen: true,
+    env: {},
+    listen: true,
     config: {
-      DATA_DIR: dataDir, MODEL_DIR: MODEL, LOG_LEVEL: 'error', PORT: 0, HOST: '127.0.0.1', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: 3600, DRIFT_INTERVAL_SECONDS: 0,
+      DATA_DIR: dataDir,
+      MODEL_DIR: MODEL,
+      LOG_LEVEL: 'error',
+      PORT: 0,
+      HOST: '127.0.0.1',
+      AUTH: 'off',
+      SNAPSHOT_EVERY_SECONDS: 3600,
+      DRIFT_INTERVAL_SECONDS: 0,
       // BENCH_SERVER_CONFIG: settings for the server under test, as JSON (e.g. {"EMBED_WORKERS":2}).
       ...(process.env.BENCH_SERVER_CONFIG ? (JSON.parse(process.env.BENCH_SERVER_CONFIG) as Record<string, unknown>) : {}),
     },
@@ -147,9 +189,17 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
     const t0 = performance.now();
     for (let s = 0; s < N; s += 2000) {
       const n = Math.min(2000, N - s);
-      const docs = Array.from({ length: n }, (_, i) => ({ id: `d${s + i}`, text: inp.texts[s + i]!, metadata: { n: s + i }, chunks: [inp.texts[s + i]!] }));
+      const docs = Array.from({ length: n }, (_, i) => ({
+        id: `d${s + i}`,
+        text: inp.texts[s + i]!,
+        metadata: { n: s + i },
+        chunks: [inp.texts[s + i]!],
+      }));
       const r = await server.store.upsertDocuments(c.id, docs);
-      await idx.add(r.added.map((a) => a.label), r.added.map((_, i) => inp.vectors.slice((s + i) * inp.dim, (s + i + 1) * inp.dim)));
+      await idx.add(
+        r.added.map((a) => a.label),
+        r.added.map((_, i) => inp.vectors.slice((s + i) * inp.dim, (s + i + 1) * inp.dim)),
+      );
       console.log(`seeded ${s + n}/${N} (${((s + n) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`);
     }
     snapshot = server.engine.indexPath(c.id, server.engine.serving.version);
@@ -166,7 +216,11 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
 }
 
 // ---------------------------------------------------------------- measurement
-interface Run { qps: number; p50: number; p99: number }
+interface Run {
+  qps: number;
+  p50: number;
+  p99: number;
+}
 
 function summarize(lat: ArrayLike<number>, ms: number): Run {
   const s = Array.from(lat).sort((a, b) => a - b);
@@ -175,9 +229,19 @@ function summarize(lat: ArrayLike<number>, ms: number): Run {
 }
 
 async function peerRun(job: Omit<PeerJob, 'warmupMs' | 'ms'>, threads: number): Promise<Run> {
-  const ws = Array.from({ length: threads }, () => spawnWorker(new URL('./peer-worker.ts', import.meta.url), { workerData: { ...job, warmupMs: 500, ms: SECONDS * 1000 } }));
+  const ws = Array.from({ length: threads }, () =>
+    spawnWorker(new URL('./peer-worker.ts', import.meta.url), { workerData: { ...job, warmupMs: 500, ms: SECONDS * 1000 } }),
+  );
   try {
-    await Promise.all(ws.map((w) => new Promise((r, j) => { w.once('message', r); w.once('error', j); })));
+    await Promise.all(
+      ws.map(
+        (w) =>
+          new Promise((r, j) => {
+            w.once('message', r);
+            w.once('error', j);
+          }),
+      ),
+    );
     const results = Promise.all(ws.map((w) => new Promise<{ latencies: Float64Array; ms: number }>((r) => w.once('message', r))));
     for (const w of ws) w.postMessage('go');
     const rs = await results;
@@ -193,7 +257,9 @@ async function httpRun(url: string, bodies: string[], concurrency: number): Prom
   const w = spawnWorker(new URL('./http-client.ts', import.meta.url), { workerData: job });
   try {
     const res = await new Promise<ClientResult>((r, j) => {
-      w.on('message', (m: ClientResult | 'started') => { if (m !== 'started') r(m); });
+      w.on('message', (m: ClientResult | 'started') => {
+        if (m !== 'started') r(m);
+      });
       w.once('error', j);
     });
     if (res.errors) throw new Error(`${res.errors} HTTP errors, first: ${res.firstError}`);
@@ -235,7 +301,9 @@ async function hnswEf(path: string, inp: Inputs, labelBase: number): Promise<{ e
   await idx.readIndex(path);
   for (const ef of EFS) {
     idx.setEf(ef);
-    const got = inp.truth.map((_, i) => idx.searchKnn(Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)), K).neighbors.map((l) => l - labelBase));
+    const got = inp.truth.map((_, i) =>
+      idx.searchKnn(Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)), K).neighbors.map((l) => l - labelBase),
+    );
     const r = recallOf(got, inp.truth);
     if (r >= RECALL || ef === EFS[EFS.length - 1]) return { ef, recall: r };
   }
@@ -246,15 +314,35 @@ async function usearchSystem(inp: Inputs): Promise<System> {
   const usearch = require('usearch') as typeof import('usearch');
   const path = join(CACHE, 'usearch-M16-efc200.usearch');
   if (!existsSync(path)) {
-    const idx = new usearch.Index({ metric: usearch.MetricKind.IP, quantization: usearch.ScalarKind.F32, dimensions: inp.dim, connectivity: 16, expansion_add: 200, expansion_search: 64, multi: false });
+    const idx = new usearch.Index({
+      metric: usearch.MetricKind.IP,
+      quantization: usearch.ScalarKind.F32,
+      dimensions: inp.dim,
+      connectivity: 16,
+      expansion_add: 200,
+      expansion_search: 64,
+      multi: false,
+    });
     const t0 = performance.now();
-    idx.add(BigUint64Array.from({ length: N }, (_, i) => BigInt(i)), inp.vectors, 0);
+    idx.add(
+      BigUint64Array.from({ length: N }, (_, i) => BigInt(i)),
+      inp.vectors,
+      0,
+    );
     console.log(`usearch: built ${N} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     idx.save(path);
   }
   let chosen = { ef: EFS[EFS.length - 1]!, recall: 0 };
   for (const ef of EFS) {
-    const idx = new usearch.Index({ metric: usearch.MetricKind.IP, quantization: usearch.ScalarKind.F32, dimensions: inp.dim, connectivity: 16, expansion_add: 200, expansion_search: ef, multi: false });
+    const idx = new usearch.Index({
+      metric: usearch.MetricKind.IP,
+      quantization: usearch.ScalarKind.F32,
+      dimensions: inp.dim,
+      connectivity: 16,
+      expansion_add: 200,
+      expansion_search: ef,
+      multi: false,
+    });
     idx.load(path);
     const m = idx.search(inp.qvecs, K, 0) as import('usearch').BatchMatches;
     const got = inp.truth.map((_, i) => Array.from(m.keys.subarray(i * K, (i + 1) * K), Number));
@@ -263,8 +351,10 @@ async function usearchSystem(inp: Inputs): Promise<System> {
   }
   const job = { system: 'usearch' as const, path, dim: inp.dim, ef: chosen.ef, k: K, queries: inp.qvecs };
   return {
-    name: 'usearch (in-process)', note: `expansion_search ${chosen.ef}, recall@10 ${chosen.recall.toFixed(3)}`,
-    one: () => peerRun(job, 1), many: () => peerRun(job, Math.min(CONC, CORES)),
+    name: 'usearch (in-process)',
+    note: `expansion_search ${chosen.ef}, recall@10 ${chosen.recall.toFixed(3)}`,
+    one: () => peerRun(job, 1),
+    many: () => peerRun(job, Math.min(CONC, CORES)),
   };
 }
 
@@ -299,7 +389,8 @@ async function lancedbSystem(inp: Inputs): Promise<System> {
   }
   const c = chosen;
   return {
-    name: 'LanceDB IVF_HNSW_SQ (in-process)', note: `ef ${c.ef}${c.refine ? `, refine ×${c.refine}` : ''}, recall@10 ${c.recall.toFixed(3)} (300 q)`,
+    name: 'LanceDB IVF_HNSW_SQ (in-process)',
+    note: `ef ${c.ef}${c.refine ? `, refine ×${c.refine}` : ''}, recall@10 ${c.recall.toFixed(3)} (300 q)`,
     one: () => asyncRun((i) => query(qs[i % NQ]!, c.ef, c.refine), 1),
     many: () => asyncRun((i) => query(qs[i % NQ]!, c.ef, c.refine), CONC),
   };
@@ -310,15 +401,26 @@ async function bareTextSystem(inp: Inputs, snapshot: string, ef: number): Promis
   const { AutoTokenizer } = await import('@huggingface/transformers');
   const ort = await import('onnxruntime-node');
   const tok = await AutoTokenizer.from_pretrained(MODEL, { local_files_only: true });
-  const session = await ort.InferenceSession.create(join(MODEL, 'onnx/model_quantized.onnx'), { intraOpNumThreads: CORES, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(join(MODEL, 'onnx/model_quantized.onnx'), {
+    intraOpNumThreads: CORES,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
   const idx = new hnswlib.HierarchicalNSW('ip', inp.dim);
   await idx.readIndex(snapshot);
   idx.setEf(ef);
   const embedSearch = async (text: string) => {
-    const enc = tok(text, { truncation: true, max_length: 256 }) as { input_ids: { data: BigInt64Array; dims: number[] }; attention_mask: { data: BigInt64Array; dims: number[] }; token_type_ids?: { data: BigInt64Array; dims: number[] } };
+    const enc = tok(text, { truncation: true, max_length: 256 }) as {
+      input_ids: { data: BigInt64Array; dims: number[] };
+      attention_mask: { data: BigInt64Array; dims: number[] };
+      token_type_ids?: { data: BigInt64Array; dims: number[] };
+    };
     const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
     for (const name of session.inputNames) {
-      const t = (enc as Record<string, { data: BigInt64Array; dims: number[] } | undefined>)[name] ?? { data: new BigInt64Array(enc.input_ids.data.length), dims: enc.input_ids.dims };
+      const t = (enc as Record<string, { data: BigInt64Array; dims: number[] } | undefined>)[name] ?? {
+        data: new BigInt64Array(enc.input_ids.data.length),
+        dims: enc.input_ids.dims,
+      };
       feeds[name] = new ort.Tensor('int64', t.data, t.dims);
     }
     const out = (await session.run(feeds))[session.outputNames[0]!]!;
@@ -327,10 +429,14 @@ async function bareTextSystem(inp: Inputs, snapshot: string, ef: number): Promis
     const v = new Array<number>(d!).fill(0);
     for (let t = 0; t < len!; t++) for (let j = 0; j < d!; j++) v[j]! += h[t * d! + j]!;
     const n = Math.hypot(...v) || 1;
-    return idx.searchKnn(v.map((x) => x / n), K);
+    return idx.searchKnn(
+      v.map((x) => x / n),
+      K,
+    );
   };
   return {
-    name: 'bare in-process embed + search (text)', note: `one ORT session, ${CORES} intra-op threads, hnswlib ef ${ef}`,
+    name: 'bare in-process embed + search (text)',
+    note: `one ORT session, ${CORES} intra-op threads, hnswlib ef ${ef}`,
     one: () => asyncRun((i) => embedSearch(inp.queries[i % NQ]!), 1),
     many: () => asyncRun((i) => embedSearch(inp.queries[i % NQ]!), CONC),
   };
@@ -338,7 +444,9 @@ async function bareTextSystem(inp: Inputs, snapshot: string, ef: number): Promis
 
 // ---------------------------------------------------------------- main
 async function main(): Promise<void> {
-  console.log(`peers bench: N=${N} (GO passages + train queries, ${MODEL.split('/').slice(-2).join('/')}), ${NQ} dev queries, k=${K}, recall target ${RECALL}, ${CONC} clients, ${SECONDS}s × ${ROUNDS} rounds`);
+  console.log(
+    `peers bench: N=${N} (GO passages + train queries, ${MODEL.split('/').slice(-2).join('/')}), ${NQ} dev queries, k=${K}, recall target ${RECALL}, ${CONC} clients, ${SECONDS}s × ${ROUNDS} rounds`,
+  );
   console.log(`cpu: ${CORES} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
   const inp = await inputs();
   const serverDir = join(CACHE, 'server-data');
@@ -365,20 +473,44 @@ async function main(): Promise<void> {
     rss.push(`with the ${N} × ${inp.dim}-d collection loaded: ${rssMiB(server.pid).toFixed(0)} MiB`);
   }
   const { ef, recall } = await hnswEf(snapshot, inp, server.labelBase ?? 0);
-  const vbodies = Array.from({ length: NQ }, (_, i) => JSON.stringify({ collection: 'bench', vector: Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)), k: K, efSearch: ef, mode: 'vector' }));
+  const vbodies = Array.from({ length: NQ }, (_, i) =>
+    JSON.stringify({
+      collection: 'bench',
+      vector: Array.from(inp.qvecs.subarray(i * inp.dim, (i + 1) * inp.dim)),
+      k: K,
+      efSearch: ef,
+      mode: 'vector',
+    }),
+  );
   {
     // The server's answers at this ef, against exact search: same index, same ef, same recall expected.
     const got: number[][] = [];
     for (const b of vbodies.slice(0, 300)) {
-      const r = (await (await fetch(`${server.url}/search`, { method: 'POST', body: b, headers: { 'content-type': 'application/json' } })).json()) as { results: { id: string }[] };
+      const r = (await (
+        await fetch(`${server.url}/search`, { method: 'POST', body: b, headers: { 'content-type': 'application/json' } })
+      ).json()) as { results: { id: string }[] };
       got.push(r.results.map((x) => Number(x.id.slice(1))));
     }
-    console.log(`ef ${ef}: raw recall@10 ${recall.toFixed(3)}, server recall@10 ${recallOf(got, inp.truth.slice(0, 300)).toFixed(3)} (300 q)`);
+    console.log(
+      `ef ${ef}: raw recall@10 ${recall.toFixed(3)}, server recall@10 ${recallOf(got, inp.truth.slice(0, 300)).toFixed(3)} (300 q)`,
+    );
   }
   const rawJob = { system: 'hnswlib' as const, path: snapshot, dim: inp.dim, ef, k: K, queries: inp.qvecs };
   const systems: System[] = [];
-  if (want('raw')) systems.push({ name: 'raw hnswlib-node searchKnn (same snapshot)', note: `ef ${ef}, recall@10 ${recall.toFixed(3)}`, one: () => peerRun(rawJob, 1), many: () => peerRun(rawJob, Math.min(CONC, CORES)) });
-  if (want('server')) systems.push({ name: 'this server, HTTP /search by vector', note: `efSearch ${ef}`, one: () => httpRun(`${server.url}/search`, vbodies, 1), many: () => httpRun(`${server.url}/search`, vbodies, CONC) });
+  if (want('raw'))
+    systems.push({
+      name: 'raw hnswlib-node searchKnn (same snapshot)',
+      note: `ef ${ef}, recall@10 ${recall.toFixed(3)}`,
+      one: () => peerRun(rawJob, 1),
+      many: () => peerRun(rawJob, Math.min(CONC, CORES)),
+    });
+  if (want('server'))
+    systems.push({
+      name: 'this server, HTTP /search by vector',
+      note: `efSearch ${ef}`,
+      one: () => httpRun(`${server.url}/search`, vbodies, 1),
+      many: () => httpRun(`${server.url}/search`, vbodies, CONC),
+    });
   // BENCH_BASELINE_REPO: another checkout of this repo (e.g. a git worktree of an older commit, with this
   // file copied in) serving a copy of the same data dir, measured side by side as a before/after row.
   let baseline: ServerChild | undefined;
@@ -388,13 +520,23 @@ async function main(): Promise<void> {
     cpSync(serverDir, copy, { recursive: true });
     baseline = await startChild(copy, false, resolve(process.env.BENCH_BASELINE_REPO));
     const b = baseline;
-    systems.push({ name: 'baseline server, HTTP /search by vector', note: `${process.env.BENCH_BASELINE_REPO}`, one: () => httpRun(`${b.url}/search`, vbodies, 1), many: () => httpRun(`${b.url}/search`, vbodies, CONC) });
+    systems.push({
+      name: 'baseline server, HTTP /search by vector',
+      note: `${process.env.BENCH_BASELINE_REPO}`,
+      one: () => httpRun(`${b.url}/search`, vbodies, 1),
+      many: () => httpRun(`${b.url}/search`, vbodies, CONC),
+    });
   }
   if (want('usearch')) systems.push(await usearchSystem(inp));
   if (want('lancedb')) systems.push(await lancedbSystem(inp));
   if (want('text')) {
     const tbodies = inp.queries.map((q) => JSON.stringify({ collection: 'bench', query: q, k: K, efSearch: ef, mode: 'vector' }));
-    systems.push({ name: 'this server, HTTP /search by text', note: `efSearch ${ef}`, one: () => httpRun(`${server.url}/search`, tbodies, 1), many: () => httpRun(`${server.url}/search`, tbodies, CONC) });
+    systems.push({
+      name: 'this server, HTTP /search by text',
+      note: `efSearch ${ef}`,
+      one: () => httpRun(`${server.url}/search`, tbodies, 1),
+      many: () => httpRun(`${server.url}/search`, tbodies, CONC),
+    });
     systems.push(await bareTextSystem(inp, snapshot, ef));
   }
   for (const sys of systems) rows.push({ sys, one: [], many: [] });
@@ -403,7 +545,9 @@ async function main(): Promise<void> {
     for (const row of order) {
       row.one.push(await row.sys.one());
       row.many.push(await row.sys.many());
-      process.stdout.write(`  round ${r + 1}: ${row.sys.name} ${row.one.at(-1)!.qps.toFixed(0)} / ${row.many.at(-1)!.qps.toFixed(0)} QPS\n`);
+      process.stdout.write(
+        `  round ${r + 1}: ${row.sys.name} ${row.one.at(-1)!.qps.toFixed(0)} / ${row.many.at(-1)!.qps.toFixed(0)} QPS\n`,
+      );
     }
   }
   if (want('rss')) rss.push(`after the runs: ${rssMiB(server.pid).toFixed(0)} MiB`);
@@ -412,9 +556,21 @@ async function main(): Promise<void> {
 
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const w = Math.max(...rows.map((r) => r.sys.name.length));
-  console.log(`\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  notes`);
+  console.log(
+    `\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  notes`,
+  );
   for (const r of rows) {
-    console.log(`${r.sys.name.padEnd(w)}  ${med(r.one.map((x) => x.qps)).toFixed(0).padStart(12)}  ${med(r.many.map((x) => x.qps)).toFixed(0).padStart(15)}  ${med(r.many.map((x) => x.p50)).toFixed(2).padStart(7)}  ${med(r.many.map((x) => x.p99)).toFixed(2).padStart(7)}  ${r.sys.note}`);
+    console.log(
+      `${r.sys.name.padEnd(w)}  ${med(r.one.map((x) => x.qps))
+        .toFixed(0)
+        .padStart(12)}  ${med(r.many.map((x) => x.qps))
+        .toFixed(0)
+        .padStart(15)}  ${med(r.many.map((x) => x.p50))
+        .toFixed(2)
+        .padStart(7)}  ${med(r.many.map((x) => x.p99))
+        .toFixed(2)
+        .padStart(7)}  ${r.sys.note}`,
+    );
   }
   const find = (prefix: string) => rows.find((r) => r.sys.name.startsWith(prefix));
   const ratio = (a: string, b: string, many = true) => {
@@ -422,7 +578,9 @@ async function main(): Promise<void> {
     const y = find(b);
     if (!x || !y) return;
     const per = x.many.map((m, i) => (many ? m.qps / y.many[i]!.qps : x.one[i]!.qps / y.one[i]!.qps));
-    console.log(`${a} / ${b} (${many ? CONC : 1} client${many ? 's' : ''}): ${med(per).toFixed(2)}x (rounds ${per.map((p) => p.toFixed(2)).join(' ')})`);
+    console.log(
+      `${a} / ${b} (${many ? CONC : 1} client${many ? 's' : ''}): ${med(per).toFixed(2)}x (rounds ${per.map((p) => p.toFixed(2)).join(' ')})`,
+    );
   };
   console.log('');
   ratio('this server, HTTP /search by vector', 'raw hnswlib');

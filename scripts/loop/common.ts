@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export async function* jsonl<T>(file: string): AsyncGenerator<T> {
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.trim()) yield JSON.parse(line) as T;
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity }))
+    if (line.trim()) yield JSON.parse(line) as T;
 }
 
 export async function readAll<T>(file: string): Promise<T[]> {
@@ -17,7 +18,14 @@ export async function readAll<T>(file: string): Promise<T[]> {
 /** Runs fn over items with at most n in flight. */
 export async function pool<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>) {
   let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) { const k = i++; await fn(items[k]!, k); } }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (i < items.length) {
+        const k = i++;
+        await fn(items[k]!, k);
+      }
+    }),
+  );
 }
 
 /** Seeded shuffle (mulberry32). */
@@ -43,7 +51,8 @@ export type Log = (msg: string, extra?: Record<string, unknown>) => void;
 
 /** JSON lines on stderr, stamped with seconds since `t0` (and any fixed fields). */
 export function stderrLog(t0: number, fixed: Record<string, unknown> = {}): Log {
-  return (msg, extra = {}) => process.stderr.write(JSON.stringify({ t: ((Date.now() - t0) / 1000).toFixed(1), ...fixed, msg, ...extra }) + '\n');
+  return (msg, extra = {}) =>
+    process.stderr.write(JSON.stringify({ t: ((Date.now() - t0) / 1000).toFixed(1), ...fixed, msg, ...extra }) + '\n');
 }
 
 /**
@@ -78,7 +87,9 @@ export function apiClient(url: string, apiKey: string | undefined, log: Log) {
  * metadata from its row (the rest of the row besides id and text, unless told otherwise).
  */
 export async function ingestCorpus(
-  api: ReturnType<typeof apiClient>, dataDir: string, col: string,
+  api: ReturnType<typeof apiClient>,
+  dataDir: string,
+  col: string,
   metadata: (row: Json) => Json = ({ id: _id, text: _text, ...rest }) => rest,
 ): Promise<{ documents: number; seconds: number }> {
   await api.call('POST', '/collections', { name: col });
@@ -86,7 +97,10 @@ export async function ingestCorpus(
   let n = 0;
   let batch: { id: string; text: string; metadata: Json }[] = [];
   const pending: Promise<void>[] = [];
-  const flush = async (docs: typeof batch) => { await api.ok('POST', `/collections/${col}/documents`, { documents: docs }); n += docs.length; };
+  const flush = async (docs: typeof batch) => {
+    await api.ok('POST', `/collections/${col}/documents`, { documents: docs });
+    n += docs.length;
+  };
   for await (const d of jsonl<{ id: string; text: string } & Json>(join(dataDir, 'corpus.jsonl'))) {
     batch.push({ id: d.id, text: d.text, metadata: metadata(d) });
     if (batch.length === 256) {

@@ -34,7 +34,11 @@ const log = stderrLog(t0);
 const api = apiClient(url, a.key ?? process.env.LOOP_API_KEY, log);
 const { call, ok } = api;
 
-interface Query { query: string; relevant: string[]; namespace: string }
+interface Query {
+  query: string;
+  relevant: string[];
+  namespace: string;
+}
 
 /** Dev metrics through the API: /v1/embeddings then /search by vector (not logged with text → no drift). */
 async function measure(queries: Query[]) {
@@ -44,15 +48,29 @@ async function measure(queries: Query[]) {
   const batches: Query[][] = [];
   for (let i = 0; i < queries.length; i += 64) batches.push(queries.slice(i, i + 64));
   let base = 0;
-  const offsets = batches.map((b) => { const o = base; base += b.length; return o; });
+  const offsets = batches.map((b) => {
+    const o = base;
+    base += b.length;
+    return o;
+  });
   await pool(batches, 4, async (batch, bi) => {
-    const emb = await ok<{ data: { embedding: number[] }[] }>('POST', '/v1/embeddings', { input: batch.map((q) => q.query), encoding_format: 'float' });
+    const emb = await ok<{ data: { embedding: number[] }[] }>('POST', '/v1/embeddings', {
+      input: batch.map((q) => q.query),
+      encoding_format: 'float',
+    });
     for (let j = 0; j < batch.length; j++) {
       const id = String(offsets[bi]! + j);
-      const r = await ok<{ results: { id: string; score: number }[]; model: string }>('POST', '/search', { collection: col, vector: emb.data[j]!.embedding, k: 100 });
+      const r = await ok<{ results: { id: string; score: number }[]; model: string }>('POST', '/search', {
+        collection: col,
+        vector: emb.data[j]!.embedding,
+        k: 100,
+      });
       model = r.model;
       relevant.set(id, new Set(batch[j]!.relevant));
-      rankings.set(id, r.results.map((x) => ({ id: x.id, score: x.score })));
+      rankings.set(
+        id,
+        r.results.map((x) => ({ id: x.id, score: x.score })),
+      );
     }
   });
   return { model, queries: queries.length, metrics: computeIrMetrics(relevant, rankings) };
@@ -65,11 +83,15 @@ async function replay(queries: Query[], n: number) {
   let errors = 0;
   await pool(queries, n, async (q) => {
     const r = await call<{ queryId?: string }>('POST', '/search', { collection: col, query: q.query, k: 10 });
-    if (r.status !== 200 || !r.body.queryId) { errors++; return; }
+    if (r.status !== 200 || !r.body.queryId) {
+      errors++;
+      return;
+    }
     searches++;
     for (const id of q.relevant) {
       const f = await call('POST', '/feedback', { queryId: r.body.queryId, documentId: id });
-      if (f.status === 201) feedback++; else errors++;
+      if (f.status === 201) feedback++;
+      else errors++;
     }
   });
   return { searches, feedback, errors };
@@ -77,7 +99,11 @@ async function replay(queries: Query[], n: number) {
 
 // ------------------------------------------------------------------------------------------------
 for (let i = 0; ; i++) {
-  try { if ((await fetch(url + '/readyz')).ok) break; } catch { /* not up yet */ }
+  try {
+    if ((await fetch(url + '/readyz')).ok) break;
+  } catch {
+    /* not up yet */
+  }
   if (i > 600) throw new Error('server never became ready');
   await new Promise((r) => setTimeout(r, 200));
 }
@@ -91,10 +117,22 @@ if (!a['skip-ingest']) {
 const dev = await readAll<Query>(join(a.data!, 'queries.dev.jsonl'));
 const train = await readAll<Query>(join(a.data!, 'queries.train.jsonl'));
 const nDev = Number(a.dev);
-const devBP = shuffled(dev.filter((q) => q.namespace === 'BP'), 1).slice(0, nDev);
-const devShift = shuffled(dev.filter((q) => q.namespace !== 'BP'), 2).slice(0, nDev);
-const trainBP = shuffled(train.filter((q) => q.namespace === 'BP'), 3).slice(0, Number(a.bp));
-const trainShift = shuffled(train.filter((q) => q.namespace !== 'BP'), 4).slice(0, Number(a.shift));
+const devBP = shuffled(
+  dev.filter((q) => q.namespace === 'BP'),
+  1,
+).slice(0, nDev);
+const devShift = shuffled(
+  dev.filter((q) => q.namespace !== 'BP'),
+  2,
+).slice(0, nDev);
+const trainBP = shuffled(
+  train.filter((q) => q.namespace === 'BP'),
+  3,
+).slice(0, Number(a.bp));
+const trainShift = shuffled(
+  train.filter((q) => q.namespace !== 'BP'),
+  4,
+).slice(0, Number(a.shift));
 
 summary.before = { bp: await measure(devBP), mfcc: await measure(devShift) };
 log('measured before', { model: (summary.before as { bp: { model: string } }).bp.model });
@@ -114,12 +152,22 @@ const loadWorkers = Array.from({ length: 4 }, async (_, w) => {
     const state = jobState;
     const s = (load.byState[state] ??= { ok: 0, failed: 0, models: [] });
     try {
-      const r = await call<{ results?: unknown[]; model?: string }>('POST', '/search', { collection: col, query: devShift[i % devShift.length]!.query, k: 10 });
+      const r = await call<{ results?: unknown[]; model?: string }>('POST', '/search', {
+        collection: col,
+        query: devShift[i % devShift.length]!.query,
+        k: 10,
+      });
       if (r.status === 200 && Array.isArray(r.body.results)) {
         s.ok++;
         if (r.body.model && !s.models.includes(r.body.model)) s.models.push(r.body.model);
-      } else { s.failed++; load.errors.push(`${r.status} ${JSON.stringify(r.body).slice(0, 200)}`); }
-    } catch (err) { s.failed++; load.errors.push(String(err)); }
+      } else {
+        s.failed++;
+        load.errors.push(`${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+      }
+    } catch (err) {
+      s.failed++;
+      load.errors.push(String(err));
+    }
   }
 });
 
@@ -163,7 +211,8 @@ const b = summary.before as { bp: unknown; mfcc: unknown };
 const af = summary.after as { bp: unknown; mfcc: unknown };
 log('summary', {
   job: job ? { state: job.state, timings: job.timings, error: job.error } : null,
-  before: { bp: pick(b.bp), mfcc: pick(b.mfcc) }, after: { bp: pick(af.bp), mfcc: pick(af.mfcc) },
+  before: { bp: pick(b.bp), mfcc: pick(b.mfcc) },
+  after: { bp: pick(af.bp), mfcc: pick(af.mfcc) },
   loadFailed: Object.values(load.byState).reduce((n, s) => n + s.failed, 0),
 });
 if (!existsSync(a.out!)) process.exit(1);

@@ -49,7 +49,11 @@ const log = stderrLog(t0, { scenario });
 const api = apiClient(url, a.key ?? process.env.LOOP_API_KEY, log);
 const { call, ok } = api;
 
-interface Query { query: string; relevant: string[]; namespace?: string }
+interface Query {
+  query: string;
+  relevant: string[];
+  namespace?: string;
+}
 
 const MODES = ['auto', 'vector', 'keyword', 'hybrid'] as const;
 /** Every mode on both halves of the dev sample, through /search. */
@@ -65,11 +69,19 @@ async function measure(dev: { tune: Query[]; test: Query[] }) {
       const served: Record<string, number> = {};
       let model = '';
       await pool(qs, Number(a.concurrency), async (q, i) => {
-        const r = await ok<{ results: { id: string; score: number }[]; model: string; mode: string }>('POST', '/search', { collection: col, query: q.query, k: 100, mode });
+        const r = await ok<{ results: { id: string; score: number }[]; model: string; mode: string }>('POST', '/search', {
+          collection: col,
+          query: q.query,
+          k: 100,
+          mode,
+        });
         model = r.model;
         served[r.mode] = (served[r.mode] ?? 0) + 1;
         relevant.set(String(i), new Set(q.relevant));
-        rankings.set(String(i), r.results.map((x) => ({ id: x.id, score: x.score })));
+        rankings.set(
+          String(i),
+          r.results.map((x) => ({ id: x.id, score: x.score })),
+        );
       });
       const m = computeIrMetrics(relevant, rankings);
       kept[half]![mode] = rankings;
@@ -87,7 +99,13 @@ async function measure(dev: { tune: Query[]; test: Query[] }) {
   const fit = fusionFittedOnTune({ tune: dev.tune.map((_, i) => qr('tune', i)), test: dev.test.map((_, i) => qr('test', i)) });
   for (const half of ['tune', 'test'] as const) {
     const m = fit.metrics[half];
-    (out[half] as Json).hybridFitOnTune = { weight: fit.weight, 'ndcg@10': m['ndcg@10'], 'recall@1': m['recall@1'], 'recall@10': m['recall@10'], 'mrr@10': m['mrr@10'] };
+    (out[half] as Json).hybridFitOnTune = {
+      weight: fit.weight,
+      'ndcg@10': m['ndcg@10'],
+      'recall@1': m['recall@1'],
+      'recall@10': m['recall@10'],
+      'mrr@10': m['mrr@10'],
+    };
   }
   return out;
 }
@@ -100,11 +118,15 @@ async function replay(queries: Query[]) {
   const t = Date.now();
   await pool(queries, Number(a.concurrency), async (q) => {
     const r = await call<{ queryId?: string }>('POST', '/search', { collection: col, query: q.query, k: 10 });
-    if (r.status !== 200 || !r.body.queryId) { errors++; return; }
+    if (r.status !== 200 || !r.body.queryId) {
+      errors++;
+      return;
+    }
     searches++;
     for (const id of q.relevant) {
       const f = await call('POST', '/feedback', { queryId: r.body.queryId, documentId: id });
-      if (f.status === 201) feedback++; else errors++;
+      if (f.status === 201) feedback++;
+      else errors++;
     }
   });
   return { searches, feedback, errors, seconds: (Date.now() - t) / 1000 };
@@ -113,14 +135,24 @@ async function replay(queries: Query[]) {
 async function devSample(): Promise<{ tune: Query[]; test: Query[] }> {
   const dev = await readAll<Query>(join(a.data!, 'queries.dev.jsonl'));
   const n = Number(a.dev);
-  const tune = shuffled(dev.filter((q) => halfOf(q.query) === 'tune'), 11).slice(0, n);
-  const test = shuffled(dev.filter((q) => halfOf(q.query) === 'test'), 12).slice(0, n);
+  const tune = shuffled(
+    dev.filter((q) => halfOf(q.query) === 'tune'),
+    11,
+  ).slice(0, n);
+  const test = shuffled(
+    dev.filter((q) => halfOf(q.query) === 'test'),
+    12,
+  ).slice(0, n);
   return { tune, test };
 }
 
 async function setup(): Promise<Json> {
   for (let i = 0; ; i++) {
-    try { if ((await fetch(url + '/readyz')).ok) break; } catch { /* not up yet */ }
+    try {
+      if ((await fetch(url + '/readyz')).ok) break;
+    } catch {
+      /* not up yet */
+    }
     if (i > 900) throw new Error('server never became ready');
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -134,19 +166,33 @@ async function setup(): Promise<Json> {
   const train = scenario === 'cold' ? [] : await readAll<Query>(join(a.data!, 'queries.train.jsonl'));
   if (scenario === 'go') {
     // Biological process first: it fills the drift monitor's reference window.
-    st.trafficBP = await replay(shuffled(train.filter((q) => q.namespace === 'BP'), 3));
+    st.trafficBP = await replay(
+      shuffled(
+        train.filter((q) => q.namespace === 'BP'),
+        3,
+      ),
+    );
     log('replayed BP', st.trafficBP as Json);
   }
   st.before = await measure(dev);
   log('measured before', { test: st.before });
   if (scenario === 'go') {
-    st.trafficShift = await replay(shuffled(train.filter((q) => q.namespace !== 'BP'), 4));
+    st.trafficShift = await replay(
+      shuffled(
+        train.filter((q) => q.namespace !== 'BP'),
+        4,
+      ),
+    );
     log('replayed MF/CC', st.trafficShift as Json);
     const until = Date.now() + Number(a['drift-wait']) * 1000;
     while (Date.now() < until) {
       const jobs = (await ok<{ jobs: Json[] }>('GET', `/jobs?collection=${col}`)).jobs;
       const j = jobs.find((x) => x.trigger === 'drift');
-      if (j) { st.jobId = j.id; st.trigger = 'drift'; break; }
+      if (j) {
+        st.jobId = j.id;
+        st.trigger = 'drift';
+        break;
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
   } else if (scenario === 'pubmedqa') {
@@ -161,7 +207,10 @@ async function setup(): Promise<Json> {
     st.trigger = scenario === 'go' ? 'api (drift did not create a job in time)' : 'api';
   }
   st.drift = (await ok<{ reports: Json[] }>('GET', `/drift/reports?collection=${col}&limit=50`)).reports.map((r) => ({
-    createdAt: r.createdAt, drifted: r.drifted, jobId: r.jobId, metrics: r.metrics,
+    createdAt: r.createdAt,
+    drifted: r.drifted,
+    jobId: r.jobId,
+    metrics: r.metrics,
   }));
   log('job', { id: st.jobId, trigger: st.trigger });
   st.setupSeconds = (Date.now() - t0) / 1000;
@@ -178,12 +227,22 @@ async function finish(st: Json): Promise<Json> {
     for (let i = w; !stop; i += 4) {
       const s = (load.byState[jobState] ??= { ok: 0, failed: 0, models: [] });
       try {
-        const r = await call<{ results?: unknown[]; model?: string }>('POST', '/search', { collection: col, query: loadQs[i % loadQs.length]!.query, k: 10 });
+        const r = await call<{ results?: unknown[]; model?: string }>('POST', '/search', {
+          collection: col,
+          query: loadQs[i % loadQs.length]!.query,
+          k: 10,
+        });
         if (r.status === 200 && Array.isArray(r.body.results)) {
           s.ok++;
           if (r.body.model && !s.models.includes(r.body.model)) s.models.push(r.body.model);
-        } else { s.failed++; if (load.errors.length < 20) load.errors.push(`${r.status} ${JSON.stringify(r.body).slice(0, 200)}`); }
-      } catch (err) { s.failed++; if (load.errors.length < 20) load.errors.push(String(err)); }
+        } else {
+          s.failed++;
+          if (load.errors.length < 20) load.errors.push(`${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+        }
+      } catch (err) {
+        s.failed++;
+        if (load.errors.length < 20) load.errors.push(String(err));
+      }
       await new Promise((r) => setTimeout(r, 5));
     }
   });

@@ -92,9 +92,13 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   switch (cmd) {
     case 'ingest': {
       const { values, positionals } = parse(rest, {
-        collection: { type: 'string', short: 'c' }, batch: { type: 'string' }, concurrency: { type: 'string' },
-        'max-batch-bytes': { type: 'string' }, create: { type: 'boolean', default: false },
-        restart: { type: 'boolean', default: false }, quiet: { type: 'boolean', short: 'q', default: false },
+        collection: { type: 'string', short: 'c' },
+        batch: { type: 'string' },
+        concurrency: { type: 'string' },
+        'max-batch-bytes': { type: 'string' },
+        create: { type: 'boolean', default: false },
+        restart: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', short: 'q', default: false },
       });
       if (positionals.length !== 1) throw new UsageError('ingest takes exactly one FILE.jsonl');
       const summary = await ingestFile(clientFor(values, io), {
@@ -110,17 +114,25 @@ async function run(argv: string[], io: CliIO): Promise<number> {
         signal: io.signal,
       });
       if (values.json) json(summary);
-      else if (summary.alreadyDone) io.stderr.write(`${positionals[0]} is already fully ingested into "${summary.collection}" (${summary.docs} docs); pass --restart to send it again\n`);
+      else if (summary.alreadyDone)
+        io.stderr.write(
+          `${positionals[0]} is already fully ingested into "${summary.collection}" (${summary.docs} docs); pass --restart to send it again\n`,
+        );
       else if (!summary.done) io.stderr.write(`interrupted after line ${summary.lines}; rerun the same command to resume\n`);
       else {
         const resumed = summary.resumedFromLine > 0 ? ` (resumed after line ${summary.resumedFromLine})` : '';
-        io.stderr.write(`ingested ${summary.docs} documents (${summary.chunks} chunks) into "${summary.collection}" in ${summary.seconds.toFixed(1)} s${resumed}\n`);
+        io.stderr.write(
+          `ingested ${summary.docs} documents (${summary.chunks} chunks) into "${summary.collection}" in ${summary.seconds.toFixed(1)} s${resumed}\n`,
+        );
       }
       return summary.done ? 0 : 130;
     }
     case 'search': {
       const { values, positionals } = parse(rest, {
-        collection: { type: 'string', short: 'c' }, k: { type: 'string', short: 'k' }, mode: { type: 'string' }, filter: { type: 'string' },
+        collection: { type: 'string', short: 'c' },
+        k: { type: 'string', short: 'k' },
+        mode: { type: 'string' },
+        filter: { type: 'string' },
       });
       const query = positionals.join(' ');
       if (!query) throw new UsageError('search needs a QUERY');
@@ -135,7 +147,11 @@ async function run(argv: string[], io: CliIO): Promise<number> {
         }
       }
       const res = await clientFor(values, io).search({
-        collection: need(values.collection, '--collection'), query, k: positiveInt(values.k, 'k', 10), mode: mode as SearchMode, filter,
+        collection: need(values.collection, '--collection'),
+        query,
+        k: positiveInt(values.k, 'k', 10),
+        mode: mode as SearchMode,
+        filter,
       });
       if (values.json) {
         json(res);
@@ -193,8 +209,12 @@ async function run(argv: string[], io: CliIO): Promise<number> {
         json(jobs);
         return 0;
       }
-      out(table([['id', 'collection', 'state', 'created', 'error'],
-        ...jobs.map((j) => [j.id, j.collection, j.state, j.createdAt, (j.error ?? '').split('\n')[0]!.slice(0, 60)])]));
+      out(
+        table([
+          ['id', 'collection', 'state', 'created', 'error'],
+          ...jobs.map((j) => [j.id, j.collection, j.state, j.createdAt, (j.error ?? '').split('\n')[0]!.slice(0, 60)]),
+        ]),
+      );
       return 0;
     }
     case 'models': {
@@ -206,8 +226,19 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       }
       // Eval metrics are in --json; the table shows the latest gate verdict only.
       const gate = (m: ModelInfo) => (m.evalReports[0] ? (m.evalReports[0].passed ? 'passed' : 'rejected') : '');
-      out(table([['version', 'status', 'serving', 'parent', 'created', 'gate'],
-        ...res.models.map((m) => [m.version, m.status, m.version === res.serving ? '*' : '', m.parentVersion ?? '', m.createdAt, gate(m)])]));
+      out(
+        table([
+          ['version', 'status', 'serving', 'parent', 'created', 'gate'],
+          ...res.models.map((m) => [
+            m.version,
+            m.status,
+            m.version === res.serving ? '*' : '',
+            m.parentVersion ?? '',
+            m.createdAt,
+            gate(m),
+          ]),
+        ]),
+      );
       return 0;
     }
     case 'rollback': {
@@ -298,7 +329,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const stderr = process.stderr;
   process.exitCode = await runCli(argv, {
     stdout: process.stdout,
-    stderr: { write: (s: string) => stderr.write(s), isTTY: stderr.isTTY, get columns() { return stderr.columns; } },
+    stderr: {
+      write: (s: string) => stderr.write(s),
+      isTTY: stderr.isTTY,
+      get columns() {
+        return stderr.columns;
+      },
+    },
     env: process.env,
     signal: ac.signal,
   });

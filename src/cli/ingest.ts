@@ -72,10 +72,13 @@ function readCheckpoint(path: string): Checkpoint | undefined {
   if (!existsSync(path)) return undefined;
   try {
     const c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
-    if (c.version !== 1 || typeof c.line !== 'number' || typeof c.bytes !== 'number' || typeof c.headBytes !== 'number') throw new Error('unknown format');
+    if (c.version !== 1 || typeof c.line !== 'number' || typeof c.bytes !== 'number' || typeof c.headBytes !== 'number')
+      throw new Error('unknown format');
     return c;
   } catch (err) {
-    throw new IngestError(`cannot read checkpoint ${path} (${err instanceof Error ? err.message : String(err)}); delete it or pass --restart`);
+    throw new IngestError(
+      `cannot read checkpoint ${path} (${err instanceof Error ? err.message : String(err)}); delete it or pass --restart`,
+    );
   }
 }
 
@@ -105,7 +108,11 @@ function toDocument(raw: unknown, lineNo: number): DocumentInput {
 }
 
 /** Lines with exact byte offsets (readline hides them), so a resume can seek straight to a line. */
-async function* linesFrom(file: string, startByte: number, startLine: number): AsyncGenerator<{ line: string; lineNo: number; endByte: number }> {
+async function* linesFrom(
+  file: string,
+  startByte: number,
+  startLine: number,
+): AsyncGenerator<{ line: string; lineNo: number; endByte: number }> {
   let pending: Buffer = Buffer.alloc(0);
   let offset = startByte;
   let lineNo = startLine;
@@ -148,12 +155,33 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
     if (cp.collection !== o.collection) {
       throw new IngestError(`${cpPath} belongs to collection "${cp.collection}", not "${o.collection}"; pass --restart to start over`);
     }
-    if (cp.bytes > total || cp.head !== headHash(o.file, cp.headBytes)) throw new IngestError(`${o.file} changed since ${cpPath} was written; pass --restart to ingest it from the start`);
+    if (cp.bytes > total || cp.head !== headHash(o.file, cp.headBytes))
+      throw new IngestError(`${o.file} changed since ${cpPath} was written; pass --restart to ingest it from the start`);
     if (cp.done && cp.bytes === total) {
-      return { collection: o.collection, docs: cp.docs, chunks: cp.chunks, lines: cp.line, resumedFromLine: cp.line, seconds: 0, done: true, alreadyDone: true };
+      return {
+        collection: o.collection,
+        docs: cp.docs,
+        chunks: cp.chunks,
+        lines: cp.line,
+        resumedFromLine: cp.line,
+        seconds: 0,
+        done: true,
+        alreadyDone: true,
+      };
     }
   }
-  cp ??= { version: 1, collection: o.collection, line: 0, bytes: 0, docs: 0, chunks: 0, head: '', headBytes: -1, done: false, updatedAt: new Date().toISOString() };
+  cp ??= {
+    version: 1,
+    collection: o.collection,
+    line: 0,
+    bytes: 0,
+    docs: 0,
+    chunks: 0,
+    head: '',
+    headBytes: -1,
+    done: false,
+    updatedAt: new Date().toISOString(),
+  };
   const resumedFromLine = cp.line;
 
   try {
@@ -168,7 +196,12 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
     await client.createCollection({ name: o.collection });
   }
 
-  const bar = new ProgressBar(o.stderr, `ingest ${o.collection}`, { bytesDone: cp.bytes, bytesTotal: total, docs: cp.docs, chunks: cp.chunks }, o.progress);
+  const bar = new ProgressBar(
+    o.stderr,
+    `ingest ${o.collection}`,
+    { bytesDone: cp.bytes, bytesTotal: total, docs: cp.docs, chunks: cp.chunks },
+    o.progress,
+  );
   const state = cp;
   const save = () => {
     state.updatedAt = new Date().toISOString();
@@ -207,10 +240,18 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
       await Promise.race((clash.length ? clash : [...inflight.values()]).map((f) => f.p));
       if (failure) return;
     }
-    const p = client.upsertDocuments(o.collection, batch.docs).then(
-      (r) => { finished.set(batch.seq, { batch, chunks: r.chunks }); commit(); },
-      (err: unknown) => { failure ??= err; },
-    ).finally(() => inflight.delete(batch.seq));
+    const p = client
+      .upsertDocuments(o.collection, batch.docs)
+      .then(
+        (r) => {
+          finished.set(batch.seq, { batch, chunks: r.chunks });
+          commit();
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      )
+      .finally(() => inflight.delete(batch.seq));
     inflight.set(batch.seq, { batch, p });
   };
 
@@ -269,8 +310,13 @@ export async function ingestFile(client: RetrievalClient, o: IngestOptions): Pro
     throw new IngestError(`${msg}. ${resume}`);
   }
   return {
-    collection: o.collection, docs: state.docs, chunks: state.chunks, lines: state.line, resumedFromLine,
-    seconds: (performance.now() - t0) / 1000, done: state.done,
+    collection: o.collection,
+    docs: state.docs,
+    chunks: state.chunks,
+    lines: state.line,
+    resumedFromLine,
+    seconds: (performance.now() - t0) / 1000,
+    done: state.done,
   };
 }
 

@@ -113,7 +113,9 @@ export class RetrievalClient {
   }
 
   // ---- service
-  health(): Promise<Out<typeof S.Health>> { return this.json('GET', '/healthz'); }
+  health(): Promise<Out<typeof S.Health>> {
+    return this.json('GET', '/healthz');
+  }
   /** Resolves whether or not the server is ready (503 is an answer here, not an error). */
   async ready(): Promise<Out<typeof S.Readiness>> {
     try {
@@ -123,17 +125,27 @@ export class RetrievalClient {
       throw err;
     }
   }
-  async metrics(): Promise<string> { return (await this.request('GET', '/metrics')).text(); }
+  async metrics(): Promise<string> {
+    return (await this.request('GET', '/metrics')).text();
+  }
   /** The OpenAPI 3.1 document generated from the server's request schemas. */
-  openapi(): Promise<Record<string, unknown>> { return this.json('GET', '/openapi.json'); }
+  openapi(): Promise<Record<string, unknown>> {
+    return this.json('GET', '/openapi.json');
+  }
 
   // ---- collections and documents
-  createCollection(input: CreateCollectionInput): Promise<CollectionInfo> { return this.json('POST', '/collections', input); }
+  createCollection(input: CreateCollectionInput): Promise<CollectionInfo> {
+    return this.json('POST', '/collections', input);
+  }
   async listCollections(): Promise<CollectionInfo[]> {
     return (await this.json<Out<typeof S.CollectionList>>('GET', '/collections')).collections;
   }
-  getCollection(name: string): Promise<CollectionInfo> { return this.json('GET', `/collections/${enc(name)}`); }
-  deleteCollection(name: string): Promise<Out<typeof S.Deleted>> { return this.json('DELETE', `/collections/${enc(name)}`); }
+  getCollection(name: string): Promise<CollectionInfo> {
+    return this.json('GET', `/collections/${enc(name)}`);
+  }
+  deleteCollection(name: string): Promise<Out<typeof S.Deleted>> {
+    return this.json('DELETE', `/collections/${enc(name)}`);
+  }
   /** Batch upsert; re-sending an id replaces that document, so retrying a batch is safe. */
   upsertDocuments(collection: string, documents: DocumentInput[]): Promise<UpsertResult> {
     return this.json('POST', `/collections/${enc(collection)}/documents`, { documents });
@@ -154,13 +166,19 @@ export class RetrievalClient {
   }
 
   // ---- search
-  search(req: SearchRequest): Promise<SearchResponse> { return this.json('POST', '/search', req); }
+  search(req: SearchRequest): Promise<SearchResponse> {
+    return this.json('POST', '/search', req);
+  }
   embeddings(req: EmbeddingsRequest): Promise<EmbeddingsResponse> {
     return this.json('POST', '/v1/embeddings', { ...req, encoding_format: 'float' });
   }
   /** The serving model as the OpenAI models API describes it, with its pooling, prompts and weights file. */
-  async embeddingModels(): Promise<ModelCard[]> { return (await this.json<Out<typeof S.ModelList>>('GET', '/v1/models')).data; }
-  feedback(input: FeedbackInput): Promise<FeedbackResult> { return this.json('POST', '/feedback', input); }
+  async embeddingModels(): Promise<ModelCard[]> {
+    return (await this.json<Out<typeof S.ModelList>>('GET', '/v1/models')).data;
+  }
+  feedback(input: FeedbackInput): Promise<FeedbackResult> {
+    return this.json('POST', '/feedback', input);
+  }
 
   // ---- self-tuning loop
   /** Runs a drift check now; `trigger: true` lets a detected drift start a retrain job. */
@@ -187,8 +205,12 @@ export class RetrievalClient {
     const qs = q.toString();
     return (await this.json<Out<typeof S.JobList>>('GET', `/jobs${qs ? `?${qs}` : ''}`)).jobs;
   }
-  job(id: string): Promise<JobInfo> { return this.json('GET', `/jobs/${enc(id)}`); }
-  models(): Promise<ModelsResponse> { return this.json('GET', '/models'); }
+  job(id: string): Promise<JobInfo> {
+    return this.json('GET', `/jobs/${enc(id)}`);
+  }
+  models(): Promise<ModelsResponse> {
+    return this.json('GET', '/models');
+  }
   rollback(version: string): Promise<RollbackResult> {
     return this.json('POST', `/models/${enc(version)}/rollback`, undefined, { retry: false });
   }
@@ -239,9 +261,20 @@ export class RetrievalClient {
       }
       const text = await res.text().catch(() => '');
       let parsed: unknown;
-      try { parsed = JSON.parse(text); } catch { parsed = undefined; }
-      if (isErrorBody(parsed)) throw new RetrievalError(parsed.error.code, parsed.error.message, res.status, parsed.error.details, retryAfter);
-      throw new RetrievalError(`http_${res.status}`, `${method} ${path}: HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, res.status, undefined, retryAfter);
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      if (isErrorBody(parsed))
+        throw new RetrievalError(parsed.error.code, parsed.error.message, res.status, parsed.error.details, retryAfter);
+      throw new RetrievalError(
+        `http_${res.status}`,
+        `${method} ${path}: HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`,
+        res.status,
+        undefined,
+        retryAfter,
+      );
     }
   }
 }

@@ -20,9 +20,16 @@ import { LossCurve, Text, WhoAmI } from '../http/schemas.js';
 const CLIENT_DIR = join(import.meta.dirname, 'client');
 const CHART_JS = join(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
 
-interface Asset { body: Buffer; type: string }
+interface Asset {
+  body: Buffer;
+  type: string;
+}
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' };
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
 
 /** The files the page may load, read once at mount: a fixed list, so no request path ever reaches the disk. */
 function loadAssets(): Map<string, Asset> {
@@ -41,7 +48,8 @@ function loadAssets(): Map<string, Asset> {
 
 const SECURITY_HEADERS = {
   // Same-origin everything; Chart.js sets styles through CSSOM, which style-src does not restrict.
-  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
 };
@@ -95,17 +103,32 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
 
   const tags = ['console'];
   defineRoute(app, {
-    method: 'get', path: '/console', operationId: 'consolePage', summary: 'The web console (served before readiness and without a key)', role: 'public', tags,
+    method: 'get',
+    path: '/console',
+    operationId: 'consolePage',
+    summary: 'The web console (served before readiness and without a key)',
+    role: 'public',
+    tags,
     responses: { 200: { description: 'The console page', schema: Text, contentType: 'text/html' } },
     handler: (c) => c.html(page, 200, { ...SECURITY_HEADERS, 'Cache-Control': 'no-cache' }),
   });
   defineRoute(app, {
-    method: 'get', path: '/console/', operationId: 'consoleRedirect', summary: 'Redirects to /console', role: 'public', tags,
+    method: 'get',
+    path: '/console/',
+    operationId: 'consoleRedirect',
+    summary: 'Redirects to /console',
+    role: 'public',
+    tags,
     responses: { 301: { description: 'To /console', headers: { Location: '/console' } } },
     handler: (c) => c.redirect('/console', 301),
   });
   defineRoute(app, {
-    method: 'get', path: '/console/assets/:file', operationId: 'consoleAsset', summary: 'A console script, stylesheet or image', role: 'public', tags,
+    method: 'get',
+    path: '/console/assets/:file',
+    operationId: 'consoleAsset',
+    summary: 'A console script, stylesheet or image',
+    role: 'public',
+    tags,
     request: { params: { file: z.string() } },
     responses: { 200: { description: 'The asset', schema: Text, contentType: 'application/octet-stream' } },
     handler: (c, { params }) => {
@@ -116,7 +139,9 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
   });
 
   // Who the presented key is: the console shows admin buttons only to admin keys (the API refuses them anyway).
-  const noAuth: MiddlewareHandler<AppEnv> = async (_c, next) => { await next(); };
+  const noAuth: MiddlewareHandler<AppEnv> = async (_c, next) => {
+    await next();
+  };
   // No key at all is a question, not a failure: the sign-in page asks it first (a 401 would be a console error).
   const askFirst: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (authMode === 'on' && !c.req.header('authorization') && !c.req.header('x-api-key')) {
@@ -125,7 +150,12 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
     await next();
   };
   defineRoute(app, {
-    method: 'get', path: '/console/api/whoami', operationId: 'whoami', summary: 'The presented key\'s role (null without a key), the auth mode and readiness', role: 'public', tags,
+    method: 'get',
+    path: '/console/api/whoami',
+    operationId: 'whoami',
+    summary: "The presented key's role (null without a key), the auth mode and readiness",
+    role: 'public',
+    tags,
     middleware: [askFirst, opts.auth ?? noAuth],
     responses: { 200: { description: 'Who the key is', schema: WhoAmI } },
     handler: (c) => c.json({ role: c.get('role') ?? 'admin', auth: authMode, ready: opts.engine.isReady() }),
@@ -134,7 +164,12 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
   // The trainer's whole loss curve, from the candidate's train_report.json (a job's progress keeps only the
   // trainer's last line). Empty while training runs, for failed jobs, and for artifacts without a curve.
   defineRoute(app, {
-    method: 'get', path: '/console/api/jobs/:id/loss', operationId: 'jobLossCurve', summary: 'A retrain job\'s training loss curve (empty until the candidate is written)', role: 'read', tags,
+    method: 'get',
+    path: '/console/api/jobs/:id/loss',
+    operationId: 'jobLossCurve',
+    summary: "A retrain job's training loss curve (empty until the candidate is written)",
+    role: 'read',
+    tags,
     middleware: [opts.auth ?? noAuth],
     // The id is checked in the handler: its message predates the shared JobId schema.
     request: { params: { id: z.string() } },
@@ -143,12 +178,19 @@ export function mountConsole(app: Hono<AppEnv>, opts: ConsoleOptions): void {
       if (!/^[0-9a-f-]{8,64}$/i.test(id)) throw new AppError('invalid_request', 'id: a job id');
       const job = await opts.store.getJob(id);
       if (!job) throw new AppError('job_not_found', `no retrain job "${id}"`);
-      return c.json({ jobId: id, points: job.candidateVersion ? lossCurve(join(modelsDir(opts.config), job.candidateVersion, 'train_report.json')) : [] });
+      return c.json({
+        jobId: id,
+        points: job.candidateVersion ? lossCurve(join(modelsDir(opts.config), job.candidateVersion, 'train_report.json')) : [],
+      });
     },
   });
 }
 
-interface LossPoint { step: number; loss: number; member?: number }
+interface LossPoint {
+  step: number;
+  loss: number;
+  member?: number;
+}
 
 function lossCurve(path: string): LossPoint[] {
   if (!existsSync(path)) return [];

@@ -17,7 +17,11 @@ import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import type { ModelSpec } from './types.js';
 
-export const WEIGHTS: Record<ModelSpec['dtype'], string> = { fp32: 'onnx/model.onnx', fp16: 'onnx/model_fp16.onnx', q8: 'onnx/model_quantized.onnx' };
+export const WEIGHTS: Record<ModelSpec['dtype'], string> = {
+  fp32: 'onnx/model.onnx',
+  fp16: 'onnx/model_fp16.onnx',
+  q8: 'onnx/model_quantized.onnx',
+};
 export const REQUIRED = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
 const ST_FILES = ['modules.json', 'config_sentence_transformers.json', 'sentence_bert_config.json', 'special_tokens_map.json'];
 const PYTORCH_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
@@ -134,7 +138,10 @@ export async function resolveHubModel(id: string, opts: HubOptions): Promise<str
   // A hub that does not answer must not hang the start (file downloads may take as long as they take).
   const info = await get(`${endpoint}/api/models/${id}/revision/main`, 30_000);
   if (info.status === 401 || info.status === 403 || info.status === 404) {
-    throw new HubError('not_found', `not found on the hub or in the cache (HTTP ${info.status}${info.status !== 404 ? '; a gated or private repo needs HF_TOKEN' : ''})`);
+    throw new HubError(
+      'not_found',
+      `not found on the hub or in the cache (HTTP ${info.status}${info.status !== 404 ? '; a gated or private repo needs HF_TOKEN' : ''})`,
+    );
   }
   if (!info.ok) throw new HubError('unreachable', `hub answered HTTP ${info.status} for the model info`);
   const meta = (await info.json()) as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
@@ -145,7 +152,11 @@ export async function resolveHubModel(id: string, opts: HubOptions): Promise<str
   const wanted = WEIGHTS[opts.dtype];
   if (!files.has(wanted)) {
     const have = (Object.entries(WEIGHTS) as [ModelSpec['dtype'], string][]).filter(([, f]) => files.has(f)).map(([d]) => d);
-    if (have.length > 0) throw new HubError('no_onnx', `the hub repo has no ${wanted} (EMBED_DTYPE ${opts.dtype}); it ships ${have.map((d) => `${d} (${WEIGHTS[d]})`).join(', ')}: set EMBED_DTYPE=${have[0]}`);
+    if (have.length > 0)
+      throw new HubError(
+        'no_onnx',
+        `the hub repo has no ${wanted} (EMBED_DTYPE ${opts.dtype}); it ships ${have.map((d) => `${d} (${WEIGHTS[d]})`).join(', ')}: set EMBED_DTYPE=${have[0]}`,
+      );
     throw new HubError('no_onnx', `the hub repo has no ONNX export (no ${wanted}); ${onnxExportFix(id)}`);
   }
   const missing = REQUIRED.filter((f) => !files.has(f));
@@ -187,7 +198,10 @@ export async function resolveHubModel(id: string, opts: HubOptions): Promise<str
  * weights cannot be fetched (offline), the cached snapshot is used and `baseModel` names the hub id for
  * job.json's "base_model", so the trainer loads the weights itself.
  */
-export async function trainableModelDir(source: { kind: 'hub'; id: string } | { kind: 'dir'; path: string }, opts: Omit<HubOptions, 'weights'>): Promise<{ dir: string; baseModel?: string }> {
+export async function trainableModelDir(
+  source: { kind: 'hub'; id: string } | { kind: 'dir'; path: string },
+  opts: Omit<HubOptions, 'weights'>,
+): Promise<{ dir: string; baseModel?: string }> {
   if (source.kind === 'dir') return { dir: source.path };
   try {
     return { dir: await resolveHubModel(source.id, { ...opts, weights: true }) };

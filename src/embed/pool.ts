@@ -151,7 +151,9 @@ export class EmbedPool implements Embedder {
     const first = await launch(0, init);
     const pool = new EmbedPool(spec.version, init, opts, first);
     // Each worker joins the pool the moment it is ready, so none is ever running without exit handling.
-    const rest = await Promise.allSettled(Array.from({ length: opts.workers - 1 }, (_, i) => launch(i + 1, init).then((r) => pool.adopt(r.slot))));
+    const rest = await Promise.allSettled(
+      Array.from({ length: opts.workers - 1 }, (_, i) => launch(i + 1, init).then((r) => pool.adopt(r.slot))),
+    );
     const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       await pool.close();
@@ -178,13 +180,26 @@ export class EmbedPool implements Embedder {
     // A single request larger than maxQueue is admitted into an empty lane, otherwise it could never run.
     if (lane.queued > 0 && lane.queued + texts.length > this.opts.maxQueue) {
       return Promise.reject(
-        new AppError('overloaded', `embed ${priority} queue is full (${lane.queued} texts waiting, limit ${this.opts.maxQueue})`, undefined, {
-          'Retry-After': '1',
-        }),
+        new AppError(
+          'overloaded',
+          `embed ${priority} queue is full (${lane.queued} texts waiting, limit ${this.opts.maxQueue})`,
+          undefined,
+          {
+            'Retry-After': '1',
+          },
+        ),
       );
     }
     return new Promise<Float32Array[]>((resolve, reject) => {
-      const req: Request = { texts, prompt, out: new Array<Float32Array>(texts.length), remaining: texts.length, settled: false, resolve, reject };
+      const req: Request = {
+        texts,
+        prompt,
+        out: new Array<Float32Array>(texts.length),
+        remaining: texts.length,
+        settled: false,
+        resolve,
+        reject,
+      };
       // Length-sorting a request's texts before they are cut into batches keeps similar lengths together,
       // so a bulk call pads far less (padding is to the longest text of a batch). Results go back by index.
       const indices = texts.map((_, i) => i);
@@ -256,10 +271,13 @@ export class EmbedPool implements Embedder {
       const idle = slot.inflight.size === 0;
       if (this.queueDepth() < this.opts.maxBatch && now < due && !idle && !this.closing) {
         if (!this.timer) {
-          this.timer = setTimeout(() => {
-            this.timer = undefined;
-            this.pump();
-          }, Math.max(0, Math.ceil(due - now)));
+          this.timer = setTimeout(
+            () => {
+              this.timer = undefined;
+              this.pump();
+            },
+            Math.max(0, Math.ceil(due - now)),
+          );
         }
         return;
       }
@@ -399,7 +417,9 @@ export class EmbedPool implements Embedder {
       const why = slot.lastError ? `: ${slot.lastError.message.split('\n', 1)[0]}` : '';
       this.failParts(
         lost.flatMap((b) => b.parts),
-        new EmbedWorkerError(`embed worker ${slot.index} exited (code ${code})${why}; ${texts} in-flight texts were not embedded, retry the request`),
+        new EmbedWorkerError(
+          `embed worker ${slot.index} exited (code ${code})${why}; ${texts} in-flight texts were not embedded, retry the request`,
+        ),
       );
     }
     if (!this.closing) this.respawn(slot.index);
@@ -453,9 +473,18 @@ export class EmbedPool implements Embedder {
 function describe(init: WorkerInit, maxTokens: number): ModelDescription {
   const st = init.st!;
   return {
-    dir: init.dir!, file: WEIGHTS[init.spec.dtype], dtype: init.spec.dtype, pooling: st.pooling, normalize: st.normalize,
-    includePrompt: st.includePrompt, maxTokens, prompts: { ...st.prompts }, defaultPromptName: st.defaultPromptName,
-    queryPrompt: promptFor(st, { kind: 'query' }).name, documentPrompt: promptFor(st, { kind: 'document' }).name, configSource: st.source,
+    dir: init.dir!,
+    file: WEIGHTS[init.spec.dtype],
+    dtype: init.spec.dtype,
+    pooling: st.pooling,
+    normalize: st.normalize,
+    includePrompt: st.includePrompt,
+    maxTokens,
+    prompts: { ...st.prompts },
+    defaultPromptName: st.defaultPromptName,
+    queryPrompt: promptFor(st, { kind: 'query' }).name,
+    documentPrompt: promptFor(st, { kind: 'document' }).name,
+    configSource: st.source,
   };
 }
 
@@ -493,7 +522,12 @@ function launch(index: number, init: WorkerInit): Promise<{ slot: Slot; dim: num
     };
     const onExit = (code: number) => {
       cleanup();
-      reject(new WorkerLoadError('invalid', `embed worker exited (code ${code}) before loading the model${lastError ? `: ${lastError.message.split('\n', 1)[0]}` : ''}`));
+      reject(
+        new WorkerLoadError(
+          'invalid',
+          `embed worker exited (code ${code}) before loading the model${lastError ? `: ${lastError.message.split('\n', 1)[0]}` : ''}`,
+        ),
+      );
     };
     worker.on('message', onMessage);
     worker.on('exit', onExit);

@@ -48,16 +48,27 @@ function checkModelDir(spec: Pick<ModelSpec, 'source' | 'origin' | 'dtype'>, dir
   if (missing.length === 0) return;
   const known = ['modules.json', 'config.json', 'pytorch/modules.json'].some((f) => existsSync(join(dir, f)));
   if (!known && !existsSync(join(dir, 'onnx'))) {
-    throw modelLoadError(spec, `not a model directory: neither ONNX weights (${onnx}) nor a sentence-transformers (modules.json) or transformers.js layout (config.json, tokenizer.json); point it at a model directory`);
+    throw modelLoadError(
+      spec,
+      `not a model directory: neither ONNX weights (${onnx}) nor a sentence-transformers (modules.json) or transformers.js layout (config.json, tokenizer.json); point it at a model directory`,
+    );
   }
-  const others = (Object.entries(WEIGHTS) as [ModelSpec['dtype'], string][]).filter(([d, f]) => d !== spec.dtype && existsSync(join(dir, f)));
+  const others = (Object.entries(WEIGHTS) as [ModelSpec['dtype'], string][]).filter(
+    ([d, f]) => d !== spec.dtype && existsSync(join(dir, f)),
+  );
   if (missing.length === 1 && missing[0] === onnx && others.length > 0) {
-    throw modelLoadError(spec, `missing ${onnx} (EMBED_DTYPE ${spec.dtype}); the directory has ${others.map(([d, f]) => `${f} (${d})`).join(', ')}: set EMBED_DTYPE=${others[0]![0]}`);
+    throw modelLoadError(
+      spec,
+      `missing ${onnx} (EMBED_DTYPE ${spec.dtype}); the directory has ${others.map(([d, f]) => `${f} (${d})`).join(', ')}: set EMBED_DTYPE=${others[0]![0]}`,
+    );
   }
   const pytorchOnly = !existsSync(join(dir, 'onnx')) && ['model.safetensors', 'pytorch_model.bin'].some((f) => existsSync(join(dir, f)));
-  throw modelLoadError(spec, pytorchOnly
-    ? `missing ${missing.join(', ')}: PyTorch weights only, no ONNX export; export it: optimum-cli export onnx --model ${dir} --task feature-extraction ${join(dir, 'onnx')}`
-    : `missing ${missing.join(', ')}`);
+  throw modelLoadError(
+    spec,
+    pytorchOnly
+      ? `missing ${missing.join(', ')}: PyTorch weights only, no ONNX export; export it: optimum-cli export onnx --model ${dir} --task feature-extraction ${join(dir, 'onnx')}`
+      : `missing ${missing.join(', ')}`,
+  );
 }
 
 /** The sentence-transformers configuration, or a one-line ModelLoadError naming the file and the fix. */
@@ -142,7 +153,12 @@ function dtypeSuffix(dtype: ModelSpec['dtype']): string {
 
 /** Version names end up in file names (index snapshots) and metric labels, so keep them to [A-Za-z0-9._-]. */
 function slug(s: string): string {
-  return s.replace(/\//g, '__').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
+  return (
+    s
+      .replace(/\//g, '__')
+      .replace(/[^A-Za-z0-9._-]+/g, '-')
+      .replace(/^-+|-+$/g, '') || 'model'
+  );
 }
 
 /** Short content hash of the weights: two different models in folders with the same name never share a version. */

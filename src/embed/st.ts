@@ -58,7 +58,11 @@ function readJson(dir: string, rel: string, shown: string): unknown {
   try {
     return JSON.parse(readFileSync(join(dir, rel), 'utf8')) as unknown;
   } catch (err) {
-    throw new ModelConfigError(shown, `not valid JSON (${(err instanceof Error ? err.message : String(err)).split('\n', 1)[0]})`, `repair or re-save the file (SentenceTransformer.save)`);
+    throw new ModelConfigError(
+      shown,
+      `not valid JSON (${(err instanceof Error ? err.message : String(err)).split('\n', 1)[0]})`,
+      `repair or re-save the file (SentenceTransformer.save)`,
+    );
   }
 }
 
@@ -72,8 +76,13 @@ function moduleClass(type: string): string {
 }
 
 const SENTENCE_CONFIG_NAMES = [
-  'sentence_bert_config.json', 'sentence_roberta_config.json', 'sentence_distilbert_config.json', 'sentence_camembert_config.json',
-  'sentence_albert_config.json', 'sentence_xlm-roberta_config.json', 'sentence_xlnet_config.json',
+  'sentence_bert_config.json',
+  'sentence_roberta_config.json',
+  'sentence_distilbert_config.json',
+  'sentence_camembert_config.json',
+  'sentence_albert_config.json',
+  'sentence_xlm-roberta_config.json',
+  'sentence_xlnet_config.json',
 ];
 
 /** Reads and validates the sentence-transformers description of `dir` (see the header for the search order). */
@@ -84,7 +93,11 @@ export function readStConfig(dir: string): StConfig {
   if (isObject(card) && typeof card.pooling === 'string') {
     const pooling = card.pooling as PoolingMode;
     if (!POOLING_MODES.includes(pooling)) {
-      throw new ModelConfigError('model_card.json', `pooling "${card.pooling}" cannot be served (known: ${POOLING_MODES.join(', ')})`, 'set "pooling" to the mode the model was trained with');
+      throw new ModelConfigError(
+        'model_card.json',
+        `pooling "${card.pooling}" cannot be served (known: ${POOLING_MODES.join(', ')})`,
+        'set "pooling" to the mode the model was trained with',
+      );
     }
     return { ...DEFAULT, source: 'model_card.json', pooling, normalize: card.normalize !== false };
   }
@@ -92,7 +105,14 @@ export function readStConfig(dir: string): StConfig {
 }
 
 const DEFAULT: StConfig = {
-  source: 'default', pooling: 'mean', includePrompt: true, normalize: true, doLowerCase: false, prompts: {}, defaultPromptName: null, similarity: null,
+  source: 'default',
+  pooling: 'mean',
+  includePrompt: true,
+  normalize: true,
+  doLowerCase: false,
+  prompts: {},
+  defaultPromptName: null,
+  similarity: null,
 };
 
 function safeJson(file: string): unknown {
@@ -108,12 +128,24 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
   const f = (name: string) => `${sub}${name}`;
   const modules = readJson(dir, 'modules.json', f('modules.json'));
   if (!Array.isArray(modules) || modules.length === 0 || !modules.every((m) => isObject(m) && typeof m.type === 'string')) {
-    throw new ModelConfigError(f('modules.json'), 'must be a non-empty list of {"idx", "name", "path", "type"}', 're-save the model with SentenceTransformer.save');
+    throw new ModelConfigError(
+      f('modules.json'),
+      'must be a non-empty list of {"idx", "name", "path", "type"}',
+      're-save the model with SentenceTransformer.save',
+    );
   }
-  const mods = (modules as { type: string; path?: unknown; name?: unknown }[]).map((m) => ({ cls: moduleClass(m.type), type: m.type, path: typeof m.path === 'string' ? m.path : '' }));
+  const mods = (modules as { type: string; path?: unknown; name?: unknown }[]).map((m) => ({
+    cls: moduleClass(m.type),
+    type: m.type,
+    path: typeof m.path === 'string' ? m.path : '',
+  }));
   const transformer = mods[0]!;
   if (transformer.cls !== 'Transformer') {
-    throw new ModelConfigError(f('modules.json'), `the first module is ${transformer.type}, not a Transformer`, 'serve a model whose modules are Transformer, Pooling[, Normalize]');
+    throw new ModelConfigError(
+      f('modules.json'),
+      `the first module is ${transformer.type}, not a Transformer`,
+      'serve a model whose modules are Transformer, Pooling[, Normalize]',
+    );
   }
   let pooling: { mode: PoolingMode; includePrompt: boolean } | undefined;
   let normalize = false;
@@ -130,7 +162,12 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
       );
     }
   }
-  if (!pooling) throw new ModelConfigError(f('modules.json'), 'no Pooling module (token embeddings only)', 'add a Pooling module (e.g. mean) and re-save the model');
+  if (!pooling)
+    throw new ModelConfigError(
+      f('modules.json'),
+      'no Pooling module (token embeddings only)',
+      'add a Pooling module (e.g. mean) and re-save the model',
+    );
 
   // Transformer module options: legacy max_seq_length / do_lower_case (sentence-transformers ≤ 5 files).
   let maxSeqLength: number | undefined;
@@ -143,7 +180,11 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
     if (isObject(c)) {
       if (c.max_seq_length !== undefined && c.max_seq_length !== null) {
         if (typeof c.max_seq_length !== 'number' || !Number.isInteger(c.max_seq_length) || c.max_seq_length < 1) {
-          throw new ModelConfigError(shown, `max_seq_length must be a positive integer, got ${JSON.stringify(c.max_seq_length)}`, 'set it to the token limit the model was trained with');
+          throw new ModelConfigError(
+            shown,
+            `max_seq_length must be a positive integer, got ${JSON.stringify(c.max_seq_length)}`,
+            'set it to the token limit the model was trained with',
+          );
         }
         maxSeqLength = c.max_seq_length;
       }
@@ -160,17 +201,31 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
     const c = readJson(dir, 'config_sentence_transformers.json', stName);
     if (!isObject(c)) throw new ModelConfigError(stName, 'must be a JSON object', 're-save the model with SentenceTransformer.save');
     if (c.prompts !== undefined && c.prompts !== null) {
-      if (!isObject(c.prompts)) throw new ModelConfigError(stName, '"prompts" must be an object of name → prompt text', 'write e.g. {"query": "query: ", "document": "passage: "}');
+      if (!isObject(c.prompts))
+        throw new ModelConfigError(
+          stName,
+          '"prompts" must be an object of name → prompt text',
+          'write e.g. {"query": "query: ", "document": "passage: "}',
+        );
       for (const [name, text] of Object.entries(c.prompts)) {
         // sentence-transformers turns a null prompt into "".
         if (text === null) prompts[name] = '';
         else if (typeof text === 'string') prompts[name] = text;
-        else throw new ModelConfigError(stName, `prompt "${name}" is ${JSON.stringify(text)}, not a string`, 'make every value of "prompts" a string');
+        else
+          throw new ModelConfigError(
+            stName,
+            `prompt "${name}" is ${JSON.stringify(text)}, not a string`,
+            'make every value of "prompts" a string',
+          );
       }
     }
     if (c.default_prompt_name !== undefined && c.default_prompt_name !== null) {
       if (typeof c.default_prompt_name !== 'string' || !(c.default_prompt_name in prompts)) {
-        throw new ModelConfigError(stName, `default_prompt_name ${JSON.stringify(c.default_prompt_name)} is not one of the prompts (${Object.keys(prompts).join(', ') || 'none'})`, 'set it to a key of "prompts" or to null');
+        throw new ModelConfigError(
+          stName,
+          `default_prompt_name ${JSON.stringify(c.default_prompt_name)} is not one of the prompts (${Object.keys(prompts).join(', ') || 'none'})`,
+          'set it to a key of "prompts" or to null',
+        );
       }
       defaultPromptName = c.default_prompt_name;
     }
@@ -179,26 +234,60 @@ function readSt(root: string, sub: '' | 'pytorch/', source: StConfig['source']):
   // The index ranks by cosine (inner product of unit vectors). Without a Normalize module a dot-product or
   // distance model would rank differently: refuse rather than serve it wrong.
   if (!normalize && similarity !== null && similarity !== 'cosine') {
-    throw new ModelConfigError(stName, `similarity_fn_name "${similarity}" without a Normalize module: this server ranks by cosine, which would change the model's ranking`, 'serve a cosine model, or add a Normalize module to modules.json if the model was trained normalized');
+    throw new ModelConfigError(
+      stName,
+      `similarity_fn_name "${similarity}" without a Normalize module: this server ranks by cosine, which would change the model's ranking`,
+      'serve a cosine model, or add a Normalize module to modules.json if the model was trained normalized',
+    );
   }
-  return { source, pooling: pooling.mode, includePrompt: pooling.includePrompt, normalize, maxSeqLength, doLowerCase, prompts, defaultPromptName, similarity };
+  return {
+    source,
+    pooling: pooling.mode,
+    includePrompt: pooling.includePrompt,
+    normalize,
+    maxSeqLength,
+    doLowerCase,
+    prompts,
+    defaultPromptName,
+    similarity,
+  };
 }
 
 function readPooling(dir: string, path: string, shown: string): { mode: PoolingMode; includePrompt: boolean } {
-  if (!existsSync(join(dir, path, 'config.json'))) throw new ModelConfigError(shown, 'missing (the Pooling module of modules.json has no config)', 're-save the model with SentenceTransformer.save');
+  if (!existsSync(join(dir, path, 'config.json')))
+    throw new ModelConfigError(
+      shown,
+      'missing (the Pooling module of modules.json has no config)',
+      're-save the model with SentenceTransformer.save',
+    );
   const c = readJson(join(dir, path), 'config.json', shown);
   if (!isObject(c)) throw new ModelConfigError(shown, 'must be a JSON object', 're-save the model with SentenceTransformer.save');
   let modes: string[];
   if (c.pooling_mode !== undefined) {
     // sentence-transformers 6: "pooling_mode": "cls" | ["cls", "mean"]
-    modes = typeof c.pooling_mode === 'string' ? [c.pooling_mode] : Array.isArray(c.pooling_mode) ? c.pooling_mode.map(String) : [String(c.pooling_mode)];
+    modes =
+      typeof c.pooling_mode === 'string'
+        ? [c.pooling_mode]
+        : Array.isArray(c.pooling_mode)
+          ? c.pooling_mode.map(String)
+          : [String(c.pooling_mode)];
   } else {
     modes = LEGACY_POOLING_KEYS.filter(([k]) => c[k] === true).map(([, m]) => m);
     if (modes.length === 0) modes = ['mean']; // sentence-transformers' own fallback
   }
   const unknown = modes.find((m) => !POOLING_MODES.includes(m as PoolingMode));
-  if (unknown !== undefined) throw new ModelConfigError(shown, `pooling mode "${unknown}" is unknown (known: ${POOLING_MODES.join(', ')})`, 'set "pooling_mode" to one of them');
-  if (modes.length !== 1) throw new ModelConfigError(shown, `concatenated pooling (${modes.join(' + ')}) cannot be served`, 'serve a model with a single pooling mode');
+  if (unknown !== undefined)
+    throw new ModelConfigError(
+      shown,
+      `pooling mode "${unknown}" is unknown (known: ${POOLING_MODES.join(', ')})`,
+      'set "pooling_mode" to one of them',
+    );
+  if (modes.length !== 1)
+    throw new ModelConfigError(
+      shown,
+      `concatenated pooling (${modes.join(' + ')}) cannot be served`,
+      'serve a model with a single pooling mode',
+    );
   return { mode: modes[0] as PoolingMode, includePrompt: c.include_prompt !== false };
 }
 
@@ -214,7 +303,10 @@ export interface PromptChoice {
  * when that finds none, or no kind is given, the default_prompt_name's prompt (plain encode); else none.
  * Throws RangeError for a prompt name the model does not define.
  */
-export function promptFor(cfg: Pick<StConfig, 'prompts' | 'defaultPromptName'>, opts: { kind?: InputKind; promptName?: string } = {}): PromptChoice {
+export function promptFor(
+  cfg: Pick<StConfig, 'prompts' | 'defaultPromptName'>,
+  opts: { kind?: InputKind; promptName?: string } = {},
+): PromptChoice {
   let name: string | null = null;
   if (opts.promptName !== undefined) {
     if (!(opts.promptName in cfg.prompts)) {

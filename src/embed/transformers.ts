@@ -78,12 +78,21 @@ function configureEnv(init: WorkerInit): { modelId: string; localOnly: boolean }
 function modelDir(init: WorkerInit): string {
   if (init.dir) return init.dir;
   if (init.spec.source.kind === 'dir') return init.spec.source.path;
-  throw new ModelLoadFailure('invalid', `hub model ${init.spec.source.id} reached a worker without its local directory (load it through loadEmbedder)`);
+  throw new ModelLoadFailure(
+    'invalid',
+    `hub model ${init.spec.source.id} reached a worker without its local directory (load it through loadEmbedder)`,
+  );
 }
 
 /** Mirrors transformers.js's isValidHfModelId for a single path segment. */
 function looksLikeHubName(name: string): boolean {
-  return /^[\w\-.]{1,96}$/.test(name) && !/^[-.]|[-.]$/.test(name) && !name.includes('..') && !name.includes('--') && !/\.(git|ipynb)$/.test(name);
+  return (
+    /^[\w\-.]{1,96}$/.test(name) &&
+    !/^[-.]|[-.]$/.test(name) &&
+    !name.includes('..') &&
+    !name.includes('--') &&
+    !/\.(git|ipynb)$/.test(name)
+  );
 }
 
 function classifyLoadError(err: unknown): ModelLoadFailure {
@@ -93,7 +102,10 @@ function classifyLoadError(err: unknown): ModelLoadFailure {
   if (err instanceof ModelFileNotFoundError || /could not locate file|not found locally|ENOENT/i.test(message) || code === 'ENOENT') {
     return new ModelLoadFailure('not_found', firstLine);
   }
-  if (/fetch failed|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network/i.test(message) || typeof code === 'string' && /^E(NOTFOUND|AI_AGAIN|CONNREFUSED|TIMEDOUT|CONNRESET)$/.test(code)) {
+  if (
+    /fetch failed|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network/i.test(message) ||
+    (typeof code === 'string' && /^E(NOTFOUND|AI_AGAIN|CONNREFUSED|TIMEDOUT|CONNRESET)$/.test(code))
+  ) {
     return new ModelLoadFailure('unreachable', firstLine);
   }
   return new ModelLoadFailure('invalid', firstLine);
@@ -154,7 +166,10 @@ export class TransformersEncoder {
       // Probe once: proves the session runs and tells the pool the embedding width.
       encoder.dim = (await encoder.encode(['dimension probe'])).dim;
     } catch (err) {
-      throw new ModelLoadFailure('invalid', `model loaded but inference failed: ${(err instanceof Error ? err.message : String(err)).split('\n', 1)[0]}`);
+      throw new ModelLoadFailure(
+        'invalid',
+        `model loaded but inference failed: ${(err instanceof Error ? err.message : String(err)).split('\n', 1)[0]}`,
+      );
     }
     return encoder;
   }
@@ -190,9 +205,15 @@ export class TransformersEncoder {
     let skip: Int32Array | undefined;
     if (!this.st.includePrompt && prompts) {
       skip = new Int32Array(texts.length);
-      for (let i = 0; i < texts.length; i++) skip[i] = prompts[i]! >= 0 ? this.promptTokens[prompts[i]!] ?? 0 : 0;
+      for (let i = 0; i < texts.length; i++) skip[i] = prompts[i]! >= 0 ? (this.promptTokens[prompts[i]!] ?? 0) : 0;
     }
-    return poolNormalize(hidden.data as Float32Array, inputs.attention_mask.data as BigInt64Array, hidden.dims as [number, number, number], this.st.pooling, skip);
+    return poolNormalize(
+      hidden.data as Float32Array,
+      inputs.attention_mask.data as BigInt64Array,
+      hidden.dims as [number, number, number],
+      this.st.pooling,
+      skip,
+    );
   }
 
   async dispose(): Promise<void> {
@@ -239,7 +260,11 @@ export function tokenize(tokenizer: PreTrainedTokenizer, texts: string[], maxTok
 }
 
 /** Masked mean over tokens, then L2 normalize; exported for the bench's bare ONNX loop. */
-export function meanPoolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number]): EncodedBatch {
+export function meanPoolNormalize(
+  hidden: Float32Array,
+  mask: BigInt64Array | Int32Array | Float32Array,
+  dims: readonly [number, number, number],
+): EncodedBatch {
   return poolNormalize(hidden, mask, dims, 'mean');
 }
 
@@ -248,8 +273,13 @@ export function meanPoolNormalize(hidden: Float32Array, mask: BigInt64Array | In
  * leading real tokens of row b are left out of the pooling (a prompt with include_prompt false), exactly as
  * sentence-transformers zeroes them in the pooling mask. `tokens` counts real tokens for metrics.
  */
-function poolNormalize(hidden: Float32Array, mask: BigInt64Array | Int32Array | Float32Array, dims: readonly [number, number, number],
-  mode: PoolingMode, skip?: Int32Array): EncodedBatch {
+function poolNormalize(
+  hidden: Float32Array,
+  mask: BigInt64Array | Int32Array | Float32Array,
+  dims: readonly [number, number, number],
+  mode: PoolingMode,
+  skip?: Int32Array,
+): EncodedBatch {
   const [batch, seq, dim] = dims;
   const out = new Float32Array(batch * dim);
   const acc = new Float64Array(dim);

@@ -77,7 +77,7 @@ export class Bm25Index {
         const d = p.doc[i] ?? 0;
         const f = p.tf[i] ?? 0;
         const dl = this.docLen[d] ?? 0;
-        acc[d] = (acc[d] ?? 0) + idf * (f * (this.k1 + 1)) / (f + this.k1 * (1 - this.b + (this.b * dl) / (this.avgdl || 1)));
+        acc[d] = (acc[d] ?? 0) + (idf * (f * (this.k1 + 1))) / (f + this.k1 * (1 - this.b + (this.b * dl) / (this.avgdl || 1)));
         if (mark[d] === 0) {
           mark[d] = 1;
           touched.push(d);

@@ -31,11 +31,7 @@ const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(4) : String(x
 // Comparisons get a tiny epsilon so that exactly-at-threshold values (0.01 vs 0.0099999...) are not flipped by float noise.
 const EPS = 1e-12;
 
-export function decideGate(
-  candidate: Record<string, number>,
-  champion: Record<string, number>,
-  opts: GateOptions = {},
-): GateDecision {
+export function decideGate(candidate: Record<string, number>, champion: Record<string, number>, opts: GateOptions = {}): GateDecision {
   const margin = opts.margin ?? 0.01;
   const tolerance = opts.tolerance ?? 0.005;
   if (!(margin >= 0) || !(tolerance >= 0)) throw new RangeError('gate margin and tolerance must be >= 0');
@@ -59,10 +55,14 @@ export function decideGate(
   const d = deltas[GATE_PRIMARY];
   if (d !== undefined && Number.isFinite(d)) {
     if (d + EPS >= margin) {
-      reasons.push(`${GATE_PRIMARY} +${fmt(d)} >= margin ${fmt(margin)} (${fmt(champion[GATE_PRIMARY] ?? NaN)} -> ${fmt(candidate[GATE_PRIMARY] ?? NaN)})`);
+      reasons.push(
+        `${GATE_PRIMARY} +${fmt(d)} >= margin ${fmt(margin)} (${fmt(champion[GATE_PRIMARY] ?? NaN)} -> ${fmt(candidate[GATE_PRIMARY] ?? NaN)})`,
+      );
     } else {
       pass = false;
-      reasons.push(`${GATE_PRIMARY} ${d >= 0 ? '+' : ''}${fmt(d)} < margin ${fmt(margin)} (${fmt(champion[GATE_PRIMARY] ?? NaN)} -> ${fmt(candidate[GATE_PRIMARY] ?? NaN)})`);
+      reasons.push(
+        `${GATE_PRIMARY} ${d >= 0 ? '+' : ''}${fmt(d)} < margin ${fmt(margin)} (${fmt(champion[GATE_PRIMARY] ?? NaN)} -> ${fmt(candidate[GATE_PRIMARY] ?? NaN)})`,
+      );
     }
   }
   for (const k of GATE_GUARDED) {
@@ -74,7 +74,15 @@ export function decideGate(
     }
   }
   return {
-    pass, passed: pass, reasons, deltas, candidate: { ...candidate }, champion: { ...champion },
-    margin, tolerance, primary: GATE_PRIMARY, guarded: [...GATE_GUARDED],
+    pass,
+    passed: pass,
+    reasons,
+    deltas,
+    candidate: { ...candidate },
+    champion: { ...champion },
+    margin,
+    tolerance,
+    primary: GATE_PRIMARY,
+    guarded: [...GATE_GUARDED],
   };
 }

@@ -18,13 +18,7 @@ export interface RankedHit {
 const DEFAULT_K = [1, 3, 5, 10] as const;
 
 type AtK = 1 | 3 | 5 | 10;
-type IrMetricName =
-  | `accuracy@${AtK}`
-  | `precision@${AtK}`
-  | `recall@${AtK}`
-  | 'mrr@10'
-  | 'ndcg@10'
-  | 'map@100';
+type IrMetricName = `accuracy@${AtK}` | `precision@${AtK}` | `recall@${AtK}` | 'mrr@10' | 'ndcg@10' | 'map@100';
 
 /** Flat metric record: "recall@1", "ndcg@10", ... (extra keys appear when non-default k are asked for). */
 export type IrMetrics = Record<IrMetricName, number> & Record<string, number>;
@@ -46,7 +40,7 @@ function dcgAtK(relevances: readonly number[], k: number): number {
 
 /** Sort hits like ST: score descending, ties broken by ascending corpus id; drop repeated ids. */
 export function sortHits(hits: readonly RankedHit[], maxK: number): RankedHit[] {
-  const sorted = [...hits].sort((a, b) => (b.score - a.score) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const sorted = [...hits].sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const seen = new Set<string>();
   const out: RankedHit[] = [];
   for (const h of sorted) {

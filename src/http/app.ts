@@ -53,12 +53,22 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
 
   const tags = ['service'];
   defineRoute(app, {
-    method: 'get', path: '/healthz', operationId: 'health', summary: 'Liveness', role: 'public', tags,
+    method: 'get',
+    path: '/healthz',
+    operationId: 'health',
+    summary: 'Liveness',
+    role: 'public',
+    tags,
     responses: { 200: { description: 'The process is up', schema: Health } },
     handler: (c) => c.json({ ok: true }),
   });
   defineRoute(app, {
-    method: 'get', path: '/readyz', operationId: 'ready', summary: 'Readiness: model and indexes loaded', role: 'public', tags,
+    method: 'get',
+    path: '/readyz',
+    operationId: 'ready',
+    summary: 'Readiness: model and indexes loaded',
+    role: 'public',
+    tags,
     responses: {
       200: { description: 'Ready, with the serving model', schema: Readiness },
       503: { description: 'Loading or draining: ready is false (Retry-After while loading)', schema: Readiness },
@@ -72,7 +82,12 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   const metricsAuth = config.METRICS_AUTH === 'read' && opts.auth;
   if (metricsAuth) app.use('/metrics', metricsAuth); // every method: a POST /metrics without a key is a 401, as before
   defineRoute(app, {
-    method: 'get', path: '/metrics', operationId: 'metrics', summary: 'Prometheus metrics', role: metricsAuth ? 'read' : 'public', tags,
+    method: 'get',
+    path: '/metrics',
+    operationId: 'metrics',
+    summary: 'Prometheus metrics',
+    role: metricsAuth ? 'read' : 'public',
+    tags,
     responses: { 200: { description: 'Prometheus text exposition format', schema: Text, contentType: 'text/plain' } },
     handler: async (c) => {
       m.embedQueueDepth.set(engine.isReady() ? engine.serving.embedder.queueDepth() : 0);
@@ -83,22 +98,34 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
   // Built on first request: by then every route group (the loop's, the strategy route) has been defined.
   let openapi: ReturnType<typeof openApiDocument> | undefined;
   defineRoute(app, {
-    method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This OpenAPI 3.1 document, generated from the route definitions', role: 'public', tags,
+    method: 'get',
+    path: '/openapi.json',
+    operationId: 'openapi',
+    summary: 'This OpenAPI 3.1 document, generated from the route definitions',
+    role: 'public',
+    tags,
     responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()) } },
     handler: (c) => c.json((openapi ??= openApiDocument(app, process.env.npm_package_version ?? '0.1.0'))),
   });
   mountConsole(app, { engine, store, config, auth: opts.auth }); // the console at /console (src/console): served before readiness and auth
 
   app.use('*', async (_c, next) => {
-    if (opts.isDraining?.()) throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
-    if (!engine.isReady()) throw new AppError('not_ready', 'the server is still loading its model and indexes', undefined, { 'Retry-After': '5' });
+    if (opts.isDraining?.())
+      throw new AppError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '5', Connection: 'close' });
+    if (!engine.isReady())
+      throw new AppError('not_ready', 'the server is still loading its model and indexes', undefined, { 'Retry-After': '5' });
     await next();
   });
   if (opts.auth) app.use('*', opts.auth);
 
   const maxBody = config.MAX_BODY_BYTES;
   const tooLarge = () => new AppError('body_too_large', `request body is larger than ${maxBody} bytes`);
-  const streamedLimit = bodyLimit({ maxSize: maxBody, onError: () => { throw tooLarge(); } });
+  const streamedLimit = bodyLimit({
+    maxSize: maxBody,
+    onError: () => {
+      throw tooLarge();
+    },
+  });
   // hono's bodyLimit looks at `c.req.raw.body`, which makes @hono/node-server build a full WHATWG Request
   // (AbortSignal, ReadableStream, undici) for every request: ~15 % of the main thread per /search. A
   // declared Content-Length is checked from the header alone (the body is then read straight off the
@@ -132,7 +159,14 @@ export function createApp(opts: AppOptions): Hono<AppEnv> {
       return c.json(errorBody(err.code, err.message, err.details), err.status as 400);
     }
     if (err instanceof HTTPException) {
-      const code = err.status === 413 ? 'body_too_large' : err.status === 404 ? 'not_found' : err.status === 405 ? 'method_not_allowed' : 'invalid_request';
+      const code =
+        err.status === 413
+          ? 'body_too_large'
+          : err.status === 404
+            ? 'not_found'
+            : err.status === 405
+              ? 'method_not_allowed'
+              : 'invalid_request';
       return c.json(errorBody(code, err.message || ERROR_CODES[code].description), err.status);
     }
     opts.log.error('unhandled error', { path: c.req.path, err: err instanceof Error ? err.stack : String(err) });
@@ -150,7 +184,12 @@ function allowedMethods(app: Hono<AppEnv>): (path: string) => string[] {
       .filter((r) => r.method !== 'ALL' && !r.path.includes('*'))
       .map((r) => ({
         method: r.method,
-        re: new RegExp(`^${r.path.split('/').map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`),
+        re: new RegExp(
+          `^${r.path
+            .split('/')
+            .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+            .join('/')}/?$`,
+        ),
       }));
     const methods = new Set(table.filter((r) => r.re.test(path)).map((r) => r.method));
     if (methods.has('GET')) methods.add('HEAD');
@@ -166,7 +205,9 @@ export function createLoadingApp(): Hono {
   const app = new Hono();
   const retry = { 'Retry-After': '5' };
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.get('/readyz', (c) => c.json({ ready: false, ...errorBody('not_ready', 'the server is still loading its model and indexes') }, 503, retry));
+  app.get('/readyz', (c) =>
+    c.json({ ready: false, ...errorBody('not_ready', 'the server is still loading its model and indexes') }, 503, retry),
+  );
   app.all('*', (c) => c.json(errorBody('not_ready', 'the server is still loading its model and indexes'), 503, retry));
   return app;
 }

@@ -40,7 +40,8 @@ function presentedKey(c: Context): string | undefined {
 }
 
 function enforce(have: Role | undefined, need: Role): void {
-  if (have === undefined) throw new AppError('unauthorized', 'send an API key: Authorization: Bearer <key>', undefined, { 'WWW-Authenticate': 'Bearer' });
+  if (have === undefined)
+    throw new AppError('unauthorized', 'send an API key: Authorization: Bearer <key>', undefined, { 'WWW-Authenticate': 'Bearer' });
   if (RANK[have] < RANK[need]) throw new AppError('forbidden', `this API key has role "${have}"; "${need}" is required`);
 }
 
@@ -58,11 +59,16 @@ export function apiKeyAuth(opts: ApiKeyAuthOptions): MiddlewareHandler<AppEnv> {
     };
   }
   // A server with auth on and no way in would answer 401 to everyone; say so at start, not per request.
-  void store.countApiKeys().then((n) => {
-    if (n === 0 && !bootstrapAdminKey) {
-      logger.error('AUTH=on but no API keys exist and ADMIN_API_KEY is unset: every request will get 401. Create a key with `retrieval keys create --role admin` or set ADMIN_API_KEY');
-    }
-  }, (err: unknown) => logger.error('could not count API keys', { err: err instanceof Error ? err.message : String(err) }));
+  void store.countApiKeys().then(
+    (n) => {
+      if (n === 0 && !bootstrapAdminKey) {
+        logger.error(
+          'AUTH=on but no API keys exist and ADMIN_API_KEY is unset: every request will get 401. Create a key with `retrieval keys create --role admin` or set ADMIN_API_KEY',
+        );
+      }
+    },
+    (err: unknown) => logger.error('could not count API keys', { err: err instanceof Error ? err.message : String(err) }),
+  );
 
   const ttl = opts.cacheTtlMs ?? 30_000;
   // A bounded map with a TTL, insertion-order eviction and successes only: lru-cache would add recency
@@ -89,7 +95,8 @@ export function apiKeyAuth(opts: ApiKeyAuthOptions): MiddlewareHandler<AppEnv> {
     const key = presentedKey(c);
     if (!key) enforce(undefined, 'read');
     const v = await verify(key!);
-    if (!v) throw new AppError('unauthorized', 'the API key is not valid', undefined, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+    if (!v)
+      throw new AppError('unauthorized', 'the API key is not valid', undefined, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
     c.set('role', v.role);
     enforce(v.role, defaultRoleFor(c.req.method, c.req.path));
     await next();

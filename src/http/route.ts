@@ -24,7 +24,11 @@ interface ResponseSpec {
 type Shape = Record<string, z.ZodType>;
 type Infer<T> = T extends z.ZodType ? z.output<T> : T extends Shape ? { [K in keyof T]: z.output<T[K]> } : undefined;
 
-export interface RouteSpec<P extends Shape | undefined = Shape | undefined, Q extends z.ZodType | undefined = z.ZodType | undefined, B extends z.ZodType | undefined = z.ZodType | undefined> {
+export interface RouteSpec<
+  P extends Shape | undefined = Shape | undefined,
+  Q extends z.ZodType | undefined = z.ZodType | undefined,
+  B extends z.ZodType | undefined = z.ZodType | undefined,
+> {
   method: Method;
   /** hono syntax (`/collections/:name`); the document writes `{name}`. */
   path: string;
@@ -54,10 +58,11 @@ export interface RouteSpec<P extends Shape | undefined = Shape | undefined, Q ex
 const specs = new WeakMap<Hono<AppEnv>, RouteSpec[]>();
 
 /** Registers the hono handler and records the route for the OpenAPI document. */
-export function defineRoute<P extends Shape | undefined = undefined, Q extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
-  app: Hono<AppEnv>,
-  spec: RouteSpec<P, Q, B>,
-): void {
+export function defineRoute<
+  P extends Shape | undefined = undefined,
+  Q extends z.ZodType | undefined = undefined,
+  B extends z.ZodType | undefined = undefined,
+>(app: Hono<AppEnv>, spec: RouteSpec<P, Q, B>): void {
   const list = specs.get(app) ?? [];
   specs.set(app, list);
   list.push(spec as unknown as RouteSpec);
@@ -110,10 +115,16 @@ export function openApiDocument(app: Hono<AppEnv>, version: string) {
   for (const r of routeSpecs(app)) {
     const path = r.path.replace(/:(\w+)/g, '{$1}');
     const req = r.request ?? {};
-    const parameters: unknown[] = Object.entries(req.params ?? {}).map(([name, s]) => ({ name, in: 'path', required: true, schema: jsonSchema(s, 'input') }));
+    const parameters: unknown[] = Object.entries(req.params ?? {}).map(([name, s]) => ({
+      name,
+      in: 'path',
+      required: true,
+      schema: jsonSchema(s, 'input'),
+    }));
     if (req.query) {
       const q = jsonSchema(req.query, 'input') as { properties?: Record<string, unknown>; required?: string[] };
-      for (const [name, s] of Object.entries(q.properties ?? {})) parameters.push({ name, in: 'query', required: q.required?.includes(name) ?? false, schema: s });
+      for (const [name, s] of Object.entries(q.properties ?? {}))
+        parameters.push({ name, in: 'query', required: q.required?.includes(name) ?? false, schema: s });
     }
     let requestBody: unknown;
     if (req.body) {
@@ -129,7 +140,11 @@ export function openApiDocument(app: Hono<AppEnv>, version: string) {
     for (const [status, res] of Object.entries(r.responses)) {
       responses[status] = {
         description: res.description,
-        ...(res.headers ? { headers: Object.fromEntries(Object.entries(res.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])) } : {}),
+        ...(res.headers
+          ? {
+              headers: Object.fromEntries(Object.entries(res.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])),
+            }
+          : {}),
         ...(res.schema ? { content: { [res.contentType ?? 'application/json']: { schema: jsonSchema(res.schema, 'output') } } } : {}),
       };
     }

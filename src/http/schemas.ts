@@ -3,19 +3,25 @@ import type { JobState, ModelVersionRow } from '../store/types.js';
 
 // Request schemas are strict: an unknown field is a client bug worth reporting, not ignoring.
 // The OpenAPI document is generated from these same schemas.
-export const CollectionName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, "_", "-", "." (1-128, starting with a letter or digit)');
+export const CollectionName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, "_", "-", "." (1-128, starting with a letter or digit)');
 
 export const CreateCollectionBody = z.strictObject({
   name: CollectionName,
-  hnsw: z.strictObject({
-    M: z.number().int().min(2).max(128).optional(),
-    efConstruction: z.number().int().min(10).max(2000).optional(),
-    efSearch: z.number().int().min(1).max(5000).optional(),
-  }).optional(),
-  chunk: z.strictObject({
-    size: z.number().int().min(50).max(100_000).optional(),
-    overlap: z.number().int().min(0).max(50_000).optional(),
-  }).optional(),
+  hnsw: z
+    .strictObject({
+      M: z.number().int().min(2).max(128).optional(),
+      efConstruction: z.number().int().min(10).max(2000).optional(),
+      efSearch: z.number().int().min(1).max(5000).optional(),
+    })
+    .optional(),
+  chunk: z
+    .strictObject({
+      size: z.number().int().min(50).max(100_000).optional(),
+      overlap: z.number().int().min(0).max(50_000).optional(),
+    })
+    .optional(),
 });
 
 export const Scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
@@ -63,8 +69,24 @@ export const FeedbackBody = z.strictObject({
 export const JobId = z.string().regex(/^[0-9a-f-]{8,64}$/i, 'a job id');
 export const ModelVersion = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, 'a model version');
 
-export const JOB_STATES = ['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping', 'done', 'rejected', 'failed'] as const satisfies readonly JobState[];
-export const MODEL_STATUSES = ['champion', 'candidate', 'retired', 'rejected', 'purged'] as const satisfies readonly ModelVersionRow['status'][];
+export const JOB_STATES = [
+  'queued',
+  'mining',
+  'training',
+  'evaluating',
+  'reembedding',
+  'swapping',
+  'done',
+  'rejected',
+  'failed',
+] as const satisfies readonly JobState[];
+export const MODEL_STATUSES = [
+  'champion',
+  'candidate',
+  'retired',
+  'rejected',
+  'purged',
+] as const satisfies readonly ModelVersionRow['status'][];
 
 export const DriftQuery = z.strictObject({
   collection: CollectionName,
@@ -161,8 +183,21 @@ export const ModelList = z.object({ object: z.literal('list'), data: z.array(Mod
 export const FeedbackResult = z.object({ id: z.number(), queryId: z.string(), documentId: z.string(), relevant: z.boolean() });
 
 /** A drift check: the stored report's identity plus every statistic the monitor computed. */
-export const DriftCheck = z.looseObject({ id: z.number(), collection: z.string(), drifted: z.boolean(), jobId: z.string().nullable(), createdAt: IsoTime });
-export const DriftReportInfo = z.object({ id: z.number(), drifted: z.boolean(), jobId: z.string().nullable(), modelVersion: z.string(), metrics: Metadata, createdAt: IsoTime });
+export const DriftCheck = z.looseObject({
+  id: z.number(),
+  collection: z.string(),
+  drifted: z.boolean(),
+  jobId: z.string().nullable(),
+  createdAt: IsoTime,
+});
+export const DriftReportInfo = z.object({
+  id: z.number(),
+  drifted: z.boolean(),
+  jobId: z.string().nullable(),
+  modelVersion: z.string(),
+  metrics: Metadata,
+  createdAt: IsoTime,
+});
 export const DriftReports = z.object({ reports: z.array(DriftReportInfo) });
 
 export const GateResult = z.object({ passed: z.boolean(), decision: Metadata, metrics: Metadata, evalReportId: z.number() });
@@ -205,9 +240,23 @@ export const ModelInfo = z.object({
   promotedAt: IsoTime.nullable(),
   evalReports: z.array(EvalReportInfo),
 });
-export const ModelsResponse = z.object({ champion: z.string().nullable(), serving: z.string(), previous: z.string().nullable(), models: z.array(ModelInfo) });
-export const RollbackResult = z.object({ model: z.string(), changed: z.boolean(), rebuilt: z.unknown(), generation: z.number(), collections: z.unknown() });
+export const ModelsResponse = z.object({
+  champion: z.string().nullable(),
+  serving: z.string(),
+  previous: z.string().nullable(),
+  models: z.array(ModelInfo),
+});
+export const RollbackResult = z.object({
+  model: z.string(),
+  changed: z.boolean(),
+  rebuilt: z.unknown(),
+  generation: z.number(),
+  collections: z.unknown(),
+});
 
 export const WhoAmI = z.object({ role: z.enum(['read', 'admin']).nullable(), auth: z.string(), ready: z.boolean() });
-export const LossCurve = z.object({ jobId: z.string(), points: z.array(z.object({ step: z.number(), loss: z.number(), member: z.number().optional() })) });
+export const LossCurve = z.object({
+  jobId: z.string(),
+  points: z.array(z.object({ step: z.number(), loss: z.number(), member: z.number().optional() })),
+});
 export const Text = z.string();

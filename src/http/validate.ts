@@ -46,7 +46,10 @@ export function parseValue<S extends z.ZodType>(schema: S, raw: unknown): z.infe
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const path = issue.path.join('.') || '(body)';
-    const message = issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')} at ${path}` : `${path}: ${issue.message}`;
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')} at ${path}`
+        : `${path}: ${issue.message}`;
     throw new AppError('invalid_request', message, { issues: r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) });
   }
   return r.data;

@@ -93,7 +93,8 @@ class WorkerSlot {
       };
       worker.on('message', onMsg);
       worker.once('exit', (code) => {
-        if (!started) reject(new Error(`index worker ${this.slot} failed to start (exit code ${code}${lastError ? `: ${lastError.message}` : ''})`));
+        if (!started)
+          reject(new Error(`index worker ${this.slot} failed to start (exit code ${code}${lastError ? `: ${lastError.message}` : ''})`));
       });
     });
     this.ready.catch(() => undefined);
@@ -299,7 +300,8 @@ class ManagedIndex implements VectorIndex {
     let packedLabels: Float64Array;
     try {
       packedLabels = packLabels(labels);
-      for (const v of vectors) if (v.length !== this.dim) throw new RangeError(`vector of length ${v.length}, index dimension is ${this.dim}`);
+      for (const v of vectors)
+        if (v.length !== this.dim) throw new RangeError(`vector of length ${v.length}, index dimension is ${this.dim}`);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -338,7 +340,8 @@ class ManagedIndex implements VectorIndex {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (vector.length !== this.dim) return Promise.reject(new RangeError(`query of length ${vector.length}, index dimension is ${this.dim}`));
+    if (vector.length !== this.dim)
+      return Promise.reject(new RangeError(`query of length ${vector.length}, index dimension is ${this.dim}`));
     if (!Number.isInteger(k) || k <= 0) return Promise.resolve([]);
     // hnswlib returns at most ef candidates, so ef below k would silently shorten the answer.
     const ef = Math.max(opts.efSearch ?? this.params.efSearch, k);
@@ -449,15 +452,14 @@ export class IndexManager implements IndexBackend {
   private pickSlots(): WorkerSlot[] {
     // Fewest hosted indexes first (a worker not started yet hosts none); ties by slot number.
     const load = (i: number) => this.slots[i]?.hosted.size ?? 0;
-    return this.slots.map((_, i) => i).sort((a, b) => load(a) - load(b) || a - b).slice(0, this.opts.replicas).map((i) => this.slot(i));
+    return this.slots
+      .map((_, i) => i)
+      .sort((a, b) => load(a) - load(b) || a - b)
+      .slice(0, this.opts.replicas)
+      .map((i) => this.slot(i));
   }
 
-  private async place(
-    key: IndexKey,
-    dim: number,
-    params: HnswParams,
-    make: (slot: WorkerSlot) => WorkerRequest,
-  ): Promise<VectorIndex> {
+  private async place(key: IndexKey, dim: number, params: HnswParams, make: (slot: WorkerSlot) => WorkerRequest): Promise<VectorIndex> {
     if (this.closed) throw new IndexClosedError('index manager closed');
     if (!Number.isInteger(dim) || dim <= 0) throw new RangeError(`dimension ${dim} is not a positive integer`);
     const id = keyId(key);
@@ -488,7 +490,15 @@ export class IndexManager implements IndexBackend {
 
   create(key: IndexKey, dim: number, params: HnswParams, capacity?: number): Promise<VectorIndex> {
     const cap = Math.max(1, Math.floor(capacity ?? this.opts.initialCapacity));
-    return this.place(key, dim, params, (slot) => ({ op: 'create', id: slot.id(), keyId: keyId(key), dim, params, capacity: cap, tuning: this.tuning() }));
+    return this.place(key, dim, params, (slot) => ({
+      op: 'create',
+      id: slot.id(),
+      keyId: keyId(key),
+      dim,
+      params,
+      capacity: cap,
+      tuning: this.tuning(),
+    }));
   }
 
   /**
@@ -496,7 +506,15 @@ export class IndexManager implements IndexBackend {
    * Throws IndexSnapshotError for a missing, truncated, corrupt or wrong-dimension file: rebuild from the DB.
    */
   load(key: IndexKey, dim: number, params: HnswParams, path: string): Promise<VectorIndex> {
-    return this.place(key, dim, params, (slot) => ({ op: 'load', id: slot.id(), keyId: keyId(key), dim, params, path, tuning: this.tuning() }));
+    return this.place(key, dim, params, (slot) => ({
+      op: 'load',
+      id: slot.id(),
+      keyId: keyId(key),
+      dim,
+      params,
+      path,
+      tuning: this.tuning(),
+    }));
   }
 
   /** In-memory indexes are not stored anywhere a new process could open them: snapshots are loaded instead. */

@@ -85,7 +85,8 @@ class PgVectorIndex implements VectorIndex {
   async add(labels: readonly number[], vectors: readonly Float32Array[]): Promise<void> {
     if (labels.length !== vectors.length) throw new RangeError(`${labels.length} labels but ${vectors.length} vectors`);
     for (const l of labels) if (!Number.isSafeInteger(l) || l < 0) throw new RangeError(`label ${l} is not a non-negative integer`);
-    for (const v of vectors) if (v.length !== this.dim) throw new RangeError(`vector of length ${v.length}, index dimension is ${this.dim}`);
+    for (const v of vectors)
+      if (v.length !== this.dim) throw new RangeError(`vector of length ${v.length}, index dimension is ${this.dim}`);
     if (labels.length === 0) return;
     const sql = this.sql;
     for (let i = 0; i < labels.length; i += ROWS_PER_INSERT) {
@@ -127,8 +128,14 @@ class PgVectorIndex implements VectorIndex {
       // Per query, inside the transaction: hnsw.ef_search as asked, and iterative scans, which keep walking
       // the graph until the filter has passed k rows (or ef_search is raised past k) instead of stopping at
       // ef_search candidates.
-      await q(`SELECT set_config('hnsw.ef_search', $1, true)${iterative ? `, set_config('hnsw.iterative_scan', 'relaxed_order', true)` : ''}`, [String(ef)]);
-      return q(`SELECT label, embedding <=> $1::vector AS distance FROM ${this.table} ${where} ORDER BY embedding <=> $1::vector LIMIT ${k}`, params);
+      await q(
+        `SELECT set_config('hnsw.ef_search', $1, true)${iterative ? `, set_config('hnsw.iterative_scan', 'relaxed_order', true)` : ''}`,
+        [String(ef)],
+      );
+      return q(
+        `SELECT label, embedding <=> $1::vector AS distance FROM ${this.table} ${where} ORDER BY embedding <=> $1::vector LIMIT ${k}`,
+        params,
+      );
     });
     let out = hits.map((r) => ({ label: Number(r.label), score: 1 - Number(r.distance) }));
     // A graph search may come back short (a selective filter past the scan limit, unreachable nodes, or no
@@ -170,7 +177,10 @@ class PgVectorIndex implements VectorIndex {
     const [row] = await this.sql.query(`SELECT count FROM ${CATALOG} WHERE table_name = $1`, [this.table]);
     if (row) this.live = Number(row.count);
     if (ls.length === 0) return [];
-    const rows = await this.sql.query(`SELECT l FROM unnest($1::bigint[]) AS l WHERE NOT EXISTS (SELECT 1 FROM ${this.table} WHERE label = l)`, [ls]);
+    const rows = await this.sql.query(
+      `SELECT l FROM unnest($1::bigint[]) AS l WHERE NOT EXISTS (SELECT 1 FROM ${this.table} WHERE label = l)`,
+      [ls],
+    );
     return rows.map((r) => Number(r.l));
   }
 
@@ -270,10 +280,9 @@ export class PgVectorIndexes implements IndexBackend {
     const have = this.handles.get(id);
     if (have) return have;
     const table = vectorTableName(key);
-    const [row] = await this.sql.query(
-      `SELECT c.dim, c.count FROM ${CATALOG} c WHERE c.table_name = $1 AND to_regclass($1) IS NOT NULL`,
-      [table],
-    );
+    const [row] = await this.sql.query(`SELECT c.dim, c.count FROM ${CATALOG} c WHERE c.table_name = $1 AND to_regclass($1) IS NOT NULL`, [
+      table,
+    ]);
     if (!row || Number(row.dim) !== dim) return undefined;
     // A build that stopped before its seal() has no graph yet.
     await this.ensureHnsw(table, params);
@@ -298,7 +307,9 @@ export class PgVectorIndexes implements IndexBackend {
     await this.sql.transaction(async (q) => {
       const [cur] = await q(`SELECT setting::bigint * 1024 AS bytes FROM pg_settings WHERE name = 'maintenance_work_mem'`);
       if (wantMb * 2 ** 20 > Number(cur?.bytes ?? 0)) await q(`SELECT set_config('maintenance_work_mem', $1, true)`, [`${wantMb}MB`]);
-      await q(`CREATE INDEX IF NOT EXISTS ${table}_hnsw ON ${table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})`);
+      await q(
+        `CREATE INDEX IF NOT EXISTS ${table}_hnsw ON ${table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efc})`,
+      );
     });
   }
 
@@ -320,7 +331,12 @@ export class PgVectorIndexes implements IndexBackend {
       await q(`DELETE FROM ${CATALOG} WHERE table_name = $1`, [table]);
       await q(`ALTER TABLE ${from.table} RENAME TO ${table}`);
       await q(`ALTER INDEX IF EXISTS ${from.table}_hnsw RENAME TO ${table}_hnsw`);
-      await q(`UPDATE ${CATALOG} SET table_name = $1, collection_id = $2, model_version = $3 WHERE table_name = $4`, [table, key.collectionId, key.modelVersion, from.table]);
+      await q(`UPDATE ${CATALOG} SET table_name = $1, collection_id = $2, model_version = $3 WHERE table_name = $4`, [
+        table,
+        key.collectionId,
+        key.modelVersion,
+        from.table,
+      ]);
     });
     this.handles.delete(keyId(idx.key));
     from.markDropped(new IndexStateError(`index ${keyId(idx.key)} became ${keyId(key)}`));

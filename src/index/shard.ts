@@ -89,7 +89,9 @@ export class Shard {
     try {
       await hnsw.readIndex(path, true);
     } catch (err) {
-      throw new IndexSnapshotError(`index snapshot ${path} could not be read by hnswlib: ${(err as Error).message}; rebuild the index from the database`);
+      throw new IndexSnapshotError(
+        `index snapshot ${path} could not be read by hnswlib: ${(err as Error).message}; rebuild the index from the database`,
+      );
     }
     const { header, labels, vectors, deleted } = contents;
     const capacity = Math.max(1, header.maxElements, header.count);

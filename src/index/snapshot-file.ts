@@ -66,18 +66,22 @@ export function parseHeader(buf: Buffer, path: string, expectedDim: number, file
   const efConstruction = u64(buf, 88, 'ef_construction', path);
 
   if (offsetLevel0 !== 0) throw corrupt(path, 'bad level-0 offset');
-  if (M < 1 || M > 100_000 || maxM !== M || maxM0 < M || maxM0 > 200_000) throw corrupt(path, `implausible M=${M} maxM=${maxM} maxM0=${maxM0}`);
+  if (M < 1 || M > 100_000 || maxM !== M || maxM0 < M || maxM0 > 200_000)
+    throw corrupt(path, `implausible M=${M} maxM=${maxM} maxM0=${maxM0}`);
   const linksLevel0 = maxM0 * 4 + 4;
   if (offsetData !== linksLevel0) throw corrupt(path, 'data offset does not match link size');
   const dataBytes = labelOffset - offsetData;
   if (dataBytes <= 0 || dataBytes % 4 !== 0 || sizeDataPerElement !== labelOffset + 8) throw corrupt(path, 'inconsistent element layout');
   const dim = dataBytes / 4;
   if (dim !== expectedDim) {
-    throw new IndexSnapshotError(`index snapshot ${path} holds ${dim}-dimensional vectors, expected ${expectedDim}; rebuild the index from the database`);
+    throw new IndexSnapshotError(
+      `index snapshot ${path} holds ${dim}-dimensional vectors, expected ${expectedDim}; rebuild the index from the database`,
+    );
   }
   if (count > maxElements) throw corrupt(path, `element count ${count} exceeds capacity ${maxElements}`);
   // hnswlib allocates capacity × element size up front; refuse anything the machine cannot hold.
-  if (maxElements * sizeDataPerElement > totalmem()) throw corrupt(path, `capacity ${maxElements} would need more memory than the machine has`);
+  if (maxElements * sizeDataPerElement > totalmem())
+    throw corrupt(path, `capacity ${maxElements} would need more memory than the machine has`);
   if (count > 0 && (entryPoint >= count || maxLevel < 0 || maxLevel > 64)) throw corrupt(path, 'bad entry point');
   if (HEADER_BYTES + count * sizeDataPerElement + count * 4 > fileSize) {
     throw corrupt(path, `file is ${fileSize} bytes, too short for ${count} elements`);

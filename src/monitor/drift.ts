@@ -91,9 +91,14 @@ function ksBlock(a: number[], b: number[]) {
 function embeddingDriftOffThread(input: EmbeddingDriftInput): Promise<EmbeddingDrift> {
   return new Promise((resolve, reject) => {
     const w = spawnWorker(new URL('./stats-worker.ts', import.meta.url), { workerData: input, name: 'drift-stats' });
-    w.once('message', (m: EmbeddingDrift) => { resolve(m); void w.terminate(); });
+    w.once('message', (m: EmbeddingDrift) => {
+      resolve(m);
+      void w.terminate();
+    });
     w.once('error', reject);
-    w.once('exit', (code) => { if (code !== 0) reject(new Error(`drift stats worker exited with ${code}`)); });
+    w.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`drift stats worker exited with ${code}`));
+    });
   });
 }
 
@@ -110,7 +115,10 @@ export class DriftMonitor {
   private readonly cache = new Map<string, Float32Array>();
   private static readonly CACHE_MAX = 50_000;
   /** Off-thread by default; tests of the decision logic may run inline. */
-  constructor(private readonly deps: DriftDeps, private readonly opts: { inline?: boolean; permutations?: number; logSlice?: number } = {}) {}
+  constructor(
+    private readonly deps: DriftDeps,
+    private readonly opts: { inline?: boolean; permutations?: number; logSlice?: number } = {},
+  ) {}
 
   private async embedCached(texts: string[]): Promise<Float32Array[]> {
     const version = this.deps.servingVersion();
@@ -137,7 +145,10 @@ export class DriftMonitor {
    * the event loop between slices: one read of the whole log once held the main thread (and every search)
    * for 8 s.
    */
-  private async textWindow(collection: string, o: { since: number; limit: number; newestFirst?: boolean; exclude?: Set<string> }): Promise<QueryLogRow[]> {
+  private async textWindow(
+    collection: string,
+    o: { since: number; limit: number; newestFirst?: boolean; exclude?: Set<string> },
+  ): Promise<QueryLogRow[]> {
     const out: QueryLogRow[] = [];
     const scanRows = this.opts.logSlice ?? LOG_SLICE;
     let from: number | undefined = o.newestFirst ? Number.MAX_SAFE_INTEGER : o.since;
@@ -167,12 +178,30 @@ export class DriftMonitor {
     const cur = (await this.textWindow(collection, { since: refEnd, limit: W, newestFirst: true, exclude: refIds })).reverse();
 
     const m: DriftMetrics = {
-      status: 'ok', modelVersion,
-      reference: { ...windowInfo(ref), since: new Date(since).toISOString(), basis: opts.referenceSince !== undefined ? 'baseline' : 'champion_promoted' },
+      status: 'ok',
+      modelVersion,
+      reference: {
+        ...windowInfo(ref),
+        since: new Date(since).toISOString(),
+        basis: opts.referenceSince !== undefined ? 'baseline' : 'champion_promoted',
+      },
       current: windowInfo(cur),
-      centroidDistance: null, domainAuc: null, mmd: null, top1Score: null, top1Gap: null, volumeRatio: null,
-      thresholds: { auc: config.DRIFT_AUC_THRESHOLD, centroid: config.DRIFT_CENTROID_THRESHOLD, mmdPValue: config.DRIFT_MMD_PVALUE, minQueries: config.DRIFT_MIN_QUERIES, window: W },
-      reasons: [], cooldown: false, autoRetrain: config.AUTO_RETRAIN,
+      centroidDistance: null,
+      domainAuc: null,
+      mmd: null,
+      top1Score: null,
+      top1Gap: null,
+      volumeRatio: null,
+      thresholds: {
+        auc: config.DRIFT_AUC_THRESHOLD,
+        centroid: config.DRIFT_CENTROID_THRESHOLD,
+        mmdPValue: config.DRIFT_MMD_PVALUE,
+        minQueries: config.DRIFT_MIN_QUERIES,
+        window: W,
+      },
+      reasons: [],
+      cooldown: false,
+      autoRetrain: config.AUTO_RETRAIN,
     };
     let drifted = false;
     if (ref.length < config.DRIFT_MIN_QUERIES || cur.length < config.DRIFT_MIN_QUERIES) {
@@ -181,8 +210,11 @@ export class DriftMonitor {
     } else {
       const vectors = await this.embedCached([...ref, ...cur].map((r) => r.query!));
       const input: EmbeddingDriftInput = {
-        ref: vectors.slice(0, ref.length), cur: vectors.slice(ref.length),
-        permutations: this.opts.permutations ?? 200, seed: 17, mmdMaxPerWindow: 400,
+        ref: vectors.slice(0, ref.length),
+        cur: vectors.slice(ref.length),
+        permutations: this.opts.permutations ?? 200,
+        seed: 17,
+        mmdMaxPerWindow: 400,
       };
       const e = this.opts.inline ? computeEmbeddingDrift(input) : await embeddingDriftOffThread(input);
       m.centroidDistance = e.centroidDistance;
@@ -214,15 +246,32 @@ export class DriftMonitor {
       const busy = jobs.find((j) => !['done', 'rejected', 'failed'].includes(j.state));
       const recentJob = jobs.find((j) => j.updatedAt >= cutoff);
       if (busy) m.reasons.push(`job ${busy.id} is ${busy.state}`);
-      else if (recentJob) m.reasons.push(`cooldown: job ${recentJob.id} ended ${new Date(recentJob.updatedAt).toISOString()} (DRIFT_COOLDOWN_SECONDS ${config.DRIFT_COOLDOWN_SECONDS})`);
+      else if (recentJob)
+        m.reasons.push(
+          `cooldown: job ${recentJob.id} ended ${new Date(recentJob.updatedAt).toISOString()} (DRIFT_COOLDOWN_SECONDS ${config.DRIFT_COOLDOWN_SECONDS})`,
+        );
       m.cooldown = busy !== undefined || recentJob !== undefined;
       if (!m.cooldown && config.AUTO_RETRAIN && !opts.noTrigger && this.deps.onDrift) {
         jobId = (await this.deps.onDrift(collection, m)) ?? null;
       }
     }
-    const report = await store.insertDriftReport({ collection, modelVersion, metrics: m as unknown as Record<string, unknown>, drifted, jobId });
+    const report = await store.insertDriftReport({
+      collection,
+      modelVersion,
+      metrics: m as unknown as Record<string, unknown>,
+      drifted,
+      jobId,
+    });
     this.export(collection, m);
-    log.info('drift check', { collection, drifted, jobId, auc: m.domainAuc, centroid: m.centroidDistance, mmdP: m.mmd?.pValue, status: m.status });
+    log.info('drift check', {
+      collection,
+      drifted,
+      jobId,
+      auc: m.domainAuc,
+      centroid: m.centroidDistance,
+      mmdP: m.mmd?.pValue,
+      status: m.status,
+    });
     return { report, metrics: m };
   }
 
@@ -251,8 +300,11 @@ export class DriftMonitor {
         for (const name of await listCollections()) {
           await this.check(name).catch((err) => this.deps.log.error('drift check failed', { collection: name, err: String(err) }));
         }
-      })().catch((err) => this.deps.log.error('drift scheduler failed', { err: String(err) }))
-        .finally(() => { this.running = undefined; });
+      })()
+        .catch((err) => this.deps.log.error('drift scheduler failed', { err: String(err) }))
+        .finally(() => {
+          this.running = undefined;
+        });
     }, secs * 1000);
     this.timer.unref();
   }

@@ -26,7 +26,8 @@ export function computeEmbeddingDrift(input: EmbeddingDriftInput): EmbeddingDrif
     centroidDistance: centroidCosineDistance(input.ref, input.cur),
     domainAuc: domainClassifierAuc(input.ref, input.cur, { seed: input.seed }),
     mmd: mmdPermutationTest(subsample(input.ref, input.mmdMaxPerWindow), subsample(input.cur, input.mmdMaxPerWindow), {
-      permutations: input.permutations, seed: input.seed,
+      permutations: input.permutations,
+      seed: input.seed,
     }),
   };
 }

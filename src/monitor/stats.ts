@@ -47,11 +47,15 @@ export function rocAuc(scores: readonly number[], labels: readonly (0 | 1)[]): n
   const idx = scores.map((s, i) => ({ s, y: labels[i]! })).sort((a, b) => a.s - b.s);
   let nPos = 0;
   let rankSumPos = 0;
-  for (let i = 0; i < idx.length;) {
+  for (let i = 0; i < idx.length; ) {
     let j = i;
     while (j < idx.length && idx[j]!.s === idx[i]!.s) j++;
     const midRank = (i + 1 + j) / 2;
-    for (let k = i; k < j; k++) if (idx[k]!.y === 1) { nPos++; rankSumPos += midRank; }
+    for (let k = i; k < j; k++)
+      if (idx[k]!.y === 1) {
+        nPos++;
+        rankSumPos += midRank;
+      }
     i = j;
   }
   const nNeg = idx.length - nPos;
@@ -103,7 +107,11 @@ function fitLogistic(xs: readonly Float32Array[], ys: readonly (0 | 1)[], opts: 
  * from the same distribution and approaches 1 as they separate. Out-of-fold scores only, so the AUC is not
  * inflated by memorization.
  */
-export function domainClassifierAuc(ref: readonly Float32Array[], cur: readonly Float32Array[], opts: { folds?: number; seed?: number } & LogisticOptions = {}): number {
+export function domainClassifierAuc(
+  ref: readonly Float32Array[],
+  cur: readonly Float32Array[],
+  opts: { folds?: number; seed?: number } & LogisticOptions = {},
+): number {
   const folds = opts.folds ?? 5;
   const rand = seededRandom(opts.seed ?? 1);
   const items = [...ref.map((x) => ({ x, y: 0 as 0 | 1 })), ...cur.map((x) => ({ x, y: 1 as 0 | 1 }))];
@@ -113,12 +121,20 @@ export function domainClassifierAuc(ref: readonly Float32Array[], cur: readonly 
   for (let f = 0; f < folds; f++) {
     const trainX: Float32Array[] = [];
     const trainY: (0 | 1)[] = [];
-    for (let i = 0; i < items.length; i++) if (i % folds !== f) { trainX.push(items[i]!.x); trainY.push(items[i]!.y); }
+    for (let i = 0; i < items.length; i++)
+      if (i % folds !== f) {
+        trainX.push(items[i]!.x);
+        trainY.push(items[i]!.y);
+      }
     // Standardize with the training fold's statistics (as a sklearn StandardScaler → LogisticRegression
     // pipeline would): embedding coordinates have tiny, uneven variances, and unscaled gradient descent
     // under-fits them, understating real drift.
     const { mu, sd } = standardizer(trainX);
-    const { w, b } = fitLogistic(trainX.map((x) => scale(x, mu, sd)), trainY, opts);
+    const { w, b } = fitLogistic(
+      trainX.map((x) => scale(x, mu, sd)),
+      trainY,
+      opts,
+    );
     for (let i = f; i < items.length; i += folds) {
       const x = scale(items[i]!.x, mu, sd);
       let z = b;
@@ -126,7 +142,10 @@ export function domainClassifierAuc(ref: readonly Float32Array[], cur: readonly 
       scores[i] = z;
     }
   }
-  return rocAuc(scores, items.map((it) => it.y));
+  return rocAuc(
+    scores,
+    items.map((it) => it.y),
+  );
 }
 
 function standardizer(xs: readonly Float32Array[]): { mu: Float64Array; sd: Float64Array } {
@@ -159,7 +178,11 @@ export interface MmdResult {
  * distance of the pooled sample / 2 (median heuristic), p-value by permuting window labels over the one
  * pooled kernel matrix (Gretton et al., JMLR 2012).
  */
-export function mmdPermutationTest(ref: readonly Float32Array[], cur: readonly Float32Array[], opts: { permutations?: number; seed?: number } = {}): MmdResult {
+export function mmdPermutationTest(
+  ref: readonly Float32Array[],
+  cur: readonly Float32Array[],
+  opts: { permutations?: number; seed?: number } = {},
+): MmdResult {
   const permutations = opts.permutations ?? 200;
   const pooled = [...ref, ...cur];
   const n = pooled.length;
@@ -185,7 +208,9 @@ export function mmdPermutationTest(ref: readonly Float32Array[], cur: readonly F
 
   const stat = (inRef: Uint8Array): number => {
     // Unbiased estimator: diagonal terms excluded from the within-sample sums.
-    let xx = 0, yy = 0, xy = 0;
+    let xx = 0,
+      yy = 0,
+      xy = 0;
     for (let i = 0; i < n; i++) {
       const ri = inRef[i]!;
       const row = i * n;
@@ -228,7 +253,9 @@ export function ksTwoSample(a: readonly number[], b: readonly number[]): KsResul
   if (a.length === 0 || b.length === 0) return { statistic: 0, pValue: 1 };
   const x = [...a].sort((p, q) => p - q);
   const y = [...b].sort((p, q) => p - q);
-  let i = 0, j = 0, d = 0;
+  let i = 0,
+    j = 0,
+    d = 0;
   while (i < x.length && j < y.length) {
     const v = Math.min(x[i]!, y[j]!);
     while (i < x.length && x[i]! <= v) i++;

@@ -30,8 +30,10 @@ export async function openObjectStore(cfg: ObjectStoreConfig): Promise<ObjectSto
   }
   if (url.protocol === 's3:') {
     const bucket = url.hostname;
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ObjectStoreError(`OBJECT_STORE_URL: "${bucket}" is not a valid S3 bucket name`);
-    if (url.username || url.password) throw new ObjectStoreError('OBJECT_STORE_URL must not hold credentials; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+      throw new ObjectStoreError(`OBJECT_STORE_URL: "${bucket}" is not a valid S3 bucket name`);
+    if (url.username || url.password)
+      throw new ObjectStoreError('OBJECT_STORE_URL must not hold credentials; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
     return S3ObjectStore.create({
       bucket,
       prefix: decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, ''),

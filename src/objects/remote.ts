@@ -40,7 +40,10 @@ async function sha256File(path: string): Promise<{ sha256: string; bytes: number
 
 async function walk(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/')).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'))
+    .sort();
 }
 
 const seg = (v: string) => encodeURIComponent(v);
@@ -62,7 +65,9 @@ export class RemoteArtifacts {
     private readonly deps: { log: Logger; metrics?: Metrics; keepSnapshots?: number },
   ) {}
 
-  get location(): string { return this.objects.location; }
+  get location(): string {
+    return this.objects.location;
+  }
 
   private count(op: string, result: 'ok' | 'error' | 'skipped' | 'missing', bytes = 0, direction?: 'upload' | 'download') {
     this.deps.metrics?.objectStoreOps.inc({ op, result });
@@ -79,7 +84,9 @@ export class RemoteArtifacts {
     try {
       const p = JSON.parse(raw.toString('utf8')) as SnapshotPointer;
       if (typeof p.key === 'string' && Number.isInteger(p.seq) && typeof p.sha256 === 'string' && Number.isInteger(p.bytes)) return p;
-    } catch { /* fall through */ }
+    } catch {
+      /* fall through */
+    }
     this.deps.log.warn('ignoring a malformed snapshot pointer', { collectionId, version, location: this.location });
     return undefined;
   }
@@ -88,8 +95,12 @@ export class RemoteArtifacts {
    * Uploads the local snapshot at `path` unless the store already has one at least as new.
    * Returns the pointer it published, or undefined when it skipped.
    */
-  async publishSnapshot(c: { id: number; name: string; createdAt: number }, version: string, path: string,
-    meta: { seq: number; count: number }): Promise<SnapshotPointer | undefined> {
+  async publishSnapshot(
+    c: { id: number; name: string; createdAt: number },
+    version: string,
+    path: string,
+    meta: { seq: number; count: number },
+  ): Promise<SnapshotPointer | undefined> {
     const collectionId = c.id;
     const prefix = this.snapshotPrefix(collectionId, version);
     try {
@@ -102,12 +113,22 @@ export class RemoteArtifacts {
       const key = `${prefix}/${String(meta.seq).padStart(12, '0')}-${this.publisher}.hnsw`;
       await this.objects.putFile(key, path);
       const pointer: SnapshotPointer = {
-        key, seq: meta.seq, count: meta.count, bytes, sha256, collectionId, collection: { name: c.name, createdAt: c.createdAt }, modelVersion: version,
-        publisher: this.publisher, publishedAt: new Date().toISOString(),
+        key,
+        seq: meta.seq,
+        count: meta.count,
+        bytes,
+        sha256,
+        collectionId,
+        collection: { name: c.name, createdAt: c.createdAt },
+        modelVersion: version,
+        publisher: this.publisher,
+        publishedAt: new Date().toISOString(),
       };
       await this.objects.putBytes(`${prefix}/latest.json`, JSON.stringify(pointer));
       this.count('snapshot_upload', 'ok', bytes, 'upload');
-      await this.pruneSnapshots(prefix, key).catch((err) => this.deps.log.warn('old snapshot objects not pruned', { prefix, err: String(err) }));
+      await this.pruneSnapshots(prefix, key).catch((err) =>
+        this.deps.log.warn('old snapshot objects not pruned', { prefix, err: String(err) }),
+      );
       return pointer;
     } catch (err) {
       this.count('snapshot_upload', 'error');
@@ -197,13 +218,15 @@ export class RemoteArtifacts {
       const manifest = JSON.parse(raw.toString('utf8')) as ModelManifest;
       let total = 0;
       for (const f of manifest.files) {
-        if (f.path.split('/').some((p) => p === '..' || p === '')) throw new ObjectStoreError(`model ${version} manifest names a bad path "${f.path}"`);
+        if (f.path.split('/').some((p) => p === '..' || p === ''))
+          throw new ObjectStoreError(`model ${version} manifest names a bad path "${f.path}"`);
         const local = join(tmp, ...f.path.split('/'));
         if (!(await this.objects.getFile(`${prefix}/files/${f.path}`, local))) {
           throw new ObjectStoreError(`model ${version} in ${this.location} lacks ${f.path} named by its manifest`);
         }
         const got = await sha256File(local);
-        if (got.sha256 !== f.sha256 || got.bytes !== f.bytes) throw new ObjectStoreError(`model ${version} file ${f.path} from ${this.location} does not match its manifest`);
+        if (got.sha256 !== f.sha256 || got.bytes !== f.bytes)
+          throw new ObjectStoreError(`model ${version} file ${f.path} from ${this.location} does not match its manifest`);
         total += got.bytes;
       }
       await mkdir(join(dest, '..'), { recursive: true });
@@ -219,4 +242,3 @@ export class RemoteArtifacts {
     }
   }
 }
-

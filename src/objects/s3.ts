@@ -27,7 +27,11 @@ type Sdk = typeof import('@aws-sdk/client-s3');
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
 
-  private constructor(private readonly sdk: Sdk, private readonly client: S3Client, private readonly opts: S3Options) {
+  private constructor(
+    private readonly sdk: Sdk,
+    private readonly client: S3Client,
+    private readonly opts: S3Options,
+  ) {
     this.location = `s3://${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}${opts.endpoint ? ` at ${opts.endpoint}` : ''}`;
   }
 
@@ -40,7 +44,9 @@ export class S3ObjectStore implements ObjectStore {
       forcePathStyle: opts.forcePathStyle,
       // Flexible checksums (aws-chunked uploads with trailers) are AWS-only; many S3-compatible services
       // reject them, so only send checksums where an operation requires one.
-      ...(opts.endpoint ? { requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
+      ...(opts.endpoint
+        ? { requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const }
+        : {}),
     });
     return new S3ObjectStore(sdk, client, opts);
   }
@@ -52,7 +58,9 @@ export class S3ObjectStore implements ObjectStore {
   private fail(what: string, err: unknown): ObjectStoreError {
     const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '';
-    return new ObjectStoreError(`${what} on ${this.location} failed: ${e.name ?? 'Error'}: ${e.message ?? String(err)}${status}`, { cause: err });
+    return new ObjectStoreError(`${what} on ${this.location} failed: ${e.name ?? 'Error'}: ${e.message ?? String(err)}${status}`, {
+      cause: err,
+    });
   }
 
   private static isMissing(err: unknown): boolean {
@@ -71,9 +79,14 @@ export class S3ObjectStore implements ObjectStore {
   async putFile(key: string, path: string): Promise<void> {
     try {
       const { size } = await stat(path);
-      await this.client.send(new this.sdk.PutObjectCommand({
-        Bucket: this.opts.bucket, Key: this.key(key), Body: createReadStream(path), ContentLength: size,
-      }));
+      await this.client.send(
+        new this.sdk.PutObjectCommand({
+          Bucket: this.opts.bucket,
+          Key: this.key(key),
+          Body: createReadStream(path),
+          ContentLength: size,
+        }),
+      );
     } catch (err) {
       throw this.fail(`uploading ${key}`, err);
     }
@@ -119,9 +132,14 @@ export class S3ObjectStore implements ObjectStore {
     let token: string | undefined;
     try {
       do {
-        const res = await this.client.send(new this.sdk.ListObjectsV2Command({
-          Bucket: this.opts.bucket, Prefix: full ? `${full}/` : undefined, ContinuationToken: token, MaxKeys: this.opts.pageSize,
-        }));
+        const res = await this.client.send(
+          new this.sdk.ListObjectsV2Command({
+            Bucket: this.opts.bucket,
+            Prefix: full ? `${full}/` : undefined,
+            ContinuationToken: token,
+            MaxKeys: this.opts.pageSize,
+          }),
+        );
         for (const o of res.Contents ?? []) if (o.Key) keys.push(o.Key.slice(strip));
         token = res.IsTruncated ? res.NextContinuationToken : undefined;
       } while (token);

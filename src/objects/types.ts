@@ -27,5 +27,9 @@ export class ObjectStoreError extends Error {
 }
 
 export function joinKey(...parts: string[]): string {
-  return parts.filter((p) => p.length > 0).map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/');
+  return parts
+    .filter((p) => p.length > 0)
+    .map((p) => p.replace(/^\/+|\/+$/g, ''))
+    .filter(Boolean)
+    .join('/');
 }

@@ -46,13 +46,22 @@ export function convexFusion<K>(dense: readonly Scored<K>[], sparse: readonly Sc
   const d = minMaxNormalize(dense);
   const s = minMaxNormalize(sparse);
   const dRank = new Map<K, number>();
-  dense.forEach((h, i) => { if (!dRank.has(h.key)) dRank.set(h.key, i); });
+  dense.forEach((h, i) => {
+    if (!dRank.has(h.key)) dRank.set(h.key, i);
+  });
   const sRank = new Map<K, number>();
-  sparse.forEach((h, i) => { if (!sRank.has(h.key)) sRank.set(h.key, i); });
+  sparse.forEach((h, i) => {
+    if (!sRank.has(h.key)) sRank.set(h.key, i);
+  });
   const keys = new Set<K>([...d.keys(), ...s.keys()]);
   const out: (Scored<K> & { dr: number; sr: number })[] = [];
   for (const key of keys) {
-    out.push({ key, score: w * (d.get(key) ?? 0) + (1 - w) * (s.get(key) ?? 0), dr: dRank.get(key) ?? Infinity, sr: sRank.get(key) ?? Infinity });
+    out.push({
+      key,
+      score: w * (d.get(key) ?? 0) + (1 - w) * (s.get(key) ?? 0),
+      dr: dRank.get(key) ?? Infinity,
+      sr: sRank.get(key) ?? Infinity,
+    });
   }
   const denseFirst = w >= 0.5;
   out.sort((a, b) => b.score - a.score || (denseFirst ? a.dr - b.dr || a.sr - b.sr : a.sr - b.sr || a.dr - b.dr));

@@ -31,10 +31,17 @@ export interface SearchResultItem {
 }
 
 /** The best `k` documents for `req` in collection `c`, and the mode (and fusion weight) that ranked them. */
-export async function runSearch(r: Retrieval, c: Collection, req: SearchRequest, maxK: number):
-  Promise<{ results: SearchResultItem[]; mode: ServedMode; weight?: number }> {
+export async function runSearch(
+  r: Retrieval,
+  c: Collection,
+  req: SearchRequest,
+  maxK: number,
+): Promise<{ results: SearchResultItem[]; mode: ServedMode; weight?: number }> {
   const q: ModeQuery = {
-    collection: c, query: req.query, vector: req.vector, efSearch: req.efSearch,
+    collection: c,
+    query: req.query,
+    vector: req.vector,
+    efSearch: req.efSearch,
     filter: req.filter && Object.keys(req.filter).length > 0 ? req.filter : undefined,
     // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
     depth: Math.min(req.k * 3 + 10, maxK * 3),
@@ -60,7 +67,7 @@ async function topDocuments(r: Retrieval, served: Served, k: number): Promise<Se
   let more = served.more;
   const results: SearchResultItem[] = [];
   const seen = new Set<string>();
-  for (let from = 0; results.length < k;) {
+  for (let from = 0; results.length < k; ) {
     if (from >= ranked.length) {
       if (!more) break;
       const extra = more;
@@ -90,11 +97,20 @@ function toResult(ch: HydratedChunk, score: number): SearchResultItem {
  * Document-level dense and keyword rankings of one query with the serving model: what the strategy tuner
  * measures (the live index and the live keyword search, as /search would use them), on the bulk lane.
  */
-export async function rankBoth(r: Retrieval, c: Collection, query: string, depth: number): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
+export async function rankBoth(
+  r: Retrieval,
+  c: Collection,
+  query: string,
+  depth: number,
+): Promise<{ dense: Scored<string>[]; sparse: Scored<string>[] }> {
   const dense = await r.vectorSearch(c, await r.embedQuery(query, 'bulk'), depth * 3);
   const sparse = await r.keywordSearch(c, query, depth * 3);
   const chunks = await r.hydrate([...new Set([...dense, ...sparse].map((h) => h.label))]);
   const toDocs = (hits: Ranked[]) =>
-    bestPerDocument(hits.map((h) => ({ key: h.label, score: h.score })), (label) => chunks.get(label)?.docId, depth);
+    bestPerDocument(
+      hits.map((h) => ({ key: h.label, score: h.score })),
+      (label) => chunks.get(label)?.docId,
+      depth,
+    );
   return { dense: toDocs(dense), sparse: toDocs(sparse) };
 }

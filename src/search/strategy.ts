@@ -80,7 +80,8 @@ export function evaluateStrategies(qs: readonly QueryRankings[], grid: readonly 
   // Best weight; among near-ties (1e-9) the one nearest the middle, which generalises better than an edge.
   let best = curve[0]!;
   for (const c of curve) {
-    if (c.ndcg > best.ndcg + 1e-9 || (Math.abs(c.ndcg - best.ndcg) <= 1e-9 && Math.abs(c.weight - 0.5) < Math.abs(best.weight - 0.5))) best = c;
+    if (c.ndcg > best.ndcg + 1e-9 || (Math.abs(c.ndcg - best.ndcg) <= 1e-9 && Math.abs(c.weight - 0.5) < Math.abs(best.weight - 0.5)))
+      best = c;
   }
   return {
     queries: qs.length,
@@ -116,7 +117,11 @@ export function chooseStrategy(ev: StrategyEvaluation, opts: ChooseOptions): { m
   // Hybrid's weight was fitted on these queries, so it never scores below its inputs here: ask it to win by a
   // little to be worth the second search.
   if (hyb >= bestSingleScore + hm && hyb >= kw + opts.margin) {
-    return { mode: 'hybrid', weight: ev.hybrid.weight, reason: `hybrid (w=${ev.hybrid.weight}) ${f(hyb)} beats vector ${f(vec)} and keyword ${f(kw)}` };
+    return {
+      mode: 'hybrid',
+      weight: ev.hybrid.weight,
+      reason: `hybrid (w=${ev.hybrid.weight}) ${f(hyb)} beats vector ${f(vec)} and keyword ${f(kw)}`,
+    };
   }
   if (bestSingle === 'vector' && vec >= kw + opts.margin) {
     return { mode: 'vector', reason: `vector ${f(vec)} beats keyword ${f(kw)}${hyb > vec ? ` (hybrid ${f(hyb)} adds < ${hm})` : ''}` };
@@ -171,21 +176,30 @@ export interface StrategyGate<D extends { passed: boolean }> {
  * champion's best beyond the tolerance; it is served with what that weak evidence supports (the cold margin).
  */
 export function gateStrategies<D extends { passed: boolean }>(
-  options: readonly GateOption[], candEv: StrategyEvaluation, champEv: StrategyEvaluation,
+  options: readonly GateOption[],
+  candEv: StrategyEvaluation,
+  champEv: StrategyEvaluation,
   gate: (cand: Record<string, number>, champ: Record<string, number>) => D,
   opts: { weakEvidence: boolean; coldMargin: number; tolerance: number },
 ): StrategyGate<D> {
   const champChoice = chooseStrategy(champEv, { margin: 0 });
   const champBest = metricsFor(champEv, champChoice.mode);
   const f = (x: number) => x.toFixed(4);
-  const judged = options.map((o) => ({ o, d: gate(o.metrics, champBest) }))
+  const judged = options
+    .map((o) => ({ o, d: gate(o.metrics, champBest) }))
     .sort((a, b) => (b.o.metrics['ndcg@10'] ?? 0) - (a.o.metrics['ndcg@10'] ?? 0));
   const pass = judged.find((j) => j.d.passed);
   const label = (o: GateOption) => (o.mode === 'hybrid' ? `hybrid (w=${o.weight})` : 'vector');
   if (pass) {
     return {
-      passed: true, rule: 'best_strategy', decision: pass.d,
-      pick: { mode: pass.o.mode, ...(pass.o.weight !== undefined ? { weight: pass.o.weight } : {}), reason: `${label(pass.o)} ${f(pass.o.metrics['ndcg@10'] ?? 0)} vs the champion's ${champChoice.mode} ${f(champBest['ndcg@10'] ?? 0)}: passed the gate` },
+      passed: true,
+      rule: 'best_strategy',
+      decision: pass.d,
+      pick: {
+        mode: pass.o.mode,
+        ...(pass.o.weight !== undefined ? { weight: pass.o.weight } : {}),
+        reason: `${label(pass.o)} ${f(pass.o.metrics['ndcg@10'] ?? 0)} vs the champion's ${champChoice.mode} ${f(champBest['ndcg@10'] ?? 0)}: passed the gate`,
+      },
     };
   }
   if (opts.weakEvidence) {
@@ -199,5 +213,14 @@ export function gateStrategies<D extends { passed: boolean }>(
     return { passed: false, rule: 'encoder_on_weak_evidence', decision: enc, pick: candChoice };
   }
   const best = judged[0]!;
-  return { passed: false, rule: 'none', decision: best.d, pick: { mode: best.o.mode, ...(best.o.weight !== undefined ? { weight: best.o.weight } : {}), reason: `no strategy with the candidate passed the gate (best: ${label(best.o)} ${f(best.o.metrics['ndcg@10'] ?? 0)})` } };
+  return {
+    passed: false,
+    rule: 'none',
+    decision: best.d,
+    pick: {
+      mode: best.o.mode,
+      ...(best.o.weight !== undefined ? { weight: best.o.weight } : {}),
+      reason: `no strategy with the candidate passed the gate (best: ${label(best.o)} ${f(best.o.metrics['ndcg@10'] ?? 0)})`,
+    },
+  };
 }

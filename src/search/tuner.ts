@@ -107,7 +107,10 @@ export class StrategyTuner {
   /** Checks every collection now and then (counts only; a decision runs in the background when due). */
   start(listCollections: () => Promise<Collection[]>, everyMs = 30_000): void {
     const tick = async () => {
-      for (const c of await listCollections()) await this.maybeDecide(c).catch((err: unknown) => this.deps.log.warn('strategy check failed', { collection: c.name, err: String(err) }));
+      for (const c of await listCollections())
+        await this.maybeDecide(c).catch((err: unknown) =>
+          this.deps.log.warn('strategy check failed', { collection: c.name, err: String(err) }),
+        );
     };
     this.timer = setInterval(() => void tick(), everyMs);
     this.timer.unref();
@@ -134,7 +137,8 @@ export class StrategyTuner {
     if (docs < config.STRATEGY_MIN_DOCUMENTS) return undefined;
     const cur = await book.get(c, this.deps.servingVersion());
     if (!cur) return 'first decision for this model';
-    if (docs >= cur.documents * (1 + config.STRATEGY_REDECIDE_GROWTH)) return `the collection grew from ${cur.documents} to ${docs} documents`;
+    if (docs >= cur.documents * (1 + config.STRATEGY_REDECIDE_GROWTH))
+      return `the collection grew from ${cur.documents} to ${docs} documents`;
     // Feedback becomes the evidence once there is enough of it, and is re-read as it grows (compared with the
     // held-out count at the last decision, not the evaluation set, which is capped at STRATEGY_EVAL_QUERIES).
     const held = await this.heldOutCount(c);
@@ -198,12 +202,33 @@ export class StrategyTuner {
     const weak = set.source !== 'feedback';
     const choice = chooseStrategy(ev, { margin: weak ? config.STRATEGY_COLD_MARGIN : 0 });
     const s: Strategy = {
-      mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion: version, source: set.source,
-      queries: set.queries.length, heldOut: set.heldOut, documents, decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured because ${why}`,
-      scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
+      mode: choice.mode,
+      ...(choice.weight !== undefined ? { weight: choice.weight } : {}),
+      fusionWeight: ev.hybrid.weight,
+      modelVersion: version,
+      source: set.source,
+      queries: set.queries.length,
+      heldOut: set.heldOut,
+      documents,
+      decidedAt: new Date().toISOString(),
+      reason: `${choice.reason}; measured because ${why}`,
+      scores: {
+        vector: ev.vector['ndcg@10'] ?? null,
+        keyword: ev.keyword['ndcg@10'] ?? null,
+        hybrid: ev.hybrid['ndcg@10'] ?? null,
+        hybridRrf: ev.hybridRrf['ndcg@10'] ?? null,
+      },
     };
     await book.save(c, s);
-    log.info('serving strategy decided', { collection: c.name, mode: s.mode, weight: s.weight, source: s.source, queries: s.queries, scores: s.scores, ms: Math.round(performance.now() - t0) });
+    log.info('serving strategy decided', {
+      collection: c.name,
+      mode: s.mode,
+      weight: s.weight,
+      source: s.source,
+      queries: s.queries,
+      scores: s.scores,
+      ms: Math.round(performance.now() - t0),
+    });
     return s;
   }
 
@@ -215,7 +240,11 @@ export class StrategyTuner {
     const { held } = heldOutKeys(byQuery.keys(), HELD_OUT);
     if (held.size >= config.STRATEGY_MIN_FEEDBACK_QUERIES) {
       const keys = [...held].slice(0, max);
-      return { source: 'feedback', heldOut: held.size, queries: keys.map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs] })) };
+      return {
+        source: 'feedback',
+        heldOut: held.size,
+        queries: keys.map((k) => ({ query: byQuery.get(k)!.query, relevant: [...byQuery.get(k)!.docs] })),
+      };
     }
     const sample = await store.sampleChunks(c.id, Math.min(max * 2, 2000));
     // sampleChunks is random: sort + seeded shuffle makes the set reproducible for a given corpus.
@@ -228,7 +257,10 @@ export class StrategyTuner {
         const queries = qs.flatMap((list, i) => list.slice(0, 1).map((q) => ({ query: q, relevant: [passages[i]!.docId] })));
         if (queries.length >= 10) return { source: 'llm_questions', heldOut: held.size, queries };
       } catch (err) {
-        this.deps.log.warn('LLM questions for the strategy evaluation failed; using pseudo-queries', { collection: c.name, err: String(err) });
+        this.deps.log.warn('LLM questions for the strategy evaluation failed; using pseudo-queries', {
+          collection: c.name,
+          err: String(err),
+        });
       }
     }
     const queries: { query: string; relevant: string[] }[] = [];

@@ -12,13 +12,14 @@ export class ChunkCache {
   private readonly entries: LRUCache<number, HydratedChunk> | undefined;
 
   constructor(maxBytes: number) {
-    this.entries = maxBytes > 0
-      ? new LRUCache<number, HydratedChunk>({
-        maxSize: maxBytes,
-        // UTF-16 string sizes plus a flat allowance for the objects and the map entry.
-        sizeCalculation: (ch) => 2 * (ch.text.length + ch.docId.length) + 2 * JSON.stringify(ch.metadata).length + 200,
-      })
-      : undefined;
+    this.entries =
+      maxBytes > 0
+        ? new LRUCache<number, HydratedChunk>({
+            maxSize: maxBytes,
+            // UTF-16 string sizes plus a flat allowance for the objects and the map entry.
+            sizeCalculation: (ch) => 2 * (ch.text.length + ch.docId.length) + 2 * JSON.stringify(ch.metadata).length + 200,
+          })
+        : undefined;
   }
 
   get size(): number {

@@ -43,7 +43,11 @@ export class Collections {
     return engine.exclusive(async () => {
       const c = await this.deps.store.createCollection({
         name,
-        hnsw: { M: hnsw?.M ?? cfg.HNSW_M, efConstruction: hnsw?.efConstruction ?? cfg.HNSW_EF_CONSTRUCTION, efSearch: hnsw?.efSearch ?? cfg.HNSW_EF_SEARCH },
+        hnsw: {
+          M: hnsw?.M ?? cfg.HNSW_M,
+          efConstruction: hnsw?.efConstruction ?? cfg.HNSW_EF_CONSTRUCTION,
+          efSearch: hnsw?.efSearch ?? cfg.HNSW_EF_SEARCH,
+        },
         chunk: { size, overlap },
       });
       await engine.addCollectionIndex(c);
@@ -81,15 +85,26 @@ export class Collections {
   async upsertDocuments(name: string, docs: DocumentIn[]): Promise<{ upserted: number; chunks: number; seq: number }> {
     const { engine, metrics } = this.deps;
     const c = await this.deps.catalog.require(name);
-    const inputs = docs.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata ?? {}, chunks: chunkText(d.text, c.chunk.size, c.chunk.overlap) }));
+    const inputs = docs.map((d) => ({
+      id: d.id,
+      text: d.text,
+      metadata: d.metadata ?? {},
+      chunks: chunkText(d.text, c.chunk.size, c.chunk.overlap),
+    }));
     let pair = engine.serving;
     // Embed outside the write lock: it is the slow part and needs no ordering.
-    let vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
+    let vectors = await pair.embedder.embed(
+      inputs.flatMap((d) => d.chunks),
+      { kind: 'document' },
+    );
     const res = await engine.exclusive(async () => {
       if (engine.serving !== pair) {
         // A cut-over happened while we embedded: vectors must come from the model now serving.
         pair = engine.serving;
-        vectors = await pair.embedder.embed(inputs.flatMap((d) => d.chunks), { kind: 'document' });
+        vectors = await pair.embedder.embed(
+          inputs.flatMap((d) => d.chunks),
+          { kind: 'document' },
+        );
       }
       // DELETE /collections/:name may have won the lock while we embedded: that is a 404, not a FK error.
       const r = await this.deps.store.upsertDocuments(c.id, inputs).catch((err: unknown) => {

@@ -84,7 +84,12 @@ export class Engine {
 
   constructor(private readonly deps: EngineDeps) {
     this.lifecycle = new IndexLifecycle({
-      config: deps.config, store: deps.store, indexes: deps.indexes, metrics: deps.metrics, log: deps.log, remote: deps.remote,
+      config: deps.config,
+      store: deps.store,
+      indexes: deps.indexes,
+      metrics: deps.metrics,
+      log: deps.log,
+      remote: deps.remote,
       exclusive: (fn) => this.exclusive(fn),
       forgetChunks: (labels) => this.chunkCache.forget(labels),
       serving: () => this.current,
@@ -95,14 +100,18 @@ export class Engine {
     });
   }
 
-  isReady(): boolean { return this.ready && !this.stopping; }
+  isReady(): boolean {
+    return this.ready && !this.stopping;
+  }
 
   get serving(): ServingPair {
     if (!this.current) throw new AppError('not_ready', 'the server is still loading its model and indexes');
     return this.current;
   }
 
-  get previousPair(): ServingPair | undefined { return this.previous; }
+  get previousPair(): ServingPair | undefined {
+    return this.previous;
+  }
 
   indexPath(collectionId: number, version: string): string {
     return this.lifecycle.indexPath(collectionId, version);
@@ -136,16 +145,27 @@ export class Engine {
       // A model the operator configured for the first time becomes the champion.
       const embedder = await this.deps.loadEmbedder(configuredModel);
       await store.upsertModelVersion({
-        version: configuredModel.version, parentVersion: null, source: encodeSource(configuredModel.source),
-        dim: embedder.dim, status: 'champion',
+        version: configuredModel.version,
+        parentVersion: null,
+        source: encodeSource(configuredModel.source),
+        dim: embedder.dim,
+        status: 'champion',
         // `serving`: pooling, prompts, token limit and the ONNX file that serves (src/embed/st.ts).
-        card: { ...(configuredModel.source.kind === 'dir' ? readModelCard(configuredModel.source.path) : {}), ...(embedder.model ? { serving: embedder.model } : {}) },
+        card: {
+          ...(configuredModel.source.kind === 'dir' ? readModelCard(configuredModel.source.path) : {}),
+          ...(embedder.model ? { serving: embedder.model } : {}),
+        },
       });
       const p = await store.promote(configuredModel.version);
       await this.activate(await this.buildPair(configuredModel.version, embedder, p.generation));
     } else {
       const row = await store.getModelVersion(pointer.modelVersion);
-      if (row) spec = { version: row.version, source: await this.resolveModelSource(row.version, decodeSource(row.source)), dtype: configuredModel.dtype };
+      if (row)
+        spec = {
+          version: row.version,
+          source: await this.resolveModelSource(row.version, decodeSource(row.source)),
+          dtype: configuredModel.dtype,
+        };
       let embedder: Embedder;
       try {
         embedder = await this.deps.loadEmbedder(spec);
@@ -155,7 +175,12 @@ export class Engine {
         spec = configuredModel;
         embedder = await this.deps.loadEmbedder(spec);
         await store.upsertModelVersion({
-          version: spec.version, parentVersion: null, source: encodeSource(spec.source), dim: embedder.dim, status: 'champion', card: {},
+          version: spec.version,
+          parentVersion: null,
+          source: encodeSource(spec.source),
+          dim: embedder.dim,
+          status: 'champion',
+          card: {},
         });
         await store.promote(spec.version);
       }
@@ -171,7 +196,11 @@ export class Engine {
         // Building a pair for a new champion takes longer than a tick: never run two follows at once.
         if (busy) return;
         busy = true;
-        void this.follow().catch((e) => log.warn('follow failed', { err: String(e) })).finally(() => { busy = false; });
+        void this.follow()
+          .catch((e) => log.warn('follow failed', { err: String(e) }))
+          .finally(() => {
+            busy = false;
+          });
       }, 1000);
       this.followTimer.unref();
     }
@@ -191,8 +220,12 @@ export class Engine {
 
   // ---------------------------------------------------------------- serving pairs
   /** Loads (snapshot + replay) or builds the index of every collection for `version`. */
-  async buildPair(version: string, embedder: Embedder, generation: number,
-    onProgress?: (collection: string, done: number, total: number) => void): Promise<ServingPair> {
+  async buildPair(
+    version: string,
+    embedder: Embedder,
+    generation: number,
+    onProgress?: (collection: string, done: number, total: number) => void,
+  ): Promise<ServingPair> {
     const indexes = new Map<number, VectorIndex>();
     for (const c of await this.deps.store.listCollections()) {
       indexes.set(c.id, await this.lifecycle.openIndex(c, version, embedder, onProgress ? (d, t) => onProgress(c.name, d, t) : undefined));
@@ -231,7 +264,11 @@ export class Engine {
     return this.exclusive(async () => {
       // Build under a fresh key so searches keep using the old index until the pointer moves.
       const old = pair.indexes.get(c.id);
-      let fresh = await this.lifecycle.buildIndexUnder(c, { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` }, pair.embedder);
+      let fresh = await this.lifecycle.buildIndexUnder(
+        c,
+        { collectionId: c.id, modelVersion: `${pair.version}@${Date.now()}` },
+        pair.embedder,
+      );
       // A stored index must end up under the serving key, where a restart and the other replicas look for it.
       if (this.deps.indexes.rename) fresh = await this.deps.indexes.rename(fresh, { collectionId: c.id, modelVersion: pair.version });
       pair.indexes.set(c.id, fresh);
@@ -244,7 +281,13 @@ export class Engine {
   }
 
   // The lifecycle's operations a swap (src/swap/swap.ts), the routes and the tests drive.
-  buildIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void, pauseMs = 0): Promise<VectorIndex> {
+  buildIndex(
+    c: Collection,
+    version: string,
+    embedder: Embedder,
+    onProgress?: (done: number, total: number) => void,
+    pauseMs = 0,
+  ): Promise<VectorIndex> {
     return this.lifecycle.buildIndex(c, version, embedder, onProgress, pauseMs);
   }
 
@@ -327,7 +370,12 @@ export class Engine {
    * A store write to `c` applied to `pair`'s index: the chunks it tombstoned (`removed`) are forgotten and
    * marked deleted, the chunks it added go in with their vectors (embedded by `pair`'s model).
    */
-  async applyWrite(pair: ServingPair, c: Collection, removed: number[], added?: { labels: number[]; vectors: Float32Array[] }): Promise<void> {
+  async applyWrite(
+    pair: ServingPair,
+    c: Collection,
+    removed: number[],
+    added?: { labels: number[]; vectors: Float32Array[] },
+  ): Promise<void> {
     this.chunkCache.forget(removed);
     const idx = pair.indexes.get(c.id);
     if (!idx || (!added && removed.length === 0)) return;
@@ -346,12 +394,26 @@ export class Engine {
     const tookMs = performance.now() - t0;
     const queryId = randomUUID();
     this.queryLog.push({
-      id: queryId, collection: c.name, query: req.query ?? null, mode, k: req.k,
-      resultIds: results.map((r) => r.id), scores: results.map((r) => r.score),
-      modelVersion: pair.version, latencyMs: tookMs, createdAt: Date.now(),
+      id: queryId,
+      collection: c.name,
+      query: req.query ?? null,
+      mode,
+      k: req.k,
+      resultIds: results.map((r) => r.id),
+      scores: results.map((r) => r.score),
+      modelVersion: pair.version,
+      latencyMs: tookMs,
+      createdAt: Date.now(),
     });
     this.deps.metrics.searches.inc({ mode: req.mode === 'auto' ? `auto_${mode}` : mode });
-    return { results, mode, ...(weight !== undefined ? { weight } : {}), model: pair.version, queryId, tookMs: Math.round(tookMs * 1000) / 1000 };
+    return {
+      results,
+      mode,
+      ...(weight !== undefined ? { weight } : {}),
+      model: pair.version,
+      queryId,
+      tookMs: Math.round(tookMs * 1000) / 1000,
+    };
   }
 
   /** What the strategy tuner measures: document-level dense and keyword rankings with the serving model. */
@@ -363,7 +425,8 @@ export class Engine {
   private retrieval(pair: ServingPair): Retrieval {
     return {
       model: { version: pair.version, dim: pair.embedder.dim },
-      embedQuery: async (text, priority) => (await pair.embedder.embed([text], priority ? { priority, kind: 'query' } : { kind: 'query' }))[0]!,
+      embedQuery: async (text, priority) =>
+        (await pair.embedder.embed([text], priority ? { priority, kind: 'query' } : { kind: 'query' }))[0]!,
       vectorSearch: (c, vector, depth, opts) => this.vectorHits(pair, c, vector, depth, opts?.efSearch, opts?.filter),
       keywordSearch: (c, query, depth, filter) => this.deps.store.keywordSearch(c.id, query, depth, filter),
       hydrate: (labels) => this.chunkCache.hydrate(this.deps.store, labels),
@@ -371,8 +434,14 @@ export class Engine {
     };
   }
 
-  private async vectorHits(pair: ServingPair, c: Collection, vector: Float32Array, depth: number, efSearch: number | undefined,
-    filter: Record<string, Scalar> | undefined): Promise<Hit[]> {
+  private async vectorHits(
+    pair: ServingPair,
+    c: Collection,
+    vector: Float32Array,
+    depth: number,
+    efSearch: number | undefined,
+    filter: Record<string, Scalar> | undefined,
+  ): Promise<Hit[]> {
     const idx = pair.indexes.get(c.id);
     if (!idx) throw new AppError('not_ready', `index for "${c.name}" is not loaded yet`);
     let allow: number[] | undefined;
@@ -392,9 +461,11 @@ export class Engine {
   }
 
   /** /v1/embeddings: `options` picks the prompt (input_type query/document or a prompt name). */
-  async embedTexts(texts: string[], options: Pick<EmbedOptions, 'kind' | 'promptName'> = {}): Promise<{ vectors: Float32Array[]; model: string }> {
+  async embedTexts(
+    texts: string[],
+    options: Pick<EmbedOptions, 'kind' | 'promptName'> = {},
+  ): Promise<{ vectors: Float32Array[]; model: string }> {
     const pair = this.serving;
     return { vectors: await pair.embedder.embed(texts, options), model: pair.version };
   }
 }
-

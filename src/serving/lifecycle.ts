@@ -63,13 +63,21 @@ export class IndexLifecycle {
     await this.deps.indexes.drop({ collectionId: c.id, modelVersion: version }).catch(() => undefined);
     rmSync(this.indexPath(c.id, version), { force: true });
     rmSync(`${this.indexPath(c.id, version)}.meta.json`, { force: true });
-    void this.deps.remote?.deleteSnapshots(c.id, version)
-      .catch((err) => this.deps.log.warn('object-store snapshots of a deleted collection not removed', { collection: c.name, err: String(err) }));
+    void this.deps.remote
+      ?.deleteSnapshots(c.id, version)
+      .catch((err) =>
+        this.deps.log.warn('object-store snapshots of a deleted collection not removed', { collection: c.name, err: String(err) }),
+      );
     this.deps.metrics.indexSize.remove({ collection: c.name, model_version: version });
   }
 
   /** The index of `c` for `version`: already open, stored (pgvector), a snapshot plus replay, or built from the store. */
-  async openIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
+  async openIndex(
+    c: Collection,
+    version: string,
+    embedder: Embedder,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<VectorIndex> {
     const { indexes, log } = this.deps;
     const key = { collectionId: c.id, modelVersion: version };
     const existing = indexes.get(key);
@@ -100,7 +108,12 @@ export class IndexLifecycle {
    * A persistent backend (pgvector): the index stored in the database, brought in line with the store's live
    * chunks (vectors of dead chunks removed, live chunks without one embedded); a full build when there is none.
    */
-  private async openStored(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void): Promise<VectorIndex> {
+  private async openStored(
+    c: Collection,
+    version: string,
+    embedder: Embedder,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<VectorIndex> {
     const { store, indexes, log } = this.deps;
     const idx = await indexes.open({ collectionId: c.id, modelVersion: version }, embedder.dim, c.hnsw);
     if (!idx) return this.buildIndex(c, version, embedder, onProgress);
@@ -108,14 +121,26 @@ export class IndexLifecycle {
     for (let i = 0; i < missing.length; i += 256) {
       const rows = await store.hydrate(missing.slice(i, i + 256));
       const live = [...rows.values()];
-      if (live.length) await idx.add(live.map((r) => r.label), await embedder.embed(live.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
+      if (live.length)
+        await idx.add(
+          live.map((r) => r.label),
+          await embedder.embed(
+            live.map((r) => r.text),
+            { priority: 'bulk', kind: 'document' },
+          ),
+        );
     }
     log.info('index opened', { collection: c.name, version, backend: indexes.kind, count: idx.count(), embedded: missing.length });
     return idx;
   }
 
   /** Replaces the local snapshot with the object store's when that one is newer. Returns its meta if it did. */
-  private async fetchRemoteSnapshot(c: Collection, version: string, path: string, localSeq: number | undefined): Promise<SnapshotMeta | undefined> {
+  private async fetchRemoteSnapshot(
+    c: Collection,
+    version: string,
+    path: string,
+    localSeq: number | undefined,
+  ): Promise<SnapshotMeta | undefined> {
     const remote = this.deps.remote;
     if (!remote) return undefined;
     try {
@@ -130,7 +155,13 @@ export class IndexLifecycle {
       if (!(await remote.fetchSnapshot(ptr, path))) return undefined;
       const meta: SnapshotMeta = { seq: ptr.seq, count: ptr.count, collectionId: c.id, modelVersion: version };
       writeSnapshotMeta(path, meta);
-      this.deps.log.info('index snapshot fetched from the object store', { collection: c.name, version, seq: ptr.seq, bytes: ptr.bytes, ms: Date.now() - t0 });
+      this.deps.log.info('index snapshot fetched from the object store', {
+        collection: c.name,
+        version,
+        seq: ptr.seq,
+        bytes: ptr.bytes,
+        ms: Date.now() - t0,
+      });
       return meta;
     } catch (err) {
       this.deps.log.warn('object-store snapshot unusable; using local data', { collection: c.name, version, err: String(err) });
@@ -139,16 +170,33 @@ export class IndexLifecycle {
   }
 
   /** Embeds every live chunk of `c` into a fresh index for `version`. Writes that land meanwhile are caught up. */
-  async buildIndex(c: Collection, version: string, embedder: Embedder, onProgress?: (done: number, total: number) => void,
-    pauseMs = 0): Promise<VectorIndex> {
+  async buildIndex(
+    c: Collection,
+    version: string,
+    embedder: Embedder,
+    onProgress?: (done: number, total: number) => void,
+    pauseMs = 0,
+  ): Promise<VectorIndex> {
     const idx = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: version }, embedder, onProgress, pauseMs);
-    await this.deps.store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
+    await this.deps.store.saveIndexRecord({
+      collectionId: c.id,
+      modelVersion: version,
+      path: null,
+      snapshotSeq: 0,
+      count: idx.count(),
+      status: 'building',
+    });
     this.snapshotSeqs.set(this.seqKey(c.id, version), -1);
     return idx;
   }
 
-  async buildIndexUnder(c: Collection, key: IndexKey, embedder: Embedder, onProgress?: (done: number, total: number) => void,
-    pauseMs = 0): Promise<VectorIndex> {
+  async buildIndexUnder(
+    c: Collection,
+    key: IndexKey,
+    embedder: Embedder,
+    onProgress?: (done: number, total: number) => void,
+    pauseMs = 0,
+  ): Promise<VectorIndex> {
     const { store, indexes, config } = this.deps;
     const startSeq = await store.currentSeq();
     const total = await store.countLiveChunks(c.id);
@@ -161,8 +209,14 @@ export class IndexLifecycle {
       const rows = await store.liveChunks(c.id, after, batch);
       if (rows.length === 0) break;
       // Bulk lane: a re-embed or rebuild must never delay live queries.
-      const vecs = await embedder.embed(rows.map((r) => r.text), { priority: 'bulk', kind: 'document' });
-      await idx.add(rows.map((r) => r.label), vecs);
+      const vecs = await embedder.embed(
+        rows.map((r) => r.text),
+        { priority: 'bulk', kind: 'document' },
+      );
+      await idx.add(
+        rows.map((r) => r.label),
+        vecs,
+      );
       after = rows[rows.length - 1]!.label;
       done += rows.length;
       onProgress?.(done, total);
@@ -187,12 +241,20 @@ export class IndexLifecycle {
     }
     for (let i = 0; i < added.length; i += 256) {
       const part = added.slice(i, i + 256);
-      await idx.add(part.map((r) => r.label), await embedder.embed(part.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
+      await idx.add(
+        part.map((r) => r.label),
+        await embedder.embed(
+          part.map((r) => r.text),
+          { priority: 'bulk', kind: 'document' },
+        ),
+      );
     }
     return ch.added.length + ch.removed.length;
   }
 
-  private seqKey(cid: number, version: string) { return `${cid}:${version}`; }
+  private seqKey(cid: number, version: string) {
+    return `${cid}:${version}`;
+  }
 
   reportSize(cid: number, version: string, idx: VectorIndex) {
     void this.deps.store.getCollectionById(cid).then((c) => {
@@ -231,7 +293,14 @@ export class IndexLifecycle {
         if (this.snapshotSeqs.get(k) === seq) continue;
         if (this.deps.indexes.persistent) {
           // The index is stored in the database already: nothing to write, only the record to mark ready.
-          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path: null, snapshotSeq: seq, count: idx.count(), status: 'ready' });
+          await this.deps.store.saveIndexRecord({
+            collectionId: cid,
+            modelVersion: pair.version,
+            path: null,
+            snapshotSeq: seq,
+            count: idx.count(),
+            status: 'ready',
+          });
           this.snapshotSeqs.set(k, seq);
           continue;
         }
@@ -239,7 +308,14 @@ export class IndexLifecycle {
         try {
           await idx.snapshot(path);
           writeSnapshotMeta(path, { seq, count: idx.count(), collectionId: cid, modelVersion: pair.version });
-          await this.deps.store.saveIndexRecord({ collectionId: cid, modelVersion: pair.version, path, snapshotSeq: seq, count: idx.count(), status: 'ready' });
+          await this.deps.store.saveIndexRecord({
+            collectionId: cid,
+            modelVersion: pair.version,
+            path,
+            snapshotSeq: seq,
+            count: idx.count(),
+            status: 'ready',
+          });
           this.snapshotSeqs.set(k, seq);
           this.deps.metrics.snapshots.inc({ result: 'ok' });
         } catch (err) {
@@ -261,7 +337,11 @@ export class IndexLifecycle {
       try {
         await remote.publishSnapshot(w.c, w.version, w.path, { seq: w.seq, count: w.count });
       } catch (err) {
-        this.deps.log.error('index snapshot not published to the object store', { collection: w.c.name, version: w.version, err: String(err) });
+        this.deps.log.error('index snapshot not published to the object store', {
+          collection: w.c.name,
+          version: w.version,
+          err: String(err),
+        });
       }
     }
   }
@@ -272,19 +352,20 @@ export class IndexLifecycle {
     const key = this.seqKey(c.id, pair.version);
     let p = this.recovering.get(key);
     if (!p) {
-      p = this.deps.exclusive(async () => {
-        const cur = pair.indexes.get(c.id);
-        if (cur && cur.count() > 0 && this.deps.indexes.get(cur.key) === cur) return cur; // recovered meanwhile
-        await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
-        const idx = await this.openIndex(c, pair.version, pair.embedder);
-        pair.indexes.set(c.id, idx);
-        return idx;
-      }).finally(() => this.recovering.delete(key));
+      p = this.deps
+        .exclusive(async () => {
+          const cur = pair.indexes.get(c.id);
+          if (cur && cur.count() > 0 && this.deps.indexes.get(cur.key) === cur) return cur; // recovered meanwhile
+          await this.deps.indexes.drop({ collectionId: c.id, modelVersion: pair.version }).catch(() => undefined);
+          const idx = await this.openIndex(c, pair.version, pair.embedder);
+          pair.indexes.set(c.id, idx);
+          return idx;
+        })
+        .finally(() => this.recovering.delete(key));
       this.recovering.set(key, p);
     }
     return p;
   }
-
 }
 
 interface SnapshotMeta {

@@ -61,13 +61,21 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     case 'sqlite':
       return new SqliteStore(target.file, join(MIGRATIONS_ROOT, 'sqlite'));
     case 'postgres':
-      return PgStore.connect(target.url, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger, vectors: config.vectors }).catch((err: unknown) => {
+      return PgStore.connect(target.url, {
+        migrationsFolder: join(MIGRATIONS_ROOT, 'pg'),
+        logger: config.logger,
+        vectors: config.vectors,
+      }).catch((err: unknown) => {
         // The pgvector migration's own line already says what is wrong and what to do.
         if (err instanceof StoreOpenError) throw err;
         throw new StoreOpenError(`cannot open the Postgres database ${redactUrl(target.url)}: ${describe(err)}`, { cause: err });
       });
     case 'pglite':
-      return PgStore.pglite(target.dataDir, { migrationsFolder: join(MIGRATIONS_ROOT, 'pg'), logger: config.logger, vectors: config.vectors });
+      return PgStore.pglite(target.dataDir, {
+        migrationsFolder: join(MIGRATIONS_ROOT, 'pg'),
+        logger: config.logger,
+        vectors: config.vectors,
+      });
   }
 }
 

@@ -130,9 +130,7 @@ export interface FeedbackPair {
   createdAt: number;
 }
 
-export type JobState =
-  | 'queued' | 'mining' | 'training' | 'evaluating' | 'reembedding' | 'swapping'
-  | 'done' | 'rejected' | 'failed';
+export type JobState = 'queued' | 'mining' | 'training' | 'evaluating' | 'reembedding' | 'swapping' | 'done' | 'rejected' | 'failed';
 
 export const TERMINAL_JOB_STATES: readonly JobState[] = ['done', 'rejected', 'failed'];
 
@@ -204,7 +202,12 @@ export interface DocumentStore {
   /** Labels of live chunks whose document metadata equals every key/value of the filter. */
   labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]>;
   /** BM25 over live chunks; higher score is better. */
-  keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>): Promise<{ label: number; score: number }[]>;
+  keywordSearch(
+    collectionId: number,
+    query: string,
+    k: number,
+    filter?: Record<string, Scalar>,
+  ): Promise<{ label: number; score: number }[]>;
   /** Random sample of live chunks (pseudo-query mining). */
   sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]>;
 }
@@ -238,7 +241,10 @@ export interface StrategyStore {
 export interface QueryLogStore {
   insertQueryLogs(rows: QueryLogRow[]): Promise<void>;
   getQueryLog(id: string): Promise<QueryLogRow | undefined>;
-  queryLogWindow(collection: string, opts: { since?: number; until?: number; limit: number; newestFirst?: boolean }): Promise<QueryLogRow[]>;
+  queryLogWindow(
+    collection: string,
+    opts: { since?: number; until?: number; limit: number; newestFirst?: boolean },
+  ): Promise<QueryLogRow[]>;
   countQueryLog(collection: string, since?: number): Promise<number>;
   /**
    * One bounded slice of a scan for logged queries with text (query not null or blank), so a scan past
@@ -256,7 +262,10 @@ export interface QueryLogStore {
 /** Retrain jobs (the state machine of src/train/jobs.ts), who runs them, and their eval reports. */
 export interface JobStore {
   insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow>;
-  updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>): Promise<TrainJobRow>;
+  updateJob(
+    id: string,
+    patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>,
+  ): Promise<TrainJobRow>;
   getJob(id: string): Promise<TrainJobRow | undefined>;
   listJobs(opts?: { collection?: string; states?: readonly JobState[]; limit?: number }): Promise<TrainJobRow[]>;
   /**
@@ -282,7 +291,14 @@ export interface KeyStore {
  * depends on the parts above that it uses.
  */
 export interface Store
-  extends CollectionStore, DocumentStore, ModelStore, IndexRecordStore, StrategyStore, QueryLogStore, JobStore, KeyStore {
+  extends CollectionStore,
+    DocumentStore,
+    ModelStore,
+    IndexRecordStore,
+    StrategyStore,
+    QueryLogStore,
+    JobStore,
+    KeyStore {
   readonly dialect: 'sqlite' | 'postgres';
   close(): Promise<void>;
 }
@@ -298,6 +314,10 @@ export class LocalJobClaims {
   claim(id: string): JobClaim | undefined {
     if (this.held.has(id)) return undefined;
     this.held.add(id);
-    return { release: async () => { this.held.delete(id); } };
+    return {
+      release: async () => {
+        this.held.delete(id);
+      },
+    };
   }
 }

@@ -14,12 +14,14 @@ function embedOptions(cfg: Config, metrics?: Metrics, overrides: Partial<Embedde
     maxWaitMs: cfg.EMBED_MAX_WAIT_MS,
     maxQueue: Math.max(cfg.EMBED_MAX_QUEUE, 8192),
     maxTokens: cfg.EMBED_MAX_TOKENS,
-    observer: metrics ? {
-      onBatch(size: number, ms: number) {
-        metrics.embedBatchSize.observe(size);
-        metrics.embedBatchDuration.observe(ms / 1000);
-      },
-    } : undefined,
+    observer: metrics
+      ? {
+          onBatch(size: number, ms: number) {
+            metrics.embedBatchSize.observe(size);
+            metrics.embedBatchDuration.observe(ms / 1000);
+          },
+        }
+      : undefined,
     ...overrides,
   };
 }

@@ -53,7 +53,12 @@ const EMBEDDINGS_SAMPLE = 32;
 
 class EmbeddingsRefused extends Error {}
 
-interface LoadedEmbeddings { rows: Map<number, number>; vectors: Float32Array; dim: number; count: number }
+interface LoadedEmbeddings {
+  rows: Map<number, number>;
+  vectors: Float32Array;
+  dim: number;
+  count: number;
+}
 
 const secs = (t0: number) => Math.round(performance.now() - t0) / 1000;
 
@@ -67,7 +72,10 @@ export type ReembedProgress = (collection: string, done: number, total: number, 
 
 interface SwapperDeps {
   /** The serving pairs, the write lock, and the index builds, catch-ups and snapshots a swap is made of. */
-  engine: Pick<Engine, 'serving' | 'previousPair' | 'exclusive' | 'buildIndex' | 'catchUp' | 'activate' | 'snapshotAll' | 'resolveModelSource'>;
+  engine: Pick<
+    Engine,
+    'serving' | 'previousPair' | 'exclusive' | 'buildIndex' | 'catchUp' | 'activate' | 'snapshotAll' | 'resolveModelSource'
+  >;
   /** The parts of the store a swap reads and writes. */
   store: CollectionStore & DocumentStore & ModelStore & IndexRecordStore;
   /** Where the candidate's indexes are created (and a half-built one from an earlier try dropped). */
@@ -95,7 +103,12 @@ export class Swapper {
    * file once its checksums, dim and a seeded sample re-embedded here check out; otherwise it is re-embedded
    * here like the others, and the report says why.
    */
-  async shadowBuild(version: string, embedder: Embedder, onProgress?: ReembedProgress, embeddings?: TrainerEmbeddings): Promise<ShadowBuild> {
+  async shadowBuild(
+    version: string,
+    embedder: Embedder,
+    onProgress?: ReembedProgress,
+    embeddings?: TrainerEmbeddings,
+  ): Promise<ShadowBuild> {
     const { store, indexes: backend, metrics, log } = this.deps;
     let loaded: LoadedEmbeddings | undefined;
     let reembed: ReembedReport | undefined;
@@ -140,7 +153,9 @@ export class Swapper {
 
   /** Reads and checks the trainer's embeddings; EmbeddingsRefused says why they cannot be used. */
   private async loadEmbeddings(e: TrainerEmbeddings, embedder: Embedder, report: ReembedReport): Promise<LoadedEmbeddings> {
-    const refuse = (why: string): never => { throw new EmbeddingsRefused(why); };
+    const refuse = (why: string): never => {
+      throw new EmbeddingsRefused(why);
+    };
     let t0 = performance.now();
     const read = (name: string): Buffer => {
       const path = join(e.dir, name);
@@ -152,7 +167,8 @@ export class Swapper {
       }
     };
     // A trainer that does not embed the corpus (or an older one) leaves no embeddings/: the CPU path, as before.
-    if (!existsSync(join(e.dir, 'manifest.json'))) refuse('the artifact has no embeddings/manifest.json (the trainer did not embed the corpus)');
+    if (!existsSync(join(e.dir, 'manifest.json')))
+      refuse('the artifact has no embeddings/manifest.json (the trainer did not embed the corpus)');
     let manifest: Record<string, unknown>;
     try {
       manifest = JSON.parse(read('manifest.json').toString('utf8')) as Record<string, unknown>;
@@ -163,15 +179,20 @@ export class Swapper {
     const { format, dim, count } = manifest;
     const sums = (manifest.sha256 ?? {}) as Record<string, unknown>;
     if (format !== 'f32le') refuse(`manifest.json format ${JSON.stringify(format)}, expected "f32le"`);
-    if (typeof dim !== 'number' || typeof count !== 'number' || !Number.isInteger(dim) || !Number.isInteger(count) || dim < 1 || count < 1) refuse('manifest.json has no valid dim/count');
+    if (typeof dim !== 'number' || typeof count !== 'number' || !Number.isInteger(dim) || !Number.isInteger(count) || dim < 1 || count < 1)
+      refuse('manifest.json has no valid dim/count');
     if (dim !== embedder.dim) refuse(`dim ${String(dim)} in manifest.json, the candidate embeds ${embedder.dim}`);
     const d = dim as number;
     const n = count as number;
     const bytes = read('vectors.f32');
     const idsRaw = read('ids.json');
-    for (const [name, buf] of [['vectors.f32', bytes], ['ids.json', idsRaw]] as const) {
+    for (const [name, buf] of [
+      ['vectors.f32', bytes],
+      ['ids.json', idsRaw],
+    ] as const) {
       const got = createHash('sha256').update(buf).digest('hex');
-      if (got !== sums[name]) refuse(`${name} sha256 ${got.slice(0, 12)}… does not match manifest.json (${String(sums[name]).slice(0, 12)}…)`);
+      if (got !== sums[name])
+        refuse(`${name} sha256 ${got.slice(0, 12)}… does not match manifest.json (${String(sums[name]).slice(0, 12)}…)`);
     }
     if (bytes.length !== n * d * 4) refuse(`vectors.f32 holds ${bytes.length} bytes, manifest.json says ${n} × ${d} float32`);
     let ids: unknown;
@@ -188,9 +209,10 @@ export class Swapper {
       rows.set(label, i);
     });
     // float32 little-endian; a copy when the buffer is not 4-byte aligned.
-    const vectors = bytes.byteOffset % 4 === 0
-      ? new Float32Array(bytes.buffer, bytes.byteOffset, n * d)
-      : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    const vectors =
+      bytes.byteOffset % 4 === 0
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, n * d)
+        : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
     report.rows = n;
     report.seconds.load = secs(t0);
 
@@ -204,7 +226,10 @@ export class Swapper {
       const want: number[] = [];
       while (want.length < (EMBEDDINGS_SAMPLE - sample.length) * 2 && picked.size < labels.length) {
         const l = labels[Math.floor(rand() * labels.length)]!;
-        if (!picked.has(l)) { picked.add(l); want.push(l); }
+        if (!picked.has(l)) {
+          picked.add(l);
+          want.push(l);
+        }
       }
       const live = await this.deps.store.hydrate(want);
       for (const l of want) {
@@ -213,16 +238,26 @@ export class Swapper {
       }
     }
     if (sample.length === 0) refuse('no chunk of the file is live any more: nothing to check it against');
-    const mine = await embedder.embed(sample.map((x) => x.text), { priority: 'bulk', kind: 'document' });
+    const mine = await embedder.embed(
+      sample.map((x) => x.text),
+      { priority: 'bulk', kind: 'document' },
+    );
     let minCosine = 1;
     sample.forEach((x, i) => {
       const off = rows.get(x.label)! * d;
       const a = vectors.subarray(off, off + d);
       const b = mine[i]!;
-      let dot = 0, na = 0, nb = 0;
-      for (let k = 0; k < d; k++) { dot += a[k]! * b[k]!; na += a[k]! * a[k]!; nb += b[k]! * b[k]!; }
+      let dot = 0,
+        na = 0,
+        nb = 0;
+      for (let k = 0; k < d; k++) {
+        dot += a[k]! * b[k]!;
+        na += a[k]! * a[k]!;
+        nb += b[k]! * b[k]!;
+      }
       const cos = dot / (Math.sqrt(na * nb) || 1);
-      if (!(cos >= EMBEDDINGS_MIN_COSINE)) refuse(`chunk ${x.label}: cosine ${cos.toFixed(4)} with this server's embedding, below ${EMBEDDINGS_MIN_COSINE}`);
+      if (!(cos >= EMBEDDINGS_MIN_COSINE))
+        refuse(`chunk ${x.label}: cosine ${cos.toFixed(4)} with this server's embedding, below ${EMBEDDINGS_MIN_COSINE}`);
       minCosine = Math.min(minCosine, cos);
     });
     report.sample = { n: sample.length, minCosine: Math.round(minCosine * 1e6) / 1e6 };
@@ -234,8 +269,16 @@ export class Swapper {
    * An index of `c` from the trainer's vectors: every live chunk in the file, and the ones written since the
    * bundle (`bundleSeq`) embedded here; writes made during the build are caught up from `startSeq`.
    */
-  private async buildFromEmbeddings(c: Collection, version: string, embedder: Embedder, file: LoadedEmbeddings, bundleSeq: number,
-    startSeq: number, report: ReembedReport, onProgress: (done: number, total: number) => void): Promise<VectorIndex> {
+  private async buildFromEmbeddings(
+    c: Collection,
+    version: string,
+    embedder: Embedder,
+    file: LoadedEmbeddings,
+    bundleSeq: number,
+    startSeq: number,
+    report: ReembedReport,
+    onProgress: (done: number, total: number) => void,
+  ): Promise<VectorIndex> {
     const { store, indexes } = this.deps;
     const since = new Set((await store.changesSince(c.id, bundleSeq)).added.map((r) => r.label));
     const total = await store.countLiveChunks(c.id);
@@ -259,7 +302,12 @@ export class Swapper {
       });
       if (missing.length > 0) {
         labels.push(...missing.map((r) => r.label));
-        vecs.push(...await embedder.embed(missing.map((r) => r.text), { priority: 'bulk', kind: 'document' }));
+        vecs.push(
+          ...(await embedder.embed(
+            missing.map((r) => r.text),
+            { priority: 'bulk', kind: 'document' },
+          )),
+        );
       }
       await idx.add(labels, vecs);
       fromFile += rows.length - missing.length;
@@ -270,7 +318,14 @@ export class Swapper {
     }
     await idx.seal?.();
     here += await this.deps.engine.catchUp(c.id, idx, embedder, startSeq);
-    await store.saveIndexRecord({ collectionId: c.id, modelVersion: version, path: null, snapshotSeq: 0, count: idx.count(), status: 'building' });
+    await store.saveIndexRecord({
+      collectionId: c.id,
+      modelVersion: version,
+      path: null,
+      snapshotSeq: 0,
+      count: idx.count(),
+      status: 'building',
+    });
     report.fromFile = fromFile;
     report.embeddedHere = here;
     return idx;
@@ -325,7 +380,10 @@ export class Swapper {
     const sample = live > 0 ? await this.deps.store.sampleChunks(c.id, 5) : [];
     let selfHits = 0;
     if (sample.length > 0) {
-      const vecs = await embedder.embed(sample.map((s) => s.text), { kind: 'document' }); // as indexed: a self-hit check
+      const vecs = await embedder.embed(
+        sample.map((s) => s.text),
+        { kind: 'document' },
+      ); // as indexed: a self-hit check
       for (let i = 0; i < sample.length; i++) {
         const hits = await idx.search(vecs[i]!, 10);
         if (hits.length === 0) throw new VerifyError(`sample query on "${c.name}" returned no results`);
@@ -347,7 +405,11 @@ export class Swapper {
       return { version, generation: (await store.getServing())?.generation ?? 0, collections: [], rebuilt: false, changed: false };
     }
     if (row.status === 'purged') throw new AppError('model_unavailable', `model version "${version}" was purged`);
-    if (row.promotedAt === null) throw new AppError('model_unavailable', `model version "${version}" never served (status ${row.status}); only former champions can be rolled back to`);
+    if (row.promotedAt === null)
+      throw new AppError(
+        'model_unavailable',
+        `model version "${version}" never served (status ${row.status}); only former champions can be rolled back to`,
+      );
     const prev = this.deps.engine.previousPair;
     if (prev && prev.version === version) {
       const from = this.retiredAt.get(version) ?? 0;
@@ -359,15 +421,25 @@ export class Swapper {
     try {
       source = await this.deps.engine.resolveModelSource(version, decodeSource(row.source));
     } catch (err) {
-      throw new AppError('model_unavailable', `model version "${version}" has no usable source: ${err instanceof Error ? err.message : String(err)}`);
+      throw new AppError(
+        'model_unavailable',
+        `model version "${version}" has no usable source: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
-    if (source.kind === 'dir' && !existsSync(source.path)) throw new AppError('model_unavailable', `the files of model version "${version}" are gone (${source.path})`);
+    if (source.kind === 'dir' && !existsSync(source.path))
+      throw new AppError('model_unavailable', `the files of model version "${version}" are gone (${source.path})`);
     let embedder: Embedder;
     try {
-      const spec = source.kind === 'dir' ? specForDir(version, source.path, this.deps.config) : { version, source, dtype: this.deps.config.EMBED_DTYPE ?? 'fp32' as const };
+      const spec =
+        source.kind === 'dir'
+          ? specForDir(version, source.path, this.deps.config)
+          : { version, source, dtype: this.deps.config.EMBED_DTYPE ?? ('fp32' as const) };
       embedder = await loadModel(spec, this.deps.config, this.deps.metrics);
     } catch (err) {
-      throw new AppError('model_unavailable', `model version "${version}" cannot be loaded: ${String(err instanceof Error ? err.message : err)}`);
+      throw new AppError(
+        'model_unavailable',
+        `model version "${version}" cannot be loaded: ${String(err instanceof Error ? err.message : err)}`,
+      );
     }
     try {
       const build = await this.shadowBuild(version, embedder);

@@ -25,7 +25,12 @@ interface TrainerResult {
 }
 
 export class TrainerError extends Error {
-  constructor(message: string, readonly stderrTail: string[], readonly exitCode: number | null, readonly timedOut: boolean) {
+  constructor(
+    message: string,
+    readonly stderrTail: string[],
+    readonly exitCode: number | null,
+    readonly timedOut: boolean,
+  ) {
     super(message);
     this.name = 'TrainerError';
   }
@@ -48,10 +53,19 @@ function shellQuote(s: string): string {
  * tail for the failure message. The child gets its own process group so a timeout kills the whole tree
  * (sh → python → dataloader workers), not just the shell.
  */
-function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv } & TrainerRun): Promise<TrainerResult> {
+function runTrainerProcess(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv } & TrainerRun,
+): Promise<TrainerResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, PYTHONUNBUFFERED: '1', ...opts.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, PYTHONUNBUFFERED: '1', ...opts.env },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const tail: string[] = [];
     const keep = (line: string) => {
       if (!line.trim()) return;
@@ -68,8 +82,14 @@ function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env
         child.kill('SIGKILL');
       }
     };
-    const timer = setTimeout(() => { timedOut = true; kill(); }, opts.timeoutSeconds * 1000);
-    const onAbort = () => { aborted = true; kill(); };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, opts.timeoutSeconds * 1000);
+    const onAbort = () => {
+      aborted = true;
+      kill();
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const s = line.trim();
@@ -81,7 +101,9 @@ function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env
             opts.onProgress(last);
             return;
           }
-        } catch { /* not JSON: treat as log output */ }
+        } catch {
+          /* not JSON: treat as log output */
+        }
       }
       keep(line);
     });
@@ -94,7 +116,10 @@ function runTrainerProcess(cmd: string, args: string[], opts: { cwd: string; env
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       const wallSeconds = (performance.now() - t0) / 1000;
-      if (timedOut) return reject(new TrainerError(`trainer timed out after ${opts.timeoutSeconds}s (TRAINER_TIMEOUT_SECONDS) and was killed`, tail, code, true));
+      if (timedOut)
+        return reject(
+          new TrainerError(`trainer timed out after ${opts.timeoutSeconds}s (TRAINER_TIMEOUT_SECONDS) and was killed`, tail, code, true),
+        );
       if (aborted) return reject(new TrainerError('trainer was killed: the server is shutting down', tail, code, false));
       if (code !== 0) return reject(new TrainerError(`trainer exited with ${code ?? sig}`, tail, code, false));
       resolve({ wallSeconds, last });

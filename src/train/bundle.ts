@@ -121,20 +121,34 @@ async function* embedRowsOf(store: DocumentStore, collectionId: number): AsyncGe
  * never leaves a bundle the trainer could half-read: pairs.jsonl, eval.jsonl, corpus.jsonl, base/, job.json,
  * and with `embedChunks` embed.jsonl (job.json `embed_corpus: true`).
  */
-export async function writeBundle(dir: string, input: {
-  store: DocumentStore; collectionId: number; pairs: TrainPair[]; eval: EvalQuery[]; baseModelDir: string; job: JobSpec;
-  /** Metadata field whose value groups documents for corpus group pairs. */
-  groupBy?: string;
-  /** Write embed.jsonl (every live chunk) and ask the trainer to embed it with the candidate. */
-  embedChunks?: boolean;
-}): Promise<BundleInfo> {
+export async function writeBundle(
+  dir: string,
+  input: {
+    store: DocumentStore;
+    collectionId: number;
+    pairs: TrainPair[];
+    eval: EvalQuery[];
+    baseModelDir: string;
+    job: JobSpec;
+    /** Metadata field whose value groups documents for corpus group pairs. */
+    groupBy?: string;
+    /** Write embed.jsonl (every live chunk) and ask the trainer to embed it with the candidate. */
+    embedChunks?: boolean;
+  },
+): Promise<BundleInfo> {
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   // positive_id: the trainer carves its recipe-validation queries from these pairs and scores them by document.
-  const dataHash = await writeJsonl(join(tmp, 'pairs.jsonl'), input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive, positive_id: p.docId })));
-  await writeJsonl(join(tmp, 'eval.jsonl'), input.eval.map((e) => ({ query: e.query, relevant: e.relevant })));
+  const dataHash = await writeJsonl(
+    join(tmp, 'pairs.jsonl'),
+    input.pairs.map((p) => ({ anchor: p.anchor, positive: p.positive, positive_id: p.docId })),
+  );
+  await writeJsonl(
+    join(tmp, 'eval.jsonl'),
+    input.eval.map((e) => ({ query: e.query, relevant: e.relevant })),
+  );
   // Before any chunk is read: the shadow re-embed catches up every write after it.
   const seq = await input.store.currentSeq();
   let embedRows = 0;
@@ -161,7 +175,10 @@ export async function writeBundle(dir: string, input: {
   const { corpus_pairs: asked, embed_corpus: _embed, ...job } = input.job;
   const corpusPairs = asked ? { group: groups.size > 0 ? asked.group : 0, ict: asked.ict } : undefined;
   const withPairs = corpusPairs && corpusPairs.group + corpusPairs.ict > 0 ? { corpus_pairs: corpusPairs } : {};
-  writeFileSync(join(tmp, 'job.json'), JSON.stringify({ ...job, ...withPairs, ...(embedRows > 0 ? { embed_corpus: true } : {}), data_hash: dataHash }, null, 2));
+  writeFileSync(
+    join(tmp, 'job.json'),
+    JSON.stringify({ ...job, ...withPairs, ...(embedRows > 0 ? { embed_corpus: true } : {}), data_hash: dataHash }, null, 2),
+  );
   renameSync(tmp, dir);
   return { dir, pairs: input.pairs.length, evalQueries: input.eval.length, corpus, groups: groups.size, dataHash, embedRows, seq };
 }

@@ -18,7 +18,13 @@ export interface EvalCorpus {
  * relevant document plus a seeded random sample of the rest. Champion and candidate see the same corpus,
  * so the comparison stays fair even when it is sampled.
  */
-export async function evalCorpus(store: DocumentStore, collectionId: number, queries: EvalQuery[], maxChunks: number, seed: number): Promise<EvalCorpus> {
+export async function evalCorpus(
+  store: DocumentStore,
+  collectionId: number,
+  queries: EvalQuery[],
+  maxChunks: number,
+  seed: number,
+): Promise<EvalCorpus> {
   const all: ChunkRow[] = [];
   let after = 0;
   for (;;) {
@@ -30,7 +36,10 @@ export async function evalCorpus(store: DocumentStore, collectionId: number, que
   if (all.length <= maxChunks) return { chunks: all, sampled: false, liveChunks: all.length };
   const relevant = new Set(queries.flatMap((q) => q.relevant));
   const must = all.filter((c) => relevant.has(c.docId));
-  const rest = shuffleInPlace(all.filter((c) => !relevant.has(c.docId)), seededRandom(seed));
+  const rest = shuffleInPlace(
+    all.filter((c) => !relevant.has(c.docId)),
+    seededRandom(seed),
+  );
   return { chunks: [...must, ...rest.slice(0, Math.max(0, maxChunks - must.length))], sampled: true, liveChunks: all.length };
 }
 
@@ -45,11 +54,20 @@ export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: 
   const dim = embedder.dim;
   const mat = new Float32Array(corpus.length * dim);
   for (let i = 0; i < corpus.length; i += 256) {
-    const vecs = await embedder.embed(corpus.slice(i, i + 256).map((c) => c.text), { priority: 'bulk', kind: 'document' });
+    const vecs = await embedder.embed(
+      corpus.slice(i, i + 256).map((c) => c.text),
+      { priority: 'bulk', kind: 'document' },
+    );
     vecs.forEach((v, j) => mat.set(v, (i + j) * dim));
   }
   const qv: Float32Array[] = [];
-  for (let i = 0; i < queries.length; i += 256) qv.push(...(await embedder.embed(queries.slice(i, i + 256).map((q) => q.query), { priority: 'bulk', kind: 'query' })));
+  for (let i = 0; i < queries.length; i += 256)
+    qv.push(
+      ...(await embedder.embed(
+        queries.slice(i, i + 256).map((q) => q.query),
+        { priority: 'bulk', kind: 'query' },
+      )),
+    );
   const out = new Map<string, Ranking>();
   const scores = new Float32Array(corpus.length);
   for (let q = 0; q < queries.length; q++) {
@@ -62,8 +80,15 @@ export async function rankWith(embedder: Embedder, corpus: ChunkRow[], queries: 
     }
     // Chunks in score order until `depth` distinct documents: a partial sort is enough.
     const order = topIndices(scores, Math.min(corpus.length, depth * 4));
-    const docs = bestPerDocument(order.map((i) => ({ key: i, score: scores[i]! })), (i) => corpus[i]?.docId, depth);
-    out.set(String(q), docs.map((d) => ({ id: d.key, score: d.score })));
+    const docs = bestPerDocument(
+      order.map((i) => ({ key: i, score: scores[i]! })),
+      (i) => corpus[i]?.docId,
+      depth,
+    );
+    out.set(
+      String(q),
+      docs.map((d) => ({ id: d.key, score: d.score })),
+    );
     if (q % 16 === 15) await tick();
   }
   return out;
@@ -75,7 +100,8 @@ function topIndices(xs: Float32Array, k: number): number[] {
   const less = (a: number, b: number) => xs[a]! < xs[b]!;
   const down = (i: number) => {
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let m = i;
       if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
       if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
@@ -87,7 +113,7 @@ function topIndices(xs: Float32Array, k: number): number[] {
   for (let i = 0; i < xs.length; i++) {
     if (heap.length < k) {
       heap.push(i);
-      for (let j = heap.length - 1; j > 0;) {
+      for (let j = heap.length - 1; j > 0; ) {
         const p = (j - 1) >> 1;
         if (!less(heap[j]!, heap[p]!)) break;
         [heap[j], heap[p]] = [heap[p]!, heap[j]!];

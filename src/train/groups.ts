@@ -54,14 +54,31 @@ export function decideGroupField(values: Map<string, Map<string, number>>, docs:
     let medianSize = 0;
     for (const s of sizes) {
       acc += s;
-      if (acc >= having / 2) { medianSize = s; break; }
+      if (acc >= having / 2) {
+        medianSize = s;
+        break;
+      }
     }
     const coverage = docs ? having / docs : 0;
-    const accepted = coverage >= 0.5 && having > 0 && grouped / having >= 0.5 && medianSize >= 2 && medianSize <= MAX_MEDIAN_GROUP
-      && counts.size >= Math.max(5, having / (MAX_MEDIAN_GROUP * 2));
-    candidates.push({ field, coverage: round(coverage), distinct: counts.size, grouped: round(having ? grouped / having : 0), medianSize, accepted });
+    const accepted =
+      coverage >= 0.5 &&
+      having > 0 &&
+      grouped / having >= 0.5 &&
+      medianSize >= 2 &&
+      medianSize <= MAX_MEDIAN_GROUP &&
+      counts.size >= Math.max(5, having / (MAX_MEDIAN_GROUP * 2));
+    candidates.push({
+      field,
+      coverage: round(coverage),
+      distinct: counts.size,
+      grouped: round(having ? grouped / having : 0),
+      medianSize,
+      accepted,
+    });
   }
-  const ok = candidates.filter((c) => c.accepted).sort((a, b) => b.coverage * b.grouped - a.coverage * a.grouped || b.distinct - a.distinct);
+  const ok = candidates
+    .filter((c) => c.accepted)
+    .sort((a, b) => b.coverage * b.grouped - a.coverage * a.grouped || b.distinct - a.distinct);
   const best = ok[0];
   return {
     field: best?.field ?? null,

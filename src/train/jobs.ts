@@ -12,7 +12,18 @@ import type { StrategyBook } from '../search/tuner.js';
 import type { CollectionCatalog } from '../serving/catalog.js';
 import type { Engine } from '../serving/engine.js';
 import { decodeSource, encodeSource, modelsDir } from '../serving/models.js';
-import type { CollectionStore, DocumentStore, IndexRecordStore, JobClaim, JobState, JobStore, Metadata, ModelStore, QueryLogStore, TrainJobRow } from '../store/types.js';
+import type {
+  CollectionStore,
+  DocumentStore,
+  IndexRecordStore,
+  JobClaim,
+  JobState,
+  JobStore,
+  Metadata,
+  ModelStore,
+  QueryLogStore,
+  TrainJobRow,
+} from '../store/types.js';
 import { TERMINAL_JOB_STATES } from '../store/types.js';
 import type { Logger } from '../util/log.js';
 import { loadModel, specForDir } from '../swap/models.js';
@@ -25,7 +36,17 @@ import { HELD_OUT, feedbackByQuery, heldOutSize, minePairs, type EvalQuery, type
 import { detectGroupField } from './groups.js';
 import { Bm25Index } from '../eval/bm25.js';
 import { bestPerDocument, type Scored } from '../search/fusion.js';
-import { candidateOptions, chooseStrategy, evaluateStrategies, gateStrategies, scoreOf, type QueryRankings, type ServedMode, type Strategy, type StrategyEvaluation } from '../search/strategy.js';
+import {
+  candidateOptions,
+  chooseStrategy,
+  evaluateStrategies,
+  gateStrategies,
+  scoreOf,
+  type QueryRankings,
+  type ServedMode,
+  type Strategy,
+  type StrategyEvaluation,
+} from '../search/strategy.js';
 
 /** Scores one model's rankings against the held-out relevance judgements (src/eval). */
 export type IrMetricsFn = (relevant: Map<string, Set<string>>, rankings: Map<string, Ranking>) => Record<string, number>;
@@ -36,7 +57,11 @@ interface GateDecision {
 }
 
 /** Candidate vs champion on the same held-out queries (src/eval). */
-export type GateFn = (candidate: Record<string, number>, champion: Record<string, number>, opts: { margin: number; tolerance: number }) => GateDecision;
+export type GateFn = (
+  candidate: Record<string, number>,
+  champion: Record<string, number>,
+  opts: { margin: number; tolerance: number },
+) => GateDecision;
 
 export interface JobRunnerDeps {
   /** The serving pair (the parent a job trains from and the gate's champion) and model sources to resolve. */
@@ -90,27 +115,50 @@ export class JobRunner {
 
   constructor(private readonly deps: JobRunnerDeps) {}
 
-  private get store() { return this.deps.store; }
-  private get metrics() { return this.deps.metrics; }
-  private get log() { return this.deps.log; }
+  private get store() {
+    return this.deps.store;
+  }
+  private get metrics() {
+    return this.deps.metrics;
+  }
+  private get log() {
+    return this.deps.log;
+  }
 
-  jobDir(id: string): string { return join(this.deps.config.DATA_DIR, 'jobs', id); }
-  private stagingDir(version: string): string { return join(modelsDir(this.deps.config), '.staging', version); }
+  jobDir(id: string): string {
+    return join(this.deps.config.DATA_DIR, 'jobs', id);
+  }
+  private stagingDir(version: string): string {
+    return join(modelsDir(this.deps.config), '.staging', version);
+  }
 
   /** Creates a job (409 job_running / collection_empty) and starts it in the background. */
   async create(collection: string, trigger: string): Promise<TrainJobRow> {
     const c = await this.deps.catalog.require(collection);
-    if ((await this.store.countDocuments(c.id)) === 0) throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
+    if ((await this.store.countDocuments(c.id)) === 0)
+      throw new AppError('collection_empty', `collection "${collection}" has no documents to train on`);
     if (trigger === 'drift') {
       // A drift job is only created when its gate will have real held-out queries to score on.
       const held = heldOutSize((await feedbackByQuery(this.store, collection)).size);
       const need = this.deps.mining?.minEvalQueries ?? HELD_OUT.minEvalQueries;
-      if (held < need) throw new AppError('not_enough_feedback', `only ${held} held-out queries with feedback in "${collection}"; a drift job needs ${need}`);
+      if (held < need)
+        throw new AppError(
+          'not_enough_feedback',
+          `only ${held} held-out queries with feedback in "${collection}"; a drift job needs ${need}`,
+        );
     }
     const parent = this.deps.engine.serving.version;
     const now = Date.now();
     const job = await this.store.insertJob({
-      id: randomUUID(), collection, trigger, state: 'queued', progress: {}, timings: {}, parentVersion: parent, candidateVersion: null, error: null,
+      id: randomUUID(),
+      collection,
+      trigger,
+      state: 'queued',
+      progress: {},
+      timings: {},
+      parentVersion: parent,
+      candidateVersion: null,
+      error: null,
     });
     this.metrics.trainJobs.inc({ state: 'queued' });
     this.log.info('retrain job created', { job: job.id, collection, trigger, parent, at: now });
@@ -152,7 +200,9 @@ export class JobRunner {
     if (this.sweep) return;
     this.sweep = setInterval(() => {
       void this.adoptOrphans()
-        .then((r) => { if (r.resumed.length + r.failed.length + r.completed.length > 0) this.log.warn('orphaned retrain jobs adopted', r); })
+        .then((r) => {
+          if (r.resumed.length + r.failed.length + r.completed.length > 0) this.log.warn('orphaned retrain jobs adopted', r);
+        })
         .catch((err: unknown) => this.log.warn('orphan sweep failed', { err: String(err) }));
     }, everyMs);
     this.sweep.unref();
@@ -191,9 +241,16 @@ export class JobRunner {
   }
 
   /** A job whose process is gone: done if its cut-over had committed, otherwise failed with the reason. */
-  private async settleInterrupted(job: TrainJobRow, champion: string | undefined, out: { failed: string[]; completed: string[] }): Promise<void> {
+  private async settleInterrupted(
+    job: TrainJobRow,
+    champion: string | undefined,
+    out: { failed: string[]; completed: string[] },
+  ): Promise<void> {
     if (job.candidateVersion && champion === job.candidateVersion) {
-      await this.store.updateJob(job.id, { state: 'done', progress: { ...job.progress, recovered: 'the cut-over had committed before the restart' } });
+      await this.store.updateJob(job.id, {
+        state: 'done',
+        progress: { ...job.progress, recovered: 'the cut-over had committed before the restart' },
+      });
       this.metrics.trainJobs.inc({ state: 'done' });
       out.completed.push(job.id);
       return;
@@ -266,10 +323,12 @@ export class JobRunner {
       // ---- mining
       await to('mining', { candidateVersion: version });
       const mineOpts: MiningOptions = {
-        ...HELD_OUT, pseudoQueries: 1000,
+        ...HELD_OUT,
+        pseudoQueries: 1000,
         // Without enough feedback (a cold start) a job asked for by hand is gated on held-out pseudo-queries.
         coldStartEval: job.trigger === 'drift' ? 0 : 300,
-        ...this.deps.mining, llm: this.deps.llm?.(),
+        ...this.deps.mining,
+        llm: this.deps.llm?.(),
       };
       const mined = await minePairs(this.store, col.id, col.name, mineOpts).catch((err: unknown) => {
         throw new JobFailure(`mining: ${err instanceof Error ? err.message : String(err)}`);
@@ -277,32 +336,62 @@ export class JobRunner {
       const bundleDir = join(this.jobDir(job.id), 'bundle');
       const parentSource = parentRow ? await engine.resolveModelSource(parentRow.version, decodeSource(parentRow.source)) : undefined;
       // A hub champion trains from its cache snapshot (PyTorch weights fetched once) or, offline, by hub id.
-      const parentDir = parentSource && await trainableModelDir(parentSource, { cacheDir: join(config.DATA_DIR, 'models/cache'), dtype: config.EMBED_DTYPE ?? 'fp32' })
-        .then((r) => ({ path: r.dir, baseModel: r.baseModel }))
-        .catch((err: unknown) => {
-          throw new JobFailure(`the champion ${job.parentVersion} has no local files the trainer can start from: ${err instanceof Error ? err.message : String(err)}`);
-        });
+      const parentDir =
+        parentSource &&
+        (await trainableModelDir(parentSource, { cacheDir: join(config.DATA_DIR, 'models/cache'), dtype: config.EMBED_DTYPE ?? 'fp32' })
+          .then((r) => ({ path: r.dir, baseModel: r.baseModel }))
+          .catch((err: unknown) => {
+            throw new JobFailure(
+              `the champion ${job.parentVersion} has no local files the trainer can start from: ${err instanceof Error ? err.message : String(err)}`,
+            );
+          }));
       if (!parentDir) throw new JobFailure(`the champion ${job.parentVersion} is not registered (no model source)`);
       // Documents of one source (sections of an abstract, pages of a manual) make group pairs: find the field.
-      const grouping = config.TRAIN_GROUP_BY === 'none'
-        ? { field: null, reason: 'TRAIN_GROUP_BY=none' }
-        : config.TRAIN_GROUP_BY
-          ? { field: config.TRAIN_GROUP_BY, reason: 'TRAIN_GROUP_BY' }
-          : await detectGroupField(this.store, col.id);
+      const grouping =
+        config.TRAIN_GROUP_BY === 'none'
+          ? { field: null, reason: 'TRAIN_GROUP_BY=none' }
+          : config.TRAIN_GROUP_BY
+            ? { field: config.TRAIN_GROUP_BY, reason: 'TRAIN_GROUP_BY' }
+            : await detectGroupField(this.store, col.id);
       const bundle = await writeBundle(bundleDir, {
-        store: this.store, collectionId: col.id, pairs: mined.pairs, eval: mined.eval, baseModelDir: parentDir.path,
+        store: this.store,
+        collectionId: col.id,
+        pairs: mined.pairs,
+        eval: mined.eval,
+        baseModelDir: parentDir.path,
         job: {
-          version, parent_version: job.parentVersion, seed: mineOpts.seed, collection: col.name,
-          ...trainRecipe(config, parentDir.path, engine.serving.version === job.parentVersion ? engine.serving.embedder.model?.maxTokens : undefined),
+          version,
+          parent_version: job.parentVersion,
+          seed: mineOpts.seed,
+          collection: col.name,
+          ...trainRecipe(
+            config,
+            parentDir.path,
+            engine.serving.version === job.parentVersion ? engine.serving.embedder.model?.maxTokens : undefined,
+          ),
           ...(parentDir.baseModel ? { base_model: parentDir.baseModel } : {}),
         },
         groupBy: grouping.field ?? undefined,
         embedChunks: config.TRAIN_EMBED_CORPUS,
       });
-      await report('mining', {
-        ...mined.stats, pairs: bundle.pairs, corpus: bundle.corpus, corpusGroups: bundle.groups, dataHash: bundle.dataHash, embedRows: bundle.embedRows, bundleSeq: bundle.seq,
-        groupBy: { field: grouping.field, reason: grouping.reason, ...('candidates' in grouping ? { candidates: grouping.candidates } : {}) },
-      }, true);
+      await report(
+        'mining',
+        {
+          ...mined.stats,
+          pairs: bundle.pairs,
+          corpus: bundle.corpus,
+          corpusGroups: bundle.groups,
+          dataHash: bundle.dataHash,
+          embedRows: bundle.embedRows,
+          bundleSeq: bundle.seq,
+          groupBy: {
+            field: grouping.field,
+            reason: grouping.reason,
+            ...('candidates' in grouping ? { candidates: grouping.candidates } : {}),
+          },
+        },
+        true,
+      );
 
       // ---- training (a child process; serving continues untouched)
       await to('training');
@@ -310,7 +399,10 @@ export class JobRunner {
       rmSync(staging, { recursive: true, force: true });
       mkdirSync(join(staging, '..'), { recursive: true });
       const trained = await this.deps.trainer.train({
-        bundle: bundleDir, out: staging, timeoutSeconds: config.TRAINER_TIMEOUT_SECONDS, signal: this.abort.signal,
+        bundle: bundleDir,
+        out: staging,
+        timeoutSeconds: config.TRAINER_TIMEOUT_SECONDS,
+        signal: this.abort.signal,
         // One slot per event kind (progress, eval before/after, export, done): the last of each is kept.
         onProgress: (p) => {
           const key = typeof p.event === 'string' ? (typeof p.when === 'string' ? `${p.event}_${p.when}` : p.event) : 'progress';
@@ -322,14 +414,22 @@ export class JobRunner {
       const trainReport = readJson(join(staging, 'train_report.json'));
       const card: Metadata = {
         ...readJson(join(staging, 'model_card.json')),
-        version, parent_version: job.parentVersion, training_data_hash: bundle.dataHash, job_id: job.id, trainer_backend: this.deps.trainer.name,
+        version,
+        parent_version: job.parentVersion,
+        training_data_hash: bundle.dataHash,
+        job_id: job.id,
+        trainer_backend: this.deps.trainer.name,
       };
       writeFileSync(join(staging, 'model_card.json'), JSON.stringify(card, null, 2));
       const finalDir = join(modelsDir(config), version);
       rmSync(finalDir, { recursive: true, force: true });
       // Only a complete artifact ever appears under its version name.
       renameSync(staging, finalDir);
-      await report('training', { ...(progress.training as Metadata | undefined), wallSeconds: trained.wallSeconds, report: summarizeTrainReport(trainReport) }, true);
+      await report(
+        'training',
+        { ...(progress.training as Metadata | undefined), wallSeconds: trained.wallSeconds, report: summarizeTrainReport(trainReport) },
+        true,
+      );
 
       // ---- evaluating + gate
       await to('evaluating');
@@ -352,9 +452,13 @@ export class JobRunner {
       const candEv = evaluateStrategies(candQR);
       const champEv = evaluateStrategies(asQueryRankings(queries, champRank, sparse));
       const champChoice = chooseStrategy(champEv, { margin: 0 });
-      const sg = gateStrategies(candidateOptions(candQR), candEv, champEv,
+      const sg = gateStrategies(
+        candidateOptions(candQR),
+        candEv,
+        champEv,
         (c, h) => this.deps.gate(c, h, { margin: config.GATE_MARGIN, tolerance: config.GATE_TOLERANCE }),
-        { weakEvidence: mined.stats.evalSource !== 'feedback', coldMargin: config.STRATEGY_COLD_MARGIN, tolerance: config.GATE_TOLERANCE });
+        { weakEvidence: mined.stats.evalSource !== 'feedback', coldMargin: config.STRATEGY_COLD_MARGIN, tolerance: config.GATE_TOLERANCE },
+      );
       const candChoice = sg.pick;
       const decision = { ...sg.decision, passed: sg.passed, rule: sg.rule, strategy: sg.pick };
       const strategies = {
@@ -364,27 +468,69 @@ export class JobRunner {
         evidence: mined.stats.evalSource,
       };
       const documents = await this.store.countDocuments(col.id);
-      const strategyRow = (ev: StrategyEvaluation, choice: { mode: ServedMode; weight?: number; reason: string }, modelVersion: string): Strategy => ({
-        mode: choice.mode, ...(choice.weight !== undefined ? { weight: choice.weight } : {}), fusionWeight: ev.hybrid.weight, modelVersion,
-        source: mined.stats.evalSource === 'feedback' ? 'gate' : 'pseudo_queries', queries: queries.length, heldOut: queries.length, documents,
-        decidedAt: new Date().toISOString(), reason: `${choice.reason}; measured at the gate of job ${job.id}`,
-        scores: { vector: ev.vector['ndcg@10'] ?? null, keyword: ev.keyword['ndcg@10'] ?? null, hybrid: ev.hybrid['ndcg@10'] ?? null, hybridRrf: ev.hybridRrf['ndcg@10'] ?? null },
+      const strategyRow = (
+        ev: StrategyEvaluation,
+        choice: { mode: ServedMode; weight?: number; reason: string },
+        modelVersion: string,
+      ): Strategy => ({
+        mode: choice.mode,
+        ...(choice.weight !== undefined ? { weight: choice.weight } : {}),
+        fusionWeight: ev.hybrid.weight,
+        modelVersion,
+        source: mined.stats.evalSource === 'feedback' ? 'gate' : 'pseudo_queries',
+        queries: queries.length,
+        heldOut: queries.length,
+        documents,
+        decidedAt: new Date().toISOString(),
+        reason: `${choice.reason}; measured at the gate of job ${job.id}`,
+        scores: {
+          vector: ev.vector['ndcg@10'] ?? null,
+          keyword: ev.keyword['ndcg@10'] ?? null,
+          hybrid: ev.hybrid['ndcg@10'] ?? null,
+          hybridRrf: ev.hybridRrf['ndcg@10'] ?? null,
+        },
       });
       const evalRow = await this.store.insertEvalReport({
-        jobId: job.id, candidateVersion: version, championVersion: champion.version,
+        jobId: job.id,
+        candidateVersion: version,
+        championVersion: champion.version,
         metrics: {
-          candidate: candMetrics, champion: champMetrics, strategies: strategies as unknown as Metadata,
-          best: { candidate: (sg.decision as { candidate?: Record<string, number> }).candidate?.['ndcg@10'] ?? scoreOf(candEv, candChoice.mode), champion: scoreOf(champEv, champChoice.mode) },
-          queries: queries.length, corpusChunks: corpus.chunks.length, corpusSampled: corpus.sampled, liveChunks: corpus.liveChunks,
+          candidate: candMetrics,
+          champion: champMetrics,
+          strategies: strategies as unknown as Metadata,
+          best: {
+            candidate: (sg.decision as { candidate?: Record<string, number> }).candidate?.['ndcg@10'] ?? scoreOf(candEv, candChoice.mode),
+            champion: scoreOf(champEv, champChoice.mode),
+          },
+          queries: queries.length,
+          corpusChunks: corpus.chunks.length,
+          corpusSampled: corpus.sampled,
+          liveChunks: corpus.liveChunks,
         },
-        decision: decision as Metadata, passed: decision.passed,
+        decision: decision as Metadata,
+        passed: decision.passed,
       });
       this.metrics.gateDecisions.inc({ decision: decision.passed ? 'pass' : 'reject' });
-      const fullCard = { ...card, ...(candidate.model ? { serving: candidate.model } : {}), eval_report: { id: evalRow.id, candidate: candMetrics, champion: champMetrics, strategies, champion_version: champion.version, passed: decision.passed } };
+      const fullCard = {
+        ...card,
+        ...(candidate.model ? { serving: candidate.model } : {}),
+        eval_report: {
+          id: evalRow.id,
+          candidate: candMetrics,
+          champion: champMetrics,
+          strategies,
+          champion_version: champion.version,
+          passed: decision.passed,
+        },
+      };
       writeFileSync(join(finalDir, 'model_card.json'), JSON.stringify(fullCard, null, 2));
       await this.store.upsertModelVersion({
-        version, parentVersion: job.parentVersion, source: encodeSource({ kind: 'dir', path: finalDir }), dim: candidate.dim,
-        status: decision.passed ? 'candidate' : 'rejected', card: fullCard,
+        version,
+        parentVersion: job.parentVersion,
+        source: encodeSource({ kind: 'dir', path: finalDir }),
+        dim: candidate.dim,
+        status: decision.passed ? 'candidate' : 'rejected',
+        card: fullCard,
       });
       // Every gate re-decides the champion's strategy on the held-out queries; the candidate's is kept for the swap.
       if (mined.stats.evalSource === 'feedback') await this.deps.strategies.save(col, strategyRow(champEv, champChoice, champion.version));
@@ -407,14 +553,36 @@ export class JobRunner {
       await to('reembedding');
       const reembedStart = performance.now();
       const embeddings = bundle.embedRows > 0 ? { dir: join(finalDir, 'embeddings'), collectionId: col.id, seq: bundle.seq } : undefined;
-      const build = await this.deps.swapper.shadowBuild(version, candidate, (collection, done, total, overall) => {
-        void report('reembed', { collection, done, total, overallDone: overall.done, overallTotal: overall.total, ratio: overall.total ? overall.done / overall.total : 1 }).catch(() => undefined);
-      }, embeddings);
+      const build = await this.deps.swapper.shadowBuild(
+        version,
+        candidate,
+        (collection, done, total, overall) => {
+          void report('reembed', {
+            collection,
+            done,
+            total,
+            overallDone: overall.done,
+            overallTotal: overall.total,
+            ratio: overall.total ? overall.done / overall.total : 1,
+          }).catch(() => undefined);
+        },
+        embeddings,
+      );
       const how = build.reembed ?? {
-        source: 'cpu', seconds: {},
+        source: 'cpu',
+        seconds: {},
         fallbackReason: config.TRAIN_EMBED_CORPUS ? 'the bundle held no chunks' : 'TRAIN_EMBED_CORPUS=false',
       };
-      await report('reembed', { ...(progress.reembed as Metadata), ratio: 1, ...how, seconds: { ...how.seconds, total: Math.round(performance.now() - reembedStart) / 1000 } }, true);
+      await report(
+        'reembed',
+        {
+          ...(progress.reembed as Metadata),
+          ratio: 1,
+          ...how,
+          seconds: { ...how.seconds, total: Math.round(performance.now() - reembedStart) / 1000 },
+        },
+        true,
+      );
 
       if (remote && published) {
         const up = await published.catch((err: unknown) => {
@@ -431,13 +599,19 @@ export class JobRunner {
       await to('done');
     } catch (err) {
       const tail = err instanceof TrainerError ? err.stderrTail : [];
-      const msg = err instanceof JobFailure || err instanceof TrainerError ? err.message : `${state}: ${err instanceof Error ? err.message : String(err)}`;
-      if (!(err instanceof JobFailure) && !(err instanceof TrainerError)) this.log.error('retrain job failed', { job: job.id, err: err instanceof Error ? err.stack : String(err) });
+      const msg =
+        err instanceof JobFailure || err instanceof TrainerError
+          ? err.message
+          : `${state}: ${err instanceof Error ? err.message : String(err)}`;
+      if (!(err instanceof JobFailure) && !(err instanceof TrainerError))
+        this.log.error('retrain job failed', { job: job.id, err: err instanceof Error ? err.stack : String(err) });
       if (candidate && !activated) await candidate.close().catch(() => undefined);
       if (job.candidateVersion && !activated) await this.discardCandidateIndexes(job.candidateVersion).catch(() => undefined);
       if (job.candidateVersion) rmSync(this.stagingDir(job.candidateVersion), { recursive: true, force: true });
       progress = { ...progress, ...(tail.length ? { stderrTail: tail } : {}) };
-      await to('failed', { error: tail.length ? `${msg}\n${tail.join('\n')}` : msg }).catch((e) => this.log.error('could not persist job failure', { job: job.id, err: String(e) }));
+      await to('failed', { error: tail.length ? `${msg}\n${tail.join('\n')}` : msg }).catch((e) =>
+        this.log.error('could not persist job failure', { job: job.id, err: String(e) }),
+      );
     }
   }
 }
@@ -466,8 +640,24 @@ function cardMaxSeqLength(modelDir: string): number | undefined {
 }
 
 export function summarizeTrainReport(r: Metadata): Metadata {
-  const pick = ['device', 'precision', 'loss', 'loss_config', 'pairs', 'train_rows', 'steps', 'train_seconds', 'samples_per_second', 'wall_seconds',
-    'eval_before', 'eval_after', 'eval_delta', 'onnx_parity_max_abs_diff', 'int8_metric_loss', 'export_seconds'];
+  const pick = [
+    'device',
+    'precision',
+    'loss',
+    'loss_config',
+    'pairs',
+    'train_rows',
+    'steps',
+    'train_seconds',
+    'samples_per_second',
+    'wall_seconds',
+    'eval_before',
+    'eval_after',
+    'eval_delta',
+    'onnx_parity_max_abs_diff',
+    'int8_metric_loss',
+    'export_seconds',
+  ];
   const out: Metadata = Object.fromEntries(Object.entries(r).filter(([k]) => pick.includes(k)));
   // a soup's members: enough to see the spread the average removed, not their full reports
   const soup = r.soup as { members?: Array<Record<string, unknown>>; concurrency?: number } | null | undefined;
@@ -476,7 +666,13 @@ export function summarizeTrainReport(r: Metadata): Metadata {
       concurrency: soup.concurrency ?? null,
       members: soup.members.map((m) => {
         const ev = (m.eval_after ?? {}) as Record<string, unknown>;
-        return { seed: m.seed, train_seconds: m.train_seconds, 'ndcg@10': ev['ndcg@10'], 'recall@10': ev['recall@10'], 'mrr@10': ev['mrr@10'] };
+        return {
+          seed: m.seed,
+          train_seconds: m.train_seconds,
+          'ndcg@10': ev['ndcg@10'],
+          'recall@10': ev['recall@10'],
+          'mrr@10': ev['mrr@10'],
+        };
       }),
     };
   }
@@ -484,10 +680,13 @@ export function summarizeTrainReport(r: Metadata): Metadata {
 }
 
 function readEval(path: string): EvalQuery[] {
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => {
-    const o = JSON.parse(l) as { query: string; relevant: string[] };
-    return { query: o.query, relevant: o.relevant };
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => {
+      const o = JSON.parse(l) as { query: string; relevant: string[] };
+      return { query: o.query, relevant: o.relevant };
+    });
 }
 
 /** Learning rates the recipe sweep tries by default: the winners on GO (3e-4) and PubMedQA (8e-4), trainer/RESULTS.md. */
@@ -498,16 +697,29 @@ export const SWEEP_LRS = [3e-4, 8e-4];
  * rate × epochs (epochs from the training-set size) and picks on a validation split of the mined pairs;
  * TRAIN_LR / TRAIN_EPOCHS pin one axis, TRAIN_SWEEP=false pins both.
  */
-export function trainRecipe(config: Config, parentDir?: string, servedMaxTokens?: number): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
+export function trainRecipe(
+  config: Config,
+  parentDir?: string,
+  servedMaxTokens?: number,
+): Omit<JobSpec, 'version' | 'parent_version' | 'seed' | 'collection'> {
   // The champion's token limit: its card's, else what it serves with (a sentence-transformers model's own).
   const maxSeq = config.TRAIN_MAX_SEQ_LENGTH ?? (parentDir ? cardMaxSeqLength(parentDir) : undefined) ?? servedMaxTokens;
-  const sweep = config.TRAIN_SWEEP && (config.TRAIN_LR === undefined || config.TRAIN_EPOCHS === undefined)
-    ? { sweep: { lr: config.TRAIN_LR !== undefined ? [config.TRAIN_LR] : SWEEP_LRS, epochs: config.TRAIN_EPOCHS !== undefined ? [config.TRAIN_EPOCHS] : ('auto' as const), select: 'greedy_soup' as const } }
-    : {};
+  const sweep =
+    config.TRAIN_SWEEP && (config.TRAIN_LR === undefined || config.TRAIN_EPOCHS === undefined)
+      ? {
+          sweep: {
+            lr: config.TRAIN_LR !== undefined ? [config.TRAIN_LR] : SWEEP_LRS,
+            epochs: config.TRAIN_EPOCHS !== undefined ? [config.TRAIN_EPOCHS] : ('auto' as const),
+            select: 'greedy_soup' as const,
+          },
+        }
+      : {};
   return {
     ...(maxSeq !== undefined ? { max_seq_length: maxSeq } : {}),
     loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
-    batch_size: config.TRAIN_BATCH_SIZE, epochs: config.TRAIN_EPOCHS ?? 1, lr: config.TRAIN_LR ?? SWEEP_LRS[0]!,
+    batch_size: config.TRAIN_BATCH_SIZE,
+    epochs: config.TRAIN_EPOCHS ?? 1,
+    lr: config.TRAIN_LR ?? SWEEP_LRS[0]!,
     ...sweep,
     corpus_pairs: { group: config.TRAIN_GROUP_PAIRS, ict: config.TRAIN_ICT_PAIRS },
     ...(config.TRAIN_SOUP > 1 ? { soup: config.TRAIN_SOUP } : {}),
@@ -520,8 +732,15 @@ function keywordRankings(chunks: { docId: string; text: string }[], queries: Eva
   const bm = new Bm25Index(chunks.map((c, i) => ({ id: String(i), text: c.text })));
   const out = new Map<string, Ranking>();
   queries.forEach((q, qi) => {
-    const docs = bestPerDocument(bm.search(q.query, depth * 3).map((h) => ({ key: Number(h.id), score: h.score })), (i) => chunks[i]?.docId, depth);
-    out.set(String(qi), docs.map((d) => ({ id: d.key, score: d.score })));
+    const docs = bestPerDocument(
+      bm.search(q.query, depth * 3).map((h) => ({ key: Number(h.id), score: h.score })),
+      (i) => chunks[i]?.docId,
+      depth,
+    );
+    out.set(
+      String(qi),
+      docs.map((d) => ({ id: d.key, score: d.score })),
+    );
   });
   return out;
 }
@@ -533,6 +752,16 @@ function asQueryRankings(queries: EvalQuery[], dense: Map<string, Ranking>, spar
 
 /** NDCG@10 / R@10 / MRR@10 of each strategy: the table GET /models shows. */
 function strategyTable(ev: StrategyEvaluation): Metadata {
-  const pick = (m: Record<string, number>) => ({ 'ndcg@10': m['ndcg@10'] ?? null, 'recall@1': m['recall@1'] ?? null, 'recall@10': m['recall@10'] ?? null, 'mrr@10': m['mrr@10'] ?? null });
-  return { vector: pick(ev.vector), hybrid: { ...pick(ev.hybrid), weight: ev.hybrid.weight }, hybridRrf: pick(ev.hybridRrf), keyword: pick(ev.keyword) };
+  const pick = (m: Record<string, number>) => ({
+    'ndcg@10': m['ndcg@10'] ?? null,
+    'recall@1': m['recall@1'] ?? null,
+    'recall@10': m['recall@10'] ?? null,
+    'mrr@10': m['mrr@10'] ?? null,
+  });
+  return {
+    vector: pick(ev.vector),
+    hybrid: { ...pick(ev.hybrid), weight: ev.hybrid.weight },
+    hybridRrf: pick(ev.hybridRrf),
+    keyword: pick(ev.keyword),
+  };
 }

@@ -47,7 +47,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function parseLines(text: string, max: number): string[] {
   return text
     .split('\n')
-    .map((l) => l.replace(/^\s*(?:[-*•]|\d+[.)])\s*/, '').replace(/^["'“]|["'”]$/g, '').trim())
+    .map((l) =>
+      l
+        .replace(/^\s*(?:[-*•]|\d+[.)])\s*/, '')
+        .replace(/^["'“]|["'”]$/g, '')
+        .trim(),
+    )
     .filter((l) => l.length >= 3 && l.length <= 400)
     .slice(0, max);
 }
@@ -62,7 +67,10 @@ export class LlmMiner {
   private readonly run: ReturnType<typeof limiter>;
   readonly usage: LlmUsage = { requests: 0, failures: 0, retries: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
 
-  constructor(private readonly opts: LlmOptions, private readonly log?: Logger) {
+  constructor(
+    private readonly opts: LlmOptions,
+    private readonly log?: Logger,
+  ) {
     this.client = new OpenAI({ baseURL: opts.baseURL, apiKey: opts.apiKey || 'none', maxRetries: 0, timeout: opts.timeoutMs ?? 60_000 });
     this.run = limiter(opts.concurrency);
   }
@@ -79,13 +87,17 @@ export class LlmMiner {
         const res = await this.client.chat.completions.create({
           model: this.opts.model,
           temperature: 0.7,
-          messages: [{ role: 'system', content: system }, { role: 'user', content: user }],
+          messages: [
+            { role: 'system', content: system },
+            { role: 'user', content: user },
+          ],
         });
         const u = res.usage;
         if (u) {
           this.usage.promptTokens += u.prompt_tokens;
           this.usage.completionTokens += u.completion_tokens;
-          this.usage.costUsd += (u.prompt_tokens * (this.opts.pricePerMTokIn ?? 0) + u.completion_tokens * (this.opts.pricePerMTokOut ?? 0)) / 1e6;
+          this.usage.costUsd +=
+            (u.prompt_tokens * (this.opts.pricePerMTokIn ?? 0) + u.completion_tokens * (this.opts.pricePerMTokOut ?? 0)) / 1e6;
         }
         const lines = parseLines(res.choices[0]?.message?.content ?? '', max);
         if (lines.length > 0) return lines;
@@ -110,18 +122,33 @@ export class LlmMiner {
   /** `perPassage` questions for each passage; failures yield nothing for that passage, never an exception. */
   questionsFor(passages: { id: string; text: string }[], perPassage = 2): Promise<{ id: string; question: string }[][]> {
     const system = 'You write search queries. Reply with one query per line, nothing else.';
-    return Promise.all(passages.map((p) => this.run(async () => {
-      const lines = await this.complete(system,
-        `Write ${perPassage} different short questions or search queries that this passage answers:\n\n${p.text.slice(0, 2000)}`, perPassage);
-      return lines.map((question) => ({ id: p.id, question }));
-    })));
+    return Promise.all(
+      passages.map((p) =>
+        this.run(async () => {
+          const lines = await this.complete(
+            system,
+            `Write ${perPassage} different short questions or search queries that this passage answers:\n\n${p.text.slice(0, 2000)}`,
+            perPassage,
+          );
+          return lines.map((question) => ({ id: p.id, question }));
+        }),
+      ),
+    );
   }
 
   paraphrases(queries: string[], perQuery = 2): Promise<{ query: string; paraphrase: string }[][]> {
     const system = 'You rewrite search queries. Reply with one rewrite per line, nothing else.';
-    return Promise.all(queries.map((q) => this.run(async () => {
-      const lines = await this.complete(system, `Rewrite this search query ${perQuery} different ways, keeping its meaning:\n\n${q}`, perQuery);
-      return lines.filter((l) => l.toLowerCase() !== q.toLowerCase()).map((paraphrase) => ({ query: q, paraphrase }));
-    })));
+    return Promise.all(
+      queries.map((q) =>
+        this.run(async () => {
+          const lines = await this.complete(
+            system,
+            `Rewrite this search query ${perQuery} different ways, keeping its meaning:\n\n${q}`,
+            perQuery,
+          );
+          return lines.filter((l) => l.toLowerCase() !== q.toLowerCase()).map((paraphrase) => ({ query: q, paraphrase }));
+        }),
+      ),
+    );
   }
 }

@@ -68,7 +68,11 @@ export function normalizeQuery(q: string): string {
  * the passage the positive. The first sentence of a definition or abstract usually names its topic.
  */
 export function pseudoQuery(text: string): { anchor: string; positive: string } | undefined {
-  const sentences = text.match(/[^.!?]+[.!?]+(?=\s|$)|[^.!?]+$/g)?.map((s) => s.trim()).filter((s) => s.length > 0) ?? [];
+  const sentences =
+    text
+      .match(/[^.!?]+[.!?]+(?=\s|$)|[^.!?]+$/g)
+      ?.map((s) => s.trim())
+      .filter((s) => s.length > 0) ?? [];
   if (sentences.length < 2) return undefined;
   const anchor = sentences[0]!;
   const positive = sentences.slice(1).join(' ');
@@ -88,7 +92,10 @@ export const HELD_OUT = { seed: 13, evalFraction: 0.2, maxEvalQueries: 1000, min
  * Held-out queries among distinct (normalized) feedback queries: the first `evalFraction` (at most
  * `maxEvalQueries`) in the order of sha256(seed, query). Training never sees them.
  */
-export function heldOutKeys(keys: Iterable<string>, opts: { seed: number; evalFraction: number; maxEvalQueries: number }): { ordered: string[]; held: Set<string> } {
+export function heldOutKeys(
+  keys: Iterable<string>,
+  opts: { seed: number; evalFraction: number; maxEvalQueries: number },
+): { ordered: string[]; held: Set<string> } {
   const ordered = [...keys].sort((a, b) => (splitKey(opts.seed, a) < splitKey(opts.seed, b) ? -1 : 1));
   return { ordered, held: new Set(ordered.slice(0, heldOutSize(ordered.length, opts))) };
 }
@@ -99,7 +106,10 @@ export function heldOutSize(distinct: number, opts: { evalFraction: number; maxE
 }
 
 /** Logged queries with feedback, grouped by normalized text (the shape mining and strategy choice share). */
-export async function feedbackByQuery(store: QueryLogStore, collection: string): Promise<Map<string, { query: string; docs: Set<string> }>> {
+export async function feedbackByQuery(
+  store: QueryLogStore,
+  collection: string,
+): Promise<Map<string, { query: string; docs: Set<string> }>> {
   const byQuery = new Map<string, { query: string; docs: Set<string> }>();
   for (const f of await store.feedbackPairs(collection)) {
     const key = normalizeQuery(f.query);
@@ -111,7 +121,12 @@ export async function feedbackByQuery(store: QueryLogStore, collection: string):
   return byQuery;
 }
 
-export async function minePairs(store: DocumentStore & QueryLogStore, collectionId: number, collection: string, opts: MiningOptions): Promise<MiningResult> {
+export async function minePairs(
+  store: DocumentStore & QueryLogStore,
+  collectionId: number,
+  collection: string,
+  opts: MiningOptions,
+): Promise<MiningResult> {
   const maxPos = opts.maxPositiveChars ?? 4000;
   const docText = new Map<string, string | null>();
   const getDoc = async (id: string) => {
@@ -124,7 +139,10 @@ export async function minePairs(store: DocumentStore & QueryLogStore, collection
   const byQuery = new Map<string, { query: string; docs: Set<string> }>();
   let droppedNotInCorpus = 0;
   for (const f of fb) {
-    if ((await getDoc(f.documentId)) === null) { droppedNotInCorpus++; continue; }
+    if ((await getDoc(f.documentId)) === null) {
+      droppedNotInCorpus++;
+      continue;
+    }
     const key = normalizeQuery(f.query);
     if (!key) continue;
     const g = byQuery.get(key) ?? { query: f.query.trim(), docs: new Set<string>() };
@@ -178,7 +196,8 @@ export async function minePairs(store: DocumentStore & QueryLogStore, collection
     const paras = await opts.llm.paraphrases(trainQueries.map((k) => byQuery.get(k)!.query));
     paras.forEach((list, i) => {
       const g = byQuery.get(trainQueries[i]!)!;
-      for (const p of list) for (const d of g.docs) pairs.push({ anchor: p.paraphrase, positive: clip(docText.get(d)!), docId: d, source: 'llm_paraphrase' });
+      for (const p of list)
+        for (const d of g.docs) pairs.push({ anchor: p.paraphrase, positive: clip(docText.get(d)!), docId: d, source: 'llm_paraphrase' });
     });
   }
 
@@ -202,10 +221,19 @@ export async function minePairs(store: DocumentStore & QueryLogStore, collection
   const out: TrainPair[] = [];
   for (const p of pairs) {
     const a = normalizeQuery(p.anchor);
-    if (evalKeys.has(a)) { droppedEvalLeak++; continue; }
-    if ((await getDoc(p.docId)) === null) { droppedNotInCorpus++; continue; }
+    if (evalKeys.has(a)) {
+      droppedEvalLeak++;
+      continue;
+    }
+    if ((await getDoc(p.docId)) === null) {
+      droppedNotInCorpus++;
+      continue;
+    }
     const key = `${a}\u0000${p.docId}\u0000${p.positive.length}`;
-    if (seen.has(key)) { duplicates++; continue; }
+    if (seen.has(key)) {
+      duplicates++;
+      continue;
+    }
     seen.add(key);
     out.push(p);
   }
@@ -213,15 +241,24 @@ export async function minePairs(store: DocumentStore & QueryLogStore, collection
   for (const p of out) bySource[p.source]++;
 
   if (evalSet.length < opts.minEvalQueries) {
-    throw new MiningError(`only ${evalSet.length} held-out queries from ${keys.length} distinct feedback queries; the gate needs at least ${opts.minEvalQueries} (post more feedback)`);
+    throw new MiningError(
+      `only ${evalSet.length} held-out queries from ${keys.length} distinct feedback queries; the gate needs at least ${opts.minEvalQueries} (post more feedback)`,
+    );
   }
   // An empty pairs.jsonl is fine: the trainer then learns from corpus pairs alone (a cold start).
   return {
     pairs: out,
     eval: evalSet,
     stats: {
-      feedbackQueries: keys.length, feedbackPairs, droppedNotInCorpus, droppedEvalLeak, duplicates, bySource,
-      evalQueries: evalSet.length, evalSource, llm: opts.llm ? { ...opts.llm.usage } : undefined,
+      feedbackQueries: keys.length,
+      feedbackPairs,
+      droppedNotInCorpus,
+      droppedEvalLeak,
+      duplicates,
+      bySource,
+      evalQueries: evalSet.length,
+      evalSource,
+      llm: opts.llm ? { ...opts.llm.usage } : undefined,
     },
   };
 }

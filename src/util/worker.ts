@@ -75,8 +75,16 @@ function bundleWorker(entry: URL): URL | null {
     try {
       const esbuild = createRequire(require.resolve('tsx/package.json'))('esbuild') as typeof import('esbuild');
       const out = esbuild.buildSync({
-        entryPoints: [fileURLToPath(entry)], bundle: true, write: false, platform: 'node', format: 'esm', target: 'node20',
-        packages: 'external', keepNames: true, logLevel: 'silent', metafile: true,
+        entryPoints: [fileURLToPath(entry)],
+        bundle: true,
+        write: false,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        packages: 'external',
+        keepNames: true,
+        logLevel: 'silent',
+        metafile: true,
       });
       let code = out.outputFiles[0]?.text;
       // import.meta.url would name the data: URL, not the module's file (relative paths, createRequire).
@@ -86,7 +94,9 @@ function bundleWorker(entry: URL): URL | null {
       for (const spec of externals) {
         if (spec.startsWith('node:') || !code) continue;
         const q = JSON.stringify(spec);
-        code = code.replaceAll(`from ${q}`, `from ${JSON.stringify(resolve(spec))}`).replaceAll(`import ${q}`, `import ${JSON.stringify(resolve(spec))}`)
+        code = code
+          .replaceAll(`from ${q}`, `from ${JSON.stringify(resolve(spec))}`)
+          .replaceAll(`import ${q}`, `import ${JSON.stringify(resolve(spec))}`)
           .replaceAll(`import(${q})`, `import(${JSON.stringify(resolve(spec))})`);
       }
       if (code) url = new URL(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`);

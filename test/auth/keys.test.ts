@@ -15,7 +15,11 @@ describe('API keys', () => {
     // Count hash lookups to prove malformed keys never reach the database.
     store = new Proxy(real, {
       get(target, prop, recv) {
-        if (prop === 'findApiKeyByHash') return (h: string) => { lookups++; return target.findApiKeyByHash(h); };
+        if (prop === 'findApiKeyByHash')
+          return (h: string) => {
+            lookups++;
+            return target.findApiKeyByHash(h);
+          };
         const v: unknown = Reflect.get(target, prop, recv);
         return typeof v === 'function' ? v.bind(target) : v;
       },

@@ -14,7 +14,9 @@ import { tempDir } from '../helpers.js';
 
 function memLogger() {
   const lines: { level: string; msg: string }[] = [];
-  const at = (level: string) => (msg: string) => { lines.push({ level, msg }); };
+  const at = (level: string) => (msg: string) => {
+    lines.push({ level, msg });
+  };
   const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
   return { logger, lines };
 }
@@ -88,11 +90,21 @@ describe('apiKeyAuth', () => {
     expect((await call(app, 'GET', '/collections', { authorization: 'Basic dXNlcjpwYXNz' })).code).toBe('unauthorized');
     expect((await call(app, 'GET', '/collections', { authorization: `Bearer ${readKey} extra` })).code).toBe('unauthorized');
 
-    for (const [m, p] of [['GET', '/collections'], ['POST', '/search'], ['POST', '/v1/embeddings'], ['POST', '/feedback']] as const) {
+    for (const [m, p] of [
+      ['GET', '/collections'],
+      ['POST', '/search'],
+      ['POST', '/v1/embeddings'],
+      ['POST', '/feedback'],
+    ] as const) {
       expect((await call(app, m, p, bearer(readKey))).status, `${m} ${p}`).toBe(200);
       expect((await call(app, m, p, { 'x-api-key': readKey })).status, `${m} ${p} x-api-key`).toBe(200);
     }
-    for (const [m, p] of [['POST', '/collections'], ['DELETE', '/collections/c'], ['POST', '/models/v1/rollback'], ['GET', '/secret']] as const) {
+    for (const [m, p] of [
+      ['POST', '/collections'],
+      ['DELETE', '/collections/c'],
+      ['POST', '/models/v1/rollback'],
+      ['GET', '/secret'],
+    ] as const) {
       const r = await call(app, m, p, bearer(readKey));
       expect([r.status, r.code], `${m} ${p}`).toEqual([403, 'forbidden']);
       expect((await call(app, m, p, bearer(adminKey))).status, `${m} ${p} admin`).toBeLessThan(300);

@@ -14,7 +14,15 @@ const NS = ['BP', 'MF', 'CC'];
 function jsonl(n: number, bad?: number): string {
   const lines: string[] = [];
   for (let i = 1; i <= n; i++) {
-    lines.push(i === bad ? '{"id": "broken", "text": ' : JSON.stringify({ id: `GO:${String(i).padStart(7, '0')}`, text: `definition number ${i} about term${i} biology`, namespace: NS[i % 3] }));
+    lines.push(
+      i === bad
+        ? '{"id": "broken", "text": '
+        : JSON.stringify({
+            id: `GO:${String(i).padStart(7, '0')}`,
+            text: `definition number ${i} about term${i} biology`,
+            namespace: NS[i % 3],
+          }),
+    );
     if (i % 97 === 0) lines.push(''); // blank lines are skipped but still counted
   }
   return lines.join('\n') + '\n';
@@ -37,10 +45,15 @@ describe('retrieval CLI', () => {
 
   beforeAll(async () => {
     dir = tempDir('cli-');
-    server = await startTestServer({ AUTH: 'on' }, {
-      listen: true,
-      extend: async ({ store, config, log }) => ({ auth: apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: ADMIN, logger: log }) }),
-    });
+    server = await startTestServer(
+      { AUTH: 'on' },
+      {
+        listen: true,
+        extend: async ({ store, config, log }) => ({
+          auth: apiKeyAuth({ store, mode: config.AUTH, bootstrapAdminKey: ADMIN, logger: log }),
+        }),
+      },
+    );
     admin = new RetrievalClient({ url: server.url, apiKey: ADMIN });
   });
   afterAll(async () => {
@@ -68,7 +81,19 @@ describe('retrieval CLI', () => {
     expect(again.stderr).toMatch(/already fully ingested/);
     expect(await server.store.currentSeq()).toBe(seq);
 
-    const s = await run(['search', 'term7', 'biology', '--collection', 'cli-go', '--mode', 'keyword', '--k', '3', '--filter', '{"namespace":"MF"}']);
+    const s = await run([
+      'search',
+      'term7',
+      'biology',
+      '--collection',
+      'cli-go',
+      '--mode',
+      'keyword',
+      '--k',
+      '3',
+      '--filter',
+      '{"namespace":"MF"}',
+    ]);
     expect(s.code).toBe(0);
     expect(s.stdout.split('\n')[0]).toMatch(/^#\s+score\s+id\s+text/);
     expect(s.stdout).toContain('GO:0000007');
@@ -115,7 +140,16 @@ describe('retrieval CLI', () => {
         return super.upsertDocuments(c, docs);
       }
     }
-    const base = { collection: 'cli-int', batch: 40, maxBatchBytes: 1 << 20, concurrency: 2, create: false, restart: false, progress: false, stderr: { write: () => true } };
+    const base = {
+      collection: 'cli-int',
+      batch: 40,
+      maxBatchBytes: 1 << 20,
+      concurrency: 2,
+      create: false,
+      restart: false,
+      progress: false,
+      stderr: { write: () => true },
+    };
     const first = await ingestFile(new Interrupting({ url: server.url, apiKey: ADMIN }), { ...base, file, signal: ac.signal });
     expect(first.done).toBe(false);
     const cp = readCheckpoint(checkpointPath(file))!;
@@ -161,7 +195,16 @@ describe('retrieval CLI', () => {
   });
 
   it('usage errors exit 2 with the usage text', async () => {
-    for (const args of [[], ['frobnicate'], ['ingest'], ['ingest', 'x.jsonl'], ['search', '--collection', 'c'], ['ingest', 'x', '--collection', 'c', '--batch', '0'], ['keys', 'create', '--role', 'root'], ['search', 'q', '--bogus']]) {
+    for (const args of [
+      [],
+      ['frobnicate'],
+      ['ingest'],
+      ['ingest', 'x.jsonl'],
+      ['search', '--collection', 'c'],
+      ['ingest', 'x', '--collection', 'c', '--batch', '0'],
+      ['keys', 'create', '--role', 'root'],
+      ['search', 'q', '--bogus'],
+    ]) {
       const r = await run(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr + r.stdout, args.join(' ')).toMatch(/usage: retrieval/);

@@ -8,7 +8,10 @@ import { apiKeyAuth } from '../../src/http/auth.js';
 import { startTestServer, type TestServer } from '../helpers.js';
 
 async function expectCode(p: Promise<unknown>, code: string, status: number): Promise<RetrievalError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(RetrievalError);
   expect({ code: (err as RetrievalError).code, status: (err as RetrievalError).status }).toEqual({ code, status });
   return err as RetrievalError;
@@ -22,14 +25,17 @@ describe('RetrievalClient against the real server', () => {
 
   beforeAll(async () => {
     const keys: { admin?: string; read?: string } = {};
-    server = await startTestServer({ AUTH: 'on' }, {
-      listen: true,
-      extend: async ({ store, config, log }) => {
-        keys.admin = (await createApiKey(store, { role: 'admin' })).key;
-        keys.read = (await createApiKey(store, { role: 'read' })).key;
-        return { auth: apiKeyAuth({ store, mode: config.AUTH, logger: log }) };
+    server = await startTestServer(
+      { AUTH: 'on' },
+      {
+        listen: true,
+        extend: async ({ store, config, log }) => {
+          keys.admin = (await createApiKey(store, { role: 'admin' })).key;
+          keys.read = (await createApiKey(store, { role: 'read' })).key;
+          return { auth: apiKeyAuth({ store, mode: config.AUTH, logger: log }) };
+        },
       },
-    });
+    );
     admin = new RetrievalClient({ url: server.url, apiKey: keys.admin });
     reader = new RetrievalClient({ url: server.url + '/', apiKey: keys.read });
     anonymous = new RetrievalClient({ url: server.url, retries: 0 });
@@ -67,7 +73,11 @@ describe('RetrievalClient against the real server', () => {
     expect(up).toMatchObject({ upserted: 3, chunks: 3 });
     expect((await reader.listCollections()).map((x) => x.name)).toContain('client-docs');
     expect((await reader.getCollection('client-docs')).documents).toBe(3);
-    expect(await reader.getDocument('client-docs', 'c/with slash')).toEqual({ id: 'c/with slash', text: 'photosynthesis in chloroplasts', metadata: { ns: 'CC' } });
+    expect(await reader.getDocument('client-docs', 'c/with slash')).toEqual({
+      id: 'c/with slash',
+      text: 'photosynthesis in chloroplasts',
+      metadata: { ns: 'CC' },
+    });
 
     const res = await reader.search({ collection: 'client-docs', query: 'ribosome protein', k: 2, mode: 'keyword' });
     expect(res.results[0]!.id).toBe('b');

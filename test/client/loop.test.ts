@@ -10,7 +10,10 @@ import { startTestServer, type TestServer } from '../helpers.js';
 const TERMINAL: JobState[] = ['done', 'rejected', 'failed'];
 
 async function expectCode(p: Promise<unknown>, code: string, status: number): Promise<void> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(RetrievalError);
   expect({ code: (err as RetrievalError).code, status: (err as RetrievalError).status }).toEqual({ code, status });
 }
@@ -23,7 +26,12 @@ describe('RetrievalClient: self-tuning loop endpoints', () => {
   beforeAll(async () => {
     const keys: { admin?: string; read?: string } = {};
     server = await startTestServer(
-      { AUTH: 'on', TRAINER_BACKEND: 'command', TRAINER_COMMAND: 'echo "no GPU in this test" >&2; exit 3 # {bundle} {out}', AUTO_RETRAIN: false },
+      {
+        AUTH: 'on',
+        TRAINER_BACKEND: 'command',
+        TRAINER_COMMAND: 'echo "no GPU in this test" >&2; exit 3 # {bundle} {out}',
+        AUTO_RETRAIN: false,
+      },
       {
         listen: true,
         loop: true,
@@ -64,7 +72,10 @@ describe('RetrievalClient: self-tuning loop endpoints', () => {
 
   it('retrain: admin only, a job with a state that ends, visible in /jobs', async () => {
     await admin.createCollection({ name: 'loop-train' });
-    await admin.upsertDocuments('loop-train', Array.from({ length: 20 }, (_, i) => ({ id: `d${i}`, text: `document ${i} about topic ${i % 4} and more words` })));
+    await admin.upsertDocuments(
+      'loop-train',
+      Array.from({ length: 20 }, (_, i) => ({ id: `d${i}`, text: `document ${i} about topic ${i % 4} and more words` })),
+    );
     await expectCode(reader.retrain('loop-train'), 'forbidden', 403);
     const job = await admin.retrain('loop-train');
     expect(job).toMatchObject({ collection: 'loop-train', trigger: 'manual' });

@@ -24,8 +24,18 @@ export async function launchConsole(): Promise<Console> {
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+      `--user-data-dir=${profile}`,
+    ],
     protocolTimeout: 60_000,
   });
   mkdirSync(SHOTS, { recursive: true });
@@ -40,7 +50,9 @@ export async function launchConsole(): Promise<Console> {
         if (m.type() === 'error') problems.push({ page: page.url(), text: `${m.text()} ${m.location()?.url ?? ''}`.trim() });
       });
       page.on('pageerror', (err) => problems.push({ page: page.url(), text: `uncaught: ${String(err)}` }));
-      page.on('requestfailed', (r) => problems.push({ page: page.url(), text: `request failed: ${r.url()} ${r.failure()?.errorText ?? ''}` }));
+      page.on('requestfailed', (r) =>
+        problems.push({ page: page.url(), text: `request failed: ${r.url()} ${r.failure()?.errorText ?? ''}` }),
+      );
       page.on('dialog', (d) => void d.accept());
       return page;
     },

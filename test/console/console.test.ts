@@ -35,11 +35,17 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
   const provoked: RegExp[] = [];
 
   const http = async (method: string, path: string, body?: unknown, key = ADMIN): Promise<{ status: number; body: Json }> => {
-    const r = await fetch(server.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+    const r = await fetch(server.url + path, {
+      method,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
     return { status: r.status, body: await r.json() };
   };
   const go = async (p: Page, hash: string) => {
-    await p.evaluate((h) => { location.hash = h; }, hash);
+    await p.evaluate((h) => {
+      location.hash = h;
+    }, hash);
     await p.waitForFunction(() => !document.querySelector('main > p.muted')?.textContent?.startsWith('Loading'), { timeout: 20_000 });
   };
   const text = (p: Page, sel: string) => p.$eval(sel, (e) => (e as HTMLElement).innerText);
@@ -55,14 +61,28 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     dir = tempDir('console-');
     const which = join(dir, 'trainer-fixture');
     writeFileSync(which, FT);
-    server = await startTestServer({
-      DATA_DIR: dir, LOG_LEVEL: 'warn', AUTH: 'on', ADMIN_API_KEY: ADMIN,
-      DRIFT_INTERVAL_SECONDS: 0, DRIFT_WINDOW: 60, DRIFT_MIN_QUERIES: 40, DRIFT_COOLDOWN_SECONDS: 3600, AUTO_RETRAIN: true,
-      TRAINER_BACKEND: 'command',
-      // Stands in for a GPU trainer: progress lines with a falling loss (a live curve), then an artifact the real trainer made.
-      TRAINER_COMMAND: `i=0; for l in 2.2 1.9 1.7 1.5 1.4 1.3 1.2 1.15 1.1 1.05 1.0 0.98 0.95 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":16,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
-      TRAINER_TIMEOUT_SECONDS: 120, REEMBED_PAUSE_MS: 150, REEMBED_BATCH: 32, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
-    }, { listen: true, loop: { mining: { minEvalQueries: 20 } } });
+    server = await startTestServer(
+      {
+        DATA_DIR: dir,
+        LOG_LEVEL: 'warn',
+        AUTH: 'on',
+        ADMIN_API_KEY: ADMIN,
+        DRIFT_INTERVAL_SECONDS: 0,
+        DRIFT_WINDOW: 60,
+        DRIFT_MIN_QUERIES: 40,
+        DRIFT_COOLDOWN_SECONDS: 3600,
+        AUTO_RETRAIN: true,
+        TRAINER_BACKEND: 'command',
+        // Stands in for a GPU trainer: progress lines with a falling loss (a live curve), then an artifact the real trainer made.
+        TRAINER_COMMAND: `i=0; for l in 2.2 1.9 1.7 1.5 1.4 1.3 1.2 1.15 1.1 1.05 1.0 0.98 0.95 0.93 0.9 0.88; do i=$((i+1)); echo "{\\"event\\":\\"progress\\",\\"step\\":$i,\\"total\\":16,\\"loss\\":$l}"; sleep 0.5; done; mkdir -p {out} && cp -R "$(cat '${which}')"/. {out}/`,
+        TRAINER_TIMEOUT_SECONDS: 120,
+        REEMBED_PAUSE_MS: 150,
+        REEMBED_BATCH: 32,
+        GATE_MARGIN: 0.01,
+        GATE_TOLERANCE: 0.005,
+      },
+      { listen: true, loop: { mining: { minEvalQueries: 20 } } },
+    );
     readKey = (await createApiKey(server.store, { role: 'read', name: 'console-test' })).key;
     baseVersion = server.engine.serving.version;
     ui = await launchConsole();
@@ -94,11 +114,13 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(await who.json()).toMatchObject({ role: null, auth: 'on' });
     const bad = await fetch(`${server.url}/console/api/whoami`, { headers: { authorization: 'Bearer nope' } });
     expect(bad.status).toBe(401);
-    expect((await bad.json() as Json).error).toEqual((await http('GET', '/collections', undefined, 'nope')).body.error);
-    expect((await (await fetch(`${server.url}/console/api/whoami`, { headers: { authorization: `Bearer ${readKey}` } })).json() as Json).role).toBe('read');
+    expect(((await bad.json()) as Json).error).toEqual((await http('GET', '/collections', undefined, 'nope')).body.error);
+    expect(
+      ((await (await fetch(`${server.url}/console/api/whoami`, { headers: { authorization: `Bearer ${readKey}` } })).json()) as Json).role,
+    ).toBe('read');
   });
 
-  it('signs in: a bad key gets the API\'s error; the admin key gets in', async () => {
+  it("signs in: a bad key gets the API's error; the admin key gets in", async () => {
     await page.goto(`${server.url}/console`, { waitUntil: 'load' });
     await page.waitForSelector('#key');
     await ui.shot(page, '01-signin');
@@ -109,7 +131,9 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     const api = await http('GET', '/collections', undefined, 'not-a-key');
     expect(await page.$eval('#signin-result .error', (e) => e.getAttribute('data-code'))).toBe(api.body.error.code);
     expect(await text(page, '#signin-result .error')).toContain(api.body.error.message);
-    await page.$eval('#key', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.$eval('#key', (e) => {
+      (e as HTMLInputElement).value = '';
+    });
     await page.type('#key', ADMIN);
     await page.click('#signin-submit');
     await page.waitForSelector('#no-collections');
@@ -117,7 +141,7 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(await page.evaluate(() => sessionStorage.length)).toBeGreaterThan(0);
   });
 
-  it('creates a collection: bad input gets the API\'s code and message; then the collection page', async () => {
+  it("creates a collection: bad input gets the API's code and message; then the collection page", async () => {
     provoked.push(/\/collections$/);
     await page.type('#c-name', 'bad name!');
     await page.click('#create-submit');
@@ -127,7 +151,9 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(await page.$eval('#create-result .error', (e) => e.getAttribute('data-code'))).toBe(api.body.error.code);
     expect(await text(page, '#create-result .error')).toContain(api.body.error.message);
 
-    await page.$eval('#c-name', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.$eval('#c-name', (e) => {
+      (e as HTMLInputElement).value = '';
+    });
     await page.type('#c-name', 'go');
     await page.type('#c-efs', '80');
     await page.click('#create-submit');
@@ -140,29 +166,47 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
   it('ingests documents pasted into the collection page', async () => {
     const docs = scenario.docs.map((d) => ({ id: d.id, text: d.text, metadata: { namespace: d.namespace } }));
     // The first 100 pasted into the text area (pasted, not typed: tens of kilobytes)…
-    await page.$eval('#ingest-docs', (e, v) => { (e as HTMLTextAreaElement).value = v; }, JSON.stringify({ documents: docs.slice(0, 100) }));
+    await page.$eval(
+      '#ingest-docs',
+      (e, v) => {
+        (e as HTMLTextAreaElement).value = v;
+      },
+      JSON.stringify({ documents: docs.slice(0, 100) }),
+    );
     await page.click('#ingest-submit');
     await page.waitForSelector('#ingest-result .notice', { timeout: 60_000 });
     expect(await text(page, '#ingest-result')).toContain('Upserted 100 documents');
     // …the other 400 as a JSON-lines file, sent in batches.
     const file = join(dir, 'more.jsonl');
-    writeFileSync(file, docs.slice(100).map((d) => JSON.stringify(d)).join('\n'));
+    writeFileSync(
+      file,
+      docs
+        .slice(100)
+        .map((d) => JSON.stringify(d))
+        .join('\n'),
+    );
     const input = (await page.$('#ingest-file'))!;
     await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(file);
-    await page.waitForFunction(() => document.querySelector('#ingest-result .notice')?.textContent?.includes('more.jsonl'), { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector('#ingest-result .notice')?.textContent?.includes('more.jsonl'), {
+      timeout: 60_000,
+    });
     expect(await text(page, '#ingest-result')).toContain(`Upserted ${docs.length - 100} documents`);
     await page.waitForFunction((n) => document.querySelector('#doc-count')?.textContent === n, {}, docs.length.toLocaleString('en-US'));
     expect((await http('GET', '/collections/go')).body.documents).toBe(docs.length);
 
     // Bad input: a line that is not JSON goes to the API verbatim and comes back as its invalid_json.
     provoked.push(/\/collections\/go\/documents$/);
-    await page.$eval('#ingest-docs', (e) => { (e as HTMLTextAreaElement).value = '{"documents": [ nope'; });
+    await page.$eval('#ingest-docs', (e) => {
+      (e as HTMLTextAreaElement).value = '{"documents": [ nope';
+    });
     await page.click('#ingest-submit');
     await page.waitForSelector('#ingest-result .error');
     const api = await http('POST', '/collections/go/documents', '{"documents": [ nope');
     expect(await page.$eval('#ingest-result .error', (e) => e.getAttribute('data-code'))).toBe(api.body.error.code);
     expect(await text(page, '#ingest-result .error')).toContain(api.body.error.message);
-    await page.$eval('#ingest-docs', (e) => { (e as HTMLTextAreaElement).value = ''; });
+    await page.$eval('#ingest-docs', (e) => {
+      (e as HTMLTextAreaElement).value = '';
+    });
     await page.waitForFunction(() => document.querySelector('#ingest-rate')?.textContent !== '—', { timeout: 10_000 });
     await go(page, '#/collections');
     await ui.shot(page, '02-collections');
@@ -173,8 +217,16 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     const q = scenario.bp[0]!;
     await page.type('#pg-query', q.query);
     await page.keyboard.press('Enter');
-    await page.waitForFunction(() => [...document.querySelectorAll('#pg-results section')].every((s) => !s.hasAttribute('aria-busy')), { timeout: 30_000 });
-    const cols = await page.$$eval('#pg-results section', (ss) => ss.map((s) => ({ mode: s.getAttribute('data-mode'), results: s.querySelectorAll('.results li').length, error: s.querySelector('.error')?.textContent ?? null })));
+    await page.waitForFunction(() => [...document.querySelectorAll('#pg-results section')].every((s) => !s.hasAttribute('aria-busy')), {
+      timeout: 30_000,
+    });
+    const cols = await page.$$eval('#pg-results section', (ss) =>
+      ss.map((s) => ({
+        mode: s.getAttribute('data-mode'),
+        results: s.querySelectorAll('.results li').length,
+        error: s.querySelector('.error')?.textContent ?? null,
+      })),
+    );
     expect(cols.map((c) => c.mode)).toEqual(['vector', 'keyword', 'hybrid', 'auto']);
     for (const c of cols.slice(0, 3)) expect(c.results, JSON.stringify(c)).toBe(5);
     // auto: results if this server resolves it, else the API's own error in its column.
@@ -184,21 +236,29 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
 
     // Bad input: every column shows the API's own answer to the same request.
     provoked.push(/\/search$/);
-    await page.$eval('#pg-k', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.$eval('#pg-k', (e) => {
+      (e as HTMLInputElement).value = '';
+    });
     await page.type('#pg-k', '0');
     await page.click('#pg-submit');
     await page.waitForFunction(() => document.querySelectorAll('#pg-results section .error').length === 4, { timeout: 30_000 });
     const bad = await http('POST', '/search', { collection: 'go', query: q.query, k: 0 });
     expect(bad.status).toBe(400);
-    const shown = await page.$$eval('#pg-results section .error', (es) => es.map((e) => ({ code: e.getAttribute('data-code'), text: (e as HTMLElement).innerText })));
+    const shown = await page.$$eval('#pg-results section .error', (es) =>
+      es.map((e) => ({ code: e.getAttribute('data-code'), text: (e as HTMLElement).innerText })),
+    );
     for (const x of shown) {
       expect(x.code).toBe(bad.body.error.code);
       expect(x.text).toContain(bad.body.error.message);
     }
-    await page.$eval('#pg-k', (e) => { (e as HTMLInputElement).value = ''; });
+    await page.$eval('#pg-k', (e) => {
+      (e as HTMLInputElement).value = '';
+    });
     await page.type('#pg-k', '5');
     await page.click('#pg-submit');
-    await page.waitForFunction(() => document.querySelectorAll('#pg-results section[data-mode="vector"] .results li').length === 5, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelectorAll('#pg-results section[data-mode="vector"] .results li').length === 5, {
+      timeout: 30_000,
+    });
 
     const doc = await page.$eval('#pg-results section[data-mode="vector"] .results li button.feedback', (b) => b.getAttribute('data-doc')!);
     await page.click('#pg-results section[data-mode="vector"] .results li button.feedback');
@@ -216,7 +276,8 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     const search = async (x: { query: string; relevant: string[] }) => {
       const s = await http('POST', '/search', { collection: 'go', query: x.query, k: 5, mode: 'vector' }, readKey);
       expect(s.status).toBe(200);
-      for (const id of x.relevant) expect((await http('POST', '/feedback', { queryId: s.body.queryId, documentId: id }, readKey)).status).toBe(201);
+      for (const id of x.relevant)
+        expect((await http('POST', '/feedback', { queryId: s.body.queryId, documentId: id }, readKey)).status).toBe(201);
     };
     for (const x of scenario.bp) await search(x);
     await go(page, '#/drift?c=go');
@@ -234,10 +295,12 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     expect(reports.find((r) => r.drifted)?.jobId).toBe(jobId);
 
     // The charts: four, each with data; thresholds and the detection drawn as their own datasets.
-    const charts = await page.$$eval('#drift-charts canvas', (cs) => cs.map((c) => {
-      const ch = (window as Json).Chart.getChart(c);
-      return ch.data.datasets.map((d: Json) => ({ label: d.label, n: d.data.filter((p: Json) => p.y !== null).length }));
-    }));
+    const charts = await page.$$eval('#drift-charts canvas', (cs) =>
+      cs.map((c) => {
+        const ch = (window as Json).Chart.getChart(c);
+        return ch.data.datasets.map((d: Json) => ({ label: d.label, n: d.data.filter((p: Json) => p.y !== null).length }));
+      }),
+    );
     expect(charts).toHaveLength(4);
     const auc = charts[0] as { label: string; n: number }[];
     expect(auc.find((d) => d.label === 'domain AUC')!.n).toBe(2);
@@ -272,11 +335,18 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
           return ch ? ch.data.datasets[0].data.length : 0;
         });
         // Retaken as the live curve grows: the last frame before training ends is kept.
-        if (n >= 2 && n > shotPoints) { await ui.shot(page, '06-job-training', true); trainingShot = true; shotPoints = n; }
+        if (n >= 2 && n > shotPoints) {
+          await ui.shot(page, '06-job-training', true);
+          trainingShot = true;
+          shotPoints = n;
+        }
       }
       if (s === 'reembedding' && !seen.includes('reembed-shot')) {
         const ratio = await page.$eval('#reembed-bar', (e) => Number((e as HTMLProgressElement).value)).catch(() => 0);
-        if (ratio > 0) { await ui.shot(page, '07-job-reembed', true); seen.push('reembed-shot'); }
+        if (ratio > 0) {
+          await ui.shot(page, '07-job-reembed', true);
+          seen.push('reembed-shot');
+        }
       }
       if (s && ['done', 'rejected', 'failed'].includes(s)) break;
       if (Date.now() - t0 > 180_000) throw new Error(`job stuck; the console showed ${seen.join(' → ')}`);
@@ -294,26 +364,34 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     // Time in each state, from job.timings, on the timeline.
     await page.waitForFunction(() => document.querySelectorAll('#states li').length === 7 && document.querySelector('#timeline canvas'));
     const tl = await text(page, '#states');
-    for (const s of ['mining', 'training', 'evaluating', 'reembedding', 'swapping']) expect(tl).toMatch(new RegExp(`${s} · [0-9.]+ (ms|s)`));
+    for (const s of ['mining', 'training', 'evaluating', 'reembedding', 'swapping'])
+      expect(tl).toMatch(new RegExp(`${s} · [0-9.]+ (ms|s)`));
     expect(await page.$eval('#reembed-bar', (e) => Number((e as HTMLProgressElement).value))).toBe(1);
     // After training, the whole curve from the artifact's train_report.json.
-    await page.waitForFunction(() => {
-      const c = document.querySelector('#training canvas');
-      const ch = c && (window as Json).Chart.getChart(c);
-      return ch && ch.data.datasets[0].data.length > 16;
-    }, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => {
+        const c = document.querySelector('#training canvas');
+        const ch = c && (window as Json).Chart.getChart(c);
+        return ch && ch.data.datasets[0].data.length > 16;
+      },
+      { timeout: 10_000 },
+    );
     await ui.shot(page, '08-job-done', true);
     await go(page, '#/jobs');
     expect(await text(page, `#jobs tr[data-job="${jobId}"]`)).toContain('done');
     await ui.shot(page, '09-jobs');
   }, 240_000);
 
-  it('shows the candidate\'s gate report as a chart and the lineage; an admin rolls back', async () => {
+  it("shows the candidate's gate report as a chart and the lineage; an admin rolls back", async () => {
     const job = (await http('GET', `/jobs/${jobId}`)).body;
     await go(page, '#/models');
     await page.waitForSelector('#lineage');
     // Lineage: the candidate hangs under its parent.
-    const child = await page.$eval('#lineage', (t, v) => Boolean([...t.querySelectorAll('li li a')].find((a) => a.textContent === v)), job.candidateVersion);
+    const child = await page.$eval(
+      '#lineage',
+      (t, v) => Boolean([...t.querySelectorAll('li li a')].find((a) => a.textContent === v)),
+      job.candidateVersion,
+    );
     expect(child).toBe(true);
     expect(await text(page, '#champion')).toBe(job.candidateVersion);
     await ui.shot(page, '10-models');
@@ -334,7 +412,9 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
       // …then each strategy before vs after.
       const per = await page.$$eval('.gate [data-strategy]', (ds) => ds.map((d) => d.getAttribute('data-strategy')));
       expect(per).toEqual(expect.arrayContaining(['vector', 'hybrid', 'keyword']));
-      await page.waitForFunction(() => [...document.querySelectorAll('.gate [data-strategy] canvas')].every((c) => (window as Json).Chart.getChart(c)));
+      await page.waitForFunction(() =>
+        [...document.querySelectorAll('.gate [data-strategy] canvas')].every((c) => (window as Json).Chart.getChart(c)),
+      );
     }
     await ui.shot(page, '11-model-gate', true);
 
@@ -348,7 +428,9 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     const col = (await http('GET', '/collections/go')).body;
     await go(page, '#/collections/go');
     if (col.strategy) {
-      await page.waitForFunction(() => document.querySelector('#strategy canvas') && (window as Json).Chart.getChart(document.querySelector('#strategy canvas')));
+      await page.waitForFunction(
+        () => document.querySelector('#strategy canvas') && (window as Json).Chart.getChart(document.querySelector('#strategy canvas')),
+      );
       expect(await text(page, '#strategy')).toContain(col.strategy.mode);
     }
     await page.waitForFunction(() => document.querySelector('#ingest-rate')?.textContent !== '—', { timeout: 10_000 });
@@ -396,7 +478,9 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     // Forced past the disabled button, the API answers 403 forbidden, and the console shows its code and message.
     provoked.push(/\/collections\/go\/retrain$/);
     await go(p, '#/collections/go');
-    await p.$eval('#retrain', (b) => { (b as HTMLButtonElement).disabled = false; });
+    await p.$eval('#retrain', (b) => {
+      (b as HTMLButtonElement).disabled = false;
+    });
     await p.click('#retrain');
     await p.waitForSelector('#retrain-result .error');
     const api = await http('POST', '/collections/go/retrain', {}, readKey);
@@ -412,10 +496,19 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
   it('works at phone width and by keyboard alone', async () => {
     const p = await ui.newPage(390, 844);
     await signIn(p, ADMIN);
-    for (const [hash, name] of [['#/collections/go', '12-phone-collection'], ['#/playground?c=go&q=kinase%20activity', '13-phone-playground'], ['#/drift?c=go', '14-phone-drift'], [`#/jobs/${jobId}`, '15-phone-job']] as const) {
+    for (const [hash, name] of [
+      ['#/collections/go', '12-phone-collection'],
+      ['#/playground?c=go&q=kinase%20activity', '13-phone-playground'],
+      ['#/drift?c=go', '14-phone-drift'],
+      [`#/jobs/${jobId}`, '15-phone-job'],
+    ] as const) {
       await go(p, hash);
-      if (hash.includes('playground')) await p.waitForFunction(() => document.querySelectorAll('#pg-results .results li').length > 0, { timeout: 30_000 });
-      if (hash.includes('drift') || hash.includes('jobs')) await p.waitForFunction(() => document.querySelector('canvas') && (window as Json).Chart.getChart(document.querySelector('canvas')));
+      if (hash.includes('playground'))
+        await p.waitForFunction(() => document.querySelectorAll('#pg-results .results li').length > 0, { timeout: 30_000 });
+      if (hash.includes('drift') || hash.includes('jobs'))
+        await p.waitForFunction(
+          () => document.querySelector('canvas') && (window as Json).Chart.getChart(document.querySelector('canvas')),
+        );
       const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       expect(overflow, hash).toBeLessThanOrEqual(0);
       await ui.shot(p, name);
@@ -431,7 +524,11 @@ describe.skipIf(!ready && !process.env.CI)('console in a headless browser', () =
     await k.keyboard.type(ADMIN);
     await k.keyboard.press('Enter');
     await k.waitForSelector('#collections');
-    const active = () => k.evaluate(() => ({ id: document.activeElement?.id ?? '', text: (document.activeElement as HTMLElement | null)?.innerText?.trim() ?? '' }));
+    const active = () =>
+      k.evaluate(() => ({
+        id: document.activeElement?.id ?? '',
+        text: (document.activeElement as HTMLElement | null)?.innerText?.trim() ?? '',
+      }));
     expect((await active()).id).toBe('main');
     await k.keyboard.press('Tab');
     expect((await active()).text).toBe('go');

@@ -123,7 +123,10 @@ describe('truncation', { timeout: 120_000 }, () => {
     const a = `${prefix} mitochondrial membrane`;
     const b = `${prefix} nuclear envelope`;
     const tokens: number[] = [];
-    const short = (await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/x' }), options({ maxTokens: 16, observer: { onBatch: (_n, _ms, t) => tokens.push(t ?? -1) } }))) as EmbedPool;
+    const short = (await loadEmbedder(
+      resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/x' }),
+      options({ maxTokens: 16, observer: { onBatch: (_n, _ms, t) => tokens.push(t ?? -1) } }),
+    )) as EmbedPool;
     const full = (await loadEmbedder(resolveModelSpec({ MODEL_DIR: MODEL, defaultDir: '/x' }), options())) as EmbedPool;
     try {
       expect(short.maxTokens).toBe(16);
@@ -147,7 +150,11 @@ describe('tokenization parity with Python', { timeout: 120_000 }, () => {
     const { readFileSync } = await import('node:fs');
     const { AutoTokenizer, env } = await import('@huggingface/transformers');
     const { tokenize } = await import('../../src/embed/transformers.js');
-    const fx = JSON.parse(readFileSync(join(REPO, 'test/fixtures/tokenizer/tiny_truncation.json'), 'utf8')) as { max_length: number; texts: string[]; ids: number[][] };
+    const fx = JSON.parse(readFileSync(join(REPO, 'test/fixtures/tokenizer/tiny_truncation.json'), 'utf8')) as {
+      max_length: number;
+      texts: string[];
+      ids: number[][];
+    };
     env.allowRemoteModels = false;
     env.localModelPath = dirname(MODEL) + '/';
     const tok = await AutoTokenizer.from_pretrained(basename(MODEL), { local_files_only: true });
@@ -161,7 +168,9 @@ describe('tokenization parity with Python', { timeout: 120_000 }, () => {
     for (let r = 0; r < rows; r++) {
       const n = fx.ids[r]!.length;
       expect(Array.from((batch.input_ids.data as BigInt64Array).slice(r * cols, r * cols + n), Number)).toEqual(fx.ids[r]);
-      expect(Array.from((batch.attention_mask.data as BigInt64Array).slice(r * cols, (r + 1) * cols), Number).reduce((a, b) => a + b, 0)).toBe(n);
+      expect(
+        Array.from((batch.attention_mask.data as BigInt64Array).slice(r * cols, (r + 1) * cols), Number).reduce((a, b) => a + b, 0),
+      ).toBe(n);
     }
   });
 });
@@ -181,7 +190,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
       expect(pool.queueDepth()).toBe(0);
       const first = pool.embed(['a', 'b', 'c']);
       expect(pool.queueDepth()).toBe(3);
-      const err = await pool.embed(['d', 'e']).then(() => undefined, (e: unknown) => e);
+      const err = await pool.embed(['d', 'e']).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(AppError);
       expect((err as AppError).code).toBe('overloaded');
       expect((err as AppError).status).toBe(429);
@@ -201,7 +213,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     const pool = await loadEmbedder(spec, options({ maxBatch: 4, maxQueue: 8 }));
     try {
       let bulkDone = false;
-      const bulk = pool.embed(Array.from({ length: 40 }, (_, i) => `bulk document ${i}`), { priority: 'bulk' });
+      const bulk = pool.embed(
+        Array.from({ length: 40 }, (_, i) => `bulk document ${i}`),
+        { priority: 'bulk' },
+      );
       void bulk.then(() => (bulkDone = true));
       // The bulk lane is far over maxQueue (admitted because it was empty) yet queries still get in...
       const query = pool.embed(['a query', 'another query']);
@@ -221,7 +236,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
       const before = await pool.embed(['membrane']);
       const doomed = pool.embed(Array.from({ length: 32 }, (_, i) => `text ${i}`));
       await pool.terminateWorker(0);
-      const err = await doomed.then(() => undefined, (e: unknown) => e);
+      const err = await doomed.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(EmbedWorkerError);
       expect((err as Error).message).toMatch(/embed worker 0 exited.*in-flight texts were not embedded/);
       // Worker 1 keeps serving while 0 restarts.
@@ -266,7 +284,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     const dir = join(tmp, 'incomplete');
     mkdirSync(dir, { recursive: true });
     copyFileSync(join(MODEL, 'config.json'), join(dir, 'config.json'));
-    const err = await loadEmbedder({ version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' }, options()).then(
+    const err = await loadEmbedder(
+      { version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' },
+      options(),
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -278,7 +299,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     const dir = join(tmp, 'corrupt');
     cpSync(MODEL, dir, { recursive: true });
     writeFileSync(join(dir, 'onnx/model.onnx'), 'this is not a protobuf');
-    const err = await loadEmbedder({ version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' }, options()).then(
+    const err = await loadEmbedder(
+      { version: 'x', dtype: 'fp32', source: { kind: 'dir', path: dir }, origin: 'MODEL_DIR' },
+      options(),
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -307,7 +331,10 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
   it('names EMBED_MODEL for a hub id that cannot be fetched', async () => {
     const spec = resolveModelSpec({ EMBED_MODEL: 'no-such-org-r7/no-such-model-r7', defaultDir: '/nonexistent' });
     expect(spec.source).toEqual({ kind: 'hub', id: 'no-such-org-r7/no-such-model-r7' });
-    const err = await loadEmbedder(spec, options()).then(() => undefined, (e: unknown) => e);
+    const err = await loadEmbedder(spec, options()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ModelLoadError);
     expect((err as Error).message).toMatch(/^cannot load model "no-such-org-r7\/no-such-model-r7" \(EMBED_MODEL\): not found/);
     expect((err as Error).message).not.toContain('\n');
@@ -365,7 +392,11 @@ describe('resolveModelSpec', () => {
     const dir = join(tmp, 'carded');
     cpSync(MODEL, dir, { recursive: true });
     writeFileSync(join(dir, 'model_card.json'), JSON.stringify({ version: 'go-ft-0003', parent_version: 'base' }));
-    expect(resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' })).toMatchObject({ version: 'go-ft-0003', dtype: 'fp32', origin: 'MODEL_DIR' });
+    expect(resolveModelSpec({ MODEL_DIR: dir, defaultDir: '/nonexistent' })).toMatchObject({
+      version: 'go-ft-0003',
+      dtype: 'fp32',
+      origin: 'MODEL_DIR',
+    });
   });
 
   it('derives a file-name-safe version from a hub id and treats path-like EMBED_MODEL as a directory', () => {
@@ -375,7 +406,9 @@ describe('resolveModelSpec', () => {
       dtype: 'fp32',
       origin: 'EMBED_MODEL',
     });
-    expect(resolveModelSpec({ EMBED_MODEL: 'Xenova/all-MiniLM-L6-v2', EMBED_DTYPE: 'q8', defaultDir: '/x' }).version).toBe('Xenova__all-MiniLM-L6-v2-q8');
+    expect(resolveModelSpec({ EMBED_MODEL: 'Xenova/all-MiniLM-L6-v2', EMBED_DTYPE: 'q8', defaultDir: '/x' }).version).toBe(
+      'Xenova__all-MiniLM-L6-v2-q8',
+    );
     expect(resolveModelSpec({ EMBED_MODEL: MODEL, defaultDir: '/x' }).source).toEqual({ kind: 'dir', path: MODEL });
     // MODEL_DIR wins over EMBED_MODEL; the default is used only when neither is set.
     expect(resolveModelSpec({ EMBED_MODEL: 'a/b', MODEL_DIR: MODEL, defaultDir: '/x' }).origin).toBe('MODEL_DIR');

@@ -17,7 +17,11 @@ import { Swapper } from '../../src/swap/swap.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { ST_FIXTURES } from './st-fixtures.js';
 
-interface RefCase { case: string; texts: string[]; vectors: number[][] }
+interface RefCase {
+  case: string;
+  texts: string[];
+  vectors: number[][];
+}
 const REFS = JSON.parse(readFileSync(join(ST_FIXTURES, 'references.json'), 'utf8')) as { models: Record<string, { cases: RefCase[] }> };
 const refCase = (model: string, name: string) => REFS.models[model]!.cases.find((c) => c.case === name)!;
 
@@ -45,7 +49,10 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     dir = tempDir('st-e2e-');
     // The hub cache a first start would have downloaded (models--fixture-org--st-bge-tiny/snapshots/<rev>/…).
     cpSync(join(ST_FIXTURES, 'hub'), join(dir, 'models/cache'), { recursive: true, verbatimSymlinks: true });
-    s = await startTestServer({ DATA_DIR: dir, MODEL_DIR: undefined, EMBED_MODEL: 'fixture-org/st-bge-tiny', TRAINER_TIMEOUT_SECONDS: 60 }, { listen: true });
+    s = await startTestServer(
+      { DATA_DIR: dir, MODEL_DIR: undefined, EMBED_MODEL: 'fixture-org/st-bge-tiny', TRAINER_TIMEOUT_SECONDS: 60 },
+      { listen: true },
+    );
     openai = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused' });
     expect((await s.req('POST', '/collections', { name: 'c' })).status).toBe(201);
     expect((await s.req('POST', '/collections/c/documents', { documents: docs })).status).toBe(200);
@@ -65,17 +72,42 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     const list = await openai.models.list();
     expect(list.data).toHaveLength(1);
     const m = list.data[0]! as unknown as Record<string, any>;
-    expect(m).toMatchObject({ id: 'fixture-org__st-bge-tiny', object: 'model', owned_by: 'tuned-retrieval', dimensions: 64, pooling: 'cls', normalize: true, max_tokens: 64, dtype: 'fp32', file: 'onnx/model.onnx' });
+    expect(m).toMatchObject({
+      id: 'fixture-org__st-bge-tiny',
+      object: 'model',
+      owned_by: 'tuned-retrieval',
+      dimensions: 64,
+      pooling: 'cls',
+      normalize: true,
+      max_tokens: 64,
+      dtype: 'fp32',
+      file: 'onnx/model.onnx',
+    });
     expect(m.input_types).toEqual({ query: 'query', document: 'document' });
     expect((await openai.models.retrieve('fixture-org__st-bge-tiny')).id).toBe('fixture-org__st-bge-tiny');
 
     const q = refCase('st-bge-tiny', 'encode_query');
     const d = refCase('st-bge-tiny', 'encode_document');
-    const asQuery = await openai.embeddings.create({ model: m.id, input: q.texts, encoding_format: 'float', input_type: 'query' } as OpenAI.EmbeddingCreateParams);
-    expect(maxDiffToUnit(asQuery.data.map((x) => x.embedding), q.vectors)).toBeLessThanOrEqual(1e-4);
+    const asQuery = await openai.embeddings.create({
+      model: m.id,
+      input: q.texts,
+      encoding_format: 'float',
+      input_type: 'query',
+    } as OpenAI.EmbeddingCreateParams);
+    expect(
+      maxDiffToUnit(
+        asQuery.data.map((x) => x.embedding),
+        q.vectors,
+      ),
+    ).toBeLessThanOrEqual(1e-4);
     // base64 (the client's default) and a document input_type (no prompt for bge documents)
     const asDoc = await openai.embeddings.create({ model: m.id, input: d.texts, input_type: 'document' } as OpenAI.EmbeddingCreateParams);
-    expect(maxDiffToUnit(asDoc.data.map((x) => x.embedding), d.vectors)).toBeLessThanOrEqual(1e-4);
+    expect(
+      maxDiffToUnit(
+        asDoc.data.map((x) => x.embedding),
+        d.vectors,
+      ),
+    ).toBeLessThanOrEqual(1e-4);
     const bad = await s.req('POST', '/v1/embeddings', { input: 'x', input_type: 'classification' });
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toMatch(/input_type must be "query", "document" or one of the model's prompt names \(document, query\)/);
@@ -85,13 +117,23 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     const FT = join(ST_FIXTURES, 'st-bge-tiny-ft');
     const seen = join(dir, 'seen');
     const trainer = trainerFromConfig({
-      ...s.config, TRAINER_BACKEND: 'command',
+      ...s.config,
+      TRAINER_BACKEND: 'command',
       TRAINER_COMMAND: `mkdir -p ${seen} && cp {bundle}/job.json ${seen}/ && ls -R {bundle}/base > ${seen}/base.txt && mkdir -p {out} && cp -R '${FT}'/. {out}/`,
     });
     const jobs = new JobRunner({
-      engine: s.engine, catalog: s.catalog, strategies: s.strategies, store: s.store, indexes: s.indexes, config: s.config, metrics: s.metrics, log: s.log, trainer,
+      engine: s.engine,
+      catalog: s.catalog,
+      strategies: s.strategies,
+      store: s.store,
+      indexes: s.indexes,
+      config: s.config,
+      metrics: s.metrics,
+      log: s.log,
+      trainer,
       swapper: new Swapper({ engine: s.engine, store: s.store, indexes: s.indexes, config: s.config, metrics: s.metrics, log: s.log }),
-      irMetrics: () => ({ 'ndcg@10': 0 }), gate: () => ({ passed: true, forced: 'random-init fixtures' }),
+      irMetrics: () => ({ 'ndcg@10': 0 }),
+      gate: () => ({ passed: true, forced: 'random-init fixtures' }),
       mining: { minEvalQueries: 5, pseudoQueries: 20 },
     });
     try {
@@ -112,13 +154,40 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
       const version = job.candidateVersion!;
       expect(s.engine.serving.version).toBe(version);
       const list = await openai.models.list();
-      expect(list.data[0]).toMatchObject({ id: version, pooling: 'cls', normalize: true, max_tokens: 64, config: 'sentence-transformers (pytorch/)', input_types: { query: 'query', document: 'document' } });
+      expect(list.data[0]).toMatchObject({
+        id: version,
+        pooling: 'cls',
+        normalize: true,
+        max_tokens: 64,
+        config: 'sentence-transformers (pytorch/)',
+        input_types: { query: 'query', document: 'document' },
+      });
       const q = refCase('st-bge-tiny-ft', 'encode_query');
       const d = refCase('st-bge-tiny-ft', 'encode_document');
-      const asQuery = await openai.embeddings.create({ model: version, input: q.texts, encoding_format: 'float', input_type: 'query' } as OpenAI.EmbeddingCreateParams);
-      expect(maxDiffToUnit(asQuery.data.map((x) => x.embedding), q.vectors)).toBeLessThanOrEqual(1e-4);
-      const asDoc = await openai.embeddings.create({ model: version, input: d.texts, encoding_format: 'float', input_type: 'document' } as OpenAI.EmbeddingCreateParams);
-      expect(maxDiffToUnit(asDoc.data.map((x) => x.embedding), d.vectors)).toBeLessThanOrEqual(1e-4);
+      const asQuery = await openai.embeddings.create({
+        model: version,
+        input: q.texts,
+        encoding_format: 'float',
+        input_type: 'query',
+      } as OpenAI.EmbeddingCreateParams);
+      expect(
+        maxDiffToUnit(
+          asQuery.data.map((x) => x.embedding),
+          q.vectors,
+        ),
+      ).toBeLessThanOrEqual(1e-4);
+      const asDoc = await openai.embeddings.create({
+        model: version,
+        input: d.texts,
+        encoding_format: 'float',
+        input_type: 'document',
+      } as OpenAI.EmbeddingCreateParams);
+      expect(
+        maxDiffToUnit(
+          asDoc.data.map((x) => x.embedding),
+          d.vectors,
+        ),
+      ).toBeLessThanOrEqual(1e-4);
       // Searches are answered by the new champion, with the query prompt applied.
       const r = await s.req('POST', '/search', { collection: 'c', query: 'what does kinase 0 do', k: 3, mode: 'vector' });
       expect(r.status).toBe(200);
@@ -127,7 +196,10 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
       // The model card (GET /models) says how it serves and which file.
       const row = await s.store.getModelVersion(version);
       expect((row!.card as Record<string, any>).serving).toMatchObject({ pooling: 'cls', queryPrompt: 'query', file: 'onnx/model.onnx' });
-      expect(((await s.store.getModelVersion('fixture-org__st-bge-tiny'))!.card as Record<string, any>).serving).toMatchObject({ pooling: 'cls', configSource: 'sentence-transformers' });
+      expect(((await s.store.getModelVersion('fixture-org__st-bge-tiny'))!.card as Record<string, any>).serving).toMatchObject({
+        pooling: 'cls',
+        configSource: 'sentence-transformers',
+      });
     } finally {
       await jobs.stop();
     }

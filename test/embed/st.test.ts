@@ -13,8 +13,19 @@ import { ST_FIXTURES } from './st-fixtures.js';
 const tmp = mkdtempSync(join(tmpdir(), 'st-test-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-interface RefCase { case: string; texts: string[]; prompt_name: string | null; prompt: string | null; vectors: number[][] }
-interface RefModel { dir: string; hub_id?: string; config: { default_prompt_name: string | null }; cases: RefCase[] }
+interface RefCase {
+  case: string;
+  texts: string[];
+  prompt_name: string | null;
+  prompt: string | null;
+  vectors: number[][];
+}
+interface RefModel {
+  dir: string;
+  hub_id?: string;
+  config: { default_prompt_name: string | null };
+  cases: RefCase[];
+}
 const REFS = JSON.parse(readFileSync(join(ST_FIXTURES, 'references.json'), 'utf8')) as { models: Record<string, RefModel> };
 
 function options(over: Partial<EmbedderOptions> = {}): EmbedderOptions {
@@ -81,7 +92,12 @@ describe('sentence-transformers parity (fixtures built by sentence-transformers 
     });
   }
 
-  for (const [name, dtype] of [['st-bge-tiny', 'q8'], ['st-e5-tiny', 'q8'], ['st-bge-tiny', 'fp16'], ['st-bge-tiny-ft', 'q8']] as const) {
+  for (const [name, dtype] of [
+    ['st-bge-tiny', 'q8'],
+    ['st-e5-tiny', 'q8'],
+    ['st-bge-tiny', 'fp16'],
+    ['st-bge-tiny-ft', 'q8'],
+  ] as const) {
     it(`${name}: ${dtype} vectors have cosine ≥ 0.999 with sentence-transformers'`, async () => {
       const spec = dirSpec(name, dtype);
       expect(spec.dtype).toBe(dtype);
@@ -114,14 +130,29 @@ describe('sentence-transformers parity (fixtures built by sentence-transformers 
   it('describes each model: pooling, normalization, truncation and the prompts used for queries and documents', async () => {
     const e5 = await loadEmbedder(dirSpec('st-e5-tiny'), options());
     try {
-      expect(e5.model).toMatchObject({ pooling: 'mean', normalize: false, maxTokens: 128, queryPrompt: 'query', documentPrompt: 'document', configSource: 'sentence-transformers' });
+      expect(e5.model).toMatchObject({
+        pooling: 'mean',
+        normalize: false,
+        maxTokens: 128,
+        queryPrompt: 'query',
+        documentPrompt: 'document',
+        configSource: 'sentence-transformers',
+      });
       // a prompt name the model lacks is refused, not silently ignored
       await expect(e5.embed(['x'], { promptName: 'nope' })).rejects.toThrow(/no prompt named "nope"/);
     } finally {
       await e5.close();
     }
-    expect(readStConfig(join(ST_FIXTURES, 'st-bge-tiny-ft'))).toMatchObject({ source: 'sentence-transformers (pytorch/)', pooling: 'cls', normalize: true });
-    expect(readStConfig(join(ST_FIXTURES, 'st-max-noprompt'))).toMatchObject({ pooling: 'max', includePrompt: false, defaultPromptName: 'query' });
+    expect(readStConfig(join(ST_FIXTURES, 'st-bge-tiny-ft'))).toMatchObject({
+      source: 'sentence-transformers (pytorch/)',
+      pooling: 'cls',
+      normalize: true,
+    });
+    expect(readStConfig(join(ST_FIXTURES, 'st-max-noprompt'))).toMatchObject({
+      pooling: 'max',
+      includePrompt: false,
+      defaultPromptName: 'query',
+    });
   });
 });
 
@@ -176,7 +207,9 @@ describe('bad input fails at start with one line naming the file and the fix', (
   }
 
   it('a pooling mode we cannot serve', () => {
-    const dir = broken('concat-pool', (d) => writeFileSync(join(d, '1_Pooling/config.json'), JSON.stringify({ embedding_dimension: 64, pooling_mode: ['cls', 'mean'] })));
+    const dir = broken('concat-pool', (d) =>
+      writeFileSync(join(d, '1_Pooling/config.json'), JSON.stringify({ embedding_dimension: 64, pooling_mode: ['cls', 'mean'] })),
+    );
     const err = startError(dir);
     expect(err).toBeInstanceOf(ModelLoadError);
     expect(err.message).not.toContain('\n');
@@ -186,7 +219,12 @@ describe('bad input fails at start with one line naming the file and the fix', (
   });
 
   it('legacy (sentence-transformers ≤ 5) pooling booleans are read', () => {
-    const dir = broken('legacy-pool', (d) => writeFileSync(join(d, '1_Pooling/config.json'), JSON.stringify({ word_embedding_dimension: 64, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false })));
+    const dir = broken('legacy-pool', (d) =>
+      writeFileSync(
+        join(d, '1_Pooling/config.json'),
+        JSON.stringify({ word_embedding_dimension: 64, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }),
+      ),
+    );
     expect(readStConfig(dir).pooling).toBe('cls');
   });
 
@@ -197,7 +235,9 @@ describe('bad input fails at start with one line naming the file and the fix', (
     });
     const err = startError(dir);
     expect(err.message).not.toContain('\n');
-    expect(err.message).toMatch(/config_sentence_transformers\.json: prompt "query" is 3, not a string; fix: make every value of "prompts" a string/);
+    expect(err.message).toMatch(
+      /config_sentence_transformers\.json: prompt "query" is 3, not a string; fix: make every value of "prompts" a string/,
+    );
     const dir2 = broken('bad-default', (d) => {
       const f = join(d, 'config_sentence_transformers.json');
       writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), default_prompt_name: 'classification' }));
@@ -211,7 +251,9 @@ describe('bad input fails at start with one line naming the file and the fix', (
       const mods = JSON.parse(readFileSync(f, 'utf8')) as unknown[];
       writeFileSync(f, JSON.stringify([...mods, { idx: 2, name: '2', path: '2_Dense', type: 'sentence_transformers.models.Dense' }]));
     });
-    expect(startError(dir).message).toMatch(/modules\.json: module sentence_transformers\.models\.Dense \(2_Dense\) cannot be served.*; fix: /);
+    expect(startError(dir).message).toMatch(
+      /modules\.json: module sentence_transformers\.models\.Dense \(2_Dense\) cannot be served.*; fix: /,
+    );
     const dot = broken('dot', (d) => {
       const f = join(d, 'config_sentence_transformers.json');
       writeFileSync(f, JSON.stringify({ ...JSON.parse(readFileSync(f, 'utf8')), similarity_fn_name: 'dot' }));
@@ -224,10 +266,14 @@ describe('bad input fails at start with one line naming the file and the fix', (
     mkdirSync(junk);
     writeFileSync(join(junk, 'notes.txt'), 'not a model');
     const err = startError(junk);
-    expect(err.message).toMatch(/not a model directory: neither ONNX weights \(onnx\/model\.onnx\) nor a sentence-transformers \(modules\.json\) or transformers\.js layout/);
+    expect(err.message).toMatch(
+      /not a model directory: neither ONNX weights \(onnx\/model\.onnx\) nor a sentence-transformers \(modules\.json\) or transformers\.js layout/,
+    );
     expect(err.message).not.toContain('\n');
     const pt = broken('pytorch-only', (d) => rmSync(join(d, 'onnx'), { recursive: true }));
-    expect(startError(pt).message).toMatch(/PyTorch weights only, no ONNX export; export it: optimum-cli export onnx --model .* --task feature-extraction .*onnx/);
+    expect(startError(pt).message).toMatch(
+      /PyTorch weights only, no ONNX export; export it: optimum-cli export onnx --model .* --task feature-extraction .*onnx/,
+    );
     // a dtype the directory does not ship names the ones it has
     const q = (() => {
       try {
@@ -237,6 +283,8 @@ describe('bad input fails at start with one line naming the file and the fix', (
       }
       return undefined;
     })();
-    expect(q?.message).toMatch(/missing onnx\/model_quantized\.onnx \(EMBED_DTYPE q8\); the directory has onnx\/model\.onnx \(fp32\): set EMBED_DTYPE=fp32/);
+    expect(q?.message).toMatch(
+      /missing onnx\/model_quantized\.onnx \(EMBED_DTYPE q8\); the directory has onnx\/model\.onnx \(fp32\): set EMBED_DTYPE=fp32/,
+    );
   });
 });

@@ -17,7 +17,12 @@ describe('Bm25Index', () => {
     const r = idx.search('mitochondrial genome', 10);
     expect(r[0]?.id).toBe('d3');
     expect(r.map((h) => h.id)).toEqual(['d3']);
-    expect(idx.search('dna', 10).map((h) => h.id).sort()).toEqual(['d2', 'd3']);
+    expect(
+      idx
+        .search('dna', 10)
+        .map((h) => h.id)
+        .sort(),
+    ).toEqual(['d2', 'd3']);
   });
 
   it('matches a hand computation (k1 1.2, b 0.75, Lucene idf)', () => {
@@ -27,7 +32,7 @@ describe('Bm25Index', () => {
     const lens = docs.map((d) => bm25Tokenize(d.text).length);
     const avg = lens.reduce((a, b) => a + b, 0) / n;
     const dl = lens[1] ?? 0;
-    const expected = idf * (1 * 2.2) / (1 + 1.2 * (1 - 0.75 + 0.75 * dl / avg));
+    const expected = (idf * (1 * 2.2)) / (1 + 1.2 * (1 - 0.75 + (0.75 * dl) / avg));
     expect(idx.search('transcription', 1)[0]?.score).toBeCloseTo(expected, 12);
   });
 

@@ -31,7 +31,10 @@ describe('decideGate', () => {
     for (const k of ['recall@1', 'recall@5', 'recall@10', 'mrr@10'] as const) {
       const d = decideGate({ ...champ, 'ndcg@10': 0.6, [k]: champ[k] - 0.0051 }, champ);
       expect(d.pass, k).toBe(false);
-      expect(d.reasons.some((r) => r.startsWith(`${k} dropped`)), k).toBe(true);
+      expect(
+        d.reasons.some((r) => r.startsWith(`${k} dropped`)),
+        k,
+      ).toBe(true);
     }
   });
 

@@ -17,7 +17,9 @@ interface Fixture {
 
 // Produced on the H100 device by scripts/gpu/st_fixture.py: sentence-transformers' InformationRetrievalEvaluator
 // (write_predictions) top-100 rankings of the tiny-ft-go model + the metric dict it computed from them.
-const fx = JSON.parse(gunzipSync(readFileSync(new URL('../fixtures/eval/st_ir_fixture.json.gz', import.meta.url))).toString('utf8')) as Fixture;
+const fx = JSON.parse(
+  gunzipSync(readFileSync(new URL('../fixtures/eval/st_ir_fixture.json.gz', import.meta.url))).toString('utf8'),
+) as Fixture;
 
 function load(set: FixtureSet) {
   const relevant = new Map(Object.entries(set.relevant).map(([q, r]) => [q, new Set(r)] as const));
@@ -49,33 +51,61 @@ describe('computeIrMetrics matches sentence-transformers InformationRetrievalEva
 });
 
 describe('computeIrMetrics definitions', () => {
-  const rel = new Map([['q1', new Set(['a', 'c'])], ['q2', new Set(['z'])]]);
+  const rel = new Map([
+    ['q1', new Set(['a', 'c'])],
+    ['q2', new Set(['z'])],
+  ]);
   const hits = (ids: string[]): RankedHit[] => ids.map((id, i) => ({ id, score: 1 - i / 100 }));
 
   it('hand-computed example', () => {
-    const m = computeIrMetrics(rel, new Map([['q1', hits(['b', 'a', 'd', 'c'])], ['q2', hits(['x', 'y'])]]));
+    const m = computeIrMetrics(
+      rel,
+      new Map([
+        ['q1', hits(['b', 'a', 'd', 'c'])],
+        ['q2', hits(['x', 'y'])],
+      ]),
+    );
     expect(m['accuracy@1']).toBe(0);
     expect(m['accuracy@3']).toBe(0.5);
     expect(m['precision@1']).toBe(0);
     expect(m['precision@3']).toBeCloseTo((1 / 3 + 0) / 2, 15);
     expect(m['recall@3']).toBeCloseTo((0.5 + 0) / 2, 15);
     expect(m['recall@5']).toBeCloseTo((1 + 0) / 2, 15);
-    expect(m['mrr@10']).toBeCloseTo((1 / 2) / 2, 15);
+    expect(m['mrr@10']).toBeCloseTo(1 / 2 / 2, 15);
     const dcg = 1 / Math.log2(3) + 1 / Math.log2(5);
     const idcg = 1 + 1 / Math.log2(3);
     expect(m['ndcg@10']).toBeCloseTo(dcg / idcg / 2, 15);
-    expect(m['map@100']).toBeCloseTo(((1 / 2 + 2 / 4) / 2) / 2, 15);
+    expect(m['map@100']).toBeCloseTo((1 / 2 + 2 / 4) / 2 / 2, 15);
   });
 
   it('queries without relevant docs are skipped; queries without a ranking count as misses', () => {
-    const r = new Map([['q1', new Set(['a'])], ['q0', new Set<string>()], ['q2', new Set(['b'])]]);
-    const m = computeIrMetrics(r, new Map([['q1', hits(['a'])], ['q0', hits(['a'])]]));
+    const r = new Map([
+      ['q1', new Set(['a'])],
+      ['q0', new Set<string>()],
+      ['q2', new Set(['b'])],
+    ]);
+    const m = computeIrMetrics(
+      r,
+      new Map([
+        ['q1', hits(['a'])],
+        ['q0', hits(['a'])],
+      ]),
+    );
     expect(m['accuracy@1']).toBe(0.5);
     expect(m['ndcg@10']).toBe(0.5);
   });
 
   it('ties break by ascending id and repeated ids count once', () => {
-    expect(sortHits([{ id: 'b', score: 1 }, { id: 'a', score: 1 }, { id: 'b', score: 0.5 }], 10).map((h) => h.id)).toEqual(['a', 'b']);
+    expect(
+      sortHits(
+        [
+          { id: 'b', score: 1 },
+          { id: 'a', score: 1 },
+          { id: 'b', score: 0.5 },
+        ],
+        10,
+      ).map((h) => h.id),
+    ).toEqual(['a', 'b']);
   });
 
   it('empty input gives zeros', () => {

@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { freshPostgres, startTestServer, type TestServer } from '../helpers.js';
 
-
 const DOCS = [
-  { id: 'a', text: 'The mitochondrion produces energy for the cell through oxidative phosphorylation.', metadata: { ns: 'BP', year: 2020, open: true } },
+  {
+    id: 'a',
+    text: 'The mitochondrion produces energy for the cell through oxidative phosphorylation.',
+    metadata: { ns: 'BP', year: 2020, open: true },
+  },
   { id: 'b', text: 'Ribosomes translate messenger RNA into protein chains.', metadata: { ns: 'MF', year: 2021, open: false } },
   { id: 'c', text: 'The nucleus stores the genetic material of eukaryotic cells.', metadata: { ns: 'CC', year: 2020, open: true } },
   { id: 'd', text: 'Kinases transfer phosphate groups from ATP to substrate proteins.', metadata: { ns: 'MF', year: 2022, open: true } },
@@ -22,8 +25,17 @@ describe.each(STORES)('API on %s', (store) => {
     let databaseUrl: string | undefined;
     if (store.startsWith('pglite')) databaseUrl = 'pglite://memory';
     if (store === 'postgres') ({ url: databaseUrl, drop: dropDb } = await freshPostgres('rt_api'));
-    const INDEX_BACKEND = store.endsWith('+pgvector') ? 'pgvector' as const : 'hnswlib' as const;
-    s = await startTestServer({ DATABASE_URL: databaseUrl, INDEX_BACKEND, MAX_BATCH_DOCS: 50, MAX_TEXT_BYTES: 20_000, MAX_BODY_BYTES: 200_000, MAX_K: 100, CHUNK_SIZE: 200, CHUNK_OVERLAP: 40 });
+    const INDEX_BACKEND = store.endsWith('+pgvector') ? ('pgvector' as const) : ('hnswlib' as const);
+    s = await startTestServer({
+      DATABASE_URL: databaseUrl,
+      INDEX_BACKEND,
+      MAX_BATCH_DOCS: 50,
+      MAX_TEXT_BYTES: 20_000,
+      MAX_BODY_BYTES: 200_000,
+      MAX_K: 100,
+      CHUNK_SIZE: 200,
+      CHUNK_OVERLAP: 40,
+    });
     expect(s.indexes.kind).toBe(INDEX_BACKEND);
     expect((await s.req('POST', '/collections', { name: 'bio' })).status).toBe(201);
     expect((await s.req('POST', '/collections/bio/documents', { documents: DOCS })).status).toBe(200);
@@ -69,11 +81,16 @@ describe.each(STORES)('API on %s', (store) => {
         expect(r.body.results[0].id).toBe(d.id);
         expect(r.body.results[0].score).toBeCloseTo(1, 3);
         expect(r.body.results[0].metadata).toEqual(d.metadata);
-        expect(r.body).toMatchObject({ mode: 'vector', model: expect.any(String), queryId: expect.any(String), tookMs: expect.any(Number) });
+        expect(r.body).toMatchObject({
+          mode: 'vector',
+          model: expect.any(String),
+          queryId: expect.any(String),
+          tookMs: expect.any(Number),
+        });
       }
     });
 
-    test('the default mode is auto: keyword until the collection\'s strategy is measured, and it says which mode answered', async () => {
+    test("the default mode is auto: keyword until the collection's strategy is measured, and it says which mode answered", async () => {
       const r = await s.req('POST', '/search', { collection: 'bio', query: DOCS[0]!.text, k: 2 });
       expect(r.status).toBe(200);
       expect(['keyword', 'vector', 'hybrid']).toContain(r.body.mode);
@@ -108,7 +125,12 @@ describe.each(STORES)('API on %s', (store) => {
 
     test('re-upsert replaces the document; delete removes it', async () => {
       await s.req('POST', '/collections', { name: 'edit' });
-      await s.req('POST', '/collections/edit/documents', { documents: [{ id: 'x', text: 'old text about volcanoes and lava' }, { id: 'y', text: 'unrelated words about cooking pasta' }] });
+      await s.req('POST', '/collections/edit/documents', {
+        documents: [
+          { id: 'x', text: 'old text about volcanoes and lava' },
+          { id: 'y', text: 'unrelated words about cooking pasta' },
+        ],
+      });
       await s.req('POST', '/collections/edit/documents', { documents: [{ id: 'x', text: 'new text about galaxies and stars' }] });
       const r = await s.req('POST', '/search', { collection: 'edit', query: 'new text about galaxies and stars', k: 5 });
       expect(r.body.results.map((x: { id: string }) => x.id)).toEqual(['x', 'y']);
@@ -124,11 +146,21 @@ describe.each(STORES)('API on %s', (store) => {
       await s.req('POST', '/collections', { name: 'long', chunk: { size: 120, overlap: 20 } });
       const words = Array.from({ length: 80 }, (_, i) => `w${i}`);
       const text = `${words.join(' ')} The final paragraph talks about photosynthesis in chloroplasts of plant leaves.`;
-      await s.req('POST', '/collections/long/documents', { documents: [{ id: 'doc1', text }, { id: 'doc2', text: 'short unrelated text about trains' }] });
+      await s.req('POST', '/collections/long/documents', {
+        documents: [
+          { id: 'doc1', text },
+          { id: 'doc2', text: 'short unrelated text about trains' },
+        ],
+      });
       const info = (await s.req('GET', '/collections/long')).body;
       expect(info.documents).toBe(2);
       expect(info.chunks).toBeGreaterThan(3);
-      const r = await s.req('POST', '/search', { collection: 'long', query: 'photosynthesis in chloroplasts of plant leaves', k: 2, mode: 'keyword' });
+      const r = await s.req('POST', '/search', {
+        collection: 'long',
+        query: 'photosynthesis in chloroplasts of plant leaves',
+        k: 2,
+        mode: 'keyword',
+      });
       expect(r.body.results[0].id).toBe('doc1');
       expect(r.body.results[0].chunk.id).toMatch(/^doc1#\d+$/);
       expect(r.body.results[0].text).toContain('photosynthesis');
@@ -163,14 +195,35 @@ describe.each(STORES)('API on %s', (store) => {
   describe('bad input: 4xx with a stable code, nothing stored changes', () => {
     const cases: [string, string, string, unknown, number, string][] = [
       ['malformed JSON', 'POST', '/collections/bio/documents', '{"documents": [', 400, 'invalid_json'],
-      ['unknown collection (ingest)', 'POST', '/collections/nope/documents', { documents: [{ id: 'z', text: 'x' }] }, 404, 'collection_not_found'],
+      [
+        'unknown collection (ingest)',
+        'POST',
+        '/collections/nope/documents',
+        { documents: [{ id: 'z', text: 'x' }] },
+        404,
+        'collection_not_found',
+      ],
       ['unknown collection (search)', 'POST', '/search', { collection: 'nope', query: 'x' }, 404, 'collection_not_found'],
       ['empty text', 'POST', '/collections/bio/documents', { documents: [{ id: 'z', text: '   ' }] }, 400, 'empty_text'],
       ['non-string text', 'POST', '/collections/bio/documents', { documents: [{ id: 'z', text: 42 }] }, 400, 'empty_text'],
       ['missing text', 'POST', '/collections/bio/documents', { documents: [{ id: 'z' }] }, 400, 'empty_text'],
       ['empty documents array', 'POST', '/collections/bio/documents', { documents: [] }, 400, 'too_many_documents'],
-      ['too many documents', 'POST', '/collections/bio/documents', { documents: Array.from({ length: 51 }, (_, i) => ({ id: `n${i}`, text: 'x' })) }, 400, 'too_many_documents'],
-      ['text over max bytes', 'POST', '/collections/bio/documents', { documents: [{ id: 'z', text: 'é'.repeat(10_001) }] }, 413, 'text_too_large'],
+      [
+        'too many documents',
+        'POST',
+        '/collections/bio/documents',
+        { documents: Array.from({ length: 51 }, (_, i) => ({ id: `n${i}`, text: 'x' })) },
+        400,
+        'too_many_documents',
+      ],
+      [
+        'text over max bytes',
+        'POST',
+        '/collections/bio/documents',
+        { documents: [{ id: 'z', text: 'é'.repeat(10_001) }] },
+        413,
+        'text_too_large',
+      ],
       ['vector of wrong dimension', 'POST', '/search', { collection: 'bio', vector: [0.1, 0.2, 0.3] }, 400, 'invalid_vector'],
       ['vector with Infinity', 'POST', '/search', '{"collection":"bio","vector":[1e999]}', 400, 'invalid_vector'],
       ['k = 0', 'POST', '/search', { collection: 'bio', query: 'x', k: 0 }, 400, 'invalid_k'],
@@ -178,14 +231,40 @@ describe.each(STORES)('API on %s', (store) => {
       ['k over max', 'POST', '/search', { collection: 'bio', query: 'x', k: 101 }, 400, 'invalid_k'],
       ['k not an integer', 'POST', '/search', { collection: 'bio', query: 'x', k: 2.5 }, 400, 'invalid_k'],
       ['unknown field (search)', 'POST', '/search', { collection: 'bio', query: 'x', topK: 3 }, 400, 'invalid_request'],
-      ['unknown field (document)', 'POST', '/collections/bio/documents', { documents: [{ id: 'z', text: 'x', meta: {} }] }, 400, 'invalid_request'],
+      [
+        'unknown field (document)',
+        'POST',
+        '/collections/bio/documents',
+        { documents: [{ id: 'z', text: 'x', meta: {} }] },
+        400,
+        'invalid_request',
+      ],
       ['unknown field (collection)', 'POST', '/collections', { name: 'q', dims: 3 }, 400, 'invalid_request'],
       ['bad collection name', 'POST', '/collections', { name: '../etc' }, 400, 'invalid_request'],
       ['query and vector both', 'POST', '/search', { collection: 'bio', query: 'x', vector: [1] }, 400, 'invalid_request'],
       ['neither query nor vector', 'POST', '/search', { collection: 'bio' }, 400, 'invalid_request'],
       ['empty query', 'POST', '/search', { collection: 'bio', query: '' }, 400, 'empty_text'],
-      ['body over the limit', 'POST', '/collections/bio/documents', JSON.stringify({ documents: [{ id: 'z', text: 'x'.repeat(250_000) }] }), 413, 'body_too_large'],
-      ['duplicate ids in one batch', 'POST', '/collections/bio/documents', { documents: [{ id: 'z', text: 'x' }, { id: 'z', text: 'y' }] }, 400, 'invalid_request'],
+      [
+        'body over the limit',
+        'POST',
+        '/collections/bio/documents',
+        JSON.stringify({ documents: [{ id: 'z', text: 'x'.repeat(250_000) }] }),
+        413,
+        'body_too_large',
+      ],
+      [
+        'duplicate ids in one batch',
+        'POST',
+        '/collections/bio/documents',
+        {
+          documents: [
+            { id: 'z', text: 'x' },
+            { id: 'z', text: 'y' },
+          ],
+        },
+        400,
+        'invalid_request',
+      ],
       ['unknown route', 'GET', '/nope', undefined, 404, 'not_found'],
       ['embeddings: empty input', 'POST', '/v1/embeddings', { input: [] }, 400, 'too_many_documents'],
     ];

@@ -16,7 +16,9 @@ beforeAll(async () => {
   admin = readFileSync(file, 'utf8').trim();
   read = (await createApiKey(s.store, { role: 'read', name: 'rag-app' })).key;
 }, 60_000);
-afterAll(async () => { await s?.dispose(); });
+afterAll(async () => {
+  await s?.dispose();
+});
 
 const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 
@@ -41,7 +43,9 @@ test('read key searches and embeds but cannot write (403 forbidden); admin can',
   expect((await s.req('POST', '/collections', { name: 'sec' }, bearer(admin))).status).toBe(201);
   const ing = await s.req('POST', '/collections/sec/documents', { documents: [{ id: '1', text: 'secret plans' }] }, bearer(read));
   expect(ing.status).toBe(403);
-  expect((await s.req('POST', '/collections/sec/documents', { documents: [{ id: '1', text: 'secret plans' }] }, bearer(admin))).status).toBe(200);
+  expect(
+    (await s.req('POST', '/collections/sec/documents', { documents: [{ id: '1', text: 'secret plans' }] }, bearer(admin))).status,
+  ).toBe(200);
   const q = await s.req('POST', '/search', { collection: 'sec', query: 'secret plans', k: 1 }, bearer(read));
   expect(q.status).toBe(200);
   expect(q.body.results[0].id).toBe('1');

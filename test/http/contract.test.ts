@@ -5,7 +5,12 @@ import { defaultRoleFor } from '../../src/http/auth.js';
 import { routeSpecs } from '../../src/http/route.js';
 import { startTestServer, type TestServer } from '../helpers.js';
 
-type Op = { operationId?: string; 'x-role'?: string; parameters?: { name: string; in: string }[]; responses: Record<string, { content?: Record<string, { schema?: unknown }>; headers?: Record<string, unknown> }> };
+type Op = {
+  operationId?: string;
+  'x-role'?: string;
+  parameters?: { name: string; in: string }[];
+  responses: Record<string, { content?: Record<string, { schema?: unknown }>; headers?: Record<string, unknown> }>;
+};
 
 let s: TestServer;
 let doc: { paths: Record<string, Record<string, Op>> };
@@ -16,7 +21,9 @@ beforeAll(async () => {
   );
   doc = (await s.req('GET', '/openapi.json')).body;
 }, 60_000);
-afterAll(async () => { await s?.dispose(); });
+afterAll(async () => {
+  await s?.dispose();
+});
 
 const toOpenApi = (path: string) => path.replace(/:(\w+)/g, '{$1}');
 
@@ -32,7 +39,11 @@ test('every served route is in /openapi.json with an operationId and a success r
     expect(ids.has(op!.operationId!), `operationId ${op!.operationId} is used twice`).toBe(false);
     ids.add(op!.operationId!);
     // Every path parameter is declared.
-    for (const p of path.match(/:(\w+)/g) ?? []) expect(op!.parameters?.some((x) => x.in === 'path' && x.name === p.slice(1)), `${route}: ${p} is not declared`).toBe(true);
+    for (const p of path.match(/:(\w+)/g) ?? [])
+      expect(
+        op!.parameters?.some((x) => x.in === 'path' && x.name === p.slice(1)),
+        `${route}: ${p} is not declared`,
+      ).toBe(true);
     const ok = Object.entries(op!.responses).filter(([status]) => /^2\d\d$/.test(status));
     if (ok.length === 0) {
       // Only a redirect may answer without a 2xx: it declares where to.
@@ -45,7 +56,10 @@ test('every served route is in /openapi.json with an operationId and a success r
   }
   // Nothing documented that is not served.
   for (const [path, ops] of Object.entries(doc.paths)) {
-    for (const method of Object.keys(ops)) expect(served, `${method} ${path} is documented but not served`).toContain(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
+    for (const method of Object.keys(ops))
+      expect(served, `${method} ${path} is documented but not served`).toContain(
+        `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`,
+      );
   }
 });
 
@@ -54,7 +68,9 @@ async function call(method: string, path: string, body?: unknown) {
   const r = await s.req(method, path, body);
   expect(r.status, `${method} ${path} → ${JSON.stringify(r.body).slice(0, 300)}`).toBeLessThan(400);
   const bare = path.split('?')[0]!;
-  const spec = routeSpecs(s.app).find((x) => x.method === method.toLowerCase() && new RegExp(`^${x.path.replace(/:\w+/g, '[^/]+')}$`).test(bare));
+  const spec = routeSpecs(s.app).find(
+    (x) => x.method === method.toLowerCase() && new RegExp(`^${x.path.replace(/:\w+/g, '[^/]+')}$`).test(bare),
+  );
   expect(spec, `${method} ${path} has no definition`).toBeDefined();
   const schema = spec!.responses[r.status]?.schema;
   expect(schema, `${method} ${path}: status ${r.status} is not declared`).toBeDefined();
@@ -71,7 +87,12 @@ test('real answers match the declared response schemas', async () => {
   await call('GET', '/console/api/whoami');
   await call('POST', '/collections', { name: 'c', hnsw: { M: 8 } });
   await call('GET', '/collections');
-  await call('POST', '/collections/c/documents', { documents: [{ id: 'a', text: 'the quick brown fox', metadata: { lang: 'en' } }, { id: 'b', text: 'a lazy dog sleeps' }] });
+  await call('POST', '/collections/c/documents', {
+    documents: [
+      { id: 'a', text: 'the quick brown fox', metadata: { lang: 'en' } },
+      { id: 'b', text: 'a lazy dog sleeps' },
+    ],
+  });
   await call('GET', '/collections/c');
   await call('GET', '/collections/c/documents/a');
   const hit = await call('POST', '/search', { collection: 'c', query: 'fox', k: 2 });

@@ -7,7 +7,9 @@ beforeAll(async () => {
   await s.req('POST', '/collections', { name: 'f' });
   await s.req('POST', '/collections/f/documents', { documents: [{ id: '1', text: 'seed document' }] });
 }, 60_000);
-afterAll(async () => { await s?.dispose(); });
+afterAll(async () => {
+  await s?.dispose();
+});
 
 test('/openapi.json documents exactly the routes the app serves', async () => {
   const r = await s.req('GET', '/openapi.json');
@@ -17,11 +19,7 @@ test('/openapi.json documents exactly the routes the app serves', async () => {
   for (const [path, ops] of Object.entries(r.body.paths as Record<string, Record<string, unknown>>)) {
     for (const m of Object.keys(ops)) documented.add(`${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
   }
-  const served = new Set(
-    s.app.routes
-      .filter((x) => x.method !== 'ALL' && x.path !== '/openapi.json')
-      .map((x) => `${x.method} ${x.path}`),
-  );
+  const served = new Set(s.app.routes.filter((x) => x.method !== 'ALL' && x.path !== '/openapi.json').map((x) => `${x.method} ${x.path}`));
   // Loop routes are mounted only with startServer's `loop` option (src/main.ts turns it on); the core app must not serve undocumented routes.
   for (const route of served) expect(documented, route).toContain(route);
   expect(r.body.components.schemas.Search.additionalProperties).toBe(false);
@@ -30,9 +28,40 @@ test('/openapi.json documents exactly the routes the app serves', async () => {
 // A seeded generator of hostile bodies: the edge must answer 4xx, never 5xx, and keep serving.
 function* hostileBodies(seed: number): Generator<string> {
   let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const atoms = ['null', 'true', '1e309', '-0', '"\\u0000"', '"\\ud800"', '"💥"', '[]', '{}', '"a"', '0.5', '-1', '9007199254740993', '"\\u202e"', '"'+'x'.repeat(5000)+'"'];
-  const keys = ['collection', 'query', 'vector', 'k', 'filter', 'mode', 'documents', 'id', 'text', 'metadata', 'input', '__proto__', 'constructor', ''];
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const atoms = [
+    'null',
+    'true',
+    '1e309',
+    '-0',
+    '"\\u0000"',
+    '"\\ud800"',
+    '"💥"',
+    '[]',
+    '{}',
+    '"a"',
+    '0.5',
+    '-1',
+    '9007199254740993',
+    '"\\u202e"',
+    '"' + 'x'.repeat(5000) + '"',
+  ];
+  const keys = [
+    'collection',
+    'query',
+    'vector',
+    'k',
+    'filter',
+    'mode',
+    'documents',
+    'id',
+    'text',
+    'metadata',
+    'input',
+    '__proto__',
+    'constructor',
+    '',
+  ];
   const value = (depth: number): string => {
     const r = rnd();
     if (depth > 3 || r < 0.5) return atoms[Math.floor(rnd() * atoms.length)]!;
@@ -52,7 +81,13 @@ function* hostileBodies(seed: number): Generator<string> {
 }
 
 test('fuzzed bodies never produce a 5xx and the server keeps serving', async () => {
-  const targets = [['POST', '/search'], ['POST', '/collections/f/documents'], ['POST', '/collections'], ['POST', '/v1/embeddings'], ['POST', '/feedback']] as const;
+  const targets = [
+    ['POST', '/search'],
+    ['POST', '/collections/f/documents'],
+    ['POST', '/collections'],
+    ['POST', '/v1/embeddings'],
+    ['POST', '/feedback'],
+  ] as const;
   let n = 0;
   for (const body of hostileBodies(7)) {
     for (const [method, path] of targets) {

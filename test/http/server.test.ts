@@ -7,10 +7,20 @@ import type { IndexManager } from '../../src/index/manager.js';
 import { REPO, TINY_MODEL, startTestServer, tempDir } from '../helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
-afterAll(async () => { for (const c of cleanups.reverse()) await c(); });
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
 function which(cmd: string): string | undefined {
-  try { return execFileSync('sh', ['-c', `command -v ${cmd}`]).toString().trim() || undefined; } catch { return undefined; }
+  try {
+    return (
+      execFileSync('sh', ['-c', `command -v ${cmd}`])
+        .toString()
+        .trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
 }
 
 describe('real HTTP', () => {
@@ -45,7 +55,15 @@ describe('real HTTP', () => {
     const r = await s.req('GET', '/metrics');
     expect(r.status).toBe(200);
     const text = r.body as string;
-    for (const name of ['http_requests_total', 'http_request_duration_seconds_bucket', 'embed_batch_size_bucket', 'embed_batch_duration_seconds_bucket', 'index_size', 'ingest_documents_total', 'model_info']) {
+    for (const name of [
+      'http_requests_total',
+      'http_request_duration_seconds_bucket',
+      'embed_batch_size_bucket',
+      'embed_batch_duration_seconds_bucket',
+      'index_size',
+      'ingest_documents_total',
+      'model_info',
+    ]) {
       expect(text).toContain(name);
     }
     expect(text).toMatch(/http_requests_total\{route="\/search",method="POST",status="404"\} 1/);
@@ -76,13 +94,23 @@ describe('durability', () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const a = await startTestServer({ DATA_DIR: dir });
     await a.req('POST', '/collections', { name: 'd' });
-    await a.req('POST', '/collections/d/documents', { documents: [{ id: '1', text: 'first document about rivers' }, { id: '2', text: 'second document about mountains' }] });
+    await a.req('POST', '/collections/d/documents', {
+      documents: [
+        { id: '1', text: 'first document about rivers' },
+        { id: '2', text: 'second document about mountains' },
+      ],
+    });
     await a.engine.snapshotAll();
     const rec = (await a.store.listIndexRecords())[0]!;
     expect(rec.status).toBe('ready');
     expect(existsSync(rec.path!)).toBe(true);
     // After the snapshot: an add, a replace and a delete that only the store knows about.
-    await a.req('POST', '/collections/d/documents', { documents: [{ id: '3', text: 'third document about deserts' }, { id: '1', text: 'first document rewritten about oceans' }] });
+    await a.req('POST', '/collections/d/documents', {
+      documents: [
+        { id: '3', text: 'third document about deserts' },
+        { id: '1', text: 'first document rewritten about oceans' },
+      ],
+    });
     await a.req('DELETE', '/collections/d/documents/2');
     // Simulate a crash: no final snapshot (close the store and workers without engine.stop()).
     await a.engine.queryLog.stop();
@@ -103,13 +131,17 @@ describe('durability', () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const a = await startTestServer({ DATA_DIR: dir });
     await a.req('POST', '/collections', { name: 'c' });
-    await a.req('POST', '/collections/c/documents', { documents: Array.from({ length: 30 }, (_, i) => ({ id: `d${i}`, text: `document number ${i} about topic ${i % 7}` })) });
+    await a.req('POST', '/collections/c/documents', {
+      documents: Array.from({ length: 30 }, (_, i) => ({ id: `d${i}`, text: `document number ${i} about topic ${i % 7}` })),
+    });
     await a.close(); // graceful: writes the final snapshot
-    const rec = (await (await import('../../src/store/index.js')).openStore({ dataDir: dir }).then(async (st) => {
-      const r = await st.listIndexRecords();
-      await st.close();
-      return r;
-    }))[0]!;
+    const rec = (
+      await (await import('../../src/store/index.js')).openStore({ dataDir: dir }).then(async (st) => {
+        const r = await st.listIndexRecords();
+        await st.close();
+        return r;
+      })
+    )[0]!;
     expect(rec.status).toBe('ready');
     truncateSync(rec.path!, 100);
     const b = await startTestServer({ DATA_DIR: dir });
@@ -123,7 +155,9 @@ describe('durability', () => {
     const s = await startTestServer();
     cleanups.push(() => s.dispose());
     await s.req('POST', '/collections', { name: 'w' });
-    await s.req('POST', '/collections/w/documents', { documents: Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: `worker crash test document ${i} about topic ${i % 5}` })) });
+    await s.req('POST', '/collections/w/documents', {
+      documents: Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, text: `worker crash test document ${i} about topic ${i % 5}` })),
+    });
     // The default backend (hnswlib worker threads).
     await (s.indexes as IndexManager).killWorker(0);
     const r = await s.req('POST', '/search', { collection: 'w', query: 'worker crash test document 12 about topic 2', k: 3 });
@@ -136,20 +170,39 @@ describe('durability', () => {
     const dir = tempDir();
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const env = { ...process.env, DATA_DIR: dir, MODEL_DIR: TINY_MODEL, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'error', AUTH: 'off', SNAPSHOT_EVERY_SECONDS: '1', EMBED_WORKERS: '1', INDEX_WORKERS: '1' };
-    const start = () => spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const env = {
+      ...process.env,
+      DATA_DIR: dir,
+      MODEL_DIR: TINY_MODEL,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'error',
+      AUTH: 'off',
+      SNAPSHOT_EVERY_SECONDS: '1',
+      EMBED_WORKERS: '1',
+      INDEX_WORKERS: '1',
+    };
+    const start = () =>
+      spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     const waitReady = async (p: ChildProcess) => {
       for (let i = 0; i < 600; i++) {
         if (p.exitCode !== null) throw new Error(`server exited with ${p.exitCode}`);
-        try { if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return; } catch { /* not listening yet */ }
+        try {
+          if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return;
+        } catch {
+          /* not listening yet */
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error('server did not become ready');
     };
     const base = `http://127.0.0.1:${port}`;
-    const post = (path: string, body: unknown) => fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown) =>
+      fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     let p = start();
-    cleanups.push(() => { p.kill('SIGKILL'); });
+    cleanups.push(() => {
+      p.kill('SIGKILL');
+    });
     await waitReady(p);
     expect((await post('/collections', { name: 'k' })).status).toBe(201);
     const acked: string[] = [];
@@ -160,13 +213,18 @@ describe('durability', () => {
       let stop = false;
       const ingest = (async () => {
         while (!stop) {
-          const docs = Array.from({ length: 20 }, (_, i) => ({ id: `b${batch}-${i}`, text: `batch ${batch} item ${i} about subject ${(batch * 20 + i) % 97}` }));
+          const docs = Array.from({ length: 20 }, (_, i) => ({
+            id: `b${batch}-${i}`,
+            text: `batch ${batch} item ${i} about subject ${(batch * 20 + i) % 97}`,
+          }));
           try {
             const r = await post('/collections/k/documents', { documents: docs });
             if (r.status !== 200) break;
             acked.push(...docs.map((d) => d.id));
             batch++;
-          } catch { break; }
+          } catch {
+            break;
+          }
         }
       })();
       await new Promise((r) => setTimeout(r, killAfterMs));
@@ -175,14 +233,16 @@ describe('durability', () => {
       await ingest;
       p = start();
       await waitReady(p);
-      const info = await (await fetch(`${base}/collections/k`)).json() as { documents: number; chunks: number };
+      const info = (await (await fetch(`${base}/collections/k`)).json()) as { documents: number; chunks: number };
       expect(info.documents).toBeGreaterThanOrEqual(acked.length);
       expect(info.chunks).toBe(info.documents);
       // Every acknowledged document is in the index: an exact-text query finds a sample of them.
       const sample = acked.filter((_, i) => i % Math.max(1, Math.floor(acked.length / 15)) === 0);
       for (const id of sample) {
         const [b, i] = id.slice(1).split('-').map(Number) as [number, number];
-        const r = await (await post('/search', { collection: 'k', query: `batch ${b} item ${i} about subject ${(b * 20 + i) % 97}`, k: 3 })).json() as { results: { id: string }[] };
+        const r = (await (
+          await post('/search', { collection: 'k', query: `batch ${b} item ${i} about subject ${(b * 20 + i) % 97}`, k: 3 })
+        ).json()) as { results: { id: string }[] };
         expect(r.results.map((x) => x.id)).toContain(id);
       }
     }

@@ -3,7 +3,15 @@
 // tables, reconciliation) is tested below the shared part and in manager.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { IndexManager, IndexStateError, PgVectorIndexes, type HnswParams, type IndexBackend, type IndexKey, type VectorIndex } from '../../src/index/index.js';
+import {
+  IndexManager,
+  IndexStateError,
+  PgVectorIndexes,
+  type HnswParams,
+  type IndexBackend,
+  type IndexKey,
+  type VectorIndex,
+} from '../../src/index/index.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { StoreOpenError } from '../../src/store/errors.js';
 import { PgStore } from '../../src/store/pg/store.js';
@@ -11,7 +19,6 @@ import { migrateVectors } from '../../src/store/pg/vectors.js';
 import { MIGRATIONS_ROOT } from '../../src/store/index.js';
 import { randomUnitVector, seededRandom } from '../../src/util/random.js';
 import { dot, exactTopK } from './exact.js';
-
 
 const DIM = 32;
 const N = 3000;
@@ -134,15 +141,19 @@ describe.each(Object.keys(BACKENDS))('index contract on %s', (name) => {
     }
     // Anti-correlated with the query: the allowed items are the 30 % farthest from it.
     const q = queries[3] as Float32Array;
-    const far = [...byLabel].sort((a, b) => dot(q, a[1]) - dot(q, b[1])).slice(0, Math.floor(N * 0.3)).map(([l]) => l);
+    const far = [...byLabel]
+      .sort((a, b) => dot(q, a[1]) - dot(q, b[1]))
+      .slice(0, Math.floor(N * 0.3))
+      .map(([l]) => l);
     const farSet = new Set(far);
     const hits = await index.search(q, 10, { allow: far });
     expect(hits).toHaveLength(10);
     for (const x of hits) expect(farSet.has(x.label)).toBe(true);
     // Fewer allowed than k: all of them; an unknown label is ignored.
     const few = [labels[5] as number, labels[6] as number, 999_999];
-    expect((await index.search(queries[0] as Float32Array, 10, { allow: few })).map((x) => x.label).sort((a, b) => a - b))
-      .toEqual([labels[5] as number, labels[6] as number].sort((a, b) => a - b));
+    expect((await index.search(queries[0] as Float32Array, 10, { allow: few })).map((x) => x.label).sort((a, b) => a - b)).toEqual(
+      [labels[5] as number, labels[6] as number].sort((a, b) => a - b),
+    );
     expect(await index.search(queries[0] as Float32Array, 10, { allow: [] })).toEqual([]);
   });
 
@@ -178,7 +189,8 @@ describe.each(Object.keys(BACKENDS))('index contract on %s', (name) => {
     const searches = Array.from({ length: 60 }, (_, i) =>
       idx.search(queries[i % queries.length] as Float32Array, 10, i % 3 === 0 ? { allow: labels.slice(0, 500) } : {}).then((hits) => {
         expect(hits.length).toBe(10);
-      }));
+      }),
+    );
     await Promise.all([adding, ...searches]);
     expect(idx.count()).toBe(1200);
   });
@@ -195,7 +207,10 @@ describe('pgvector: indexes stored in the database', () => {
 
   it('a new backend on the same database opens the stored index: same count, same answers, HNSW index in place', async () => {
     const c = await store.createCollection({ name: 'persist', hnsw: PARAMS, chunk: { size: 100, overlap: 10 } });
-    const key = { collectionId: c.id, modelVersion: 'model/with:odd chars and a very long name that exceeds any identifier limit of postgres' };
+    const key = {
+      collectionId: c.id,
+      modelVersion: 'model/with:odd chars and a very long name that exceeds any identifier limit of postgres',
+    };
     const a = await PgVectorIndexes.open(store.sql);
     const idx = await a.create(key, DIM, PARAMS);
     await idx.add(labels.slice(0, 500), vectors.slice(0, 500));
@@ -262,15 +277,22 @@ describe('pgvector: indexes stored in the database', () => {
   it('a database without pgvector, or a backend without Postgres, is one line saying what to do', async () => {
     const plain = await PgStore.pglite(undefined, { migrationsFolder: `${MIGRATIONS_ROOT}/pg` });
     try {
-      const err = await migrateVectors((text) => plain.sql.query(text)).then(() => undefined, (e: unknown) => e);
+      const err = await migrateVectors((text) => plain.sql.query(text)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(StoreOpenError);
-      expect((err as Error).message).toMatch(/^INDEX_BACKEND=pgvector: this Postgres server has no pgvector extension; install it .* or use INDEX_BACKEND=hnswlib$/);
+      expect((err as Error).message).toMatch(
+        /^INDEX_BACKEND=pgvector: this Postgres server has no pgvector extension; install it .* or use INDEX_BACKEND=hnswlib$/,
+      );
       expect((err as Error).message).not.toContain('\n');
     } finally {
       await plain.close();
     }
     expect(() => loadConfig({ INDEX_BACKEND: 'pgvector' })).toThrow(ConfigError);
-    expect(() => loadConfig({ INDEX_BACKEND: 'pgvector', DATABASE_URL: 'sqlite:./x.db' })).toThrow(/INDEX_BACKEND=pgvector .* DATABASE_URL/);
+    expect(() => loadConfig({ INDEX_BACKEND: 'pgvector', DATABASE_URL: 'sqlite:./x.db' })).toThrow(
+      /INDEX_BACKEND=pgvector .* DATABASE_URL/,
+    );
     expect(loadConfig({ INDEX_BACKEND: 'pgvector', DATABASE_URL: 'pglite://memory' }).INDEX_BACKEND).toBe('pgvector');
   });
 

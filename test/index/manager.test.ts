@@ -4,10 +4,16 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { IndexLostError, IndexManager, IndexSnapshotError, IndexStateError, type HnswParams, type VectorIndex } from '../../src/index/index.js';
+import {
+  IndexLostError,
+  IndexManager,
+  IndexSnapshotError,
+  IndexStateError,
+  type HnswParams,
+  type VectorIndex,
+} from '../../src/index/index.js';
 import { randomUnitVector, seededRandom } from '../../src/util/random.js';
 import { dot, exactTopK } from './exact.js';
-
 
 const DIM = 64;
 const N = 5000;
@@ -111,7 +117,10 @@ describe('metadata filter (allow)', () => {
         // A filter anti-correlated with the query: the allowed items are the 30 % farthest from it, so
         // no unfiltered search of moderate depth meets one; k results must still come back.
         const q = queries[3] as Float32Array;
-        const far = [...byLabel].sort((a, b) => dot(q, a[1]) - dot(q, b[1])).slice(0, Math.floor(N * 0.3)).map(([l]) => l);
+        const far = [...byLabel]
+          .sort((a, b) => dot(q, a[1]) - dot(q, b[1]))
+          .slice(0, Math.floor(N * 0.3))
+          .map(([l]) => l);
         const farSet = new Set(far);
         const hits = await idx.search(q, 10, { allow: far });
         expect(hits).toHaveLength(10);
@@ -241,7 +250,9 @@ describe('snapshots', () => {
       await expect(manager.load({ collectionId: n++, modelVersion: 'v1' }, DIM, PARAMS, p), name).rejects.toThrow(IndexSnapshotError);
     }
     await expect(manager.load({ collectionId: n++, modelVersion: 'v1' }, DIM + 1, PARAMS, good)).rejects.toThrow(/dimensional/);
-    await expect(manager.load({ collectionId: n++, modelVersion: 'v1' }, DIM, PARAMS, join(dir, 'missing.hnsw'))).rejects.toThrow(IndexSnapshotError);
+    await expect(manager.load({ collectionId: n++, modelVersion: 'v1' }, DIM, PARAMS, join(dir, 'missing.hnsw'))).rejects.toThrow(
+      IndexSnapshotError,
+    );
 
     // Nothing half-registered, and the pool still serves and loads.
     expect(manager.keys()).toHaveLength(1);

@@ -11,7 +11,9 @@ import { GO_FIXTURE as GO, goScenario } from './go-data.js';
 const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
 
 // Response bodies are checked field by field; a loose type keeps the assertions readable.
-interface Json { [k: string]: any }
+interface Json {
+  [k: string]: any;
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -24,29 +26,50 @@ function freePort(): Promise<number> {
 
 describe('crash during a swap', () => {
   const cleanups: (() => void)[] = [];
-  afterAll(() => { for (const c of cleanups.reverse()) c(); });
+  afterAll(() => {
+    for (const c of cleanups.reverse()) c();
+  });
 
   it('kill -9 while re-embedding → restart on the committed champion, nothing lost, job failed with the reason', async () => {
     const dir = tempDir('loop-crash-');
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const port = await freePort();
     const env = {
-      ...process.env, DATA_DIR: dir, MODEL_DIR: TINY_MODEL, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', AUTH: 'off',
-      EMBED_WORKERS: '1', INDEX_WORKERS: '1', DRIFT_INTERVAL_SECONDS: '0', TRAINER_BACKEND: 'command',
+      ...process.env,
+      DATA_DIR: dir,
+      MODEL_DIR: TINY_MODEL,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      AUTH: 'off',
+      EMBED_WORKERS: '1',
+      INDEX_WORKERS: '1',
+      DRIFT_INTERVAL_SECONDS: '0',
+      TRAINER_BACKEND: 'command',
       TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ # {bundle}`,
       // Slow the shadow re-embed down so the kill lands inside it.
-      REEMBED_BATCH: '16', REEMBED_PAUSE_MS: '100',
+      REEMBED_BATCH: '16',
+      REEMBED_PAUSE_MS: '100',
     };
-    const start = () => spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const start = () =>
+      spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     const base = `http://127.0.0.1:${port}`;
     const http = async (method: string, path: string, body?: unknown) => {
-      const r = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const r = await fetch(base + path, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       return { status: r.status, body: (await r.json()) as Json };
     };
     const waitReady = async (p: ChildProcess) => {
       for (let i = 0; i < 600; i++) {
         if (p.exitCode !== null) throw new Error(`server exited with ${p.exitCode}`);
-        try { if ((await fetch(`${base}/readyz`)).ok) return; } catch { /* not listening yet */ }
+        try {
+          if ((await fetch(`${base}/readyz`)).ok) return;
+        } catch {
+          /* not listening yet */
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error('server did not become ready');
@@ -70,10 +93,13 @@ describe('crash during a swap', () => {
     for (let i = 0; ; i++) {
       const j = (await http('GET', `/jobs/${job.id as string}`)).body;
       if (j.state === 'reembedding' && (j.progress.reembed?.done ?? 0) > 0) break;
-      if (['done', 'failed', 'rejected'].includes(j.state as string) || i > 600) throw new Error(`job never reached reembedding: ${JSON.stringify(j)}`);
+      if (['done', 'failed', 'rejected'].includes(j.state as string) || i > 600)
+        throw new Error(`job never reached reembedding: ${JSON.stringify(j)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect((await http('POST', '/collections/c/documents', { documents: [{ id: 'late', text: 'written during the re-embed' }] })).status).toBe(200);
+    expect(
+      (await http('POST', '/collections/c/documents', { documents: [{ id: 'late', text: 'written during the re-embed' }] })).status,
+    ).toBe(200);
     const before = (await http('GET', '/collections/c')).body;
     p.kill('SIGKILL');
     await new Promise((r) => p.once('exit', r));
@@ -82,7 +108,11 @@ describe('crash during a swap', () => {
     await waitReady(p);
     const models = (await http('GET', '/models')).body;
     expect(models.champion).toBe(champion);
-    expect((await http('GET', '/collections/c')).body).toMatchObject({ documents: docs.length + 1, chunks: before.chunks, model: champion });
+    expect((await http('GET', '/collections/c')).body).toMatchObject({
+      documents: docs.length + 1,
+      chunks: before.chunks,
+      model: champion,
+    });
     const q = await http('POST', '/search', { collection: 'c', query: 'written during the re-embed', k: 1 });
     expect(q.body.model).toBe(champion);
     expect(q.body.results[0].id).toBe('late');
@@ -95,7 +125,8 @@ describe('crash during a swap', () => {
     for (let i = 0; ; i++) {
       finished = (await http('GET', `/jobs/${again.id as string}`)).body;
       if (finished.state === 'done') break;
-      if (['failed', 'rejected'].includes(finished.state as string) || i > 1200) throw new Error(`retry did not finish: ${JSON.stringify(finished)}`);
+      if (['failed', 'rejected'].includes(finished.state as string) || i > 1200)
+        throw new Error(`retry did not finish: ${JSON.stringify(finished)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect((await http('GET', '/models')).body.champion).toBe(finished.candidateVersion);

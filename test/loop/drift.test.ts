@@ -11,8 +11,32 @@ import { createLogger } from '../../src/util/log.js';
 import { tempDir } from '../helpers.js';
 import { hashEmbed, logRow, rng } from './helpers.js';
 
-const BP = ['cell cycle', 'apoptotic process', 'signal transduction', 'dna repair', 'cell migration', 'immune response', 'autophagy', 'glycolysis', 'translation', 'transcription', 'cell division', 'neurogenesis'];
-const MF = ['kinase activity', 'atp binding', 'zinc ion binding', 'receptor activity', 'oxidoreductase activity', 'transporter activity', 'protein binding', 'hydrolase activity', 'nucleotide binding', 'gtpase activator'];
+const BP = [
+  'cell cycle',
+  'apoptotic process',
+  'signal transduction',
+  'dna repair',
+  'cell migration',
+  'immune response',
+  'autophagy',
+  'glycolysis',
+  'translation',
+  'transcription',
+  'cell division',
+  'neurogenesis',
+];
+const MF = [
+  'kinase activity',
+  'atp binding',
+  'zinc ion binding',
+  'receptor activity',
+  'oxidoreductase activity',
+  'transporter activity',
+  'protein binding',
+  'hydrolase activity',
+  'nucleotide binding',
+  'gtpase activator',
+];
 
 function queries(vocab: string[], n: number, seed: number): string[] {
   const r = rng(seed);
@@ -37,22 +61,40 @@ describe('DriftMonitor', () => {
     // "stable": the same traffic throughout; "shifted": BP traffic, then MF traffic with lower scores.
     // Vector-only searches (no text to re-embed) come first and must be read past, not counted.
     await store.insertQueryLogs(Array.from({ length: 400 }, (_, i) => ({ ...logRow('stable', 'x', t + i / 1000, version), query: null })));
-    await store.insertQueryLogs(queries(BP, 300, 1).map((q, i) => logRow('stable', q, t + 1 + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])));
+    await store.insertQueryLogs(
+      queries(BP, 300, 1).map((q, i) => logRow('stable', q, t + 1 + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])),
+    );
     await store.insertQueryLogs([
       ...queries(BP, 150, 2).map((q, i) => logRow('shifted', q, t + i * 10, version, [0.8 + (i % 7) * 0.01, 0.7])),
       ...queries(MF, 150, 3).map((q, i) => logRow('shifted', q, t + 5000 + i * 10, version, [0.55 + (i % 7) * 0.01, 0.5])),
     ]);
-    monitor = new DriftMonitor({
-      store, config, metrics, log: createLogger('silent'),
-      embed: async (texts) => ({ vectors: hashEmbed(texts), model: version }),
-      servingVersion: () => version,
-      // A real job row: the cooldown reads the job history.
-      onDrift: async (collection, m) => {
-        triggered.push({ collection, m });
-        const job = await store.insertJob({ id: `job-${triggered.length}`, collection, trigger: 'drift', state: 'queued', progress: {}, timings: {}, parentVersion: version, candidateVersion: null, error: null });
-        return job.id;
+    monitor = new DriftMonitor(
+      {
+        store,
+        config,
+        metrics,
+        log: createLogger('silent'),
+        embed: async (texts) => ({ vectors: hashEmbed(texts), model: version }),
+        servingVersion: () => version,
+        // A real job row: the cooldown reads the job history.
+        onDrift: async (collection, m) => {
+          triggered.push({ collection, m });
+          const job = await store.insertJob({
+            id: `job-${triggered.length}`,
+            collection,
+            trigger: 'drift',
+            state: 'queued',
+            progress: {},
+            timings: {},
+            parentVersion: version,
+            candidateVersion: null,
+            error: null,
+          });
+          return job.id;
+        },
       },
-    }, { permutations: 100 });
+      { permutations: 100 },
+    );
   });
 
   afterAll(async () => {
@@ -121,10 +163,17 @@ describe('DriftMonitor', () => {
   it('a configured baseline moves the reference window', async () => {
     const all = await store.queryLogWindow('shifted', { limit: 1000 });
     const mfStart = all.find((r) => MF.some((w) => r.query!.startsWith(w)))!.createdAt;
-    const { metrics: m } = await new DriftMonitor({
-      store, config: { ...config, DRIFT_WINDOW: 70 }, metrics, log: createLogger('silent'),
-      embed: async (texts) => ({ vectors: hashEmbed(texts), model: version }), servingVersion: () => version,
-    }, { inline: true, permutations: 50 }).check('shifted', { referenceSince: mfStart });
+    const { metrics: m } = await new DriftMonitor(
+      {
+        store,
+        config: { ...config, DRIFT_WINDOW: 70 },
+        metrics,
+        log: createLogger('silent'),
+        embed: async (texts) => ({ vectors: hashEmbed(texts), model: version }),
+        servingVersion: () => version,
+      },
+      { inline: true, permutations: 50 },
+    ).check('shifted', { referenceSince: mfStart });
     // Both windows are now MF traffic.
     expect(m.reference.basis).toBe('baseline');
     expect(m.domainAuc!).toBeLessThan(0.7);

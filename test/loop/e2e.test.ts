@@ -14,7 +14,9 @@ const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
 const BAD = join(REPO, 'test/fixtures/models/tiny-bad');
 
 // Response bodies are checked field by field below; a loose type keeps the assertions readable.
-interface Json { [k: string]: any }
+interface Json {
+  [k: string]: any;
+}
 
 // On the default store (SQLite, hnswlib indexes) with the full GO scenario; on Postgres (PGlite in-process) with
 // hnswlib indexes and with the pgvector index backend, where the swap writes the candidate's vectors into a
@@ -38,7 +40,11 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
   let scenario: ReturnType<typeof goScenario>;
 
   const http = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> => {
-    const r = await fetch(server.url + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const r = await fetch(server.url + path, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: r.status, body: (await r.json()) as Json };
   };
 
@@ -62,16 +68,32 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     const workers = Array.from({ length: 3 }, async (_, w) => {
       for (let i = w; !stop; i++) {
         try {
-          const r = await fetch(server.url + '/search', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ collection: 'go', query: qs[i % qs.length]!.query, k: 5 }) });
+          const r = await fetch(server.url + '/search', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ collection: 'go', query: qs[i % qs.length]!.query, k: 5 }),
+          });
           const b = (await r.json()) as Json;
-          if (r.status === 200 && Array.isArray(b.results) && b.results.length > 0) { stats.ok++; stats.models.add(b.model as string); } else { stats.failed++; stats.errors.push(`${r.status} ${JSON.stringify(b).slice(0, 200)}`); }
+          if (r.status === 200 && Array.isArray(b.results) && b.results.length > 0) {
+            stats.ok++;
+            stats.models.add(b.model as string);
+          } else {
+            stats.failed++;
+            stats.errors.push(`${r.status} ${JSON.stringify(b).slice(0, 200)}`);
+          }
         } catch (err) {
           stats.failed++;
           stats.errors.push(String(err));
         }
       }
     });
-    return { stats, stop: async () => { stop = true; await Promise.all(workers); } };
+    return {
+      stats,
+      stop: async () => {
+        stop = true;
+        await Promise.all(workers);
+      },
+    };
   };
 
   const waitJob = async (id: string, done: (j: Json) => boolean, timeoutMs = 90_000): Promise<Json> => {
@@ -89,15 +111,38 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     dir = tempDir('loop-e2e-');
     writeFileSync(which(), FT);
     const pg = store.startsWith('pglite');
-    server = await startTestServer({
-      DATABASE_URL: pg ? `pglite://${join(dir, 'db')}` : undefined, INDEX_BACKEND: store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib',
-      DATA_DIR: dir, LOG_LEVEL: 'warn', EMBED_WORKERS: 1, INDEX_WORKERS: 1,
-      DRIFT_INTERVAL_SECONDS: 1, DRIFT_WINDOW: window, DRIFT_MIN_QUERIES: minQueries, DRIFT_COOLDOWN_SECONDS: 3600, AUTO_RETRAIN: true,
-      TRAINER_BACKEND: 'command',
-      // Stands in for a remote GPU trainer: leaves an artifact made by the real trainer in {out}.
-      TRAINER_COMMAND: `echo "training on {bundle}" >&2; echo '{"event":"progress","step":1,"loss":0.5}'; mkdir -p {out} && cp -R "$(cat '${which()}')"/. {out}/`,
-      TRAINER_TIMEOUT_SECONDS: 60, REEMBED_PAUSE_MS: 5, REEMBED_BATCH: 128, GATE_MARGIN: 0.01, GATE_TOLERANCE: 0.005,
-    }, { listen: true, loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
+    server = await startTestServer(
+      {
+        DATABASE_URL: pg ? `pglite://${join(dir, 'db')}` : undefined,
+        INDEX_BACKEND: store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib',
+        DATA_DIR: dir,
+        LOG_LEVEL: 'warn',
+        EMBED_WORKERS: 1,
+        INDEX_WORKERS: 1,
+        DRIFT_INTERVAL_SECONDS: 1,
+        DRIFT_WINDOW: window,
+        DRIFT_MIN_QUERIES: minQueries,
+        DRIFT_COOLDOWN_SECONDS: 3600,
+        AUTO_RETRAIN: true,
+        TRAINER_BACKEND: 'command',
+        // Stands in for a remote GPU trainer: leaves an artifact made by the real trainer in {out}.
+        TRAINER_COMMAND: `echo "training on {bundle}" >&2; echo '{"event":"progress","step":1,"loss":0.5}'; mkdir -p {out} && cp -R "$(cat '${which()}')"/. {out}/`,
+        TRAINER_TIMEOUT_SECONDS: 60,
+        REEMBED_PAUSE_MS: 5,
+        REEMBED_BATCH: 128,
+        GATE_MARGIN: 0.01,
+        GATE_TOLERANCE: 0.005,
+      },
+      {
+        listen: true,
+        loop: {
+          onReady: (l) => {
+            loop = l;
+          },
+          mining: { minEvalQueries: 20 },
+        },
+      },
+    );
     expect((await http('POST', '/collections', { name: 'go' })).status).toBe(201);
     const docs = scenario.docs.map((d) => ({ id: d.id, text: d.text, metadata: { namespace: d.namespace } }));
     expect(server.indexes.kind).toBe(store.endsWith('+pgvector') ? 'pgvector' : 'hnswlib');
@@ -156,7 +201,9 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     expect(job.state).toBe('done');
     expect(job.gate.passed).toBe(true);
     expect(job.gate.metrics.candidate['ndcg@10']).toBeGreaterThan(job.gate.metrics.champion['ndcg@10'] + 0.01);
-    expect(Object.keys(job.timings)).toEqual(expect.arrayContaining(['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping', 'total']));
+    expect(Object.keys(job.timings)).toEqual(
+      expect.arrayContaining(['queued', 'mining', 'training', 'evaluating', 'reembedding', 'swapping', 'total']),
+    );
     expect(job.progress.training.progress.step).toBe(1);
     expect(job.progress.reembed.ratio).toBe(1);
     expect(job.progress.mining.evalQueries).toBeGreaterThanOrEqual(20);
@@ -191,11 +238,21 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     expect(metrics).toMatch(new RegExp(`model_info\\{version="${newVersion}"\\} 1`));
 
     // The numbers the note reports (one line, machine-readable).
-    console.log(JSON.stringify({ e2e: {
-      drift: { auc: fired.metrics.domainAuc, centroid: fired.metrics.centroidDistance, mmdP: fired.metrics.mmd.pValue, top1Ks: fired.metrics.top1Score?.statistic },
-      gate: { candidate: job.gate.metrics.candidate, champion: job.gate.metrics.champion, queries: job.gate.metrics.queries },
-      timings: job.timings, load: { ok: l.stats.ok, failed: l.stats.failed, models: [...l.stats.models] },
-    } }));
+    console.log(
+      JSON.stringify({
+        e2e: {
+          drift: {
+            auc: fired.metrics.domainAuc,
+            centroid: fired.metrics.centroidDistance,
+            mmdP: fired.metrics.mmd.pValue,
+            top1Ks: fired.metrics.top1Score?.statistic,
+          },
+          gate: { candidate: job.gate.metrics.candidate, champion: job.gate.metrics.champion, queries: job.gate.metrics.queries },
+          timings: job.timings,
+          load: { ok: l.stats.ok, failed: l.stats.failed, models: [...l.stats.models] },
+        },
+      }),
+    );
 
     // A worse candidate: the gate rejects it and nothing changes.
     writeFileSync(which(), BAD);
@@ -210,7 +267,17 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     const models2 = (await http('GET', '/models')).body;
     expect(models2.champion).toBe(newVersion);
     expect((models2.models as Json[]).find((x) => x.version === bad.candidateVersion)!.status).toBe('rejected');
-    console.log(JSON.stringify({ e2eRejected: { candidate: bad.gate.metrics.candidate['ndcg@10'], champion: bad.gate.metrics.champion['ndcg@10'], reasons: bad.gate.decision.reasons, loadOk: l2.stats.ok, loadFailed: l2.stats.failed } }));
+    console.log(
+      JSON.stringify({
+        e2eRejected: {
+          candidate: bad.gate.metrics.candidate['ndcg@10'],
+          champion: bad.gate.metrics.champion['ndcg@10'],
+          reasons: bad.gate.decision.reasons,
+          loadOk: l2.stats.ok,
+          loadFailed: l2.stats.failed,
+        },
+      }),
+    );
     expect((await http('POST', '/search', { collection: 'go', query: 'kinase activity', k: 3 })).body.model).toBe(newVersion);
 
     // Rollback to the retained previous pair is a pointer flip; a rejected version cannot be rolled back to.

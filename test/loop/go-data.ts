@@ -19,11 +19,22 @@ export const GO_SCENARIOS: ScenarioOptions[] = [
 
 export const scenarioKey = (o: ScenarioOptions) => `${o.split}-${o.bp}-${o.shift}-${o.corpusSize}-${o.seed}`;
 
-export interface GoDoc { id: string; text: string; namespace: string }
-export interface GoQuery { query: string; relevant: string[]; namespace: string }
+export interface GoDoc {
+  id: string;
+  text: string;
+  namespace: string;
+}
+export interface GoQuery {
+  query: string;
+  relevant: string[];
+  namespace: string;
+}
 
 function jsonl<T>(file: string): T[] {
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as T);
 }
 
 function shuffled<T>(xs: T[], seed: number): T[] {
@@ -44,7 +55,9 @@ function shuffled<T>(xs: T[], seed: number): T[] {
 export function goScenario(dataDir: string, opts: ScenarioOptions, { fixtures = true } = {}) {
   const pre = join(dataDir, 'scenarios.json');
   if (fixtures && existsSync(pre)) {
-    const s = (JSON.parse(readFileSync(pre, 'utf8')) as Record<string, { bp: GoQuery[]; shift: GoQuery[]; docs: string[] }>)[scenarioKey(opts)];
+    const s = (JSON.parse(readFileSync(pre, 'utf8')) as Record<string, { bp: GoQuery[]; shift: GoQuery[]; docs: string[] }>)[
+      scenarioKey(opts)
+    ];
     if (!s) throw new Error(`no GO scenario ${scenarioKey(opts)} in ${pre}: add it to GO_SCENARIOS and run scripts/make-go-fixtures.ts`);
     const byId = new Map(jsonl<GoDoc>(join(dataDir, 'corpus.jsonl')).map((d) => [d.id, d]));
     return { bp: s.bp, shift: s.shift, docs: s.docs.map((id) => byId.get(id)!) };

@@ -20,8 +20,16 @@ export function hashEmbed(texts: string[], dim = 64): Float32Array[] {
 let n = 0;
 export function logRow(collection: string, query: string, createdAt: number, modelVersion: string, scores = [0.8, 0.6]): QueryLogRow {
   return {
-    id: `q-${++n}-${createdAt}`, collection, query, mode: 'vector', k: 10, resultIds: scores.map((_, i) => `d${i}`), scores,
-    modelVersion, latencyMs: 1, createdAt,
+    id: `q-${++n}-${createdAt}`,
+    collection,
+    query,
+    mode: 'vector',
+    k: 10,
+    resultIds: scores.map((_, i) => `d${i}`),
+    scores,
+    modelVersion,
+    latencyMs: 1,
+    createdAt,
   };
 }
 

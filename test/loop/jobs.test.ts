@@ -11,7 +11,9 @@ import { startTestServer, tempDir, type TestServer } from '../helpers.js';
 import { startLlm } from './llm-server.js';
 
 // Response bodies are checked field by field; a loose type keeps the assertions readable.
-interface Json { [k: string]: any }
+interface Json {
+  [k: string]: any;
+}
 
 const TOPICS = ['kinase', 'membrane', 'ribosome', 'mitochondrion', 'apoptosis', 'transport', 'receptor', 'chromatin', 'cilium', 'synapse'];
 const docs = Array.from({ length: 120 }, (_, i) => ({
@@ -20,9 +22,12 @@ const docs = Array.from({ length: 120 }, (_, i) => ({
 }));
 
 async function start(dir: string, cfg: Partial<Config>, onReady?: (l: Loop) => void): Promise<TestServer> {
-  return startTestServer({ DATA_DIR: dir, TRAINER_BACKEND: 'command', TRAINER_TIMEOUT_SECONDS: 30, ...cfg }, {
-    loop: { onReady, mining: { minEvalQueries: 5, pseudoQueries: 20 } },
-  });
+  return startTestServer(
+    { DATA_DIR: dir, TRAINER_BACKEND: 'command', TRAINER_TIMEOUT_SECONDS: 30, ...cfg },
+    {
+      loop: { onReady, mining: { minEvalQueries: 5, pseudoQueries: 20 } },
+    },
+  );
 }
 
 /** 60 searches with feedback so a job has something to mine. */
@@ -41,10 +46,16 @@ describe('retrain jobs', () => {
 
   beforeAll(async () => {
     dir = tempDir('jobs-');
-    s = await start(dir, {
-      // Writes a progress line and a log line, then crashes like a Python traceback would.
-      TRAINER_COMMAND: `echo '{"event":"progress","step":3,"loss":1.25}'; echo 'loading bundle' >&2; echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: CUDA out of memory' >&2; exit 3 # {bundle} {out}`,
-    }, (l) => { loop = l; });
+    s = await start(
+      dir,
+      {
+        // Writes a progress line and a log line, then crashes like a Python traceback would.
+        TRAINER_COMMAND: `echo '{"event":"progress","step":3,"loss":1.25}'; echo 'loading bundle' >&2; echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: CUDA out of memory' >&2; exit 3 # {bundle} {out}`,
+      },
+      (l) => {
+        loop = l;
+      },
+    );
     await s.req('POST', '/collections', { name: 'c' });
     await s.req('POST', '/collections', { name: 'empty' });
     expect((await s.req('POST', '/collections/c/documents', { documents: docs })).status).toBe(200);
@@ -76,8 +87,22 @@ describe('retrain jobs', () => {
 
   it('rollback to a purged version or one whose files are gone → 409 model_unavailable', async () => {
     const champion = s.engine.serving.version;
-    await s.store.upsertModelVersion({ version: 'old-purged', parentVersion: null, source: 'dir:/nonexistent/purged', dim: 64, status: 'retired', card: {} });
-    await s.store.upsertModelVersion({ version: 'old-gone', parentVersion: null, source: 'dir:/nonexistent/gone', dim: 64, status: 'retired', card: {} });
+    await s.store.upsertModelVersion({
+      version: 'old-purged',
+      parentVersion: null,
+      source: 'dir:/nonexistent/purged',
+      dim: 64,
+      status: 'retired',
+      card: {},
+    });
+    await s.store.upsertModelVersion({
+      version: 'old-gone',
+      parentVersion: null,
+      source: 'dir:/nonexistent/gone',
+      dim: 64,
+      status: 'retired',
+      card: {},
+    });
     // Give both a past as champion, then put the real champion back (the engine keeps serving it).
     await s.store.promote('old-purged');
     await s.store.promote('old-gone');
@@ -127,7 +152,13 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
   it('kills a trainer past TRAINER_TIMEOUT_SECONDS and fails the job with its last lines', async () => {
     const dir = tempDir('jobs-timeout-');
     let loop!: Loop;
-    const s = await start(dir, { TRAINER_TIMEOUT_SECONDS: 1, TRAINER_COMMAND: `echo 'epoch 1/1 starting' >&2; sleep 30; mkdir -p {out} # {bundle}` }, (l) => { loop = l; });
+    const s = await start(
+      dir,
+      { TRAINER_TIMEOUT_SECONDS: 1, TRAINER_COMMAND: `echo 'epoch 1/1 starting' >&2; sleep 30; mkdir -p {out} # {bundle}` },
+      (l) => {
+        loop = l;
+      },
+    );
     try {
       await s.req('POST', '/collections', { name: 'c' });
       await s.req('POST', '/collections/c/documents', { documents: docs });
@@ -147,7 +178,9 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
   it('a trainer that exits 0 without an artifact fails the job, and nothing half-made is left under models/', async () => {
     const dir = tempDir('jobs-empty-');
     let loop!: Loop;
-    const s = await start(dir, { TRAINER_COMMAND: `mkdir -p {out} && echo '{}' > {out}/config.json # {bundle}` }, (l) => { loop = l; });
+    const s = await start(dir, { TRAINER_COMMAND: `mkdir -p {out} && echo '{}' > {out}/config.json # {bundle}` }, (l) => {
+      loop = l;
+    });
     try {
       await s.req('POST', '/collections', { name: 'c' });
       await s.req('POST', '/collections/c/documents', { documents: docs });
@@ -168,10 +201,19 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
     const dir = tempDir('jobs-llm-');
     const llm = await startLlm(1);
     let loop!: Loop;
-    const s = await start(dir, {
-      LLM_BASE_URL: llm.url, LLM_MODEL: 'local-test', LLM_API_KEY: 'k', LLM_CONCURRENCY: 2,
-      TRAINER_COMMAND: `exit 9 # {bundle} {out}`,
-    }, (l) => { loop = l; });
+    const s = await start(
+      dir,
+      {
+        LLM_BASE_URL: llm.url,
+        LLM_MODEL: 'local-test',
+        LLM_API_KEY: 'k',
+        LLM_CONCURRENCY: 2,
+        TRAINER_COMMAND: `exit 9 # {bundle} {out}`,
+      },
+      (l) => {
+        loop = l;
+      },
+    );
     try {
       await s.req('POST', '/collections', { name: 'c' });
       await s.req('POST', '/collections/c/documents', { documents: docs });
@@ -208,15 +250,54 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
 
     // As a kill -9 would leave them: one job mid-training with a half-written candidate, one queued.
     const store = await openStore({ dataDir: dir });
-    await store.insertJob({ id: '11111111-aaaa-4aaa-8aaa-111111111111', collection: 'd', trigger: 'drift', state: 'training', progress: { state: 'training' }, timings: { queued: 0.1, mining: 2 }, parentVersion: champion, candidateVersion: 'ft-d-half', error: null });
-    await store.insertJob({ id: '22222222-bbbb-4bbb-8bbb-222222222222', collection: 'c', trigger: 'manual', state: 'queued', progress: {}, timings: {}, parentVersion: champion, candidateVersion: null, error: null });
+    await store.insertJob({
+      id: '11111111-aaaa-4aaa-8aaa-111111111111',
+      collection: 'd',
+      trigger: 'drift',
+      state: 'training',
+      progress: { state: 'training' },
+      timings: { queued: 0.1, mining: 2 },
+      parentVersion: champion,
+      candidateVersion: 'ft-d-half',
+      error: null,
+    });
+    await store.insertJob({
+      id: '22222222-bbbb-4bbb-8bbb-222222222222',
+      collection: 'c',
+      trigger: 'manual',
+      state: 'queued',
+      progress: {},
+      timings: {},
+      parentVersion: champion,
+      candidateVersion: null,
+      error: null,
+    });
     // Killed after the store's promote (the commit point) but before the job row said "done".
-    await store.insertJob({ id: '33333333-cccc-4ccc-8ccc-333333333333', collection: 'e', trigger: 'drift', state: 'swapping', progress: { state: 'swapping' }, timings: {}, parentVersion: 'older', candidateVersion: champion, error: null });
-    await store.saveIndexRecord({ collectionId: (await store.getCollection('d'))!.id, modelVersion: 'ft-d-half', path: null, snapshotSeq: 0, count: 3, status: 'building' });
+    await store.insertJob({
+      id: '33333333-cccc-4ccc-8ccc-333333333333',
+      collection: 'e',
+      trigger: 'drift',
+      state: 'swapping',
+      progress: { state: 'swapping' },
+      timings: {},
+      parentVersion: 'older',
+      candidateVersion: champion,
+      error: null,
+    });
+    await store.saveIndexRecord({
+      collectionId: (await store.getCollection('d'))!.id,
+      modelVersion: 'ft-d-half',
+      path: null,
+      snapshotSeq: 0,
+      count: 3,
+      status: 'building',
+    });
     await store.close();
 
     let loop!: Loop;
-    s = await start(dir, { TRAINER_COMMAND: cmd }, (l) => { loop = l; });
+    s = await start(dir, { TRAINER_COMMAND: cmd }, (l) => {
+      loop = l;
+    });
     try {
       expect(s.engine.serving.version).toBe(champion);
       const mid = await s.store.getJob('11111111-aaaa-4aaa-8aaa-111111111111');

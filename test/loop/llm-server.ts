@@ -24,21 +24,33 @@ export async function startLlm(failFirst = 0): Promise<Fake> {
       fake.maxInFlight = Math.max(fake.maxInFlight, inFlight);
       setTimeout(() => {
         inFlight--;
-        if (req.url !== '/v1/chat/completions' || req.method !== 'POST') { res.writeHead(404).end(); return; }
+        if (req.url !== '/v1/chat/completions' || req.method !== 'POST') {
+          res.writeHead(404).end();
+          return;
+        }
         if (callNo <= failFirst) {
-          res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
+          res
+            .writeHead(500, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
           return;
         }
         const j = JSON.parse(body) as { model: string; messages: { role: string; content: string }[] };
         const user = j.messages.find((m) => m.role === 'user')!.content;
         fake.prompts.push(user);
         const subject = user.split('\n\n')[1]!.split(/\s+/).slice(0, 4).join(' ');
-        const content = user.startsWith('Rewrite') ? `1. which ${subject} exactly\n2. ${subject} meaning` : `- what is ${subject}?\n- define ${subject}`;
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-          id: 'c1', object: 'chat.completion', created: 0, model: j.model,
-          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52 },
-        }));
+        const content = user.startsWith('Rewrite')
+          ? `1. which ${subject} exactly\n2. ${subject} meaning`
+          : `- what is ${subject}?\n- define ${subject}`;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            id: 'c1',
+            object: 'chat.completion',
+            created: 0,
+            model: j.model,
+            choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52 },
+          }),
+        );
       }, 15);
     });
   });
@@ -46,4 +58,3 @@ export async function startLlm(failFirst = 0): Promise<Fake> {
   fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}/v1`;
   return fake;
 }
-

@@ -25,9 +25,16 @@ describe('pair mining', () => {
   beforeAll(async () => {
     dir = tempDir('mining-');
     store = await openStore({ dataDir: dir });
-    const c = await store.createCollection({ name: 'go', hnsw: { M: 8, efConstruction: 50, efSearch: 20 }, chunk: { size: 1000, overlap: 0 } });
+    const c = await store.createCollection({
+      name: 'go',
+      hnsw: { M: 8, efConstruction: 50, efSearch: 20 },
+      chunk: { size: 1000, overlap: 0 },
+    });
     cid = c.id;
-    await store.upsertDocuments(cid, DOCS.map((d) => ({ ...d, metadata: {}, chunks: [d.text] })));
+    await store.upsertDocuments(
+      cid,
+      DOCS.map((d) => ({ ...d, metadata: {}, chunks: [d.text] })),
+    );
     // 50 distinct queries with feedback; "process 3" is asked twice with different casing (one group).
     const rows = Array.from({ length: 50 }, (_, i) => logRow('go', `what is process ${i}`, 1000 + i, 'v1'));
     rows.push(logRow('go', 'What is  PROCESS 3', 2000, 'v1'));
@@ -49,7 +56,8 @@ describe('pair mining', () => {
   it('pseudo-queries are inverse-cloze spans and normalization merges spellings', () => {
     expect(pseudoQuery('A short one.')).toBeUndefined();
     expect(pseudoQuery('The first sentence names it. The rest explains what it does in detail.')).toEqual({
-      anchor: 'The first sentence names it.', positive: 'The rest explains what it does in detail.',
+      anchor: 'The first sentence names it.',
+      positive: 'The rest explains what it does in detail.',
     });
     expect(normalizeQuery('  What is\tPROCESS 3 ')).toBe('what is process 3');
   });
@@ -71,23 +79,51 @@ describe('pair mining', () => {
     expect(r.stats.bySource.pseudo_query).toBeGreaterThan(0);
     expect(r.pairs.every((p) => p.docId !== DOCS[59]!.id)).toBe(true);
     // Same seed → same split; another seed → another split.
-    const again = await minePairs(store, cid, 'go', { seed: 1, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 5, pseudoQueries: 0 });
+    const again = await minePairs(store, cid, 'go', {
+      seed: 1,
+      evalFraction: 0.2,
+      maxEvalQueries: 100,
+      minEvalQueries: 5,
+      pseudoQueries: 0,
+    });
     expect(again.eval).toEqual(r.eval);
-    const other = await minePairs(store, cid, 'go', { seed: 2, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 5, pseudoQueries: 0 });
+    const other = await minePairs(store, cid, 'go', {
+      seed: 2,
+      evalFraction: 0.2,
+      maxEvalQueries: 100,
+      minEvalQueries: 5,
+      pseudoQueries: 0,
+    });
     expect(other.eval).not.toEqual(r.eval);
   });
 
   it('refuses to produce a gate set too small to mean anything', async () => {
-    await expect(minePairs(store, cid, 'go', { seed: 1, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 30, pseudoQueries: 0 }))
-      .rejects.toBeInstanceOf(MiningError);
+    await expect(
+      minePairs(store, cid, 'go', { seed: 1, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 30, pseudoQueries: 0 }),
+    ).rejects.toBeInstanceOf(MiningError);
   });
 
   it('mines questions and paraphrases through a local OpenAI-compatible server, with retries and a concurrency cap', async () => {
     const fake = await startLlm(2);
     try {
-      const llm = new LlmMiner({ baseURL: fake.url, model: 'test-model', apiKey: 'k', concurrency: 3, backoffMs: 5, pricePerMTokIn: 1, pricePerMTokOut: 2 });
+      const llm = new LlmMiner({
+        baseURL: fake.url,
+        model: 'test-model',
+        apiKey: 'k',
+        concurrency: 3,
+        backoffMs: 5,
+        pricePerMTokIn: 1,
+        pricePerMTokOut: 2,
+      });
       const r = await minePairs(store, cid, 'go', {
-        seed: 1, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 5, pseudoQueries: 0, llm, llmPassages: 8, llmParaphraseQueries: 6,
+        seed: 1,
+        evalFraction: 0.2,
+        maxEvalQueries: 100,
+        minEvalQueries: 5,
+        pseudoQueries: 0,
+        llm,
+        llmPassages: 8,
+        llmParaphraseQueries: 6,
       });
       expect(r.stats.bySource.llm_question).toBe(16);
       expect(r.stats.bySource.llm_paraphrase).toBeGreaterThanOrEqual(12);
@@ -109,7 +145,14 @@ describe('pair mining', () => {
   });
 
   it('gives up on a dead endpoint without failing the whole mining step', async () => {
-    const llm = new LlmMiner({ baseURL: 'http://127.0.0.1:9/v1', model: 'm', concurrency: 2, maxAttempts: 2, backoffMs: 1, timeoutMs: 2000 });
+    const llm = new LlmMiner({
+      baseURL: 'http://127.0.0.1:9/v1',
+      model: 'm',
+      concurrency: 2,
+      maxAttempts: 2,
+      backoffMs: 1,
+      timeoutMs: 2000,
+    });
     const out = await llm.questionsFor([{ id: '1', text: 'some passage text' }]);
     expect(out).toEqual([[]]);
     expect(llm.usage.failures).toBe(1);
@@ -121,12 +164,16 @@ describe('pair mining', () => {
     const run = limiter(2);
     let active = 0;
     let peak = 0;
-    await Promise.all(Array.from({ length: 6 }, () => run(async () => {
-      active++;
-      peak = Math.max(peak, active);
-      await new Promise((r) => setTimeout(r, 5));
-      active--;
-    })));
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        run(async () => {
+          active++;
+          peak = Math.max(peak, active);
+          await new Promise((r) => setTimeout(r, 5));
+          active--;
+        }),
+      ),
+    );
     expect(peak).toBe(2);
   });
 
@@ -134,16 +181,29 @@ describe('pair mining', () => {
     const r = await minePairs(store, cid, 'go', { seed: 1, evalFraction: 0.2, maxEvalQueries: 100, minEvalQueries: 5, pseudoQueries: 10 });
     const out = join(dir, 'bundle');
     const info = await writeBundle(out, {
-      store, collectionId: cid, pairs: r.pairs, eval: r.eval, baseModelDir: TINY_MODEL,
+      store,
+      collectionId: cid,
+      pairs: r.pairs,
+      eval: r.eval,
+      baseModelDir: TINY_MODEL,
       job: { version: 'v2', parent_version: 'v1', loss: 'mnrl', batch_size: 16, epochs: 1, lr: 5e-5, seed: 1, collection: 'go' },
     });
     expect(existsSync(`${out}.tmp`)).toBe(false);
-    const pairs = readFileSync(join(out, 'pairs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const pairs = readFileSync(join(out, 'pairs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(pairs).toHaveLength(r.pairs.length);
     expect(Object.keys(pairs[0]!).sort()).toEqual(['anchor', 'positive', 'positive_id']);
-    const ev = readFileSync(join(out, 'eval.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { query: string; relevant: string[] });
+    const ev = readFileSync(join(out, 'eval.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { query: string; relevant: string[] });
     expect(ev).toHaveLength(r.eval.length);
-    const corpus = readFileSync(join(out, 'corpus.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string });
+    const corpus = readFileSync(join(out, 'corpus.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string });
     expect(corpus).toHaveLength(59);
     expect(info.corpus).toBe(59);
     expect(existsSync(join(out, 'base/onnx/model.onnx'))).toBe(true);

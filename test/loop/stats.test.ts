@@ -1,7 +1,13 @@
 // Drift statistics on synthetic vectors: same distribution → no signal; a shifted one → a clear signal.
 import { describe, expect, it } from 'vitest';
 import {
-  centroidCosineDistance, domainClassifierAuc, kolmogorovQ, ksTwoSample, mmdPermutationTest, rocAuc, seededRandom,
+  centroidCosineDistance,
+  domainClassifierAuc,
+  kolmogorovQ,
+  ksTwoSample,
+  mmdPermutationTest,
+  rocAuc,
+  seededRandom,
 } from '../../src/monitor/stats.js';
 
 function gaussian(rand: () => number): number {

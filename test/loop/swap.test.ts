@@ -10,7 +10,11 @@ import type { Config } from '../../src/config.js';
 import { Swapper } from '../../src/swap/swap.js';
 import { startTestServer, tempDir, TINY_MODEL, type TestServer } from '../helpers.js';
 
-const docs = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: `d${from + i}`, text: `document ${from + i} about subject ${(from + i) % 13} and topic ${(from + i) % 7}` }));
+const docs = (from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `d${from + i}`,
+    text: `document ${from + i} about subject ${(from + i) % 13} and topic ${(from + i) % 7}`,
+  }));
 
 const BACKENDS = {
   hnswlib: (_dir: string): Partial<Config> => ({}),
@@ -47,7 +51,14 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
   it('re-embeds in the shadow, catches up writes made meanwhile, verifies, then switches atomically', async () => {
     const cfg = s.config;
     const cand = await loadModel(specForDir('cand-1', candDir(), cfg), cfg);
-    await s.store.upsertModelVersion({ version: 'cand-1', parentVersion: base, source: encodeSource({ kind: 'dir', path: candDir() }), dim: cand.dim, status: 'candidate', card: {} });
+    await s.store.upsertModelVersion({
+      version: 'cand-1',
+      parentVersion: base,
+      source: encodeSource({ kind: 'dir', path: candDir() }),
+      dim: cand.dim,
+      status: 'candidate',
+      card: {},
+    });
     const seen: number[] = [];
     // Writes and searches while the shadow build runs: upserts, a replacement and a delete.
     const build = swapper.shadowBuild('cand-1', cand, (_c, _d, _t, o) => seen.push(o.done / o.total));
@@ -61,14 +72,18 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
     let cutOverDone = false;
     const searching = (async () => {
       for (let i = 0; i < 20 || !cutOverDone; i++) {
-        searches.push((await s.req('POST', '/search', { collection: 'a', query: `subject ${i % 13}`, k: 3, mode: i % 2 ? 'vector' : 'hybrid' })).status);
+        searches.push(
+          (await s.req('POST', '/search', { collection: 'a', query: `subject ${i % 13}`, k: 3, mode: i % 2 ? 'vector' : 'hybrid' })).status,
+        );
       }
     })();
     const b = await build;
     await writes;
     expect(s.engine.serving.version).toBe(base);
     expect(seen.at(-1)).toBe(1);
-    const r = await swapper.cutOver(b).finally(() => { cutOverDone = true; });
+    const r = await swapper.cutOver(b).finally(() => {
+      cutOverDone = true;
+    });
     await searching;
     expect(searches.length).toBeGreaterThan(20);
     expect(searches.filter((x) => x !== 200)).toEqual([]);
@@ -105,7 +120,14 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
     cpSync(TINY_MODEL, join(modelsDir(s.config), 'cand-2'), { recursive: true });
     const cfg = s.config;
     const c2 = await loadModel(specForDir('cand-2', join(modelsDir(s.config), 'cand-2'), cfg), cfg);
-    await s.store.upsertModelVersion({ version: 'cand-2', parentVersion: base, source: encodeSource({ kind: 'dir', path: join(modelsDir(s.config), 'cand-2') }), dim: c2.dim, status: 'candidate', card: {} });
+    await s.store.upsertModelVersion({
+      version: 'cand-2',
+      parentVersion: base,
+      source: encodeSource({ kind: 'dir', path: join(modelsDir(s.config), 'cand-2') }),
+      dim: c2.dim,
+      status: 'candidate',
+      card: {},
+    });
     await swapper.cutOver(await swapper.shadowBuild('cand-2', c2));
     expect(s.engine.previousPair?.version).toBe(base);
     const r = await swapper.rollback('cand-1');

@@ -31,13 +31,23 @@ describe('drift check over a large query log', () => {
     // (the first 200 text queries) only fills after reading through all the vector-only rows.
     const t0 = Date.now() + 1000; // after the champion's promotion, where the reference window starts
     const row = (i: number, query: string | null, at: number): QueryLogRow => ({
-      id: `q${i}`, collection: 'big', query, mode: 'vector', k: 10, resultIds: ['d1', 'd2'], scores: [0.8, 0.6],
-      modelVersion: version, latencyMs: 1, createdAt: at,
+      id: `q${i}`,
+      collection: 'big',
+      query,
+      mode: 'vector',
+      k: 10,
+      resultIds: ['d1', 'd2'],
+      scores: [0.8, 0.6],
+      modelVersion: version,
+      latencyMs: 1,
+      createdAt: at,
     });
     await s.store.insertQueryLogs(Array.from({ length: 100 }, (_, i) => row(i, `cells topic ${i % 7}`, t0 + i)));
     for (let start = 0; start < LOGGED; start += 25_000) {
       // Several rows per millisecond, as under load: the sliced read must handle timestamp ties.
-      await s.store.insertQueryLogs(Array.from({ length: 25_000 }, (_, i) => row(1000 + start + i, null, t0 + 1000 + Math.floor((start + i) / 3))));
+      await s.store.insertQueryLogs(
+        Array.from({ length: 25_000 }, (_, i) => row(1000 + start + i, null, t0 + 1000 + Math.floor((start + i) / 3))),
+      );
     }
     const tEnd = t0 + 1000 + LOGGED;
     await s.store.insertQueryLogs(Array.from({ length: 200 }, (_, i) => row(LOGGED + 10_000 + i, `document topic ${i % 11}`, tEnd + i)));
@@ -48,10 +58,17 @@ describe('drift check over a large query log', () => {
   });
 
   it('keeps answering searches while the check reads past 250k logged queries', async () => {
-    const monitor = new DriftMonitor({
-      store: s.store, config: s.config, metrics: s.metrics, log: s.log,
-      embed: (texts) => s.engine.embedTexts(texts), servingVersion: () => s.engine.serving.version,
-    }, { permutations: 50 });
+    const monitor = new DriftMonitor(
+      {
+        store: s.store,
+        config: s.config,
+        metrics: s.metrics,
+        log: s.log,
+        embed: (texts) => s.engine.embedTexts(texts),
+        servingVersion: () => s.engine.serving.version,
+      },
+      { permutations: 50 },
+    );
     let vi = 0;
     const vector = () => Array.from({ length: dim }, (_, j) => Math.sin(++vi * 0.37 + j));
     const lat: { ms: number; at: number; during: boolean }[] = [];
@@ -81,7 +98,9 @@ describe('drift check over a large query log', () => {
       const pc = (xs: number[], p: number) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!.toFixed(1);
       const steady = lat.filter((l) => !l.during).map((l) => l.ms);
       const dur = lat.filter((l) => l.during).map((l) => l.ms);
-      console.log(`check ${(checkEnd - checkStart).toFixed(0)} ms; steady n=${steady.length} p50 ${pc(steady, 0.5)} p99 ${pc(steady, 0.99)} max ${pc(steady, 1)}; during n=${dur.length} p50 ${pc(dur, 0.5)} p99 ${pc(dur, 0.99)} max ${pc(dur, 1)} ms`);
+      console.log(
+        `check ${(checkEnd - checkStart).toFixed(0)} ms; steady n=${steady.length} p50 ${pc(steady, 0.5)} p99 ${pc(steady, 0.99)} max ${pc(steady, 1)}; during n=${dur.length} p50 ${pc(dur, 0.5)} p99 ${pc(dur, 0.99)} max ${pc(dur, 1)} ms`,
+      );
     }
     // The windows were found past the vector-only rows: the check really read the whole log.
     expect(check.metrics.status).toBe('ok');
@@ -90,6 +109,8 @@ describe('drift check over a large query log', () => {
     const during = lat.filter((l) => l.during);
     const slow = during.filter((l) => l.ms > SLOW_MS);
     expect(during.length).toBeGreaterThanOrEqual(20);
-    expect(slow.length, `searches over ${SLOW_MS} ms during the check: ${slow.map((l) => l.ms.toFixed(0)).join(', ')}`).toBeLessThanOrEqual(MAX_SLOW);
+    expect(slow.length, `searches over ${SLOW_MS} ms during the check: ${slow.map((l) => l.ms.toFixed(0)).join(', ')}`).toBeLessThanOrEqual(
+      MAX_SLOW,
+    );
   }, 180_000);
 });

@@ -13,15 +13,25 @@ import { startS3, type TestS3 } from './s3server.js';
 
 let s3: TestS3;
 const dirs: string[] = [];
-beforeAll(async () => { s3 = await startS3(); });
+beforeAll(async () => {
+  s3 = await startS3();
+});
 afterAll(async () => {
   await s3.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-const tmp = () => { const d = tempDir('objects-'); dirs.push(d); return d; };
+const tmp = () => {
+  const d = tempDir('objects-');
+  dirs.push(d);
+  return d;
+};
 
 const backends: [string, () => Promise<ObjectStore>][] = [
-  ['s3', async () => (await openObjectStore({ OBJECT_STORE_URL: `s3://${s3.bucket}/team a/prod`, S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1' }))!],
+  [
+    's3',
+    async () =>
+      (await openObjectStore({ OBJECT_STORE_URL: `s3://${s3.bucket}/team a/prod`, S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1' }))!,
+  ],
   ['dir', async () => (await openObjectStore({ OBJECT_STORE_URL: `file://${tmp()}/store`, S3_REGION: 'us-east-1' }))!],
 ];
 
@@ -56,7 +66,14 @@ describe.each(backends)('ObjectStore contract (%s)', (_name, open) => {
 });
 
 it('S3 listing follows continuation tokens across pages', async () => {
-  const o = await S3ObjectStore.create({ bucket: s3.bucket, prefix: 'paging', endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, pageSize: 2 });
+  const o = await S3ObjectStore.create({
+    bucket: s3.bucket,
+    prefix: 'paging',
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    pageSize: 2,
+  });
   const keys = Array.from({ length: 7 }, (_, i) => `p/k${i}`);
   for (const k of keys) await o.putBytes(k, k);
   expect(await o.list('p')).toEqual(keys);
@@ -78,9 +95,17 @@ describe('openObjectStore', () => {
   });
 
   it('an unreachable endpoint or a missing bucket fails check() with the location and the reason', async () => {
-    const missing = (await openObjectStore({ OBJECT_STORE_URL: 's3://no-such-bucket/x', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1' }))!;
+    const missing = (await openObjectStore({
+      OBJECT_STORE_URL: 's3://no-such-bucket/x',
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: 'us-east-1',
+    }))!;
     await expect(missing.check()).rejects.toThrow(/s3:\/\/no-such-bucket\/x .*NoSuchBucket/);
-    const down = (await openObjectStore({ OBJECT_STORE_URL: 's3://some-bucket', S3_ENDPOINT: 'http://127.0.0.1:9', S3_REGION: 'us-east-1' }))!;
+    const down = (await openObjectStore({
+      OBJECT_STORE_URL: 's3://some-bucket',
+      S3_ENDPOINT: 'http://127.0.0.1:9',
+      S3_REGION: 'us-east-1',
+    }))!;
     await expect(down.check()).rejects.toBeInstanceOf(ObjectStoreError);
     const file = join(tmp(), 'a-file');
     writeFileSync(file, '');
@@ -94,9 +119,13 @@ describe('RemoteArtifacts on S3', () => {
 
   it('snapshots: newer ones publish under unique keys, older or equal ones are skipped, two are kept, tampering is refused', async () => {
     const metrics = createMetrics();
-    const remote = new RemoteArtifacts((await backends[0]![1]()), { log, metrics });
+    const remote = new RemoteArtifacts(await backends[0]![1](), { log, metrics });
     const work = tmp();
-    const snap = (seq: number) => { const p = join(work, `s${seq}.hnsw`); writeFileSync(p, `snapshot bytes at ${seq}`.repeat(1000)); return p; };
+    const snap = (seq: number) => {
+      const p = join(work, `s${seq}.hnsw`);
+      writeFileSync(p, `snapshot bytes at ${seq}`.repeat(1000));
+      return p;
+    };
     expect(await remote.latestSnapshot(coll.id, 'v/1')).toBeUndefined();
     const p1 = await remote.publishSnapshot(coll, 'v/1', snap(10), { seq: 10, count: 3 });
     expect(p1).toMatchObject({ seq: 10, count: 3, collection: { name: 'docs', createdAt: coll.createdAt }, modelVersion: 'v/1' });
@@ -127,7 +156,7 @@ describe('RemoteArtifacts on S3', () => {
   });
 
   it('models: every file travels and is checked against the manifest; no manifest → not there; a bad file never lands', async () => {
-    const remote = new RemoteArtifacts((await backends[0]![1]()), { log });
+    const remote = new RemoteArtifacts(await backends[0]![1](), { log });
     expect(await remote.hasModel('tiny-1')).toBe(false);
     const up = await remote.publishModel('tiny-1', TINY_MODEL);
     expect(up.files).toBeGreaterThanOrEqual(4);

@@ -31,7 +31,10 @@ export async function startS3(bucket = 'retrieval-test'): Promise<TestS3> {
     bucket,
     async close() {
       child.removeAllListeners('exit');
-      await new Promise<void>((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); });
+      await new Promise<void>((r) => {
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      });
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -12,7 +12,9 @@ import { startS3, type TestS3 } from './s3server.js';
 
 let s3: TestS3;
 const cleanups: (() => Promise<void> | void)[] = [];
-beforeAll(async () => { s3 = await startS3(); });
+beforeAll(async () => {
+  s3 = await startS3();
+});
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
   await s3.close();
@@ -20,7 +22,8 @@ afterAll(async () => {
 
 const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
 const embedded = (text: string) => metric(text, /^embed_batch_size_sum (\d+)/m);
-const ops = (text: string, op: string, result: string) => metric(text, new RegExp(`^object_store_operations_total\\{op="${op}",result="${result}"\\} (\\d+)`, 'm'));
+const ops = (text: string, op: string, result: string) =>
+  metric(text, new RegExp(`^object_store_operations_total\\{op="${op}",result="${result}"\\} (\\d+)`, 'm'));
 
 describe('object store with SQLite', () => {
   it('local index snapshots lost → restored from S3 on restart (no re-embedding), later writes replayed from the DB', async () => {
@@ -29,7 +32,10 @@ describe('object store with SQLite', () => {
     const cfg = { DATA_DIR: dir, OBJECT_STORE_URL: `s3://${s3.bucket}/sqlite-node`, S3_ENDPOINT: s3.endpoint };
     let s: TestServer = await startTestServer(cfg);
     expect((await s.req('POST', '/collections', { name: 'notes' })).status).toBe(201);
-    const docs = Array.from({ length: 120 }, (_, i) => ({ id: `n${i}`, text: `note ${i} about ${['glaciers', 'kinases', 'ribosomes', 'tides'][i % 4]} number ${i}` }));
+    const docs = Array.from({ length: 120 }, (_, i) => ({
+      id: `n${i}`,
+      text: `note ${i} about ${['glaciers', 'kinases', 'ribosomes', 'tides'][i % 4]} number ${i}`,
+    }));
     expect((await s.req('POST', '/collections/notes/documents', { documents: docs })).status).toBe(200);
     await s.engine.snapshotAll();
     const bucket = await objectStore(s3);
@@ -37,9 +43,13 @@ describe('object store with SQLite', () => {
     expect(pointerKey).toBeDefined();
     const firstPointer = (await bucket.getBytes(pointerKey))!;
     // Written after the published snapshot: must come back from the store's change log.
-    expect((await s.req('POST', '/collections/notes/documents', { documents: [{ id: 'late', text: 'a late note on volcanoes' }] })).status).toBe(200);
+    expect(
+      (await s.req('POST', '/collections/notes/documents', { documents: [{ id: 'late', text: 'a late note on volcanoes' }] })).status,
+    ).toBe(200);
     expect((await s.req('DELETE', '/collections/notes/documents/n3')).status).toBe(200);
-    const want = (await s.req('POST', '/search', { collection: 'notes', query: 'kinases number 5', k: 5 })).body.results.map((r: { id: string }) => r.id);
+    const want = (await s.req('POST', '/search', { collection: 'notes', query: 'kinases number 5', k: 5 })).body.results.map(
+      (r: { id: string }) => r.id,
+    );
     // Closing publishes a newer snapshot; put the older pointer back (as a slower replica's write could)
     // so the restart has to replay the late write and the delete from the database.
     await s.dispose();
@@ -57,14 +67,20 @@ describe('object store with SQLite', () => {
     expect(readdirSync(join(dir, 'indexes')).some((f) => f.endsWith('.hnsw'))).toBe(true);
     const got = await s.req('POST', '/search', { collection: 'notes', query: 'kinases number 5', k: 5 });
     expect(got.body.results.map((r: { id: string }) => r.id)).toEqual(want);
-    expect((await s.req('POST', '/search', { collection: 'notes', query: 'a late note on volcanoes', k: 1 })).body.results[0].id).toBe('late');
-    const all = (await s.req('POST', '/search', { collection: 'notes', query: 'note', k: 200 })).body.results.map((r: { id: string }) => r.id);
+    expect((await s.req('POST', '/search', { collection: 'notes', query: 'a late note on volcanoes', k: 1 })).body.results[0].id).toBe(
+      'late',
+    );
+    const all = (await s.req('POST', '/search', { collection: 'notes', query: 'note', k: 200 })).body.results.map(
+      (r: { id: string }) => r.id,
+    );
     expect(all).toHaveLength(120);
     expect(all).not.toContain('n3');
   }, 60_000);
 
   it('a wrong bucket stops the server at start with one clear error', async () => {
-    await expect(startTestServer({ OBJECT_STORE_URL: 's3://missing-bucket', S3_ENDPOINT: s3.endpoint })).rejects.toThrow(/s3:\/\/missing-bucket .*NoSuchBucket/);
+    await expect(startTestServer({ OBJECT_STORE_URL: 's3://missing-bucket', S3_ENDPOINT: s3.endpoint })).rejects.toThrow(
+      /s3:\/\/missing-bucket .*NoSuchBucket/,
+    );
   });
 });
 
@@ -83,15 +99,30 @@ describe.skipIf(!pgUrl)('object store with Postgres replicas', () => {
     const dirA = tempDir('obj-a-');
     cleanups.push(() => rmSync(dirA, { recursive: true, force: true }));
     let loop: Loop | undefined;
-    const a = await startTestServer({
-      ...shared, DATA_DIR: dirA, TRAINER_BACKEND: 'command', AUTO_RETRAIN: false,
-      TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ # {bundle}`,
-    }, { loop: { onReady: (l) => { loop = l; }, mining: { minEvalQueries: 20 } } });
+    const a = await startTestServer(
+      {
+        ...shared,
+        DATA_DIR: dirA,
+        TRAINER_BACKEND: 'command',
+        AUTO_RETRAIN: false,
+        TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ # {bundle}`,
+      },
+      {
+        loop: {
+          onReady: (l) => {
+            loop = l;
+          },
+          mining: { minEvalQueries: 20 },
+        },
+      },
+    );
     let aOpen = true;
     cleanups.push(() => (aOpen ? a.dispose() : undefined));
     expect((await a.req('POST', '/collections', { name: 'go' })).status).toBe(201);
     const sc = goScenario(GO, { split: 'dev', bp: 60, shift: 60, corpusSize: 600, seed: 11 });
-    expect((await a.req('POST', '/collections/go/documents', { documents: sc.docs.map((d) => ({ id: d.id, text: d.text })) })).status).toBe(200);
+    expect((await a.req('POST', '/collections/go/documents', { documents: sc.docs.map((d) => ({ id: d.id, text: d.text })) })).status).toBe(
+      200,
+    );
     for (const q of [...sc.bp, ...sc.shift]) {
       const r = await a.req('POST', '/search', { collection: 'go', query: q.query, k: 3 });
       for (const id of q.relevant) expect((await a.req('POST', '/feedback', { queryId: r.body.queryId, documentId: id })).status).toBe(201);

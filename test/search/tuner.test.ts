@@ -26,25 +26,47 @@ describe('StrategyTuner', () => {
       return { ...logRow(col.name, `question number ${i} about topic ${i % 50}`, Date.now() + i, version), id: `fq-${i}` };
     });
     await store.insertQueryLogs(rows);
-    for (const r of rows) await store.insertFeedback({ queryId: r.id, documentId: `d${Number(r.query!.split(' ').at(-1))}`, relevant: true });
+    for (const r of rows)
+      await store.insertFeedback({ queryId: r.id, documentId: `d${Number(r.query!.split(' ').at(-1))}`, relevant: true });
   };
 
   beforeAll(async () => {
     dir = tempDir('tuner-');
     store = await openStore({ dataDir: dir });
-    col = await store.createCollection({ name: 'docs', hnsw: { M: 16, efConstruction: 100, efSearch: 50 }, chunk: { size: 1000, overlap: 0 } });
-    await store.upsertDocuments(col.id, Array.from({ length: 50 }, (_, i) => ({
-      id: `d${i}`, text: `Topic ${i} is described here. It has a second sentence about topic ${i}.`, metadata: {},
-      chunks: [`Topic ${i} is described here. It has a second sentence about topic ${i}.`],
-    })));
+    col = await store.createCollection({
+      name: 'docs',
+      hnsw: { M: 16, efConstruction: 100, efSearch: 50 },
+      chunk: { size: 1000, overlap: 0 },
+    });
+    await store.upsertDocuments(
+      col.id,
+      Array.from({ length: 50 }, (_, i) => ({
+        id: `d${i}`,
+        text: `Topic ${i} is described here. It has a second sentence about topic ${i}.`,
+        metadata: {},
+        chunks: [`Topic ${i} is described here. It has a second sentence about topic ${i}.`],
+      })),
+    );
     const config = loadConfig({}, { STRATEGY_MIN_DOCUMENTS: 20, STRATEGY_EVAL_QUERIES: 30, STRATEGY_MIN_FEEDBACK_QUERIES: 10 });
     book = new StrategyBook({ store, metrics: createMetrics() });
     tuner = new StrategyTuner({
-      store, config, log: createLogger('silent'), book, servingVersion: () => version,
+      store,
+      config,
+      log: createLogger('silent'),
+      book,
+      servingVersion: () => version,
       // A stand-in ranker: the "encoder" finds the topic's document, keyword finds nothing.
       rank: async (_c, q) => {
         const m = /topic (\d+)/i.exec(q);
-        return { dense: m ? [{ key: `d${m[1]}`, score: 0.9 }, { key: 'd49', score: 0.1 }] : [], sparse: [{ key: 'd0', score: 3 }] };
+        return {
+          dense: m
+            ? [
+                { key: `d${m[1]}`, score: 0.9 },
+                { key: 'd49', score: 0.1 },
+              ]
+            : [],
+          sparse: [{ key: 'd0', score: 3 }],
+        };
       },
     });
   });

@@ -13,7 +13,9 @@ import type { DocumentInput, Store } from '../../src/store/types.js';
 import { tempDir } from '../helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => { for (const c of cleanups.reverse()) await c(); });
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
 const hnsw = { M: 8, efConstruction: 50, efSearch: 20 };
 const chunk = { size: 10_000, overlap: 0 };
@@ -28,7 +30,8 @@ const A = [
   ...Array.from({ length: 5 }, (_, i) => doc(`a${i + 8}`, `membrane transport of ions ${i}`)),
 ];
 const B = Array.from({ length: 120 }, (_, i) =>
-  doc(`b${i}`, `the protein binds the receptor and the membrane protein complex in tissue ${i} of the organism under study`));
+  doc(`b${i}`, `the protein binds the receptor and the membrane protein complex in tissue ${i} of the organism under study`),
+);
 const QUERIES = ['protein kinase', 'kinase', 'membrane transport', 'protein chaperone cascade', 'ions 3', 'the'];
 
 type Ranked = [docId: string, score: number][];
@@ -47,7 +50,10 @@ const backends: { name: string; open(): Promise<Store> }[] = [
     async open() {
       const dir = tempDir('kw-coll-');
       const store = await openStore({ dataDir: dir });
-      cleanups.push(async () => { await store.close(); rmSync(dir, { recursive: true, force: true }); });
+      cleanups.push(async () => {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      });
       return store;
     },
   },
@@ -83,7 +89,10 @@ describe.each(backends)('keyword search per collection ($name)', (backend) => {
     expect((await ranked(shared, b.id, 'protein kinase'))[0]![0]).toBe('b0');
 
     // Writes to A keep matching a store where A is alone, and deleting B changes nothing in A.
-    for (const s of [{ store: alone, id: a0.id }, { store: shared, id: a.id }]) {
+    for (const s of [
+      { store: alone, id: a0.id },
+      { store: shared, id: a.id },
+    ]) {
       await s.store.upsertDocuments(s.id, [doc('a1', 'protein folding chaperone protein'), doc('a13', 'a kinase cascade')]);
       await s.store.deleteDocument(s.id, 'a8');
     }
@@ -118,9 +127,11 @@ describe('SQLite keyword index migration', () => {
     // triggers, a replaced document's old chunk tombstoned.
     const old = new Database(file);
     migrate(drizzle(old), { migrationsFolder: previousMigrations(dir) });
-    const addCollection = old.prepare(
-      'INSERT INTO collections (name, hnsw_m, ef_construction, ef_search, chunk_size, chunk_overlap) VALUES (?, 8, 50, 20, 10000, 0) RETURNING id',
-    ).pluck();
+    const addCollection = old
+      .prepare(
+        'INSERT INTO collections (name, hnsw_m, ef_construction, ef_search, chunk_size, chunk_overlap) VALUES (?, 8, 50, 20, 10000, 0) RETURNING id',
+      )
+      .pluck();
     const addDoc = old.prepare("INSERT INTO documents (collection_id, id, text, metadata, seq) VALUES (?, ?, ?, '{}', 1)");
     const addChunk = old.prepare('INSERT INTO chunks (collection_id, doc_id, n, text, seq) VALUES (?, ?, 0, ?, 1)');
     const write = (collectionId: number, docs: DocumentInput[]) => {
@@ -132,7 +143,10 @@ describe('SQLite keyword index migration', () => {
     const oldA = addCollection.get('a') as number;
     const oldB = addCollection.get('b') as number;
     write(oldB, B);
-    write(oldA, A.map((d) => (d.id === 'a3' ? doc('a3', 'obsolete gastrulation text') : d)));
+    write(
+      oldA,
+      A.map((d) => (d.id === 'a3' ? doc('a3', 'obsolete gastrulation text') : d)),
+    );
     old.prepare("UPDATE chunks SET deleted_seq = 2 WHERE collection_id = ? AND doc_id = 'a3'").run(oldA);
     old.prepare("UPDATE documents SET text = ? WHERE collection_id = ? AND id = 'a3'").run(A[2]!.text, oldA);
     addChunk.run(oldA, 'a3', A[2]!.text);
@@ -155,7 +169,10 @@ describe('SQLite keyword index migration', () => {
     expect(await store.keywordSearch(oldB, 'protein', 1000)).toHaveLength(B.length);
 
     // The rebuilt index takes the store's own writes: a replaced migrated chunk leaves it exactly.
-    for (const s of [{ store, id: a.id }, { store: reference, id: ref.id }]) {
+    for (const s of [
+      { store, id: a.id },
+      { store: reference, id: ref.id },
+    ]) {
       await s.store.upsertDocuments(s.id, [doc('a1', 'heat shock chaperone')]);
       await s.store.deleteDocument(s.id, 'a7');
     }
@@ -165,7 +182,12 @@ describe('SQLite keyword index migration', () => {
 
     const db = new Database(file, { readonly: true });
     // The shared table (and its shadow tables) and triggers are gone; each collection has its own table.
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'chunks_fts*' AND name NOT GLOB 'chunks_fts_*_*' ORDER BY name").pluck().all();
+    const tables = db
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'chunks_fts*' AND name NOT GLOB 'chunks_fts_*_*' ORDER BY name",
+      )
+      .pluck()
+      .all();
     const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").pluck().all();
     db.close();
     expect(tables).toEqual([`chunks_fts_${oldA}`, `chunks_fts_${oldB}`]);

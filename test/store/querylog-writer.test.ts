@@ -13,7 +13,16 @@ afterAll(() => {
 });
 
 const row = (id: string): QueryLogRow => ({
-  id, collection: 'c', query: `q ${id}`, mode: 'vector', k: 10, resultIds: ['a', 'b'], scores: [0.9, 0.8], modelVersion: 'v1', latencyMs: 1.5, createdAt: 1_700_000_000_000,
+  id,
+  collection: 'c',
+  query: `q ${id}`,
+  mode: 'vector',
+  k: 10,
+  resultIds: ['a', 'b'],
+  scores: [0.9, 0.8],
+  modelVersion: 'v1',
+  latencyMs: 1.5,
+  createdAt: 1_700_000_000_000,
 });
 
 async function fileStore(): Promise<Store> {

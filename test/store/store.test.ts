@@ -24,7 +24,13 @@ const backends: Backend[] = [
     async open() {
       const dir = tempDir('store-sqlite-');
       const store = await openStore({ dataDir: dir });
-      return { store, cleanup: async () => { await store.close(); rmSync(dir, { recursive: true, force: true }); } };
+      return {
+        store,
+        cleanup: async () => {
+          await store.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
     },
   },
   {
@@ -55,14 +61,22 @@ if (TEST_DATABASE_URL) {
   });
 }
 
-const doc = (id: string, text: string, metadata: Record<string, unknown> = {}, chunks = [text]): DocumentInput => ({ id, text, metadata, chunks });
+const doc = (id: string, text: string, metadata: Record<string, unknown> = {}, chunks = [text]): DocumentInput => ({
+  id,
+  text,
+  metadata,
+  chunks,
+});
 const hnsw = { M: 16, efConstruction: 100, efSearch: 50 };
 const chunk = { size: 1000, overlap: 100 };
 let nameCounter = 0;
 const uniqueName = (p: string) => `${p}-${++nameCounter}`;
 
 async function expectAppError(p: Promise<unknown>, code: string): Promise<AppError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(AppError);
   expect((err as AppError).code).toBe(code);
   return err as AppError;
@@ -85,7 +99,11 @@ describe.each(backends)('Store contract: $name', (backend) => {
   });
 
   it('creates, reads, lists and rejects duplicate collections', async () => {
-    const b = await store.createCollection({ name: 'zz-b', hnsw: { M: 8, efConstruction: 64, efSearch: 32 }, chunk: { size: 500, overlap: 50 } });
+    const b = await store.createCollection({
+      name: 'zz-b',
+      hnsw: { M: 8, efConstruction: 64, efSearch: 32 },
+      chunk: { size: 500, overlap: 50 },
+    });
     const a = await store.createCollection({ name: 'ZZ-a', hnsw, chunk });
     expect(b).toMatchObject({ name: 'zz-b', hnsw: { M: 8, efConstruction: 64, efSearch: 32 }, chunk: { size: 500, overlap: 50 } });
     expect(typeof b.id).toBe('number');
@@ -111,7 +129,11 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect(r1.seq).toBeGreaterThan(seq0);
     expect(await store.currentSeq()).toBe(r1.seq);
     expect(r1.removed).toEqual([]);
-    expect(r1.added.map((x) => [x.docId, x.n, x.text])).toEqual([['a', 0, 'alpha'], ['a', 1, 'text'], ['b', 0, 'beta']]);
+    expect(r1.added.map((x) => [x.docId, x.n, x.text])).toEqual([
+      ['a', 0, 'alpha'],
+      ['a', 1, 'text'],
+      ['b', 0, 'beta'],
+    ]);
     const labels1 = r1.added.map((x) => x.label);
     expect([...labels1].sort((x, y) => x - y)).toEqual(labels1);
     expect(await store.countDocuments(c.id)).toBe(2);
@@ -130,7 +152,13 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const h = await store.hydrate([...labels1, r2.added[0]!.label, 999_999_999]);
     // Tombstoned and unknown labels do not hydrate.
     expect([...h.keys()].sort((x, y) => x - y)).toEqual([labels1[2]!, r2.added[0]!.label]);
-    expect(h.get(r2.added[0]!.label)).toEqual({ label: r2.added[0]!.label, docId: 'a', n: 0, text: 'alpha v2', metadata: { lang: 'fr', v: 2 } });
+    expect(h.get(r2.added[0]!.label)).toEqual({
+      label: r2.added[0]!.label,
+      docId: 'a',
+      n: 0,
+      text: 'alpha v2',
+      metadata: { lang: 'fr', v: 2 },
+    });
     expect(h.get(labels1[2]!)?.metadata).toEqual({ lang: 'de' });
     expect((await store.hydrate([])).size).toBe(0);
   });
@@ -209,7 +237,14 @@ describe.each(backends)('Store contract: $name', (backend) => {
   it('deleteCollection cascades to documents, chunks and index records', async () => {
     const c = await newCollection();
     const r = await store.upsertDocuments(c.id, [doc('a', 'cascade me please')]);
-    await store.saveIndexRecord({ collectionId: c.id, modelVersion: 'm-cascade', path: '/x', snapshotSeq: r.seq, count: 1, status: 'ready' });
+    await store.saveIndexRecord({
+      collectionId: c.id,
+      modelVersion: 'm-cascade',
+      path: '/x',
+      snapshotSeq: r.seq,
+      count: 1,
+      status: 'ready',
+    });
     expect(await store.deleteCollection(c.name)).toBe(true);
     expect(await store.deleteCollection(c.name)).toBe(false);
     expect(await store.getCollection(c.name)).toBeUndefined();
@@ -298,8 +333,24 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const c = await newCollection();
     await store.upsertDocuments(c.id, [doc('d', 'near and or not title body'), doc('e', "o'brien's café naïve 東京")]);
     const hostile = [
-      '"AND OR NEAR(', 'AND', 'NEAR(a b)', 'title:foo*', '-x', '^body', "'; DROP TABLE chunks; --",
-      '\\', "'", '""', '(((', 'a & b | !c <-> d', ':*', '*', '{}', '\u0000', 'x'.repeat(5000), 'w '.repeat(500),
+      '"AND OR NEAR(',
+      'AND',
+      'NEAR(a b)',
+      'title:foo*',
+      '-x',
+      '^body',
+      "'; DROP TABLE chunks; --",
+      '\\',
+      "'",
+      '""',
+      '(((',
+      'a & b | !c <-> d',
+      ':*',
+      '*',
+      '{}',
+      '\u0000',
+      'x'.repeat(5000),
+      'w '.repeat(500),
     ];
     for (const q of hostile) await expect(store.keywordSearch(c.id, q, 5)).resolves.toBeInstanceOf(Array);
     expect((await store.keywordSearch(c.id, '"AND OR NEAR(', 5)).length).toBe(1);
@@ -321,7 +372,7 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect(p1.modelVersion).toBe(v[0]);
     expect(p1.generation).toBe((before?.generation ?? 0) + 1);
     expect(await store.getServing()).toEqual(p1);
-    expect((await store.getModelVersion(v[0]!))).toMatchObject({ status: 'champion', card: base.card, dim: 384, parentVersion: null });
+    expect(await store.getModelVersion(v[0]!)).toMatchObject({ status: 'champion', card: base.card, dim: 384, parentVersion: null });
     expect((await store.getModelVersion(v[0]!))?.promotedAt).toBe(p1.changedAt);
 
     const p2 = await store.promote(v[1]!);
@@ -349,9 +400,23 @@ describe.each(backends)('Store contract: $name', (backend) => {
   it('index records upsert by (collection, model) and filter', async () => {
     const c = await newCollection();
     const c2 = await newCollection();
-    const r1 = await store.saveIndexRecord({ collectionId: c.id, modelVersion: 'm1', path: null, snapshotSeq: 0, count: 0, status: 'building' });
+    const r1 = await store.saveIndexRecord({
+      collectionId: c.id,
+      modelVersion: 'm1',
+      path: null,
+      snapshotSeq: 0,
+      count: 0,
+      status: 'building',
+    });
     expect(r1).toMatchObject({ collectionId: c.id, modelVersion: 'm1', path: null, snapshotSeq: 0, count: 0, status: 'building' });
-    const r2 = await store.saveIndexRecord({ collectionId: c.id, modelVersion: 'm1', path: '/snap', snapshotSeq: 42, count: 7, status: 'ready' });
+    const r2 = await store.saveIndexRecord({
+      collectionId: c.id,
+      modelVersion: 'm1',
+      path: '/snap',
+      snapshotSeq: 42,
+      count: 7,
+      status: 'ready',
+    });
     expect(r2.id).toBe(r1.id);
     expect(await store.getIndexRecord(c.id, 'm1')).toEqual(r2);
     await store.saveIndexRecord({ collectionId: c.id, modelVersion: 'm2', path: null, snapshotSeq: 0, count: 0, status: 'building' });
@@ -367,8 +432,17 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const coll = uniqueName('ql');
     const t0 = 1_700_000_000_000;
     const row = (i: number, over: Partial<QueryLogRow> = {}): QueryLogRow => ({
-      id: `${coll}-q${i}`, collection: coll, query: `query ${i}`, mode: 'vector', k: 10, resultIds: [`d${i}`, 'x'],
-      scores: [0.91 - i / 100, 0.5], modelVersion: 'm1', latencyMs: 1.25 + i, createdAt: t0 + i * 1000, ...over,
+      id: `${coll}-q${i}`,
+      collection: coll,
+      query: `query ${i}`,
+      mode: 'vector',
+      k: 10,
+      resultIds: [`d${i}`, 'x'],
+      scores: [0.91 - i / 100, 0.5],
+      modelVersion: 'm1',
+      latencyMs: 1.25 + i,
+      createdAt: t0 + i * 1000,
+      ...over,
     });
     await store.insertQueryLogs(Array.from({ length: 10 }, (_, i) => row(i)));
     await store.insertQueryLogs([row(3, { query: 'duplicate id is ignored' }), row(10, { collection: 'elsewhere' })]);
@@ -391,8 +465,16 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const t0 = 1_700_000_000_000;
     // 60 rows, three per millisecond; every fourth has text, some blank or whitespace-only.
     const rows: QueryLogRow[] = Array.from({ length: 60 }, (_, i) => ({
-      id: `${coll}-${String(i).padStart(3, '0')}`, collection: coll, query: i % 4 === 0 ? `q ${i}` : i % 4 === 1 ? null : i % 4 === 2 ? '' : '   ',
-      mode: 'vector', k: 10, resultIds: ['d'], scores: [0.5], modelVersion: 'm1', latencyMs: 1, createdAt: t0 + Math.floor(i / 3),
+      id: `${coll}-${String(i).padStart(3, '0')}`,
+      collection: coll,
+      query: i % 4 === 0 ? `q ${i}` : i % 4 === 1 ? null : i % 4 === 2 ? '' : '   ',
+      mode: 'vector',
+      k: 10,
+      resultIds: ['d'],
+      scores: [0.5],
+      modelVersion: 'm1',
+      latencyMs: 1,
+      createdAt: t0 + Math.floor(i / 3),
     }));
     // ... plus 10 rows at one timestamp, more than a slice covers.
     for (let i = 0; i < 10; i++) rows.push({ ...rows[0]!, id: `${coll}-tie${i}`, query: `tie ${i}`, createdAt: t0 + 100 });
@@ -409,27 +491,48 @@ describe.each(backends)('Store contract: $name', (backend) => {
       }
       return { seen, slices };
     };
-    const text = rows.filter((r) => r.query !== null && r.query.trim() !== '').sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    const text = rows
+      .filter((r) => r.query !== null && r.query.trim() !== '')
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
     const up = await scan(false);
     expect(up.seen).toEqual(text.map((r) => r.id));
     expect(up.slices).toBeGreaterThanOrEqual(9);
     const down = await scan(true);
     expect(down.seen).toEqual(text.map((r) => r.id).reverse());
     const floored = await scan(true, t0 + 10);
-    expect(floored.seen).toEqual(text.filter((r) => r.createdAt >= t0 + 10).map((r) => r.id).reverse());
+    expect(floored.seen).toEqual(
+      text
+        .filter((r) => r.createdAt >= t0 + 10)
+        .map((r) => r.id)
+        .reverse(),
+    );
     const one = await store.queryLogTextSlice(coll, { from: t0, scanRows: 6 });
     expect(one.rows.map((r) => r.id)).toEqual([`${coll}-000`, `${coll}-004`]);
     expect(one.next).toBe(t0 + 2);
-    expect((await store.queryLogTextSlice('no-such-collection', { from: 0, scanRows: 10 }))).toEqual({ rows: [], next: undefined });
+    expect(await store.queryLogTextSlice('no-such-collection', { from: 0, scanRows: 10 })).toEqual({ rows: [], next: undefined });
   });
 
   it('feedback pairs: relevant only, joined to the query text of that collection', async () => {
     const coll = uniqueName('fb');
     const t = Date.now();
     const q = (id: string, query: string | null, collection = coll): QueryLogRow => ({
-      id, collection, query, mode: 'vector', k: 5, resultIds: [], scores: [], modelVersion: 'm', latencyMs: 1, createdAt: t,
+      id,
+      collection,
+      query,
+      mode: 'vector',
+      k: 5,
+      resultIds: [],
+      scores: [],
+      modelVersion: 'm',
+      latencyMs: 1,
+      createdAt: t,
     });
-    await store.insertQueryLogs([q(`${coll}-1`, 'what is atp'), q(`${coll}-2`, 'krebs cycle'), q(`${coll}-3`, null), q(`${coll}-4`, 'other', 'other-coll')]);
+    await store.insertQueryLogs([
+      q(`${coll}-1`, 'what is atp'),
+      q(`${coll}-2`, 'krebs cycle'),
+      q(`${coll}-3`, null),
+      q(`${coll}-4`, 'other', 'other-coll'),
+    ]);
     const f1 = await store.insertFeedback({ queryId: `${coll}-1`, documentId: 'doc-atp', relevant: true });
     expect(f1).toMatchObject({ queryId: `${coll}-1`, documentId: 'doc-atp', relevant: true });
     expect(typeof f1.id).toBe('number');
@@ -439,7 +542,10 @@ describe.each(backends)('Store contract: $name', (backend) => {
     await store.insertFeedback({ queryId: `${coll}-3`, documentId: 'doc-null', relevant: true });
     await store.insertFeedback({ queryId: `${coll}-4`, documentId: 'doc-other', relevant: true });
     const pairs = await store.feedbackPairs(coll);
-    expect(pairs.map((p) => [p.query, p.documentId])).toEqual([['what is atp', 'doc-atp'], ['krebs cycle', 'doc-krebs']]);
+    expect(pairs.map((p) => [p.query, p.documentId])).toEqual([
+      ['what is atp', 'doc-atp'],
+      ['krebs cycle', 'doc-krebs'],
+    ]);
     expect(await store.feedbackPairs(coll, { limit: 1 })).toHaveLength(1);
     expect(await store.feedbackPairs(coll, { since: Date.now() + 60_000 })).toEqual([]);
   });
@@ -447,16 +553,35 @@ describe.each(backends)('Store contract: $name', (backend) => {
   it('one running job per collection, enforced inside the write transaction', async () => {
     const coll = uniqueName('jobs');
     const job = (id: string, collection = coll): Omit<TrainJobRow, 'createdAt' | 'updatedAt'> => ({
-      id, collection, trigger: 'manual', state: 'queued', progress: { phase: 'start' }, timings: {},
-      parentVersion: 'm1', candidateVersion: null, error: null,
+      id,
+      collection,
+      trigger: 'manual',
+      state: 'queued',
+      progress: { phase: 'start' },
+      timings: {},
+      parentVersion: 'm1',
+      candidateVersion: null,
+      error: null,
     });
     const j1 = await store.insertJob(job(`${coll}-1`));
-    expect(j1).toMatchObject({ id: `${coll}-1`, state: 'queued', progress: { phase: 'start' }, timings: {}, candidateVersion: null, error: null });
+    expect(j1).toMatchObject({
+      id: `${coll}-1`,
+      state: 'queued',
+      progress: { phase: 'start' },
+      timings: {},
+      candidateVersion: null,
+      error: null,
+    });
     const err = await expectAppError(store.insertJob(job(`${coll}-2`)), 'job_running');
     expect(err.details).toEqual({ jobId: `${coll}-1` });
     await store.insertJob(job(`${coll}-other`, `${coll}-b`));
 
-    const u = await store.updateJob(j1.id, { state: 'training', progress: { step: 3, of: 10 }, timings: { mining: 1.5 }, candidateVersion: 'm2' });
+    const u = await store.updateJob(j1.id, {
+      state: 'training',
+      progress: { step: 3, of: 10 },
+      timings: { mining: 1.5 },
+      candidateVersion: 'm2',
+    });
     expect(u).toMatchObject({ state: 'training', progress: { step: 3, of: 10 }, timings: { mining: 1.5 }, candidateVersion: 'm2' });
     expect(u.updatedAt).toBeGreaterThanOrEqual(j1.updatedAt);
     await expectAppError(store.insertJob(job(`${coll}-3`)), 'job_running');
@@ -492,15 +617,35 @@ describe.each(backends)('Store contract: $name', (backend) => {
 
   it('drift and eval reports round-trip JSON and booleans, newest first', async () => {
     const coll = uniqueName('drift');
-    const d1 = await store.insertDriftReport({ collection: coll, modelVersion: 'm1', metrics: { auc: 0.5, mmd: { stat: 0.01, p: 0.7 } }, drifted: false, jobId: null });
+    const d1 = await store.insertDriftReport({
+      collection: coll,
+      modelVersion: 'm1',
+      metrics: { auc: 0.5, mmd: { stat: 0.01, p: 0.7 } },
+      drifted: false,
+      jobId: null,
+    });
     const d2 = await store.insertDriftReport({ collection: coll, modelVersion: 'm1', metrics: { auc: 0.93 }, drifted: true, jobId: 'j1' });
     expect(d1).toMatchObject({ collection: coll, drifted: false, jobId: null, metrics: { auc: 0.5, mmd: { stat: 0.01, p: 0.7 } } });
     expect((await store.listDriftReports(coll, 10)).map((r) => r.id)).toEqual([d2.id, d1.id]);
     expect(await store.listDriftReports(coll, 1)).toEqual([d2]);
 
     const cand = uniqueName('cand');
-    const e1 = await store.insertEvalReport({ jobId: 'j1', candidateVersion: cand, championVersion: 'm1', metrics: { ndcg10: 0.71 }, decision: { reason: 'margin' }, passed: true });
-    await store.insertEvalReport({ jobId: 'j2', candidateVersion: cand, championVersion: 'm1', metrics: { ndcg10: 0.6 }, decision: {}, passed: false });
+    const e1 = await store.insertEvalReport({
+      jobId: 'j1',
+      candidateVersion: cand,
+      championVersion: 'm1',
+      metrics: { ndcg10: 0.71 },
+      decision: { reason: 'margin' },
+      passed: true,
+    });
+    await store.insertEvalReport({
+      jobId: 'j2',
+      candidateVersion: cand,
+      championVersion: 'm1',
+      metrics: { ndcg10: 0.6 },
+      decision: {},
+      passed: false,
+    });
     expect(e1).toMatchObject({ passed: true, metrics: { ndcg10: 0.71 }, decision: { reason: 'margin' } });
     expect((await store.listEvalReports({ candidateVersion: cand })).map((r) => r.passed)).toEqual([false, true]);
     expect(await store.listEvalReports({ jobId: 'j1', candidateVersion: cand })).toEqual([e1]);
@@ -522,7 +667,10 @@ describe('openStore', () => {
   it('selects the store from DATABASE_URL', () => {
     expect(resolveStoreTarget({ dataDir: '/d' })).toEqual({ kind: 'sqlite', file: '/d/retrieval.db' });
     expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: '' })).toEqual({ kind: 'sqlite', file: '/d/retrieval.db' });
-    expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: 'postgres://u:p@h:5432/db' })).toEqual({ kind: 'postgres', url: 'postgres://u:p@h:5432/db' });
+    expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: 'postgres://u:p@h:5432/db' })).toEqual({
+      kind: 'postgres',
+      url: 'postgres://u:p@h:5432/db',
+    });
     expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: 'postgresql://h/db' }).kind).toBe('postgres');
     expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: 'pglite://memory' })).toEqual({ kind: 'pglite', dataDir: undefined });
     expect(resolveStoreTarget({ dataDir: '/d', databaseUrl: 'pglite:///var/lib/rt' })).toEqual({ kind: 'pglite', dataDir: '/var/lib/rt' });

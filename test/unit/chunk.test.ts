@@ -32,7 +32,16 @@ test('text without spaces is still split', () => {
 });
 
 test('reciprocal-rank fusion rewards agreement', () => {
-  const fused = reciprocalRankFusion([[{ key: 1, score: 9 }, { key: 2, score: 8 }], [{ key: 2, score: 5 }, { key: 3, score: 4 }]]).map((h) => ({ label: h.key, score: h.score }));
+  const fused = reciprocalRankFusion([
+    [
+      { key: 1, score: 9 },
+      { key: 2, score: 8 },
+    ],
+    [
+      { key: 2, score: 5 },
+      { key: 3, score: 4 },
+    ],
+  ]).map((h) => ({ label: h.key, score: h.score }));
   expect(fused.map((h) => h.label)).toEqual([2, 1, 3]);
   expect(fused[0]!.score).toBeCloseTo(1 / 62 + 1 / 61, 10);
 });

@@ -6,9 +6,19 @@ import { QueryLogBuffer } from '../../src/serving/querylog.js';
 import type { QueryLogRow, Store } from '../../src/store/types.js';
 import { createLogger } from '../../src/util/log.js';
 
-const row = (id: string): QueryLogRow => ({
-  id, collection: 'c', query: id, k: 1, mode: 'vector', resultIds: [], scores: [], modelVersion: 'v', latencyMs: 1, createdAt: 0,
-} as unknown as QueryLogRow);
+const row = (id: string): QueryLogRow =>
+  ({
+    id,
+    collection: 'c',
+    query: id,
+    k: 1,
+    mode: 'vector',
+    resultIds: [],
+    scores: [],
+    modelVersion: 'v',
+    latencyMs: 1,
+    createdAt: 0,
+  }) as unknown as QueryLogRow;
 
 it('a flush called during an in-flight write also writes the rows pushed since', async () => {
   const written: string[] = [];
@@ -17,7 +27,10 @@ it('a flush called during an in-flight write also writes the rows pushed since',
   const store = {
     async insertQueryLogs(rows: QueryLogRow[]) {
       calls++;
-      if (calls === 1) await new Promise<void>((r) => { releaseFirst = r; });
+      if (calls === 1)
+        await new Promise<void>((r) => {
+          releaseFirst = r;
+        });
       written.push(...rows.map((r) => r.id));
     },
   } as unknown as Store;

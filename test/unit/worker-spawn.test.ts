@@ -11,7 +11,9 @@ import { describe, expect, it } from 'vitest';
 const REPO = resolve(import.meta.dirname, '../..');
 const run = async (script: string) => {
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: REPO, env: { ...process.env, CACHE_DIR: mkdtempSync(join(tmpdir(), 'worker-spawn-')) }, timeout: 60_000,
+    cwd: REPO,
+    env: { ...process.env, CACHE_DIR: mkdtempSync(join(tmpdir(), 'worker-spawn-')) },
+    timeout: 60_000,
   });
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 };
@@ -20,7 +22,10 @@ describe('spawnWorker outside vitest', () => {
   it('runs a bundled entry (its relative TypeScript imports included) from a data: URL', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'worker-bundle-'));
     writeFileSync(join(dir, 'dep.ts'), 'export const where = (): string => new Error("here").stack ?? "";\n');
-    writeFileSync(join(dir, 'entry.ts'), "import { parentPort } from 'node:worker_threads';\nimport { where } from './dep.js';\nparentPort?.postMessage(where());\n");
+    writeFileSync(
+      join(dir, 'entry.ts'),
+      "import { parentPort } from 'node:worker_threads';\nimport { where } from './dep.js';\nparentPort?.postMessage(where());\n",
+    );
     const out = await run(`
 import { spawnWorker } from ${JSON.stringify(join(REPO, 'src/util/worker.ts'))};
 const w = spawnWorker(new URL(${JSON.stringify(`file://${join(dir, 'entry.ts')}`)}));

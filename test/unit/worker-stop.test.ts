@@ -4,12 +4,16 @@ import { stopWorker } from '../../src/util/worker.js';
 
 // A worker that honours `close` ends on its own (exit code 0: it was never terminated mid-call); one that
 // ignores it is terminated after the grace period (exit code 1).
-const worker = (honoursClose: boolean) => new Worker(`
+const worker = (honoursClose: boolean) =>
+  new Worker(
+    `
 const { parentPort } = require('node:worker_threads');
 parentPort.on('message', (m) => {
   if (m === 'work') { const t = Date.now(); while (Date.now() - t < 200); parentPort.postMessage('done'); }
   if (m === 'close' && ${honoursClose}) parentPort.close();
-});`, { eval: true });
+});`,
+    { eval: true },
+  );
 
 describe('stopWorker', () => {
   it('lets the worker finish what it was sent and end on its own', async () => {

@@ -8,7 +8,17 @@ import type { Engine } from '../../serving/engine.js';
 import type { CollectionStore, DocumentStore } from '../../store/types.js';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
-import { CollectionInfo, CollectionList, CollectionName, CreateCollectionBody, Deleted, Reindexed, StoredDocument, UpsertDocumentsBody, UpsertResult } from '../schemas.js';
+import {
+  CollectionInfo,
+  CollectionList,
+  CollectionName,
+  CreateCollectionBody,
+  Deleted,
+  Reindexed,
+  StoredDocument,
+  UpsertDocumentsBody,
+  UpsertResult,
+} from '../schemas.js';
 
 const name = { name: CollectionName };
 const nameAndId = { name: CollectionName, id: z.string() };
@@ -28,7 +38,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   const tags = ['collections'];
 
   defineRoute(app, {
-    method: 'post', path: '/collections', operationId: 'createCollection', summary: 'Create a collection', role: 'admin', tags,
+    method: 'post',
+    path: '/collections',
+    operationId: 'createCollection',
+    summary: 'Create a collection',
+    role: 'admin',
+    tags,
     request: { body: CreateCollectionBody, bodyName: 'CreateCollection' },
     responses: { 201: { description: 'The new collection', schema: CollectionInfo } },
     handler: async (c, { body }) => {
@@ -38,7 +53,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'get', path: '/collections', operationId: 'listCollections', summary: 'List collections', role: 'read', tags,
+    method: 'get',
+    path: '/collections',
+    operationId: 'listCollections',
+    summary: 'List collections',
+    role: 'read',
+    tags,
     responses: { 200: { description: 'Every collection', schema: CollectionList } },
     handler: async (c) => {
       const cols = await store.listCollections();
@@ -47,14 +67,24 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'get', path: '/collections/:name', operationId: 'getCollection', summary: 'Describe a collection (documents, chunks, model, strategy, params)', role: 'read', tags,
+    method: 'get',
+    path: '/collections/:name',
+    operationId: 'getCollection',
+    summary: 'Describe a collection (documents, chunks, model, strategy, params)',
+    role: 'read',
+    tags,
     request: { params: name },
     responses: { 200: { description: 'The collection', schema: CollectionInfo } },
     handler: async (c, { params }) => c.json(await collections.describe(await catalog.require(params.name))),
   });
 
   defineRoute(app, {
-    method: 'delete', path: '/collections/:name', operationId: 'deleteCollection', summary: 'Delete a collection with its documents and indexes', role: 'admin', tags,
+    method: 'delete',
+    path: '/collections/:name',
+    operationId: 'deleteCollection',
+    summary: 'Delete a collection with its documents and indexes',
+    role: 'admin',
+    tags,
     request: { params: name },
     responses: { 200: { description: 'Deleted', schema: Deleted } },
     handler: async (c, { params }) => {
@@ -64,7 +94,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'post', path: '/collections/:name/documents', operationId: 'upsertDocuments', summary: 'Batch upsert documents (re-upsert replaces)', role: 'admin', tags,
+    method: 'post',
+    path: '/collections/:name/documents',
+    operationId: 'upsertDocuments',
+    summary: 'Batch upsert documents (re-upsert replaces)',
+    role: 'admin',
+    tags,
     request: { params: name, body: UpsertDocumentsBody, bodyName: 'UpsertDocuments' },
     responses: { 200: { description: 'Documents and chunks written; seq orders the write', schema: UpsertResult } },
     handler: async (c, { params, body }) => {
@@ -78,7 +113,8 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
           throw new AppError('empty_text', `documents[${i}].text must be a non-empty string`);
         }
         const bytes = Buffer.byteLength(d.text, 'utf8');
-        if (bytes > cfg.MAX_TEXT_BYTES) throw new AppError('text_too_large', `documents[${i}].text is ${bytes} bytes; the limit is ${cfg.MAX_TEXT_BYTES}`);
+        if (bytes > cfg.MAX_TEXT_BYTES)
+          throw new AppError('text_too_large', `documents[${i}].text is ${bytes} bytes; the limit is ${cfg.MAX_TEXT_BYTES}`);
         if (ids.has(d.id)) throw new AppError('invalid_request', `documents[${i}].id "${d.id}" appears twice in this batch`);
         ids.add(d.id);
         return { id: d.id, text: d.text, metadata: d.metadata };
@@ -91,7 +127,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'get', path: '/collections/:name/documents/:id', operationId: 'getDocument', summary: 'Get a stored document', role: 'read', tags,
+    method: 'get',
+    path: '/collections/:name/documents/:id',
+    operationId: 'getDocument',
+    summary: 'Get a stored document',
+    role: 'read',
+    tags,
     request: { params: nameAndId },
     responses: { 200: { description: 'The document', schema: StoredDocument } },
     handler: async (c, { params }) => {
@@ -103,7 +144,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'delete', path: '/collections/:name/documents/:id', operationId: 'deleteDocument', summary: 'Delete a document', role: 'admin', tags,
+    method: 'delete',
+    path: '/collections/:name/documents/:id',
+    operationId: 'deleteDocument',
+    summary: 'Delete a document',
+    role: 'admin',
+    tags,
     request: { params: nameAndId },
     responses: { 200: { description: 'Deleted', schema: Deleted } },
     handler: async (c, { params }) => {
@@ -113,7 +159,12 @@ export function collectionRoutes(app: Hono<AppEnv>, deps: CollectionRoutesDeps) 
   });
 
   defineRoute(app, {
-    method: 'post', path: '/collections/:name/reindex', operationId: 'reindexCollection', summary: 'Rebuild the index from the database', role: 'admin', tags,
+    method: 'post',
+    path: '/collections/:name/reindex',
+    operationId: 'reindexCollection',
+    summary: 'Rebuild the index from the database',
+    role: 'admin',
+    tags,
     request: { params: name },
     responses: { 200: { description: 'Rebuilt; chunks indexed', schema: Reindexed } },
     handler: async (c, { params }) => {

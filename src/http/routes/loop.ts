@@ -9,8 +9,19 @@ import type { JobRunner } from '../../train/jobs.js';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
 import {
-  CollectionName, DriftCheck, DriftQuery, DriftReports, DriftReportsQuery, JobId, JobInfo, JobList, JobsQuery, ModelsResponse,
-  ModelVersion, RetrainBody, RollbackResult,
+  CollectionName,
+  DriftCheck,
+  DriftQuery,
+  DriftReports,
+  DriftReportsQuery,
+  JobId,
+  JobInfo,
+  JobList,
+  JobsQuery,
+  ModelsResponse,
+  ModelVersion,
+  RetrainBody,
+  RollbackResult,
 } from '../schemas.js';
 
 function parseTime(s: string): number {
@@ -48,18 +59,41 @@ function jobView(j: TrainJobRow, admin: boolean, evals: EvalReportRow[] = []) {
     progress = rest;
   }
   return {
-    id: j.id, collection: j.collection, trigger: j.trigger, state: j.state, progress, timings: j.timings,
-    parentVersion: j.parentVersion, candidateVersion: j.candidateVersion, error: admin || j.error === null ? j.error : j.error.split('\n', 1)[0]!,
+    id: j.id,
+    collection: j.collection,
+    trigger: j.trigger,
+    state: j.state,
+    progress,
+    timings: j.timings,
+    parentVersion: j.parentVersion,
+    candidateVersion: j.candidateVersion,
+    error: admin || j.error === null ? j.error : j.error.split('\n', 1)[0]!,
     gate: e ? { passed: e.passed, decision: e.decision, metrics: e.metrics, evalReportId: e.id } : null,
-    createdAt: iso(j.createdAt), updatedAt: iso(j.updatedAt),
+    createdAt: iso(j.createdAt),
+    updatedAt: iso(j.updatedAt),
   };
 }
 
 function modelView(m: ModelVersionRow, champion: string | undefined, evals: EvalReportRow[]) {
   return {
-    version: m.version, parentVersion: m.parentVersion, status: m.status, champion: m.version === champion, dim: m.dim,
-    source: m.source, card: m.card, createdAt: iso(m.createdAt), promotedAt: iso(m.promotedAt),
-    evalReports: evals.map((e) => ({ id: e.id, jobId: e.jobId, championVersion: e.championVersion, passed: e.passed, metrics: e.metrics, decision: e.decision, createdAt: iso(e.createdAt) })),
+    version: m.version,
+    parentVersion: m.parentVersion,
+    status: m.status,
+    champion: m.version === champion,
+    dim: m.dim,
+    source: m.source,
+    card: m.card,
+    createdAt: iso(m.createdAt),
+    promotedAt: iso(m.promotedAt),
+    evalReports: evals.map((e) => ({
+      id: e.id,
+      jobId: e.jobId,
+      championVersion: e.championVersion,
+      passed: e.passed,
+      metrics: e.metrics,
+      decision: e.decision,
+      createdAt: iso(e.createdAt),
+    })),
   };
 }
 
@@ -78,9 +112,14 @@ export function loopRoutes(deps: LoopRoutesDeps) {
   const tags = ['loop'];
   return (app: Hono<AppEnv>) => {
     defineRoute(app, {
-      method: 'get', path: '/drift', operationId: 'checkDrift', summary: 'Run a drift check now (trigger=true, admin only: let a drift start a retrain)', role: 'read', tags,
+      method: 'get',
+      path: '/drift',
+      operationId: 'checkDrift',
+      summary: 'Run a drift check now (trigger=true, admin only: let a drift start a retrain)',
+      role: 'read',
+      tags,
       request: { query: DriftQuery },
-      responses: { 200: { description: 'The stored report\'s identity plus every statistic the monitor computed', schema: DriftCheck } },
+      responses: { 200: { description: "The stored report's identity plus every statistic the monitor computed", schema: DriftCheck } },
       handler: async (c, { query: q }) => {
         // Reading drift is a read; letting it start a retrain is not.
         if (q.trigger === 'true') requireAdmin(c);
@@ -91,22 +130,48 @@ export function loopRoutes(deps: LoopRoutesDeps) {
           referenceSince: q.referenceSince !== undefined ? parseTime(q.referenceSince) : undefined,
           noTrigger: q.trigger !== 'true',
         });
-        return c.json({ id: r.report.id, collection: q.collection, drifted: r.report.drifted, jobId: r.report.jobId, createdAt: iso(r.report.createdAt), ...r.metrics });
+        return c.json({
+          id: r.report.id,
+          collection: q.collection,
+          drifted: r.report.drifted,
+          jobId: r.report.jobId,
+          createdAt: iso(r.report.createdAt),
+          ...r.metrics,
+        });
       },
     });
 
     defineRoute(app, {
-      method: 'get', path: '/drift/reports', operationId: 'listDriftReports', summary: 'Stored drift reports of a collection, newest first', role: 'read', tags,
+      method: 'get',
+      path: '/drift/reports',
+      operationId: 'listDriftReports',
+      summary: 'Stored drift reports of a collection, newest first',
+      role: 'read',
+      tags,
       request: { query: DriftReportsQuery },
       responses: { 200: { description: 'The reports', schema: DriftReports } },
       handler: async (c, { query: q }) => {
         const rows = await store.listDriftReports(q.collection, q.limit ?? 50);
-        return c.json({ reports: rows.map((r) => ({ id: r.id, drifted: r.drifted, jobId: r.jobId, modelVersion: r.modelVersion, metrics: r.metrics, createdAt: iso(r.createdAt) })) });
+        return c.json({
+          reports: rows.map((r) => ({
+            id: r.id,
+            drifted: r.drifted,
+            jobId: r.jobId,
+            modelVersion: r.modelVersion,
+            metrics: r.metrics,
+            createdAt: iso(r.createdAt),
+          })),
+        });
       },
     });
 
     defineRoute(app, {
-      method: 'post', path: '/collections/:name/retrain', operationId: 'retrain', summary: 'Start a retrain job', role: 'admin', tags,
+      method: 'post',
+      path: '/collections/:name/retrain',
+      operationId: 'retrain',
+      summary: 'Start a retrain job',
+      role: 'admin',
+      tags,
       middleware: [adminOnly],
       request: { params: { name: CollectionName }, body: RetrainBody, bodyName: 'Retrain', bodyOptional: true },
       responses: { 202: { description: 'The queued job', schema: JobInfo } },
@@ -117,7 +182,12 @@ export function loopRoutes(deps: LoopRoutesDeps) {
     });
 
     defineRoute(app, {
-      method: 'get', path: '/jobs', operationId: 'listJobs', summary: 'List retrain jobs', role: 'read', tags,
+      method: 'get',
+      path: '/jobs',
+      operationId: 'listJobs',
+      summary: 'List retrain jobs',
+      role: 'read',
+      tags,
       request: { query: JobsQuery },
       responses: { 200: { description: 'Jobs, newest first', schema: JobList } },
       handler: async (c, { query: q }) => {
@@ -127,7 +197,12 @@ export function loopRoutes(deps: LoopRoutesDeps) {
     });
 
     defineRoute(app, {
-      method: 'get', path: '/jobs/:id', operationId: 'getJob', summary: 'A retrain job: state, progress, timings, gate decision', role: 'read', tags,
+      method: 'get',
+      path: '/jobs/:id',
+      operationId: 'getJob',
+      summary: 'A retrain job: state, progress, timings, gate decision',
+      role: 'read',
+      tags,
       request: { params: { id: JobId } },
       responses: { 200: { description: 'The job', schema: JobInfo } },
       handler: async (c, { params: { id } }) => {
@@ -138,18 +213,35 @@ export function loopRoutes(deps: LoopRoutesDeps) {
     });
 
     defineRoute(app, {
-      method: 'get', path: '/models', operationId: 'listModels', summary: 'Model versions with their eval reports', role: 'read', tags,
+      method: 'get',
+      path: '/models',
+      operationId: 'listModels',
+      summary: 'Model versions with their eval reports',
+      role: 'read',
+      tags,
       responses: { 200: { description: 'Champion, serving and previous versions and every model version', schema: ModelsResponse } },
       handler: async (c) => {
         const champion = (await store.getServing())?.modelVersion;
         const rows = await store.listModelVersions();
-        const models = await Promise.all(rows.map(async (m) => modelView(m, champion, await store.listEvalReports({ candidateVersion: m.version }))));
-        return c.json({ champion: champion ?? null, serving: engine.serving.version, previous: engine.previousPair?.version ?? null, models });
+        const models = await Promise.all(
+          rows.map(async (m) => modelView(m, champion, await store.listEvalReports({ candidateVersion: m.version }))),
+        );
+        return c.json({
+          champion: champion ?? null,
+          serving: engine.serving.version,
+          previous: engine.previousPair?.version ?? null,
+          models,
+        });
       },
     });
 
     defineRoute(app, {
-      method: 'post', path: '/models/:version/rollback', operationId: 'rollbackModel', summary: 'Switch serving back to a retained version', role: 'admin', tags,
+      method: 'post',
+      path: '/models/:version/rollback',
+      operationId: 'rollbackModel',
+      summary: 'Switch serving back to a retained version',
+      role: 'admin',
+      tags,
       middleware: [adminOnly],
       request: { params: { version: ModelVersion } },
       responses: { 200: { description: 'The cut-over', schema: RollbackResult } },

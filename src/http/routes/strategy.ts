@@ -11,7 +11,11 @@ import { CollectionName, StrategyResult } from '../schemas.js';
 export function strategyRoutes(catalog: CollectionCatalog, tuner: StrategyTuner) {
   return (app: Hono<AppEnv>) => {
     defineRoute(app, {
-      method: 'post', path: '/collections/:name/strategy', operationId: 'decideStrategy', role: 'admin', tags: ['collections'],
+      method: 'post',
+      path: '/collections/:name/strategy',
+      operationId: 'decideStrategy',
+      role: 'admin',
+      tags: ['collections'],
       summary: 'Re-measure and set the collection\'s serving strategy for mode "auto" now',
       request: { params: { name: CollectionName } },
       responses: { 200: { description: 'The strategy (null: not measurable yet)', schema: StrategyResult } },

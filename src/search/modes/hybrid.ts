@@ -13,5 +13,8 @@ export async function hybridMode(r: Retrieval, q: ModeQuery, weight: number | un
   const sparse = await r.keywordSearch(q.collection, q.query, q.depth, q.filter);
   const d = dense.map((h) => ({ key: h.label, score: h.score }));
   const sp = sparse.map((h) => ({ key: h.label, score: h.score }));
-  return (weight === undefined ? reciprocalRankFusion([d, sp]) : convexFusion(d, sp, weight)).map((h) => ({ label: h.key, score: h.score }));
+  return (weight === undefined ? reciprocalRankFusion([d, sp]) : convexFusion(d, sp, weight)).map((h) => ({
+    label: h.key,
+    score: h.score,
+  }));
 }

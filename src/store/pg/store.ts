@@ -9,9 +9,30 @@ import { AppError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import * as s from '../schema/pg.js';
 import type {
-  ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
-  FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, QueryLogSlice, QueryLogSliceOptions, Scalar,
-  ServingPointer, Store, TrainJobRow, UpsertResult,
+  ApiKeyRow,
+  ChangesSince,
+  ChunkRow,
+  Collection,
+  DocumentInput,
+  DriftReportRow,
+  EvalReportRow,
+  FeedbackPair,
+  FeedbackRow,
+  HydratedChunk,
+  IndexRecord,
+  JobClaim,
+  JobState,
+  Metadata,
+  ModelStatus,
+  ModelVersionRow,
+  QueryLogRow,
+  QueryLogSlice,
+  QueryLogSliceOptions,
+  Scalar,
+  ServingPointer,
+  Store,
+  TrainJobRow,
+  UpsertResult,
 } from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import { migrateVectors } from './vectors.js';
@@ -172,7 +193,8 @@ export class PgStore implements Store {
       // A connection of its own, held while the job runs: the lock lives and dies with it.
       const client = await pool.connect();
       // Checked-out clients get no pool-level error handler: a dropped connection must not crash the process.
-      const onError = (err: Error) => opts.logger?.warn('job claim connection lost; another replica may adopt the job', { job: id, err: err.message });
+      const onError = (err: Error) =>
+        opts.logger?.warn('job claim connection lost; another replica may adopt the job', { job: id, err: err.message });
       client.on('error', onError);
       try {
         const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_NS, `job:${id}`]);
@@ -212,7 +234,10 @@ export class PgStore implements Store {
           return out;
         } catch (err) {
           // A connection that cannot even roll back is discarded, not returned to the pool.
-          const broken = await client.query('ROLLBACK').then(() => undefined, (e: unknown) => e as Error);
+          const broken = await client.query('ROLLBACK').then(
+            () => undefined,
+            (e: unknown) => e as Error,
+          );
           client.release(broken);
           throw err;
         }
@@ -226,7 +251,9 @@ export class PgStore implements Store {
     if (dataDir) mkdirSync(dataDir, { recursive: true });
     // Imported on first use: PGlite (a wasm Postgres) adds ~40 MiB of RSS to every process that loads it.
     const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
-      import('@electric-sql/pglite'), import('drizzle-orm/pglite'), import('drizzle-orm/pglite/migrator'),
+      import('@electric-sql/pglite'),
+      import('drizzle-orm/pglite'),
+      import('drizzle-orm/pglite/migrator'),
     ]);
     // pgvector for PGlite is a separate package, loaded only for the pgvector index backend.
     const extensions: Record<string, Extension> = opts.vectors ? { vector: (await import('@electric-sql/pglite-pgvector')).vector } : {};
@@ -237,7 +264,8 @@ export class PgStore implements Store {
       if (opts.vectors) await migrateVectors(async (text) => (await client.query<Record<string, unknown>>(text)).rows);
       const sqlClient: PgSqlClient = {
         query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows,
-        transaction: (fn) => client.transaction((tx) => fn(async (text, params) => (await tx.query<Record<string, unknown>>(text, params)).rows)),
+        transaction: (fn) =>
+          client.transaction((tx) => fn(async (text, params) => (await tx.query<Record<string, unknown>>(text, params)).rows)),
       };
       return new PgStore(db, () => client.close(), sqlClient, undefined, { autoAnalyze: true });
     } catch (err) {
@@ -338,7 +366,13 @@ export class PgStore implements Store {
         const old = await tx
           .update(s.chunks)
           .set({ deletedSeq: seq })
-          .where(and(eq(s.chunks.collectionId, collectionId), inArray(s.chunks.docId, ids.slice(i, i + ROWS_PER_INSERT)), isNull(s.chunks.deletedSeq)))
+          .where(
+            and(
+              eq(s.chunks.collectionId, collectionId),
+              inArray(s.chunks.docId, ids.slice(i, i + ROWS_PER_INSERT)),
+              isNull(s.chunks.deletedSeq),
+            ),
+          )
           .returning({ label: s.chunks.label });
         for (const o of old) removed.push(o.label);
       }
@@ -346,7 +380,11 @@ export class PgStore implements Store {
       for (let i = 0; i < unique.length; i += ROWS_PER_INSERT) {
         await tx
           .insert(s.documents)
-          .values(unique.slice(i, i + ROWS_PER_INSERT).map((d) => ({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq, updatedAt: now })))
+          .values(
+            unique
+              .slice(i, i + ROWS_PER_INSERT)
+              .map((d) => ({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq, updatedAt: now })),
+          )
           .onConflictDoUpdate({
             target: [s.documents.collectionId, s.documents.id],
             set: { text: sql`excluded.text`, metadata: sql`excluded.metadata`, seq, updatedAt: now },
@@ -355,7 +393,10 @@ export class PgStore implements Store {
       const chunkRows = unique.flatMap((d) => d.chunks.map((text, n) => ({ collectionId, docId: d.id, n, text, seq })));
       const added: ChunkRow[] = [];
       for (let i = 0; i < chunkRows.length; i += ROWS_PER_INSERT) {
-        const part = await tx.insert(s.chunks).values(chunkRows.slice(i, i + ROWS_PER_INSERT)).returning(chunkCols);
+        const part = await tx
+          .insert(s.chunks)
+          .values(chunkRows.slice(i, i + ROWS_PER_INSERT))
+          .returning(chunkCols);
         added.push(...part);
       }
       // RETURNING order of a multi-row insert is not guaranteed; label order is what SQLite yields.
@@ -378,11 +419,16 @@ export class PgStore implements Store {
 
   private deleteTx(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
     return this.db.transaction(async (tx) => {
-      const [doc] = await tx.select({ id: s.documents.id }).from(s.documents)
-        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).for('update');
+      const [doc] = await tx
+        .select({ id: s.documents.id })
+        .from(s.documents)
+        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+        .for('update');
       if (!doc) return undefined;
       const seq = await this.nextSeq(tx);
-      const old = await tx.update(s.chunks).set({ deletedSeq: seq })
+      const old = await tx
+        .update(s.chunks)
+        .set({ deletedSeq: seq })
         .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
         .returning({ label: s.chunks.label });
       await tx.delete(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)));
@@ -391,8 +437,10 @@ export class PgStore implements Store {
   }
 
   async getDocument(collectionId: number, docId: string) {
-    const [r] = await this.db.select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
-      .from(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)));
+    const [r] = await this.db
+      .select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
+      .from(s.documents)
+      .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)));
     return r;
   }
 
@@ -410,13 +458,18 @@ export class PgStore implements Store {
   }
 
   async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
-    return this.db.select(chunkCols).from(s.chunks)
+    return this.db
+      .select(chunkCols)
+      .from(s.chunks)
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), gt(s.chunks.label, afterLabel)))
-      .orderBy(asc(s.chunks.label)).limit(limit);
+      .orderBy(asc(s.chunks.label))
+      .limit(limit);
   }
 
   async countLiveChunks(collectionId: number): Promise<number> {
-    const [r] = await this.db.select({ n: count() }).from(s.chunks)
+    const [r] = await this.db
+      .select({ n: count() })
+      .from(s.chunks)
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)));
     return r?.n ?? 0;
   }
@@ -427,21 +480,33 @@ export class PgStore implements Store {
     // the exact delta (seq, now] even under READ COMMITTED while other replicas keep writing. A chunk
     // tombstoned after `now` still counts as live here; the next call reports its removal.
     const now = await this.currentSeq();
-    const added = await this.db.select(chunkCols).from(s.chunks)
-      .where(and(
-        eq(s.chunks.collectionId, collectionId), gt(s.chunks.seq, seq), lte(s.chunks.seq, now),
-        sql`(${s.chunks.deletedSeq} IS NULL OR ${s.chunks.deletedSeq} > ${now})`,
-      ))
+    const added = await this.db
+      .select(chunkCols)
+      .from(s.chunks)
+      .where(
+        and(
+          eq(s.chunks.collectionId, collectionId),
+          gt(s.chunks.seq, seq),
+          lte(s.chunks.seq, now),
+          sql`(${s.chunks.deletedSeq} IS NULL OR ${s.chunks.deletedSeq} > ${now})`,
+        ),
+      )
       .orderBy(asc(s.chunks.label));
     // Chunks born after `seq` and already dead were never in the snapshot: nothing to remove.
-    const removed = await this.db.select({ label: s.chunks.label }).from(s.chunks)
-      .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.deletedSeq, seq), lte(s.chunks.deletedSeq, now), lte(s.chunks.seq, seq)))
+    const removed = await this.db
+      .select({ label: s.chunks.label })
+      .from(s.chunks)
+      .where(
+        and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.deletedSeq, seq), lte(s.chunks.deletedSeq, now), lte(s.chunks.seq, seq)),
+      )
       .orderBy(asc(s.chunks.label));
     return { added, removed: removed.map((r) => r.label), seq: now };
   }
 
   async labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]> {
-    const rows = await this.db.select({ label: s.chunks.label }).from(s.chunks)
+    const rows = await this.db
+      .select({ label: s.chunks.label })
+      .from(s.chunks)
       .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), ...metadataConds(filter)))
       .orderBy(asc(s.chunks.label));
@@ -453,9 +518,10 @@ export class PgStore implements Store {
     // (`"AND OR NEAR("` is three plain terms), and the same tokeniser as the SQLite side is used.
     const terms = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, MAX_KEYWORD_TERMS);
     if (terms.length === 0) return [];
-    const filterSql = filter && Object.keys(filter).length > 0
-      ? sql`AND EXISTS (SELECT 1 FROM ${s.documents} WHERE ${s.documents.collectionId} = c.collection_id AND ${s.documents.id} = c.doc_id AND ${and(...metadataConds(filter))})`
-      : sql``;
+    const filterSql =
+      filter && Object.keys(filter).length > 0
+        ? sql`AND EXISTS (SELECT 1 FROM ${s.documents} WHERE ${s.documents.collectionId} = c.collection_id AND ${s.documents.id} = c.doc_id AND ${and(...metadataConds(filter))})`
+        : sql``;
 
     // Okapi BM25 as FTS5 computes it: idf = ln((N − df + .5)/(df + .5)) floored at 1e-6, tf from the
     // tsvector's position lists, length = tokens (tsv_len, migration 0003). (ts_rank has no idf: a common word
@@ -509,18 +575,24 @@ export class PgStore implements Store {
     const now = Date.now();
     let e = this.kwStats.get(collectionId);
     if (!e || now - e.at > KEYWORD_STATS_TTL_MS || e.df.size > KEYWORD_STATS_MAX_TERMS) {
-      const [st] = await rawRows(this.db, sql`
+      const [st] = await rawRows(
+        this.db,
+        sql`
         SELECT count(*)::float8 AS n, coalesce(avg(tsv_len), 0)::float8 AS avgdl
-        FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL`);
+        FROM chunks WHERE collection_id = ${collectionId} AND deleted_seq IS NULL`,
+      );
       e = { at: now, n: Number(st?.n ?? 0), avgdl: Number(st?.avgdl ?? 0), df: new Map() };
       this.kwStats.set(collectionId, e);
     }
     const missing = terms.filter((term) => !e.df.has(term));
     if (missing.length > 0) {
-      const rows = await rawRows(this.db, sql`
+      const rows = await rawRows(
+        this.db,
+        sql`
         SELECT t.term, (SELECT count(*) FROM chunks x WHERE x.collection_id = ${collectionId} AND x.deleted_seq IS NULL
                           AND x.tsv @@ plainto_tsquery('simple', t.term))::float8 AS df
-        FROM jsonb_array_elements_text(${JSON.stringify(missing)}::jsonb) AS t(term)`);
+        FROM jsonb_array_elements_text(${JSON.stringify(missing)}::jsonb) AS t(term)`,
+      );
       for (const r of rows) e.df.set(String(r.term), Number(r.df));
     }
     return e;
@@ -528,12 +600,20 @@ export class PgStore implements Store {
 
   /** Top-k BM25 over chunks holding a `strong` term, filled up from chunks holding only `weak` ones. */
   private async bm25(
-    collectionId: number, idf: Map<string, number>, avgdl: number, strong: string[], weak: string[], k: number,
-    filterSql: SQL, tier1Cap?: number,
+    collectionId: number,
+    idf: Map<string, number>,
+    avgdl: number,
+    strong: string[],
+    weak: string[],
+    k: number,
+    filterSql: SQL,
+    tier1Cap?: number,
   ): Promise<{ label: number; score: number }[]> {
     // Terms are letters and digits only (see keywordSearch), so 'term' is a plain lexeme.
     const orQuery = (ts: string[]) => (ts.length ? sql`to_tsquery('simple', ${ts.map((x) => `'${x}'`).join(' | ')})` : sql`NULL::tsquery`);
-    const rows = await rawRows(this.db, sql`
+    const rows = await rawRows(
+      this.db,
+      sql`
       WITH idf AS (
         SELECT key AS term, value::float8 AS idf FROM jsonb_each_text(${JSON.stringify(Object.fromEntries(idf))}::jsonb)
       ), q AS (
@@ -564,20 +644,29 @@ export class PgStore implements Store {
       JOIN idf ON idf.term = u.lexeme
       GROUP BY cand.label
       ORDER BY score DESC, cand.label
-      LIMIT ${k}`);
+      LIMIT ${k}`,
+    );
     return rows.map((r) => ({ label: Number(r.label), score: Number(r.score) }));
   }
 
   async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
-    return this.db.select(chunkCols).from(s.chunks)
+    return this.db
+      .select(chunkCols)
+      .from(s.chunks)
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)))
-      .orderBy(sql`random()`).limit(n);
+      .orderBy(sql`random()`)
+      .limit(n);
   }
 
   // ---- models
   async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
-    await this.db.insert(s.modelVersions).values(row)
-      .onConflictDoUpdate({ target: s.modelVersions.version, set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion } });
+    await this.db
+      .insert(s.modelVersions)
+      .values(row)
+      .onConflictDoUpdate({
+        target: s.modelVersions.version,
+        set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion },
+      });
   }
 
   async getModelVersion(version: string): Promise<ModelVersionRow | undefined> {
@@ -610,7 +699,9 @@ export class PgStore implements Store {
       }
       await tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version));
       const generation = (cur?.generation ?? 0) + 1;
-      await tx.insert(s.serving).values({ id: 1, modelVersion: version, generation, changedAt: now })
+      await tx
+        .insert(s.serving)
+        .values({ id: 1, modelVersion: version, generation, changedAt: now })
         .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } });
       return { modelVersion: version, generation, changedAt: now };
     });
@@ -618,7 +709,9 @@ export class PgStore implements Store {
 
   // ---- index records
   async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
-    const [r] = await this.db.select().from(s.indexes)
+    const [r] = await this.db
+      .select()
+      .from(s.indexes)
       .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)));
     return r;
   }
@@ -627,11 +720,17 @@ export class PgStore implements Store {
     const conds: SQL[] = [];
     if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
     if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
-    return this.db.select().from(s.indexes).where(and(...conds)).orderBy(asc(s.indexes.id));
+    return this.db
+      .select()
+      .from(s.indexes)
+      .where(and(...conds))
+      .orderBy(asc(s.indexes.id));
   }
 
   async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
-    const [r] = await this.db.insert(s.indexes).values(rec)
+    const [r] = await this.db
+      .insert(s.indexes)
+      .values(rec)
       .onConflictDoUpdate({
         target: [s.indexes.collectionId, s.indexes.modelVersion],
         set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
@@ -647,14 +746,18 @@ export class PgStore implements Store {
 
   // ---- serving strategies
   async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
-    const [r] = await this.db.select().from(s.strategies)
+    const [r] = await this.db
+      .select()
+      .from(s.strategies)
       .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion)));
     return r?.strategy as Metadata | undefined;
   }
 
   async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
     const decidedAt = Date.now();
-    await this.db.insert(s.strategies).values({ collectionId, modelVersion, strategy, decidedAt })
+    await this.db
+      .insert(s.strategies)
+      .values({ collectionId, modelVersion, strategy, decidedAt })
       .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } });
   }
 
@@ -662,7 +765,11 @@ export class PgStore implements Store {
   async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db.transaction(async (tx) => {
-      for (let i = 0; i < rows.length; i += 500) await tx.insert(s.queryLog).values(rows.slice(i, i + 500)).onConflictDoNothing();
+      for (let i = 0; i < rows.length; i += 500)
+        await tx
+          .insert(s.queryLog)
+          .values(rows.slice(i, i + 500))
+          .onConflictDoNothing();
     });
     await this.analyzeAfterWrite(rows.length);
   }
@@ -677,7 +784,12 @@ export class PgStore implements Store {
     if (opts.since !== undefined) conds.push(gte(s.queryLog.createdAt, opts.since));
     if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
     const dir = opts.newestFirst ? desc : asc;
-    return this.db.select().from(s.queryLog).where(and(...conds)).orderBy(dir(s.queryLog.createdAt), dir(s.queryLog.id)).limit(opts.limit);
+    return this.db
+      .select()
+      .from(s.queryLog)
+      .where(and(...conds))
+      .orderBy(dir(s.queryLog.createdAt), dir(s.queryLog.id))
+      .limit(opts.limit);
   }
 
   async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
@@ -687,8 +799,13 @@ export class PgStore implements Store {
     const floor = o.newestFirst && o.floor !== undefined ? [gte(t, o.floor)] : [];
     const ahead = o.newestFirst ? lte(t, o.from) : gte(t, o.from);
     const dir = o.newestFirst ? desc : asc;
-    const [b] = await this.db.select({ t }).from(q).where(and(eq(q.collection, collection), ahead, ...floor))
-      .orderBy(dir(t)).limit(1).offset(o.scanRows);
+    const [b] = await this.db
+      .select({ t })
+      .from(q)
+      .where(and(eq(q.collection, collection), ahead, ...floor))
+      .orderBy(dir(t))
+      .limit(1)
+      .offset(o.scanRows);
     const boundary = b?.t;
     let range: SQL[];
     let next: number | undefined;
@@ -699,12 +816,17 @@ export class PgStore implements Store {
       next = boundary;
     } else {
       range = [eq(t, o.from)];
-      const [n] = await this.db.select({ t }).from(q)
+      const [n] = await this.db
+        .select({ t })
+        .from(q)
         .where(and(eq(q.collection, collection), o.newestFirst ? lt(t, o.from) : gt(t, o.from), ...floor))
-        .orderBy(dir(t)).limit(1);
+        .orderBy(dir(t))
+        .limit(1);
       next = n?.t;
     }
-    const rows = await this.db.select().from(q)
+    const rows = await this.db
+      .select()
+      .from(q)
       .where(and(eq(q.collection, collection), ...range, isNotNull(q.query), sql`trim(${q.query}) <> ''`))
       .orderBy(dir(t), dir(q.id));
     return { rows, next };
@@ -713,7 +835,10 @@ export class PgStore implements Store {
   async countQueryLog(collection: string, since?: number): Promise<number> {
     const conds = [eq(s.queryLog.collection, collection)];
     if (since !== undefined) conds.push(gte(s.queryLog.createdAt, since));
-    const [r] = await this.db.select({ n: count() }).from(s.queryLog).where(and(...conds));
+    const [r] = await this.db
+      .select({ n: count() })
+      .from(s.queryLog)
+      .where(and(...conds));
     return r?.n ?? 0;
   }
 
@@ -726,9 +851,13 @@ export class PgStore implements Store {
   async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
     const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
     if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
-    const rows = await this.db.select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
-      .from(s.feedback).innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
-      .where(and(...conds)).orderBy(asc(s.feedback.id)).limit(opts.limit ?? 1_000_000);
+    const rows = await this.db
+      .select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .from(s.feedback)
+      .innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
+      .where(and(...conds))
+      .orderBy(asc(s.feedback.id))
+      .limit(opts.limit ?? 1_000_000);
     return rows.map((r) => ({ ...r, query: r.query ?? '' }));
   }
 
@@ -740,8 +869,12 @@ export class PgStore implements Store {
   }
 
   async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
-    return this.db.select().from(s.driftReports).where(eq(s.driftReports.collection, collection))
-      .orderBy(desc(s.driftReports.id)).limit(limit);
+    return this.db
+      .select()
+      .from(s.driftReports)
+      .where(eq(s.driftReports.collection, collection))
+      .orderBy(desc(s.driftReports.id))
+      .limit(limit);
   }
 
   async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
@@ -750,9 +883,13 @@ export class PgStore implements Store {
       // not exist yet, so lock the collection name itself; the lock is held until commit, and under
       // READ COMMITTED the SELECT below starts after it is granted, so it sees any job just committed.
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext(${'train_jobs:' + row.collection}))`);
-      const [running] = await tx.select({ id: s.trainJobs.id }).from(s.trainJobs)
-        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`)).limit(1);
-      if (running) throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
+      const [running] = await tx
+        .select({ id: s.trainJobs.id })
+        .from(s.trainJobs)
+        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`))
+        .limit(1);
+      if (running)
+        throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
       const [r] = await tx.insert(s.trainJobs).values(row).returning();
       if (!r) throw new Error('job insert returned no row');
       return r;
@@ -760,7 +897,11 @@ export class PgStore implements Store {
   }
 
   async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
-    const [r] = await this.db.update(s.trainJobs).set({ ...patch, updatedAt: Date.now() }).where(eq(s.trainJobs.id, id)).returning();
+    const [r] = await this.db
+      .update(s.trainJobs)
+      .set({ ...patch, updatedAt: Date.now() })
+      .where(eq(s.trainJobs.id, id))
+      .returning();
     if (!r) throw new AppError('job_not_found', `job ${id} not found`);
     return r;
   }
@@ -774,8 +915,12 @@ export class PgStore implements Store {
     const conds: SQL[] = [];
     if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
     if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
-    return this.db.select().from(s.trainJobs).where(and(...conds))
-      .orderBy(desc(s.trainJobs.createdAt), desc(s.trainJobs.id)).limit(opts.limit ?? 100);
+    return this.db
+      .select()
+      .from(s.trainJobs)
+      .where(and(...conds))
+      .orderBy(desc(s.trainJobs.createdAt), desc(s.trainJobs.id))
+      .limit(opts.limit ?? 100);
   }
 
   async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
@@ -788,7 +933,11 @@ export class PgStore implements Store {
     const conds: SQL[] = [];
     if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
     if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
-    return this.db.select().from(s.evalReports).where(and(...conds)).orderBy(desc(s.evalReports.id));
+    return this.db
+      .select()
+      .from(s.evalReports)
+      .where(and(...conds))
+      .orderBy(desc(s.evalReports.id));
   }
 
   // ---- api keys

@@ -33,7 +33,10 @@ export async function migrateVectors(exec: Exec): Promise<void> {
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       const why = code === '42501' ? 'this role may not create it' : err instanceof Error ? err.message : String(err);
-      throw new StoreOpenError(`INDEX_BACKEND=pgvector: the pgvector extension is available but not created (${why}); run CREATE EXTENSION vector once as the database owner or a superuser`, { cause: err });
+      throw new StoreOpenError(
+        `INDEX_BACKEND=pgvector: the pgvector extension is available but not created (${why}); run CREATE EXTENSION vector once as the database owner or a superuser`,
+        { cause: err },
+      );
     }
   }
   await exec(CATALOG_DDL);

@@ -3,9 +3,7 @@
 // Timestamps are epoch milliseconds in bigint columns, not timestamptz, so both dialects hand the
 // application the same numbers and no timezone conversion ever happens in a driver.
 import { sql } from 'drizzle-orm';
-import {
-  bigint, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex,
-} from 'drizzle-orm/pg-core';
+import { bigint, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const now = sql`((extract(epoch from clock_timestamp()) * 1000)::bigint)`;
 const ms = (name: string) => bigint(name, { mode: 'number' });
@@ -24,7 +22,9 @@ export const collections = pgTable('collections', {
 export const documents = pgTable(
   'documents',
   {
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     id: text('id').notNull(),
     text: text('text').notNull(),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull(),
@@ -40,7 +40,9 @@ export const chunks = pgTable(
   'chunks',
   {
     label: bigint('label', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     docId: text('doc_id').notNull(),
     n: integer('n').notNull(),
     text: text('text').notNull(),
@@ -82,7 +84,9 @@ export const indexes = pgTable(
   'indexes',
   {
     id: integer('id').primaryKey().generatedByDefaultAsIdentity(),
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     modelVersion: text('model_version').notNull(),
     path: text('path'),
     snapshotSeq: bigint('snapshot_seq', { mode: 'number' }).notNull().default(0),
@@ -97,7 +101,9 @@ export const indexes = pgTable(
 export const strategies = pgTable(
   'strategies',
   {
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     modelVersion: text('model_version').notNull(),
     strategy: jsonb('strategy').$type<Record<string, unknown>>().notNull(),
     decidedAt: ms('decided_at').notNull().default(now),

@@ -19,7 +19,9 @@ export const collections = sqliteTable('collections', {
 export const documents = sqliteTable(
   'documents',
   {
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     id: text('id').notNull(),
     text: text('text').notNull(),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
@@ -38,7 +40,9 @@ export const chunks = sqliteTable(
   'chunks',
   {
     label: integer('label').primaryKey({ autoIncrement: true }),
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     docId: text('doc_id').notNull(),
     n: integer('n').notNull(),
     text: text('text').notNull(),
@@ -83,7 +87,9 @@ export const indexes = sqliteTable(
   'indexes',
   {
     id: integer('id').primaryKey({ autoIncrement: true }),
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     modelVersion: text('model_version').notNull(),
     path: text('path'),
     snapshotSeq: integer('snapshot_seq').notNull().default(0),
@@ -99,7 +105,9 @@ export const indexes = sqliteTable(
 export const strategies = sqliteTable(
   'strategies',
   {
-    collectionId: integer('collection_id').notNull().references(() => collections.id, { onDelete: 'cascade' }),
+    collectionId: integer('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
     modelVersion: text('model_version').notNull(),
     strategy: text('strategy', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
     decidedAt: integer('decided_at').notNull().default(now),

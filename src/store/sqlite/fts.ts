@@ -30,15 +30,19 @@ export function dropFts(db: Database.Database, collectionId: number): void {
  * Each table is created and filled in one transaction, so a table that exists is complete.
  */
 export function ensureCollectionFts(db: Database.Database): void {
-  const missing = db.prepare(
-    `SELECT id FROM collections c WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'table' AND m.name = 'chunks_fts_' || c.id) ORDER BY id`,
-  ).pluck();
+  const missing = db
+    .prepare(
+      `SELECT id FROM collections c WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'table' AND m.name = 'chunks_fts_' || c.id) ORDER BY id`,
+    )
+    .pluck();
   for (const id of missing.all() as number[]) {
     const build = db.transaction(() => {
       // Re-checked under the write lock: another process opening the same file may have built it meanwhile.
       if (db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(ftsTable(id))) return;
       createFts(db, id);
-      db.prepare(`INSERT INTO "${ftsTable(id)}" (rowid, text) SELECT label, text FROM chunks WHERE collection_id = ? AND deleted_seq IS NULL`).run(id);
+      db.prepare(
+        `INSERT INTO "${ftsTable(id)}" (rowid, text) SELECT label, text FROM chunks WHERE collection_id = ? AND deleted_seq IS NULL`,
+      ).run(id);
     });
     build.immediate();
   }

@@ -27,7 +27,18 @@ const st = db.prepare(
 );
 const insert = db.transaction((rows: QueryLogRow[]) => {
   for (const r of rows) {
-    st.run(r.id, r.collection, r.query, r.mode, r.k, JSON.stringify(r.resultIds), JSON.stringify(r.scores), r.modelVersion, r.latencyMs, r.createdAt);
+    st.run(
+      r.id,
+      r.collection,
+      r.query,
+      r.mode,
+      r.k,
+      JSON.stringify(r.resultIds),
+      JSON.stringify(r.scores),
+      r.modelVersion,
+      r.latencyMs,
+      r.createdAt,
+    );
   }
 });
 

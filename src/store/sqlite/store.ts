@@ -10,9 +10,30 @@ import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
 import type {
-  ApiKeyRow, ChangesSince, ChunkRow, Collection, DocumentInput, DriftReportRow, EvalReportRow, FeedbackPair,
-  FeedbackRow, HydratedChunk, IndexRecord, JobClaim, JobState, Metadata, ModelStatus, ModelVersionRow, QueryLogRow, QueryLogSlice, QueryLogSliceOptions, Scalar,
-  ServingPointer, Store, TrainJobRow, UpsertResult,
+  ApiKeyRow,
+  ChangesSince,
+  ChunkRow,
+  Collection,
+  DocumentInput,
+  DriftReportRow,
+  EvalReportRow,
+  FeedbackPair,
+  FeedbackRow,
+  HydratedChunk,
+  IndexRecord,
+  JobClaim,
+  JobState,
+  Metadata,
+  ModelStatus,
+  ModelVersionRow,
+  QueryLogRow,
+  QueryLogSlice,
+  QueryLogSliceOptions,
+  Scalar,
+  ServingPointer,
+  Store,
+  TrainJobRow,
+  UpsertResult,
 } from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import { spawnWorker } from '../../util/worker.js';
@@ -37,7 +58,10 @@ export class SqliteStore implements Store {
   private readonly sqlite: Database.Database;
   private readonly db: Db;
 
-  constructor(private readonly file: string, migrationsFolder: string) {
+  constructor(
+    private readonly file: string,
+    migrationsFolder: string,
+  ) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.sqlite = new Database(file);
     this.sqlite.pragma('journal_mode = WAL');
@@ -73,11 +97,7 @@ export class SqliteStore implements Store {
     const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
     if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
     return this.db.transaction((tx) => {
-      const row = tx
-        .insert(s.collections)
-        .values(collectionColumns(input))
-        .returning()
-        .get();
+      const row = tx.insert(s.collections).values(collectionColumns(input)).returning().get();
       createFts(this.sqlite, row.id);
       return toCollection(row);
     });
@@ -127,11 +147,14 @@ export class SqliteStore implements Store {
   };
 
   /** Each collection's keyword-table statements (see ./fts.ts), prepared on first use. */
-  private readonly ftsStmts = new Map<number, {
-    insert: Database.Statement<[number, string]>;
-    remove: Database.Statement<[number, string]>;
-    search: Database.Statement<[string, number], { label: number; score: number }>;
-  }>();
+  private readonly ftsStmts = new Map<
+    number,
+    {
+      insert: Database.Statement<[number, string]>;
+      remove: Database.Statement<[number, string]>;
+      search: Database.Statement<[string, number], { label: number; score: number }>;
+    }
+  >();
 
   private fts(collectionId: number) {
     let st = this.ftsStmts.get(collectionId);
@@ -157,13 +180,17 @@ export class SqliteStore implements Store {
 
   private stmts() {
     return (this.ingestStmts ??= {
-      tombstone: this.sqlite.prepare('UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label, text'),
+      tombstone: this.sqlite.prepare(
+        'UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label, text',
+      ),
       upsertDoc: this.sqlite.prepare(
         `INSERT INTO documents (collection_id, id, text, metadata, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (collection_id, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, seq = excluded.seq, updated_at = excluded.updated_at`,
       ),
       insertChunk: this.sqlite.prepare('INSERT INTO chunks (collection_id, doc_id, n, text, seq) VALUES (?, ?, ?, ?, ?) RETURNING label'),
-      nextSeq: this.sqlite.prepare("INSERT INTO counters (name, value) VALUES ('seq', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value"),
+      nextSeq: this.sqlite.prepare(
+        "INSERT INTO counters (name, value) VALUES ('seq', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+      ),
     });
   }
 
@@ -194,23 +221,34 @@ export class SqliteStore implements Store {
 
   async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
     return this.db.transaction((tx) => {
-      const doc = tx.select({ id: s.documents.id }).from(s.documents)
-        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).get();
+      const doc = tx
+        .select({ id: s.documents.id })
+        .from(s.documents)
+        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+        .get();
       if (!doc) return undefined;
       const seq = this.nextSeq();
-      const old = tx.update(s.chunks).set({ deletedSeq: seq })
+      const old = tx
+        .update(s.chunks)
+        .set({ deletedSeq: seq })
         .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
-        .returning({ label: s.chunks.label, text: s.chunks.text }).all();
+        .returning({ label: s.chunks.label, text: s.chunks.text })
+        .all();
       const fts = this.fts(collectionId);
       for (const o of old) fts.remove.run(o.label, o.text);
-      tx.delete(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).run();
+      tx.delete(s.documents)
+        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+        .run();
       return { seq, added: [], removed: old.map((o) => o.label) };
     });
   }
 
   async getDocument(collectionId: number, docId: string) {
-    const r = this.db.select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
-      .from(s.documents).where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId))).get();
+    const r = this.db
+      .select({ id: s.documents.id, text: s.documents.text, metadata: s.documents.metadata })
+      .from(s.documents)
+      .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+      .get();
     return r;
   }
 
@@ -224,11 +262,13 @@ export class SqliteStore implements Store {
     if (labels.length === 0) return out;
     let st = this.hydrateStmts.get(labels.length);
     if (!st) {
-      st = this.sqlite.prepare<number[]>(
-        `SELECT c.label, c.doc_id, c.n, c.text, d.metadata
+      st = this.sqlite
+        .prepare<number[]>(
+          `SELECT c.label, c.doc_id, c.n, c.text, d.metadata
          FROM chunks c JOIN documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id
          WHERE c.label IN (${labels.map(() => '?').join(',')}) AND c.deleted_seq IS NULL`,
-      ).raw(true);
+        )
+        .raw(true);
       if (this.hydrateStmts.size < 256) this.hydrateStmts.set(labels.length, st);
     }
     for (const r of st.all(...labels) as [number, string, number, string, string][]) {
@@ -238,28 +278,41 @@ export class SqliteStore implements Store {
   }
 
   async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
-    return this.db.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+    return this.db
+      .select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
       .from(s.chunks)
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), gt(s.chunks.label, afterLabel)))
-      .orderBy(asc(s.chunks.label)).limit(limit).all();
+      .orderBy(asc(s.chunks.label))
+      .limit(limit)
+      .all();
   }
 
   async countLiveChunks(collectionId: number): Promise<number> {
-    return this.db.select({ n: count() }).from(s.chunks)
-      .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq))).get()?.n ?? 0;
+    return (
+      this.db
+        .select({ n: count() })
+        .from(s.chunks)
+        .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)))
+        .get()?.n ?? 0
+    );
   }
 
   async changesSince(collectionId: number, seq: number): Promise<ChangesSince> {
     return this.db.transaction((tx) => {
       const now = tx.select().from(s.counters).where(eq(s.counters.name, 'seq')).get()?.value ?? 0;
-      const added = tx.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+      const added = tx
+        .select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
         .from(s.chunks)
         .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.seq, seq), isNull(s.chunks.deletedSeq)))
-        .orderBy(asc(s.chunks.label)).all();
+        .orderBy(asc(s.chunks.label))
+        .all();
       // Chunks born after `seq` and already dead were never in the snapshot: nothing to remove.
-      const removed = tx.select({ label: s.chunks.label }).from(s.chunks)
+      const removed = tx
+        .select({ label: s.chunks.label })
+        .from(s.chunks)
         .where(and(eq(s.chunks.collectionId, collectionId), gt(s.chunks.deletedSeq, seq), lte(s.chunks.seq, seq)))
-        .all().map((r) => r.label);
+        .all()
+        .map((r) => r.label);
       return { added, removed, seq: now };
     });
   }
@@ -269,11 +322,15 @@ export class SqliteStore implements Store {
       if (!METADATA_KEY.test(k)) throw new AppError('invalid_request', `filter key "${k}" must match ${METADATA_KEY.source}`);
       const path = `$."${k}"`;
       if (v === null) return sql`json_type(${s.documents.metadata}, ${path}) = 'null'`;
-      if (typeof v === 'boolean') return sql`json_extract(${s.documents.metadata}, ${path}) = ${v ? 1 : 0} AND json_type(${s.documents.metadata}, ${path}) = ${v ? 'true' : 'false'}`;
-      if (typeof v === 'number') return sql`json_extract(${s.documents.metadata}, ${path}) = ${v} AND json_type(${s.documents.metadata}, ${path}) IN ('integer','real')`;
+      if (typeof v === 'boolean')
+        return sql`json_extract(${s.documents.metadata}, ${path}) = ${v ? 1 : 0} AND json_type(${s.documents.metadata}, ${path}) = ${v ? 'true' : 'false'}`;
+      if (typeof v === 'number')
+        return sql`json_extract(${s.documents.metadata}, ${path}) = ${v} AND json_type(${s.documents.metadata}, ${path}) IN ('integer','real')`;
       return sql`json_extract(${s.documents.metadata}, ${path}) = ${v} AND json_type(${s.documents.metadata}, ${path}) = 'text'`;
     });
-    const rows = this.db.select({ label: s.chunks.label }).from(s.chunks)
+    const rows = this.db
+      .select({ label: s.chunks.label })
+      .from(s.chunks)
       .innerJoin(s.documents, and(eq(s.documents.collectionId, s.chunks.collectionId), eq(s.documents.id, s.chunks.docId)))
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq), ...conds))
       .all();
@@ -302,16 +359,24 @@ export class SqliteStore implements Store {
   }
 
   async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
-    return this.db.select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
+    return this.db
+      .select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
       .from(s.chunks)
       .where(and(eq(s.chunks.collectionId, collectionId), isNull(s.chunks.deletedSeq)))
-      .orderBy(sql`random()`).limit(n).all();
+      .orderBy(sql`random()`)
+      .limit(n)
+      .all();
   }
 
   // ---- models
   async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
-    this.db.insert(s.modelVersions).values(row)
-      .onConflictDoUpdate({ target: s.modelVersions.version, set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion } })
+    this.db
+      .insert(s.modelVersions)
+      .values(row)
+      .onConflictDoUpdate({
+        target: s.modelVersions.version,
+        set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion },
+      })
       .run();
   }
 
@@ -341,48 +406,69 @@ export class SqliteStore implements Store {
       }
       tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version)).run();
       const generation = (cur?.generation ?? 0) + 1;
-      tx.insert(s.serving).values({ id: 1, modelVersion: version, generation, changedAt: now })
-        .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } }).run();
+      tx.insert(s.serving)
+        .values({ id: 1, modelVersion: version, generation, changedAt: now })
+        .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } })
+        .run();
       return { modelVersion: version, generation, changedAt: now };
     });
   }
 
   // ---- index records
   async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
-    return this.db.select().from(s.indexes)
-      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion))).get();
+    return this.db
+      .select()
+      .from(s.indexes)
+      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)))
+      .get();
   }
 
   async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<IndexRecord[]> {
     const conds = [];
     if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
     if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
-    return this.db.select().from(s.indexes).where(and(...conds)).all();
+    return this.db
+      .select()
+      .from(s.indexes)
+      .where(and(...conds))
+      .all();
   }
 
   async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
-    return this.db.insert(s.indexes).values(rec)
+    return this.db
+      .insert(s.indexes)
+      .values(rec)
       .onConflictDoUpdate({
         target: [s.indexes.collectionId, s.indexes.modelVersion],
         set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
       })
-      .returning().get();
+      .returning()
+      .get();
   }
 
   async deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void> {
-    this.db.delete(s.indexes).where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion))).run();
+    this.db
+      .delete(s.indexes)
+      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)))
+      .run();
   }
 
   // ---- serving strategies
   async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
-    return this.db.select().from(s.strategies)
-      .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion))).get()?.strategy as Metadata | undefined;
+    return this.db
+      .select()
+      .from(s.strategies)
+      .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion)))
+      .get()?.strategy as Metadata | undefined;
   }
 
   async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
     const decidedAt = Date.now();
-    this.db.insert(s.strategies).values({ collectionId, modelVersion, strategy, decidedAt })
-      .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } }).run();
+    this.db
+      .insert(s.strategies)
+      .values({ collectionId, modelVersion, strategy, decidedAt })
+      .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } })
+      .run();
   }
 
   // ---- query log and feedback
@@ -409,7 +495,18 @@ export class SqliteStore implements Store {
     ));
     this.sqlite.transaction(() => {
       for (const r of rows) {
-        st.run(r.id, r.collection, r.query, r.mode, r.k, JSON.stringify(r.resultIds), JSON.stringify(r.scores), r.modelVersion, r.latencyMs, r.createdAt);
+        st.run(
+          r.id,
+          r.collection,
+          r.query,
+          r.mode,
+          r.k,
+          JSON.stringify(r.resultIds),
+          JSON.stringify(r.scores),
+          r.modelVersion,
+          r.latencyMs,
+          r.createdAt,
+        );
       }
     })();
   }
@@ -422,8 +519,13 @@ export class SqliteStore implements Store {
     const conds = [eq(s.queryLog.collection, collection)];
     if (opts.since !== undefined) conds.push(gte(s.queryLog.createdAt, opts.since));
     if (opts.until !== undefined) conds.push(lte(s.queryLog.createdAt, opts.until));
-    return this.db.select().from(s.queryLog).where(and(...conds))
-      .orderBy(opts.newestFirst ? desc(s.queryLog.createdAt) : asc(s.queryLog.createdAt)).limit(opts.limit).all();
+    return this.db
+      .select()
+      .from(s.queryLog)
+      .where(and(...conds))
+      .orderBy(opts.newestFirst ? desc(s.queryLog.createdAt) : asc(s.queryLog.createdAt))
+      .limit(opts.limit)
+      .all();
   }
 
   async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
@@ -435,8 +537,14 @@ export class SqliteStore implements Store {
     // The slice ends where the (collection, created_at) index says `scanRows` rows lie ahead: an
     // index-only read. The slice is [from, boundary) (newest first: (boundary, from]); a boundary equal to
     // `from` (more rows at one timestamp than scanRows) takes that whole timestamp instead.
-    const boundary = this.db.select({ t }).from(q).where(and(eq(q.collection, collection), ahead, ...floor))
-      .orderBy(dir(t)).limit(1).offset(o.scanRows).get()?.t;
+    const boundary = this.db
+      .select({ t })
+      .from(q)
+      .where(and(eq(q.collection, collection), ahead, ...floor))
+      .orderBy(dir(t))
+      .limit(1)
+      .offset(o.scanRows)
+      .get()?.t;
     let range: SQL[];
     let next: number | undefined;
     if (boundary === undefined) {
@@ -446,20 +554,33 @@ export class SqliteStore implements Store {
       next = boundary;
     } else {
       range = [eq(t, o.from)];
-      next = this.db.select({ t }).from(q)
+      next = this.db
+        .select({ t })
+        .from(q)
         .where(and(eq(q.collection, collection), o.newestFirst ? lt(t, o.from) : gt(t, o.from), ...floor))
-        .orderBy(dir(t)).limit(1).get()?.t;
+        .orderBy(dir(t))
+        .limit(1)
+        .get()?.t;
     }
-    const rows = this.db.select().from(q)
+    const rows = this.db
+      .select()
+      .from(q)
       .where(and(eq(q.collection, collection), ...range, isNotNull(q.query), sql`trim(${q.query}) <> ''`))
-      .orderBy(dir(t), dir(q.id)).all();
+      .orderBy(dir(t), dir(q.id))
+      .all();
     return { rows, next };
   }
 
   async countQueryLog(collection: string, since?: number): Promise<number> {
     const conds = [eq(s.queryLog.collection, collection)];
     if (since !== undefined) conds.push(gte(s.queryLog.createdAt, since));
-    return this.db.select({ n: count() }).from(s.queryLog).where(and(...conds)).get()?.n ?? 0;
+    return (
+      this.db
+        .select({ n: count() })
+        .from(s.queryLog)
+        .where(and(...conds))
+        .get()?.n ?? 0
+    );
   }
 
   async insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow> {
@@ -469,9 +590,14 @@ export class SqliteStore implements Store {
   async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
     const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
     if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
-    const rows = this.db.select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
-      .from(s.feedback).innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
-      .where(and(...conds)).orderBy(asc(s.feedback.id)).limit(opts.limit ?? 1_000_000).all();
+    const rows = this.db
+      .select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .from(s.feedback)
+      .innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
+      .where(and(...conds))
+      .orderBy(asc(s.feedback.id))
+      .limit(opts.limit ?? 1_000_000)
+      .all();
     return rows.map((r) => ({ ...r, query: r.query ?? '' }));
   }
 
@@ -481,8 +607,13 @@ export class SqliteStore implements Store {
   }
 
   async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
-    return this.db.select().from(s.driftReports).where(eq(s.driftReports.collection, collection))
-      .orderBy(desc(s.driftReports.id)).limit(limit).all();
+    return this.db
+      .select()
+      .from(s.driftReports)
+      .where(eq(s.driftReports.collection, collection))
+      .orderBy(desc(s.driftReports.id))
+      .limit(limit)
+      .all();
   }
 
   private readonly jobClaims = new LocalJobClaims();
@@ -494,15 +625,24 @@ export class SqliteStore implements Store {
   async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
     return this.db.transaction((tx) => {
       // One job per collection: checked inside the write transaction so two requests cannot both pass.
-      const running = tx.select({ id: s.trainJobs.id }).from(s.trainJobs)
-        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`)).get();
-      if (running) throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
+      const running = tx
+        .select({ id: s.trainJobs.id })
+        .from(s.trainJobs)
+        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`))
+        .get();
+      if (running)
+        throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
       return tx.insert(s.trainJobs).values(row).returning().get();
     });
   }
 
   async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
-    const r = this.db.update(s.trainJobs).set({ ...patch, updatedAt: Date.now() }).where(eq(s.trainJobs.id, id)).returning().get();
+    const r = this.db
+      .update(s.trainJobs)
+      .set({ ...patch, updatedAt: Date.now() })
+      .where(eq(s.trainJobs.id, id))
+      .returning()
+      .get();
     if (!r) throw new AppError('job_not_found', `job ${id} not found`);
     return r;
   }
@@ -515,7 +655,13 @@ export class SqliteStore implements Store {
     const conds = [];
     if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
     if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
-    return this.db.select().from(s.trainJobs).where(and(...conds)).orderBy(desc(s.trainJobs.createdAt)).limit(opts.limit ?? 100).all();
+    return this.db
+      .select()
+      .from(s.trainJobs)
+      .where(and(...conds))
+      .orderBy(desc(s.trainJobs.createdAt))
+      .limit(opts.limit ?? 100)
+      .all();
   }
 
   async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
@@ -526,7 +672,12 @@ export class SqliteStore implements Store {
     const conds = [];
     if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
     if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
-    return this.db.select().from(s.evalReports).where(and(...conds)).orderBy(desc(s.evalReports.id)).all();
+    return this.db
+      .select()
+      .from(s.evalReports)
+      .where(and(...conds))
+      .orderBy(desc(s.evalReports.id))
+      .all();
   }
 
   // ---- api keys
