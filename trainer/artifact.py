@@ -301,26 +301,38 @@ def parity_sentences(n: int = 200, extra: Sequence[str] = ()) -> list[str]:
     return out[:n]
 
 
-def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str], prompt: str = "") -> float:
-    """Max abs diff between normalized embeddings from PyTorch (fp32, CPU) and onnxruntime, both with `prompt`
-    prepended ("": none, not even the model's default prompt)."""
-    import numpy as np
+def reference_embeddings(st_model, sentences: Sequence[str], prompt: str = ""):
+    """Normalized PyTorch embeddings (fp32, CPU) of `sentences` with `prompt` prepended ("": none, not even the
+    model's default prompt): what onnx_parity compares an ONNX file against (one call serves several files)."""
     import torch
 
-    _, tok = _hf_parts(st_model)
-    max_len = st_model.max_seq_length
     orig_device = st_model.device
     st_model.to("cpu")
-    dtypes = {p.dtype for p in st_model.parameters()}
-    st_model.float()
+    st_model.float()  # the trainer keeps fp32 master weights
     with torch.no_grad():
         # prompt="": no default prompt on either side (the ONNX side embeds the raw sentences)
         ref = st_model.encode(list(sentences), batch_size=32, convert_to_numpy=True, normalize_embeddings=True, prompt=prompt)
     st_model.to(orig_device)
-    if torch.bfloat16 in dtypes or torch.float16 in dtypes:
-        pass  # trainer keeps fp32 master weights; nothing to restore
-    got = OnnxEncoder(onnx_path, tok, max_len, pooling=pooling_of_model(st_model),
-                      include_prompt=include_prompt_of_model(st_model)).encode(list(sentences), batch_size=32, prompt=prompt)
+    return ref
+
+
+def onnx_parity(st_model, onnx_path: str, sentences: Sequence[str], prompt: str = "", ref=None) -> float:
+    """Max abs diff between normalized embeddings from PyTorch (fp32, CPU) and onnxruntime, both with `prompt`
+    prepended ("": none, not even the model's default prompt). `ref`: reference_embeddings(st_model, sentences,
+    prompt) when the caller has them already. The ONNX side runs in batches of 32 of like length (longest first, as
+    sentence-transformers' encode orders them: batches still padded, with little padding to run through)."""
+    import numpy as np
+
+    _, tok = _hf_parts(st_model)
+    sentences = list(sentences)
+    if ref is None:
+        ref = reference_embeddings(st_model, sentences, prompt)
+    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+    enc = OnnxEncoder(onnx_path, tok, st_model.max_seq_length, pooling=pooling_of_model(st_model),
+                      include_prompt=include_prompt_of_model(st_model))
+    got_sorted = enc.encode([sentences[i] for i in order], batch_size=32, prompt=prompt)
+    got = np.empty_like(got_sorted)
+    got[order] = got_sorted
     return float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max())
 
 
@@ -367,7 +379,8 @@ def write_artifact(
     shutil.rmtree(hf_tmp, ignore_errors=True)
     info: dict[str, Any] = {"onnx_opset": ONNX_OPSET}
     sents = parity_sentences(200, parity_texts)
-    diff = onnx_parity(st_model, onnx_fp32, sents)
+    ref = reference_embeddings(st_model, sents)  # once, for the fp32 and the int8 file
+    diff = onnx_parity(st_model, onnx_fp32, sents, ref=ref)
     info["onnx_parity_max_abs_diff"] = diff
     info["onnx_parity_n"] = len(sents)
     if not diff < parity_tol:
@@ -383,7 +396,7 @@ def write_artifact(
     if quantize:
         q = os.path.join(out_dir, "onnx", "model_quantized.onnx")
         quantize_int8(onnx_fp32, q)
-        info["int8_parity_max_abs_diff"] = onnx_parity(st_model, q, sents)
+        info["int8_parity_max_abs_diff"] = onnx_parity(st_model, q, sents, ref=ref)
     _check_st_files(pt_dir, st_model)
     card = dict(card)
     card.setdefault("pooling", pooling_of_model(st_model))
@@ -465,8 +478,10 @@ def export_existing(model_dir: str, quantize: bool = True, parity_tol: float = 1
         onnx_fp32 = os.path.join(model_dir, "onnx", "model.onnx")
         tmp = onnx_fp32 + ".tmp"
         export_onnx(td, tmp)
-    diff = onnx_parity(st, tmp, parity_sentences(200))
-    prompted = _prompted_parity(st, tmp, parity_sentences(200), *prompts_of_model(st))
+    sents = parity_sentences(200)
+    ref = reference_embeddings(st, sents)
+    diff = onnx_parity(st, tmp, sents, ref=ref)
+    prompted = _prompted_parity(st, tmp, sents, *prompts_of_model(st))
     worst = max([diff, *prompted.values()])
     if not worst < parity_tol:
         os.remove(tmp)
@@ -479,5 +494,5 @@ def export_existing(model_dir: str, quantize: bool = True, parity_tol: float = 1
         q = os.path.join(model_dir, "onnx", "model_quantized.onnx")
         quantize_int8(onnx_fp32, q + ".tmp")
         os.replace(q + ".tmp", q)
-        info["int8_parity_max_abs_diff"] = onnx_parity(st, q, parity_sentences(200))
+        info["int8_parity_max_abs_diff"] = onnx_parity(st, q, sents, ref=ref)
     return info

@@ -4,7 +4,7 @@ on the same bundle and seed, each as a real `python -m trainer train` process, s
 Per run: samples/s of the training loop, the process's wall time and its phases (train_report.json "timings":
 load, eval before, tokenize, train, eval after, export, int8 eval, embed), GPU utilisation sampled every 0.5 s
 during the training phase (nvidia-smi, else torch.cuda.utilization()), peak GPU memory, and NDCG@10 / MRR@10 /
-R@10 on the bundle's eval.jsonl. `--parallel N` adds runs with N members training side by side in their own
+R@10 on the bundle's eval.jsonl (int8 NDCG@10: on the int8 sample, queries x passages in the table). `--parallel N` adds runs with N members training side by side in their own
 processes (a soup of N: the machinery the sweep uses); `--job JSON` overrides job.json keys for every run (e.g.
 '{"sweep": true}' times the default sweep). Ratios are against the first run (the reference).
 """
@@ -124,7 +124,14 @@ def run_one(name: str, bundle: str, out: str, sampler: GpuSampler, timeout: floa
             "gpu_util_samples": len(util), "gpu_peak_mem_mb": tm.get("gpu_peak_mem_mb"),
             "ndcg@10": rep["eval_after"]["ndcg@10"], "mrr@10": rep["eval_after"]["mrr@10"],
             "recall@10": rep["eval_after"]["recall@10"], "ndcg@10_before": rep["eval_before"]["ndcg@10"],
-            "int8_ndcg@10": rep["eval_int8"]["ndcg@10"]}
+            "int8_ndcg@10": rep["eval_int8"]["ndcg@10"], "int8_sample": _sample_size(rep.get("int8_sample"))}
+
+
+def _sample_size(s: dict | None) -> str | None:
+    """"1000x5000" (queries x passages the int8 metric loss was measured on), "full 10348x35140" without sampling."""
+    if not s:
+        return None
+    return f"{'full ' if s.get('full') else ''}{s['n_queries']}x{s['n_corpus']}"
 
 
 ROWS = [("samples/s (training loop)", "samples_per_second"), ("train loop s", "train_seconds"), ("steps", "steps"),
@@ -133,10 +140,11 @@ ROWS = [("samples/s (training loop)", "samples_per_second"), ("train loop s", "t
         ("  export s", "t:export"), ("  int8 eval s", "t:eval_int8"), ("  embed s", "t:embed"),
         ("  step ms (wall)", "step:wall"), ("  step ms host: batch", "step:batch"),
         ("  step ms host: forward", "step:forward"), ("  step ms host: backward", "step:backward"),
-        ("  step ms host: optimizer", "step:optimizer"),
+        ("  step ms host: optimizer", "step:optimizer"), ("  pad_to (fast)", "t:pad_to"),
+        ("  distinct widths (fast)", "t:distinct_widths"),
         ("GPU util % (train)", "gpu_util_mean"), ("GPU peak MiB", "gpu_peak_mem_mb"), ("NDCG@10", "ndcg@10"),
         ("MRR@10", "mrr@10"), ("R@10", "recall@10"), ("NDCG@10 before", "ndcg@10_before"),
-        ("int8 NDCG@10", "int8_ndcg@10")]
+        ("int8 NDCG@10 (on the int8 sample)", "int8_ndcg@10"), ("int8 sample queries x passages", "int8_sample")]
 
 
 def table(results: list[dict]) -> str:
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundle")
     ap.add_argument("--engines", default="st,fast",
                     help="comma-separated runs: an engine (st, fast), optionally with job overrides after a colon, "
-                         "e.g. 'st,fast,fast:bucket=false' or 'fast:bucket=false:merge_columns=true' (values are JSON, "
+                         "e.g. 'st,fast,fast:bucket=false,fast:pad_to=0' or 'fast:bucket=false:merge_columns=true' (values are JSON, "
                          "else strings); default st,fast")
     ap.add_argument("--parallel", type=int, default=0, help="also run N members side by side (soup of N), per engine in --parallel-engines")
     ap.add_argument("--parallel-engines", default="fast")

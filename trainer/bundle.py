@@ -13,7 +13,7 @@ Bundle layout (DESIGN.md "Training bundle"):
                  "version"?, "parent_version"?, "base_model"?, "corpus_pairs"?,
                  "dataloader_workers"?, "scale"?, "directions"?, "partition_mode"?, "hardness"?, "soup"?,
                  "soup_concurrency"?, "soup_stall_seconds"?, "sweep"?, "embed_corpus"?, "engine"?: "st"|"fast",
-                 "bucket"?, "merge_columns"?}
+                 "bucket"?, "merge_columns"?, "pad_to"?, "int8_eval_queries"?, "int8_eval_corpus"?}
 """
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ JOB_DEFAULTS: dict[str, Any] = {
     "engine": "st",
     "bucket": True,  # fast engine: length-bucketed batches (false: the reference's random batches)
     "merge_columns": None,  # fast engine: one forward for all columns (None: on a GPU only)
+    "pad_to": 32,  # fast engine: batch widths rounded up to a multiple of this many tokens (0: exact widths)
+    # the int8 metric loss (PyTorch fp32 vs the int8 ONNX) is measured on a seeded sample of eval.jsonl: at most
+    # this many queries, and a corpus of their relevant passages plus random others up to this many (0: all)
+    "int8_eval_queries": 1000,
+    "int8_eval_corpus": 5000,
 }
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -120,6 +125,8 @@ def load_job(path: str) -> dict:
         raise BundleError("job.json: 'bucket' must be true or false")
     if job["merge_columns"] is not None and not isinstance(job["merge_columns"], bool):
         raise BundleError("job.json: 'merge_columns' must be true, false or null")
+    for k in ("pad_to", "int8_eval_queries", "int8_eval_corpus"):
+        job[k] = _num(job, k, int, 0, strict=False)
     hn = job["hard_negatives"]
     if hn is None or hn is False:
         job["hard_negatives"] = None

@@ -49,3 +49,30 @@ def eval_dataset(model, data_dir: str, ds: str, split: str = "dev") -> dict:
     queries = load_jsonl(os.path.join(data_dir, ds, f"queries.{split}.jsonl"))
     corpus = load_jsonl(os.path.join(data_dir, ds, "corpus.jsonl"))
     return evaluate(model, queries, corpus, name=f"{ds}_{split}")
+
+
+def eval_sample(queries: list[dict], corpus: list[dict], seed: int, max_queries: int = 1000,
+                max_corpus: int = 5000) -> tuple[list[dict], list[dict], dict]:
+    """A fixed, seeded sample of an evaluation set, small enough to score a CPU model on quickly: at most
+    `max_queries` queries (a seeded random choice, in their order in `queries`) and a corpus of all their relevant
+    passages plus seeded random other passages up to `max_corpus` in all (every relevant passage stays even when
+    they alone are more). 0 (or a limit at least the set's size) keeps all of it. Same inputs and seed, same sample.
+    -> (queries, corpus, info {"n_queries", "n_corpus", "of_queries", "of_corpus", "seed", "full"})."""
+    import random
+
+    rng = random.Random(seed)
+    qs = list(queries)
+    if max_queries and len(qs) > max_queries:
+        keep = sorted(rng.sample(range(len(qs)), max_queries))
+        qs = [qs[i] for i in keep]
+    cs = list(corpus)
+    if max_corpus and len(cs) > max_corpus:
+        rel = {str(r) for q in qs for r in q["relevant"]}
+        is_rel = [str(c["id"]) in rel for c in cs]
+        others = [i for i, r in enumerate(is_rel) if not r]
+        room = max(0, max_corpus - (len(cs) - len(others)))
+        pick = set(rng.sample(others, min(room, len(others))))
+        cs = [c for i, c in enumerate(cs) if is_rel[i] or i in pick]
+    full = len(qs) == len(queries) and len(cs) == len(corpus)
+    return qs, cs, {"n_queries": len(qs), "n_corpus": len(cs), "of_queries": len(queries), "of_corpus": len(corpus),
+                    "seed": seed, "full": full}

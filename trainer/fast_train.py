@@ -11,6 +11,10 @@ bookkeeping (loss .item() for the NaN filter, callbacks). Here:
 - batches are length-bucketed (job "bucket", default true): within a mega-batch of MEGA batches' rows (in random
   order) rows are sorted by token length before they are cut into batches, and the order of all batches is
   shuffled, so a batch pads to little more than its own texts while the data order stays random over an epoch;
+- a batch's width is rounded up to a multiple of PAD_TO tokens (job "pad_to", default 32; 0 = the exact width),
+  capped at the dataset's longest text: a handful of distinct shapes instead of one per batch, so cuDNN/SDPA and
+  the allocator do not plan each forward anew (scripts/gpu/step_probe.py "fixed" vs "direct"); the extra columns
+  are padding (masked in attention and pooling), so the loss does not change;
 - the encoder is called directly with a 4-D mask when the model is [Transformer, Pooling mean/cls, Normalize?]
   (DirectEncoder: no masking_utils host sync, no module plumbing), all columns in one forward on a GPU;
 - nothing waits on the GPU except the logging steps (the loss is summed on the device);
@@ -36,6 +40,15 @@ import time
 from typing import Any, Callable, Sequence
 
 MEGA = 50  # batches per length-sorted mega-batch
+PAD_TO = 32  # job "pad_to" default: batch widths rounded up to a multiple of this many tokens
+
+
+def padded_width(width: int, pad_to: int, cap: int) -> int:
+    """`width` rounded up to a multiple of `pad_to` (0 or 1: unchanged), at most `cap` (the longest text: never
+    wider than a real row, so never past the model's positions) and never below `width`."""
+    if pad_to <= 1:
+        return width
+    return max(width, min(cap, -(-width // pad_to) * pad_to))
 
 
 class Unsupported(Exception):
@@ -178,9 +191,10 @@ class DeviceTokens:
     """A TrainSet's token ids held on the training device (each column's distinct texts as one flat tensor plus
     offsets; a few MB for GO): a batch is gathered there by index, so a step copies nothing from the host and
     creates no tensor from Python data. The epoch's row order is uploaded once per epoch (load_epoch); the
-    host keeps the lengths, so each batch's width is known without asking the device."""
+    host keeps the lengths, so each batch's width is known without asking the device. pad_to > 1: each batch's
+    width is rounded up (padded_width), capped at the set's longest text."""
 
-    def __init__(self, s: TrainSet, device: str):
+    def __init__(self, s: TrainSet, device: str, pad_to: int = 0):
         import torch
 
         self.device = device
@@ -189,7 +203,9 @@ class DeviceTokens:
         self.lens = [torch.as_tensor(c.text_lens, device=device) for c in s.columns]
         self.host = s.columns
         width = max((int(c.text_lens.max()) for c in s.columns if len(c.text_lens)), default=1)
-        self.pos = torch.arange(max(1, width), device=device)
+        self.max_width = max(1, width)
+        self.pad_to = int(pad_to or 0)
+        self.pos = torch.arange(self.max_width, device=device)
         self.order: list = []  # per column: the epoch's distinct-text ids of its rows, in batch order (device)
         self.offsets: dict[int, tuple[int, int, list[int]]] = {}  # batch index -> (offset, rows, width per column)
 
@@ -209,7 +225,8 @@ class DeviceTokens:
             if k != d:
                 continue
             n = len(r)
-            widths = [max(1, int(c.text_lens[t[off:off + n]].max())) for c, t in zip(self.host, ts)]
+            widths = [padded_width(max(1, int(c.text_lens[t[off:off + n]].max())), self.pad_to, self.max_width)
+                      for c, t in zip(self.host, ts)]
             self.offsets[i] = (off, n, widths)
             off += n
             j += 1
@@ -335,8 +352,11 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
     # the anchor keeps its own forward as embed_columns does (padding short queries to the documents' width
     # costs real arithmetic there)
     merge_all = device == "cuda" if job.get("merge_columns") is None else bool(job["merge_columns"])
-    dev_sets = [DeviceTokens(s, device) for s in sets]
+    pad_to = int(job.get("pad_to", PAD_TO) or 0)
+    pad_to = pad_to if pad_to > 1 else 0
+    dev_sets = [DeviceTokens(s, device, pad_to) for s in sets]
     bucket = bool(job.get("bucket", True))
+    widths_seen: set[int] = set()  # distinct forward widths: the shapes the kernels were planned for
     timers = {"batch": 0.0, "forward": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0}
     perf = time.perf_counter
 
@@ -357,8 +377,10 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
                         continue
                     if len(g) == 1:
                         ids, mask = cols[g[0]]
+                        widths_seen.add(int(ids.shape[1]))
                     else:
                         w = max(cols[c][0].shape[1] for c in g)
+                        widths_seen.add(int(w))
                         ids = torch.cat([torch.nn.functional.pad(cols[c][0], (0, w - cols[c][0].shape[1]), value=pad_id) for c in g])
                         mask = torch.cat([torch.nn.functional.pad(cols[c][1], (0, w - cols[c][1].shape[1])) for c in g])
                     e = direct(ids, mask, with_tt)
@@ -366,6 +388,7 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
             else:
                 feats = []
                 for name, (ids, mask) in zip(sets[d].names, cols):
+                    widths_seen.add(int(ids.shape[1]))
                     f: dict[str, Any] = {"input_ids": ids, "attention_mask": mask.long()}
                     if with_tt:
                         f["token_type_ids"] = torch.zeros_like(ids)
@@ -451,7 +474,8 @@ def fit(model, job: dict, sets_cols: Sequence[dict[str, list[str]]], text_groups
     per["wall"] = round(1000 * secs / max(1, step), 3)
     return {"steps": step, "train_seconds": round(secs, 3), "tokenize_seconds": round(tokenize_secs, 3),
             "trainer_metrics": metrics, "step_ms": per, "forward_path": direct_note,
-            "bucket": bucket, "merge_columns": merge_all}
+            "bucket": bucket, "merge_columns": merge_all, "pad_to": pad_to,
+            "distinct_widths": len(widths_seen)}
 
 
 def _probe_direct(model, direct: DirectEncoder, s: TrainSet, pad_id: int, with_tt: bool, extras: dict,

@@ -12,7 +12,8 @@ Prints, for this host and device:
     old      numpy batch -> pinned copy -> sentence-transformers embed_columns (2-D mask)  [the engine before]
     device   batch gathered on the device (DeviceTokens) + embed_columns
     direct   DeviceTokens + DirectEncoder (4-D mask: no masking_utils sync), columns merged into one forward
-    fixed    direct with the width padded to a multiple of 32 (few shapes)
+    fixed    direct with the width padded to a multiple of 32 (few shapes): the engine's step since job "pad_to"
+             (default 32; fast_train.padded_width)
     graph    direct, one static shape, forward+backward+clip+AdamW(capturable) captured as one CUDA graph
              (the ceiling when host launches are the cost; not in the trainer)
 Each variant runs in a try block: a failure prints its error and the rest go on.
@@ -132,8 +133,8 @@ def main() -> int:
         off, n, widths = ds.offsets[i]
         cs = [ds.column(c, off, n, w, pad_id) for c, w in enumerate(widths)]
         w = max(x[0].shape[1] for x in cs)
-        if fixed:
-            w = min(int(ds.pos.numel()), -(-w // fixed) * fixed)
+        if fixed:  # the engine's rule (job pad_to): up to a multiple of `fixed`, at most the set's longest text
+            w = fast_train.padded_width(w, fixed, ds.max_width)
         ids = torch.cat([torch.nn.functional.pad(x[0], (0, w - x[0].shape[1]), value=pad_id) for x in cs])
         mask = torch.cat([torch.nn.functional.pad(x[1], (0, w - x[1].shape[1])) for x in cs])
         return list(direct(ids, mask, with_tt).split(n))

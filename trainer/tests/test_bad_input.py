@@ -77,7 +77,8 @@ def test_bad_job_values(tmp_path):
     ({"directions": ["query_to_doc", "doc_to_doc"], "partition_mode": "per_direction"}, "per_direction"),
     ({"hardness": {"mode": "harder"}}, "hardness"), ({"hardness": {"strength": -1}}, "hardness.strength"),
     ({"hardness": 3}, "hardness"), ({"engine": "turbo"}, "engine"), ({"bucket": "yes"}, "bucket"),
-    ({"merge_columns": 1}, "merge_columns"),
+    ({"merge_columns": 1}, "merge_columns"), ({"pad_to": -1}, "pad_to"), ({"pad_to": "32"}, "pad_to"),
+    ({"int8_eval_queries": 1.5}, "int8_eval_queries"), ({"int8_eval_corpus": -5}, "int8_eval_corpus"),
 ])
 def test_bad_loss_and_soup_values(tmp_path, job, word):
     b = write_bundle(str(tmp_path / "b"), job=job, base=False)

@@ -266,3 +266,142 @@ def test_bucketing_off_keeps_the_permutation_order():
     for batches in (on, off):
         for d, s in enumerate(sets):
             assert sorted(r for k, rows in batches if k == d for r in rows) == list(range(s.n))
+
+
+def test_padded_width():
+    from trainer.fast_train import padded_width
+
+    assert [padded_width(w, 32, 100) for w in (1, 31, 32, 33, 64, 65, 97, 100)] == [32, 32, 32, 64, 64, 96, 100, 100]
+    assert [padded_width(w, 0, 100) for w in (1, 33, 100)] == [1, 33, 100]
+    assert padded_width(7, 1, 100) == 7 and padded_width(20, 32, 20) == 20  # off; the cap is the longest text
+
+
+# 30, 36 and 42 tokens: batches narrower and wider than 32, the longest text (42) is the cap
+LONG = ["a long passage about " + " ".join(["mitochondrial membrane transport"] * k) for k in (8, 10, 12)]
+PADDING_COLS = {"anchor": TEXTS_A + [f"membrane transport question {k}" for k in range(3)], "positive": TEXTS_P + LONG}
+
+
+def _padding_set(model, max_len=64):
+    from trainer import fast_train
+
+    return fast_train.TrainSet(PADDING_COLS, model.tokenizer, {}, max_len, {})
+
+
+@needs_torch
+def test_device_batches_padded_to_32():
+    """pad_to=32: every batch width is a multiple of 32 or the set's longest text; the first columns are exactly the
+    unpadded batch and the rest is padding (pad id, mask false)."""
+    import numpy as np
+
+    from trainer import fast_train
+
+    model = _model()
+    s = _padding_set(model)
+    exact, padded = fast_train.DeviceTokens(s, "cpu"), fast_train.DeviceTokens(s, "cpu", pad_to=32)
+    assert padded.max_width > 32
+    batches = fast_train.epoch_batches([s], 3, seed=1, epoch=0, mega=2)
+    exact.load_epoch(batches, 0)
+    padded.load_epoch(batches, 0)
+    seen = set()
+    for i in range(len(batches)):
+        off, n, we = exact.offsets[i]
+        _, _, wp = padded.offsets[i]
+        for c in range(len(s.columns)):
+            assert wp[c] >= we[c] and (wp[c] % 32 == 0 or wp[c] == padded.max_width), (we, wp)
+            seen.add(wp[c])
+            ids, mask = exact.column(c, off, n, we[c], 0)
+            pids, pmask = padded.column(c, off, n, wp[c], 0)
+            assert np.array_equal(pids[:, :we[c]].numpy(), ids.numpy())
+            assert np.array_equal(pmask[:, :we[c]].numpy(), mask.numpy())
+            assert not pmask[:, we[c]:].any() and (pids[:, we[c]:] == 0).all()
+    assert seen == {32, padded.max_width}
+
+
+@needs_torch
+@pytest.mark.parametrize("fixture", ["tiny", "st-bge-tiny"])
+def test_padding_to_32_keeps_embeddings_and_loss(fixture):
+    """Padding a batch to a multiple of 32 (and columns merged to one width, as on a GPU) gives the same embeddings,
+    loss and gradients as the exact width, through the direct forward and through embed_columns (mean and CLS)."""
+    import torch
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
+    from trainer import fast_train
+    from trainer.train import make_loss
+
+    path = os.path.join(REPO, "test", "fixtures", "models", "tiny", "pytorch") if fixture == "tiny" else os.path.join(ST_FIXTURES, fixture)
+    if not os.path.isdir(path):
+        pytest.skip(f"no fixture {fixture}")
+    model = _model(path)
+    model.train()
+    for m in model.modules():  # dropout off: every pass must see the same network
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    s = _padding_set(model)
+    with_tt = "token_type_ids" in model.preprocess(["x"])
+    direct = fast_train.DirectEncoder(model)
+    job = {"loss": "mnrl", "scale": 20.0, "directions": ["query_to_doc", "doc_to_query"], "partition_mode": "joint",
+           "hardness": None}
+    loss_fn = make_loss(model, job)
+    results = {}
+    for pad_to in (0, 32):
+        ds = fast_train.DeviceTokens(s, "cpu", pad_to=pad_to)
+        ds.load_epoch([(0, list(range(s.n)))], 0)
+        off, n, widths = ds.offsets[0]
+        cols = [ds.column(c, off, n, w, 0) for c, w in enumerate(widths)]
+        w = max(x[0].shape[1] for x in cols)
+        ids = torch.cat([torch.nn.functional.pad(x[0], (0, w - x[0].shape[1])) for x in cols])
+        mask = torch.cat([torch.nn.functional.pad(x[1], (0, w - x[1].shape[1])) for x in cols])
+        for path_name in ("direct", "merged", "embed_columns"):
+            if path_name == "direct":
+                embs = [direct(i, m, with_tt) for i, m in cols]
+            elif path_name == "merged":
+                embs = list(direct(ids, mask, with_tt).split(n))
+            else:
+                feats = [{"input_ids": i, "attention_mask": m.long(), **({"token_type_ids": torch.zeros_like(i)} if with_tt else {})}
+                         for i, m in cols]
+                embs = embed_columns(model, feats)
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn.compute_loss_from_embeddings([e.float() for e in embs], None)
+            loss.backward()
+            grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+            results[(pad_to, path_name)] = ([e.detach() for e in embs], float(loss.detach()), grads, widths)
+    assert results[(0, "direct")][3] != results[(32, "direct")][3], "the batch was padded"
+    for path_name in ("direct", "merged", "embed_columns"):
+        e0, l0, g0, _ = results[(0, path_name)]
+        e32, l32, g32, _ = results[(32, path_name)]
+        for a, b in zip(e0, e32):
+            assert torch.allclose(a, b, atol=1e-5), path_name
+        assert abs(l0 - l32) < 1e-5, path_name
+        for k in g0:
+            assert torch.allclose(g0[k], g32[k], atol=1e-5, rtol=1e-4), (path_name, k)
+
+
+@needs_torch
+@pytest.mark.parametrize("merge", [False, True])
+def test_fit_with_padding_to_32_trains_as_without(merge):
+    """The engine's own loop with pad_to 32 and with exact widths (0), dropout off, same seed: the same logged
+    losses and the same weights after training; the report names the padding and the widths it used."""
+    import torch
+
+    from trainer import fast_train
+
+    out = {}
+    for pad_to in (0, 32):
+        model = _model()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        job = {"loss": "mnrl", "batch_size": 3, "epochs": 2, "lr": 1e-3, "warmup_ratio": 0.1, "scale": 20.0,
+               "directions": ["query_to_doc"], "partition_mode": "joint", "hardness": None, "bucket": True,
+               "merge_columns": merge, "pad_to": pad_to}
+        logs = []
+        res = fast_train.fit(model, job, [PADDING_COLS], {}, {}, 5, "cpu", None, logs.append, lambda rec: None)
+        out[pad_to] = (res, [r["loss"] for r in logs], {k: v.detach().clone() for k, v in model.state_dict().items()})
+    (r0, l0, w0), (r32, l32, w32) = out[0], out[32]
+    assert r0["pad_to"] == 0 and r32["pad_to"] == 32 and r32["forward_path"].startswith("direct")
+    assert r32["distinct_widths"] <= 2 < r0["distinct_widths"]
+    assert len(l0) == len(l32) > 3
+    for a, b in zip(l0, l32):
+        assert abs(a - b) < 1e-4
+    for k in w0:
+        assert torch.allclose(w0[k].float(), w32[k].float(), atol=1e-4), k

@@ -35,8 +35,57 @@ def test_train_writes_artifact(tmp_path, loss):
     rep = json.loads((out / "train_report.json").read_text())
     assert rep["onnx_parity_max_abs_diff"] < 1e-4 and rep["onnx_parity_n"] == 200
     assert rep["samples_per_second"] > 0 and rep["loss_curve"] and "ndcg@10" in rep["int8_metric_loss"]
+    # a bundle smaller than the int8 sample: the int8 model is scored on the whole eval set, against eval_after
+    assert rep["int8_sample"]["full"] is True and rep["int8_sample"]["fp32"] == rep["eval_after"]
     # nothing half-written left beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "model"]
+
+
+def test_eval_sample_is_seeded_and_keeps_the_relevant_passages():
+    from trainer.evaluate import eval_sample
+
+    corpus = [{"id": f"d{i}", "text": f"t{i}"} for i in range(100)]
+    queries = [{"id": f"q{i}", "query": f"q{i}", "relevant": [f"d{i}", f"d{(i + 50) % 100}"]} for i in range(40)]
+    q, c, info = eval_sample(queries, corpus, 7, 10, 30)
+    assert info == {"n_queries": 10, "n_corpus": 30, "of_queries": 40, "of_corpus": 100, "seed": 7, "full": False}
+    assert len(q) == 10 and len(c) == 30 and len({x["id"] for x in c}) == 30
+    ids = {x["id"] for x in c}
+    assert all(r in ids for x in q for r in x["relevant"])  # 20 relevant + 10 distractors
+    assert [x["id"] for x in q] == sorted((x["id"] for x in q), key=lambda s: int(s[1:]))  # input order kept
+    assert [x["id"] for x in c] == sorted(ids, key=lambda s: int(s[1:]))
+    assert (q, c) == eval_sample(queries, corpus, 7, 10, 30)[:2]
+    assert (q, c) != eval_sample(queries, corpus, 8, 10, 30)[:2]
+    # more relevant passages than the corpus limit: all of them, no distractors
+    q2, c2, info2 = eval_sample(queries, corpus, 7, 20, 30)
+    assert info2["n_corpus"] == 40 and {r for x in q2 for r in x["relevant"]} == {x["id"] for x in c2}
+    # limits of 0, or at least the set's size: everything
+    for lim in ((0, 0), (40, 100), (1000, 5000)):
+        q3, c3, info3 = eval_sample(queries, corpus, 7, *lim)
+        assert q3 == queries and c3 == corpus and info3["full"] is True
+
+
+@needs_torch
+def test_int8_eval_on_a_sample_and_fast_engine_padding(tmp_path):
+    """int8_eval_queries/int8_eval_corpus below the eval set's size: the PyTorch model and the int8 ONNX are both
+    scored on one seeded sample (its sizes in the report, card and event) and int8_metric_loss is their difference;
+    eval_after stays the full set. The fast engine reports its padding (pad_to) and the widths it ran."""
+    b = write_bundle(str(tmp_path / "b"), job={"engine": "fast", "int8_eval_queries": 2, "int8_eval_corpus": 4})
+    out = tmp_path / "model"
+    r = run_cli("train", b, str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = [json.loads(l) for l in r.stdout.strip().splitlines()]
+    rep = json.loads((out / "train_report.json").read_text())
+    card = json.loads((out / "model_card.json").read_text())
+    s = rep["int8_sample"]
+    assert {k: s[k] for k in ("n_queries", "n_corpus", "of_queries", "of_corpus", "full")} == {
+        "n_queries": 2, "n_corpus": 4, "of_queries": 3, "of_corpus": 8, "full": False}
+    assert card["eval"]["int8_sample"]["n_corpus"] == 4 and card["eval"]["int8"] == rep["eval_int8"]
+    assert rep["int8_metric_loss"] == {k: s["fp32"][k] - rep["eval_int8"][k] for k in s["fp32"]}
+    assert card["eval"]["n_queries"] == 3 and card["eval"]["n_corpus"] == 8  # eval.after: the whole set
+    ev = [e for e in events if e["event"] == "eval" and e["when"] == "int8"]
+    assert len(ev) == 1 and ev[0]["n_queries"] == 2 and ev[0]["n_corpus"] == 4
+    t = rep["timings"]
+    assert t["engine"] == "fast" and t["pad_to"] == 32 and t["distinct_widths"] >= 1 and t["eval_int8"] >= 0
 
 
 @needs_torch
