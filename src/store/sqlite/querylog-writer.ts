@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import type { QueryLogRow } from '../types.js';
+import { queryLogInserter } from './querylog-insert.js';
 
 // Worker entry: writes query-log batches through its own connection to the store's file, so the
 // per-search log rows (a JSON encode and a B-tree insert each, ~10 % of the main thread's CPU at full
@@ -21,26 +22,7 @@ if (!port) throw new Error('querylog-writer must run as a worker thread');
 const db = new Database((workerData as { file: string }).file);
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
-const st = db.prepare(
-  `INSERT INTO query_log (id, collection, query, mode, k, result_ids, scores, model_version, latency_ms, created_at)
-   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-);
-const insert = db.transaction((rows: QueryLogRow[]) => {
-  for (const r of rows) {
-    st.run(
-      r.id,
-      r.collection,
-      r.query,
-      r.mode,
-      r.k,
-      JSON.stringify(r.resultIds),
-      JSON.stringify(r.scores),
-      r.modelVersion,
-      r.latencyMs,
-      r.createdAt,
-    );
-  }
-});
+const insert = queryLogInserter(db);
 
 port.on('message', (m: WriterRequest) => {
   try {

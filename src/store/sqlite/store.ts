@@ -9,6 +9,7 @@ import { AppError } from '../../errors.js';
 import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
+import { queryLogInserter } from './querylog-insert.js';
 import type {
   ApiKeyRow,
   ChangesSince,
@@ -472,7 +473,7 @@ export class SqliteStore implements Store {
   }
 
   // ---- query log and feedback
-  private queryLogStmt?: Database.Statement<[string, string, string | null, string, number, string, string, string, number, number]>;
+  private queryLogInsert?: (rows: QueryLogRow[]) => void;
 
   /** Query-log batches go through a writer thread (started on the first batch) where the file can be shared. */
   private logWriter: QueryLogWriter | undefined;
@@ -489,26 +490,7 @@ export class SqliteStore implements Store {
         this.logWriterGone = true;
       }
     }
-    const st = (this.queryLogStmt ??= this.sqlite.prepare(
-      `INSERT INTO query_log (id, collection, query, mode, k, result_ids, scores, model_version, latency_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-    ));
-    this.sqlite.transaction(() => {
-      for (const r of rows) {
-        st.run(
-          r.id,
-          r.collection,
-          r.query,
-          r.mode,
-          r.k,
-          JSON.stringify(r.resultIds),
-          JSON.stringify(r.scores),
-          r.modelVersion,
-          r.latencyMs,
-          r.createdAt,
-        );
-      }
-    })();
+    (this.queryLogInsert ??= queryLogInserter(this.sqlite))(rows);
   }
 
   async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
