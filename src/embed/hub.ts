@@ -47,7 +47,7 @@ export interface HubOptions {
 }
 
 /** The fix for a hub repo without an ONNX export, in one line. */
-export function onnxExportFix(id: string): string {
+function onnxExportFix(id: string): string {
   const dir = `./${id.split('/').pop()}`;
   return `export it once and serve the directory: hf download ${id} --local-dir ${dir} && optimum-cli export onnx --model ${dir} --task feature-extraction ${dir}/onnx, then MODEL_DIR=${dir}`;
 }
