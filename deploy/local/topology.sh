@@ -95,6 +95,11 @@ rm -rf "$W/b"
 T0=$(date +%s%N)
 start_replica b 18802
 echo "fresh replica ready in $(( ($(date +%s%N) - T0) / 1000000 )) ms"
+# The snapshot may predate A's last writes (A publishes every SNAPSHOT_EVERY_SECONDS): B embeds that tail itself.
+N=$(wc -l < "$DOCS")
+for _ in $(seq 1 300); do
+  curl -s http://127.0.0.1:18802/metrics | grep -qE "^index_size\{collection=\"docs\",[^}]*\} $N$" && break; sleep 0.2
+done
 curl -s http://127.0.0.1:18802/metrics | grep -E '^(object_store_operations_total|embed_batch_size_sum|index_size)' || true
 
 if [[ "$KEEP" == --keep ]]; then

@@ -24,10 +24,11 @@ it.skipIf(!ready)(
     expect(out.text).toMatch(/top hit on B for document (\S+)'s own text: \1 /);
     expect(out.text).toMatch(/up\{job=retrieval\} summed: 2/);
     expect(out.text).toMatch(/rule groups loaded: [1-9]/);
-    // The fresh replica loaded its index from S3 instead of re-embedding the 2,000 documents: the only texts it
-    // embedded are the strategy tuner's evaluation queries (mode auto), far fewer than the corpus.
+    // The fresh replica loaded its index from S3 instead of re-embedding the 2,000 documents: it embedded only
+    // the writes A made after its last published snapshot (A publishes every 2 s; on a loaded machine the
+    // snapshot can lag the end of the ingest) and the strategy tuner's evaluation queries, at most half the corpus.
     const embedded = Number(/^embed_batch_size_sum (\d+)$/m.exec(out.text)?.[1]);
-    expect(embedded).toBeLessThan(400);
+    expect(embedded).toBeLessThan(1000);
     expect(out.text).toMatch(/^index_size\{collection="docs",model_version="[^"]+"\} 2000$/m);
     expect(out.text).toMatch(/^object_store_operations_total\{op="snapshot_download",result="ok"\} 1$/m);
     expect(out.text, out.text.slice(-3000)).toContain('== OK');
