@@ -313,16 +313,19 @@ async function hnswEf(path: string, inp: Inputs, labelBase: number): Promise<{ e
 async function usearchSystem(inp: Inputs): Promise<System> {
   const usearch = require('usearch') as typeof import('usearch');
   const path = join(CACHE, 'usearch-M16-efc200.usearch');
-  if (!existsSync(path)) {
-    const idx = new usearch.Index({
+  // The index as built (M 16, efC 200), with the search expansion the caller asks for.
+  const open = (ef: number) =>
+    new usearch.Index({
       metric: usearch.MetricKind.IP,
       quantization: usearch.ScalarKind.F32,
       dimensions: inp.dim,
       connectivity: 16,
       expansion_add: 200,
-      expansion_search: 64,
+      expansion_search: ef,
       multi: false,
     });
+  if (!existsSync(path)) {
+    const idx = open(64);
     const t0 = performance.now();
     idx.add(
       BigUint64Array.from({ length: N }, (_, i) => BigInt(i)),
@@ -334,15 +337,7 @@ async function usearchSystem(inp: Inputs): Promise<System> {
   }
   let chosen = { ef: EFS[EFS.length - 1]!, recall: 0 };
   for (const ef of EFS) {
-    const idx = new usearch.Index({
-      metric: usearch.MetricKind.IP,
-      quantization: usearch.ScalarKind.F32,
-      dimensions: inp.dim,
-      connectivity: 16,
-      expansion_add: 200,
-      expansion_search: ef,
-      multi: false,
-    });
+    const idx = open(ef);
     idx.load(path);
     const m = idx.search(inp.qvecs, K, 0) as import('usearch').BatchMatches;
     const got = inp.truth.map((_, i) => Array.from(m.keys.subarray(i * K, (i + 1) * K), Number));
