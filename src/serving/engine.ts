@@ -295,6 +295,10 @@ export class Engine {
     return this.lifecycle.catchUp(collectionId, idx, embedder, fromSeq);
   }
 
+  recordBuilding(collectionId: number, version: string, idx: VectorIndex): Promise<void> {
+    return this.lifecycle.recordBuilding(collectionId, version, idx);
+  }
+
   snapshotAll(): Promise<void> {
     return this.lifecycle.snapshotAll();
   }

@@ -178,16 +178,21 @@ export class IndexLifecycle {
     pauseMs = 0,
   ): Promise<VectorIndex> {
     const idx = await this.buildIndexUnder(c, { collectionId: c.id, modelVersion: version }, embedder, onProgress, pauseMs);
+    await this.recordBuilding(c.id, version, idx);
+    return idx;
+  }
+
+  /** Records a freshly built, not yet snapshotted index for `version` (however it was filled). */
+  async recordBuilding(collectionId: number, version: string, idx: VectorIndex): Promise<void> {
     await this.deps.store.saveIndexRecord({
-      collectionId: c.id,
+      collectionId,
       modelVersion: version,
       path: null,
       snapshotSeq: 0,
       count: idx.count(),
       status: 'building',
     });
-    this.snapshotSeqs.set(this.seqKey(c.id, version), -1);
-    return idx;
+    this.snapshotSeqs.set(this.seqKey(collectionId, version), -1);
   }
 
   async buildIndexUnder(

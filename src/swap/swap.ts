@@ -74,7 +74,15 @@ interface SwapperDeps {
   /** The serving pairs, the write lock, and the index builds, catch-ups and snapshots a swap is made of. */
   engine: Pick<
     Engine,
-    'serving' | 'previousPair' | 'exclusive' | 'buildIndex' | 'catchUp' | 'activate' | 'snapshotAll' | 'resolveModelSource'
+    | 'serving'
+    | 'previousPair'
+    | 'exclusive'
+    | 'buildIndex'
+    | 'catchUp'
+    | 'recordBuilding'
+    | 'activate'
+    | 'snapshotAll'
+    | 'resolveModelSource'
   >;
   /** The parts of the store a swap reads and writes. */
   store: CollectionStore & DocumentStore & ModelStore & IndexRecordStore;
@@ -318,14 +326,7 @@ export class Swapper {
     }
     await idx.seal?.();
     here += await this.deps.engine.catchUp(c.id, idx, embedder, startSeq);
-    await store.saveIndexRecord({
-      collectionId: c.id,
-      modelVersion: version,
-      path: null,
-      snapshotSeq: 0,
-      count: idx.count(),
-      status: 'building',
-    });
+    await this.deps.engine.recordBuilding(c.id, version, idx);
     report.fromFile = fromFile;
     report.embeddedHere = here;
     return idx;
