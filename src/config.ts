@@ -94,6 +94,9 @@ export const ConfigSchema = z.object({
   // hardness weighting of the MNRL loss (trainer `hardness`, 0 = off).
   TRAIN_SOUP: z.coerce.number().int().min(1).max(8).default(1),
   TRAIN_HARDNESS: z.coerce.number().min(0).default(5),
+  // The trainer's training loop (job.json `engine`): `fast` pre-tokenizes once and keeps the batches on the GPU
+  // (same loss and semantics, trainer/README.md "Engines"); `st` is sentence-transformers' own Trainer.
+  TRAIN_ENGINE: z.enum(['st', 'fast']).default('fast'),
   // Token limit of training (and so of the candidate's serving); unset = the champion's own (its model card's
   // max_seq_length), so a model pretrained on 256-token passages is not fine-tuned, and then served, at 128.
   TRAIN_MAX_SEQ_LENGTH: z.coerce.number().int().min(8).max(8192).optional(),

@@ -28,6 +28,8 @@ export interface JobSpec {
   corpus_pairs?: { group: number; ict: number };
   /** Members trained with seeds seed…seed+N−1 and weight-averaged into one model (trainer/README.md). */
   soup?: number;
+  /** The trainer's training loop: its own pre-tokenized `fast` loop or sentence-transformers' Trainer (`st`). */
+  engine?: 'st' | 'fast';
   /** In-batch hardness weighting of the MNRL loss. */
   hardness?: { mode: 'in_batch_negatives'; strength: number };
   /** A hub id (or path) the trainer loads the base weights from, when base/ has none (trainer/README.md). */

@@ -718,6 +718,7 @@ export function trainRecipe(
     ...(maxSeq !== undefined ? { max_seq_length: maxSeq } : {}),
     loss: config.TRAIN_BATCH_SIZE > 256 ? 'cached_mnrl' : 'mnrl',
     batch_size: config.TRAIN_BATCH_SIZE,
+    engine: config.TRAIN_ENGINE,
     epochs: config.TRAIN_EPOCHS ?? 1,
     lr: config.TRAIN_LR ?? SWEEP_LRS[0]!,
     ...sweep,

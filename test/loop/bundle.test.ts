@@ -169,6 +169,7 @@ describe.skipIf(!python)('training bundle → trainer validate', () => {
     const plain = trainRecipe(loadConfig({}));
     expect(plain).toMatchObject({
       batch_size: 256,
+      engine: 'fast',
       sweep: { lr: SWEEP_LRS, epochs: 'auto', select: 'greedy_soup' },
       hardness: { mode: 'in_batch_negatives', strength: 5 },
       corpus_pairs: { group: 3, ict: 2 },
