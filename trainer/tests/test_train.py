@@ -189,7 +189,8 @@ def test_soup_member_killed_fails_the_job_cleanly(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def children(pid):
-        r = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True)
+        # -ww: unlimited width (piped, ps cuts args at 80 columns, before "spawn_main" under a long interpreter path)
+        r = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True)
         return [int(l.split()[0]) for l in r.stdout.splitlines() if "spawn_main" in l]
 
     try:
