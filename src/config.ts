@@ -29,6 +29,10 @@ export const ConfigSchema = z.object({
   EMBED_MAX_QUEUE: int(4096, 1),
   EMBED_MAX_TOKENS: int(256, 8),
   INDEX_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
+  // SQLite: threads with their own connection that run keyword (BM25) searches, so that keyword and hybrid
+  // searches neither queue behind one core nor stall the event loop (an FTS5 query over 35k passages is
+  // milliseconds of CPU). 0 = on the event loop. Postgres ranks in the database.
+  KEYWORD_THREADS: int(Math.max(1, Math.min(4, availableParallelism() - 1)), 0),
   // Where vectors and their HNSW graphs live: `hnswlib` in this process's worker threads (every replica holds
   // every collection), `pgvector` in the Postgres store (needs a Postgres DATABASE_URL; replicas hold none).
   INDEX_BACKEND: z.enum(['hnswlib', 'pgvector']).default('hnswlib'),

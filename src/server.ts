@@ -120,7 +120,13 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     const remote = objects ? new RemoteArtifacts(objects, { log, metrics }) : undefined;
     if (remote) log.info('object store', { location: remote.location });
     const vectors = config.INDEX_BACKEND === 'pgvector';
-    const store = await openStore({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger: log, vectors });
+    const store = await openStore({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      logger: log,
+      vectors,
+      keywordThreads: config.KEYWORD_THREADS,
+    });
     let indexes: IndexBackend;
     if (vectors) {
       if (!(store instanceof PgStore)) {

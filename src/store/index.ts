@@ -17,6 +17,8 @@ export interface StoreConfig {
   logger?: Logger;
   /** INDEX_BACKEND=pgvector: the Postgres store also carries the vectors (the pgvector migration runs). */
   vectors?: boolean;
+  /** SQLite: keyword-search threads (KEYWORD_THREADS); 0 or unset = on the caller's thread. */
+  keywordThreads?: number;
 }
 
 // Walk up from this module to the directory holding `migrations/`: the same code runs from src/ under
@@ -59,7 +61,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
   const target = resolveStoreTarget(config);
   switch (target.kind) {
     case 'sqlite':
-      return new SqliteStore(target.file, join(MIGRATIONS_ROOT, 'sqlite'));
+      return new SqliteStore(target.file, join(MIGRATIONS_ROOT, 'sqlite'), { keywordThreads: config.keywordThreads });
     case 'postgres':
       return PgStore.connect(target.url, {
         migrationsFolder: join(MIGRATIONS_ROOT, 'pg'),

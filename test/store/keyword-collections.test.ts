@@ -58,6 +58,20 @@ const backends: { name: string; open(): Promise<Store> }[] = [
     },
   },
   {
+    // The same statements on reader threads with connections of their own (KEYWORD_THREADS): each search sees
+    // every write the store committed before it, and a deleted collection's table is gone for them too.
+    name: 'sqlite, keyword threads',
+    async open() {
+      const dir = tempDir('kw-coll-threads-');
+      const store = await openStore({ dataDir: dir, keywordThreads: 2 });
+      cleanups.push(async () => {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      return store;
+    },
+  },
+  {
     name: 'pglite',
     async open() {
       const store = await openStore({ dataDir: '/nonexistent', databaseUrl: 'pglite://memory' });
@@ -102,6 +116,32 @@ describe.each(backends)('keyword search per collection ($name)', (backend) => {
     expect(await shared.deleteCollection('b')).toBe(true);
     expect(await allQueries(shared, a.id)).toEqual(wantAfter);
     expect(await shared.keywordSearch(b.id, 'protein', 10)).toEqual([]);
+  }, 60_000);
+});
+
+describe('SQLite keyword threads', () => {
+  it('answer concurrent searches as the store connection does, filters included, and a dead thread falls back to it', async () => {
+    const dir = tempDir('kw-threads-');
+    const threaded = await openStore({ dataDir: dir, keywordThreads: 2 });
+    const c = await threaded.createCollection({ name: 'a', hnsw, chunk });
+    await threaded.upsertDocuments(c.id, [...A, { ...doc('m1', 'kinase protein membrane'), metadata: { kind: 'x' } }]);
+    const own = await openStore({ dataDir: dir });
+    cleanups.push(async () => {
+      await own.close();
+      await threaded.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const want = await allQueries(own, c.id);
+    // all at once: spread over both threads, answered in any order, each its own query's ranking
+    expect(await Promise.all([...QUERIES, ...QUERIES].map((q) => ranked(threaded, c.id, q)))).toEqual([...want, ...want]);
+    const filtered = await threaded.keywordSearch(c.id, 'kinase', 5, { kind: 'x' });
+    expect(filtered).toEqual(await own.keywordSearch(c.id, 'kinase', 5, { kind: 'x' }));
+    expect(filtered).toHaveLength(1);
+
+    const readers = (threaded as unknown as { ftsReaders: { close(): Promise<void> }[] }).ftsReaders;
+    expect(readers).toHaveLength(2);
+    for (const r of readers) await r.close();
+    expect(await allQueries(threaded, c.id)).toEqual(want);
   }, 60_000);
 });
 

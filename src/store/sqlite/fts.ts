@@ -16,6 +16,16 @@ export const ftsTable = (collectionId: number): string => {
   return `chunks_fts_${collectionId}`;
 };
 
+/**
+ * The BM25 search of a collection's keyword table: rank is bm25() ("lower is better"), negated so that higher is
+ * better like cosine scores; ties by label, as on Postgres. Shared by the store's connection and the reader
+ * threads (./fts-reader.ts), which must rank alike.
+ */
+export const ftsSearchSql = (collectionId: number): string => {
+  const t = `"${ftsTable(collectionId)}"`;
+  return `SELECT rowid AS label, -rank AS score FROM ${t} WHERE ${t} MATCH ? ORDER BY rank, rowid LIMIT ?`;
+};
+
 export function createFts(db: Database.Database, collectionId: number): void {
   db.exec(`CREATE VIRTUAL TABLE "${ftsTable(collectionId)}" USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')`);
 }

@@ -4,11 +4,10 @@ import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Worker } from 'node:worker_threads';
 import { AppError } from '../../errors.js';
 import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
-import { createFts, dropFts, ensureCollectionFts, ftsTable } from './fts.js';
+import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
 import type {
   ApiKeyRow,
@@ -37,8 +36,9 @@ import type {
   UpsertResult,
 } from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
-import { spawnWorker } from '../../util/worker.js';
-import type { WriterRequest, WriterResponse } from './querylog-writer.js';
+import type { FtsRequest, FtsResponse } from './fts-reader.js';
+import type { WriterRequest } from './querylog-writer.js';
+import { SqliteThread, ThreadGoneError } from './thread.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
@@ -59,9 +59,13 @@ export class SqliteStore implements Store {
   private readonly sqlite: Database.Database;
   private readonly db: Db;
 
+  /** Threads that run keyword searches off the event loop (./fts-reader.ts); none for an in-memory file. */
+  private readonly ftsReaders: SqliteThread<FtsRequest, FtsResponse>[] = [];
+
   constructor(
     private readonly file: string,
     migrationsFolder: string,
+    opts: { keywordThreads?: number } = {},
   ) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.sqlite = new Database(file);
@@ -72,10 +76,15 @@ export class SqliteStore implements Store {
     this.db = drizzle(this.sqlite, { schema: s });
     migrate(this.db, { migrationsFolder });
     ensureCollectionFts(this.sqlite);
+    if (file !== ':memory:') {
+      for (let i = 0; i < (opts.keywordThreads ?? 0); i++) {
+        this.ftsReaders.push(new SqliteThread(new URL('./fts-reader.ts', import.meta.url), file, `keyword-${i}`));
+      }
+    }
   }
 
   async close(): Promise<void> {
-    await this.logWriter?.close();
+    await Promise.all([this.logWriter?.close(), ...this.ftsReaders.map((r) => r.close())]);
     this.sqlite.close();
   }
 
@@ -170,9 +179,7 @@ export class SqliteStore implements Store {
         insert: this.sqlite.prepare(`INSERT INTO ${t} (rowid, text) VALUES (?, ?)`),
         // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
         remove: this.sqlite.prepare(`INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)`),
-        // rank is bm25() ("lower is better"); negated so higher is better like cosine scores. Ties by label,
-        // as on Postgres.
-        search: this.sqlite.prepare(`SELECT rowid AS label, -rank AS score FROM ${t} WHERE ${t} MATCH ? ORDER BY rank, rowid LIMIT ?`),
+        search: this.sqlite.prepare(ftsSearchSql(collectionId)),
       };
       this.ftsStmts.set(collectionId, st);
     }
@@ -345,9 +352,20 @@ export class SqliteStore implements Store {
     if (tokens.length === 0) return [];
     const match = tokens.map((t) => `"${t}"`).join(' OR ');
     const allowed = filter && Object.keys(filter).length > 0 ? new Set(await this.labelsMatching(collectionId, filter)) : undefined;
+    const limit = allowed ? Math.max(k * 20, 1000) : k;
     let rows: { label: number; score: number }[];
+    const reader = this.ftsReader();
+    if (reader) {
+      try {
+        rows = (await reader.call({ collectionId, match, limit })) ?? [];
+        return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
+      } catch (err) {
+        // A dead reader thread: this search and the later ones on it run here; any other error is the query's.
+        if (!(err instanceof ThreadGoneError)) throw err;
+      }
+    }
     try {
-      rows = this.fts(collectionId).search.all(match, allowed ? Math.max(k * 20, 1000) : k);
+      rows = this.fts(collectionId).search.all(match, limit);
     } catch (err) {
       // No keyword table: the collection does not exist (or was just deleted, possibly by another process).
       if (err instanceof CollectionGoneError || (err instanceof Database.SqliteError && /no such table/.test(err.message))) {
@@ -357,6 +375,13 @@ export class SqliteStore implements Store {
       throw err;
     }
     return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
+  }
+
+  /** The least busy live reader thread, if any. */
+  private ftsReader(): SqliteThread<FtsRequest, FtsResponse> | undefined {
+    let best: SqliteThread<FtsRequest, FtsResponse> | undefined;
+    for (const r of this.ftsReaders) if (r.alive && (!best || r.inFlight < best.inFlight)) best = r;
+    return best;
   }
 
   async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
@@ -476,16 +501,18 @@ export class SqliteStore implements Store {
   private queryLogInsert?: (rows: QueryLogRow[]) => void;
 
   /** Query-log batches go through a writer thread (started on the first batch) where the file can be shared. */
-  private logWriter: QueryLogWriter | undefined;
+  private logWriter: SqliteThread<WriterRequest, null> | undefined;
   private logWriterGone = false;
 
   async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
     if (this.file !== ':memory:' && !this.logWriterGone) {
       try {
-        return await (this.logWriter ??= new QueryLogWriter(this.file)).write(rows);
+        this.logWriter ??= new SqliteThread(new URL('./querylog-writer.ts', import.meta.url), this.file, 'querylog-writer');
+        await this.logWriter.call(JSON.stringify(rows));
+        return;
       } catch (err) {
-        if (!(err instanceof WriterGoneError)) throw err;
+        if (!(err instanceof ThreadGoneError)) throw err;
         // The thread died (or never started): this batch and the later ones are written here.
         this.logWriterGone = true;
       }
@@ -677,54 +704,3 @@ export class SqliteStore implements Store {
 }
 
 export type { Metadata };
-
-class WriterGoneError extends Error {}
-
-/** The main-thread end of querylog-writer.ts: one message per batch, settled when its transaction commits. */
-class QueryLogWriter {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
-  private nextId = 1;
-  private last: Promise<void> = Promise.resolve();
-  private gone: Error | undefined;
-
-  constructor(file: string) {
-    this.worker = spawnWorker(new URL('./querylog-writer.ts', import.meta.url), { workerData: { file }, name: 'querylog-writer' });
-    // Referenced only while a batch is in flight: an idle writer must not keep the process up, and an
-    // awaited batch must not be cut off by the process exiting.
-    this.worker.unref();
-    this.worker.on('message', (m: WriterResponse) => {
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (m.ok) p.resolve();
-      else p.reject(new Error(m.error));
-    });
-    const fail = (err: Error) => {
-      this.gone ??= new WriterGoneError(`query-log writer thread ended: ${err.message}`);
-      for (const p of this.pending.values()) p.reject(this.gone);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
-  }
-
-  write(rows: QueryLogRow[]): Promise<void> {
-    if (this.gone) return Promise.reject(this.gone);
-    const id = this.nextId++;
-    const done = new Promise<void>((resolve, reject) => {
-      if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, rows: JSON.stringify(rows) } satisfies WriterRequest);
-    });
-    this.last = done.catch(() => undefined);
-    return done;
-  }
-
-  async close(): Promise<void> {
-    await this.last;
-    this.gone ??= new WriterGoneError('query-log writer closed');
-    await this.worker.terminate();
-  }
-}
