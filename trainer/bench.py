@@ -6,7 +6,9 @@ load, eval before, tokenize, train, eval after, export, int8 eval, embed), GPU u
 during the training phase (nvidia-smi, else torch.cuda.utilization()), peak GPU memory, and NDCG@10 / MRR@10 /
 R@10 on the bundle's eval.jsonl (int8 NDCG@10: on the int8 sample, queries x passages in the table). `--parallel N` adds runs with N members training side by side in their own
 processes (a soup of N: the machinery the sweep uses); `--job JSON` overrides job.json keys for every run (e.g.
-'{"sweep": true}' times the default sweep). Ratios are against the first run (the reference).
+'{"sweep": true}' times the default sweep). A run's `gpus=N` (not a job key) lets its process see only the first N
+of this process's GPUs (CUDA_VISIBLE_DEVICES; 0 = CPU): 'fast:gpus=1,fast:gpus=2' with '{"sweep": true}' compares a
+sweep on one GPU with its members spread over two. Ratios are against the first run (the reference).
 """
 from __future__ import annotations
 
@@ -84,12 +86,33 @@ def make_variant(bundle: str, dst: str, overrides: dict) -> str:
     return dst
 
 
-def run_one(name: str, bundle: str, out: str, sampler: GpuSampler, timeout: float) -> dict:
+def visible_gpus() -> list[str]:
+    """This process's GPUs as CUDA_VISIBLE_DEVICES entries: its own setting, else one per `nvidia-smi -L` line."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    return [str(i) for i, line in enumerate(r.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def gpu_env(gpus: int | None) -> dict | None:
+    """The environment of a run limited to the first `gpus` GPUs (None: unchanged)."""
+    if gpus is None:
+        return None
+    have = visible_gpus()
+    if not isinstance(gpus, int) or gpus < 0 or gpus > len(have):
+        raise SystemExit(f"bench: gpus={gpus!r}, but this process sees {len(have)} GPU(s)")
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(have[:gpus])}
+
+
+def run_one(name: str, bundle: str, out: str, sampler: GpuSampler, timeout: float, env: dict | None = None) -> dict:
     """One `python -m trainer train` process; GPU sampling on from the "before" evaluation's end to the "after" one's
     start (the training phase)."""
     cmd = [sys.executable, "-m", "trainer", "train", bundle, out]
     t0 = time.time()
-    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     err_lines: list[str] = []
     t_err = threading.Thread(target=lambda: err_lines.extend(p.stderr), daemon=True)
     t_err.start()
@@ -135,6 +158,7 @@ def _sample_size(s: dict | None) -> str | None:
 
 
 ROWS = [("samples/s (training loop)", "samples_per_second"), ("train loop s", "train_seconds"), ("steps", "steps"),
+        ("GPUs visible", "gpus"),
         ("process wall s", "process_wall"), ("  load s", "t:load"), ("  eval before s", "t:eval_before"),
         ("  train phase s", "t:train_phase"), ("    tokenize s", "t:tokenize"), ("  eval after s", "t:eval_after"),
         ("  export s", "t:export"), ("  int8 eval s", "t:eval_int8"), ("  embed s", "t:embed"),
@@ -220,9 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for i, (name, ov) in enumerate(runs):
+            ov = dict(ov)
+            env = gpu_env(ov.pop("gpus", None))
             b = make_variant(a.bundle, os.path.join(work, f"bundle{i}"), ov)
             sys.stderr.write(f"bench: {name} ...\n")
-            r = run_one(name, b, os.path.join(work, f"out{i}"), sampler, a.timeout)
+            r = run_one(name, b, os.path.join(work, f"out{i}"), sampler, a.timeout, env)
+            if env is not None:
+                r["gpus"] = len([g for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g])
             results.append(r)
             print(json.dumps({"event": "bench_run", **r}), flush=True)
     finally:

@@ -209,6 +209,18 @@ def test_bench_run_specs():
         parse_run("fast:bucket", {})
 
 
+def test_bench_gpus_limits_a_run_to_the_first_n_gpus(monkeypatch):
+    from trainer.bench import gpu_env, parse_run
+
+    assert parse_run("fast:gpus=2", {"sweep": True})[1] == {"sweep": True, "engine": "fast", "gpus": 2}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert gpu_env(None) is None
+    assert gpu_env(1)["CUDA_VISIBLE_DEVICES"] == "3" and gpu_env(2)["CUDA_VISIBLE_DEVICES"] == "3,5"
+    assert gpu_env(0)["CUDA_VISIBLE_DEVICES"] == ""
+    with pytest.raises(SystemExit, match="sees 2 GPU"):
+        gpu_env(3)
+
+
 @needs_torch
 def test_device_batches_equal_host_batches():
     """DeviceTokens gathers on the device exactly the padded ids and mask Column.batch builds on the host."""
