@@ -59,8 +59,12 @@ export class SqliteStore implements Store {
   private readonly sqlite: Database.Database;
   private readonly db: Db;
 
-  /** Threads that run keyword searches off the event loop (./fts-reader.ts); none for an in-memory file. */
+  /**
+   * Threads that run keyword searches off the event loop (./fts-reader.ts), started on the first keyword search
+   * (a server that never gets one keeps their memory); none for an in-memory file.
+   */
   private readonly ftsReaders: SqliteThread<FtsRequest, FtsResponse>[] = [];
+  private readonly keywordThreads: number;
 
   constructor(
     private readonly file: string,
@@ -76,11 +80,7 @@ export class SqliteStore implements Store {
     this.db = drizzle(this.sqlite, { schema: s });
     migrate(this.db, { migrationsFolder });
     ensureCollectionFts(this.sqlite);
-    if (file !== ':memory:') {
-      for (let i = 0; i < (opts.keywordThreads ?? 0); i++) {
-        this.ftsReaders.push(new SqliteThread(new URL('./fts-reader.ts', import.meta.url), file, `keyword-${i}`));
-      }
-    }
+    this.keywordThreads = file === ':memory:' ? 0 : (opts.keywordThreads ?? 0);
   }
 
   async close(): Promise<void> {
@@ -379,6 +379,9 @@ export class SqliteStore implements Store {
 
   /** The least busy live reader thread, if any. */
   private ftsReader(): SqliteThread<FtsRequest, FtsResponse> | undefined {
+    while (this.ftsReaders.length < this.keywordThreads) {
+      this.ftsReaders.push(new SqliteThread(new URL('./fts-reader.ts', import.meta.url), this.file, `keyword-${this.ftsReaders.length}`));
+    }
     let best: SqliteThread<FtsRequest, FtsResponse> | undefined;
     for (const r of this.ftsReaders) if (r.alive && (!best || r.inFlight < best.inFlight)) best = r;
     return best;
