@@ -178,3 +178,22 @@ def test_embed_rows_matches_sentence_transformers(tmp_path):
             assert m["dtype_compute"] == dtype and m["fp32_check"]["n"] == 9
             assert float(np.abs(v - ref).max()) < 3e-2 and m["fp32_check"]["max_abs_diff"] < 3e-2
             assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+@needs_torch
+def test_server_default_recipe_trains_with_the_fast_engine(tmp_path):
+    """What the server's jobs ask for by default (src/train/jobs.ts trainRecipe: the fast engine, a greedy-soup
+    sweep over learning rates, corpus group + inverse-cloze pairs, in-batch hardness weighting, candidate
+    embeddings) trains end to end with the fast engine in every sweep member, without falling back."""
+    job = {"batch_size": 8, "engine": "fast", "lr": 3e-4, "epochs": 1,
+           "sweep": {"lr": [3e-4, 8e-4], "epochs": [1, 2], "select": "greedy_soup", "val_fraction": 0.25},
+           "corpus_pairs": {"group": 3, "ict": 2}, "hardness": {"mode": "in_batch_negatives", "strength": 5},
+           "embed_corpus": True}
+    b = write_bundle(str(tmp_path / "b"), pairs=PAIRS, corpus=CORPUS, queries=EVAL_A, job=job)
+    r = run_cli("train", b, str(tmp_path / "m"), env=CPU)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "fast training path unavailable" not in r.stderr
+    rep = json.loads((tmp_path / "m" / "train_report.json").read_text())
+    assert rep["timings"]["engine"] == "fast"
+    assert len(rep["sweep"]["members"]) == 4 and rep["sweep"]["select"] == "greedy_soup"
+    assert rep["corpus_pairs"] and rep["embeddings"]["count"] == len(CORPUS)
