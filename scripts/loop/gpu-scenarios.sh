@@ -18,6 +18,11 @@
 # .loopnode/src.tgz: the committed tree at HEAD, without tests, models and docs). When src.tgz is there, `start`
 # runs the scenarios from that snapshot, not from the checkout that travelled with it, so uncommitted edits in the
 # checkout never reach a run, and the summary records the commit. Carry .loopnode, .carry, .whl.
+# The device copies the whole working tree besides the carried paths, and all of it must fit in 64 MiB: the
+# tracked tree (~57 MiB with the test fixtures' models) plus .loopnode (~29 MiB) does not. Before the device calls:
+#   bash scripts/loop/gpu-scenarios.sh carry     # sizes what would travel; if over 64 MiB, parks test/fixtures/models
+#                                                # (not used by the scenarios) in .tmp/ (ignored, so it stays here)
+#   bash scripts/loop/gpu-scenarios.sh uncarry   # after the last call: puts them back
 # CPU dry run: LOOP_DRY_RUN=1 SCENARIOS=pubmedqa bash scripts/loop/gpu-scenarios.sh run (command backend copies
 # the trainer-made fixture test/fixtures/models/tiny-ft-go; no torch needed).
 set -uo pipefail
@@ -152,8 +157,38 @@ from_snapshot() {
   cd "$src" && LOOP_IN_SNAPSHOT=1 OUT=$OUT exec bash scripts/loop/gpu-scenarios.sh "$@"
 }
 
+# Bytes that a device call carrying .loopnode, .carry and .whl would copy.
+carried_bytes() {
+  { git ls-files -z; git ls-files -z -o --exclude-standard; find .loopnode .carry .whl -type f -print0 2>/dev/null; } \
+    | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1
+}
+
+carry() {
+  local limit=$((64 * 1024 * 1024)) held=.tmp/held-fixtures-models
+  [ -f .loopnode/node.tar.xz ] && [ -f .loopnode/src.tgz ] || { echo "no .loopnode bundle: run scripts/loop/pack-node.sh, then pack-src" >&2; exit 2; }
+  local n; n=$(carried_bytes)
+  if [ "$n" -gt "$limit" ] && [ -d test/fixtures/models ]; then
+    mkdir -p .tmp && rm -rf "$held" && mv test/fixtures/models "$held"
+    echo "parked test/fixtures/models in $held (run: $0 uncarry)"
+    n=$(carried_bytes)
+  fi
+  echo "carried: $((n / 1024 / 1024)) MiB of 64"
+  [ "$n" -le "$limit" ] || { echo "still over 64 MiB: see what else is tracked or untracked" >&2; exit 2; }
+}
+
+uncarry() {
+  local held=.tmp/held-fixtures-models
+  if [ -d "$held" ]; then
+    [ -e test/fixtures/models ] && { echo "test/fixtures/models exists and $held too: resolve by hand" >&2; exit 2; }
+    mv "$held" test/fixtures/models && echo "test/fixtures/models is back"
+  else
+    echo "nothing parked"
+  fi
+}
+
 verb=${1:-run}
-if [ -f .loopnode/src.tgz ] && [ -z "${LOOP_IN_SNAPSHOT:-}" ] && [ "$verb" != pack-src ] && [ "$verb" != wait ]; then
+if [ -f .loopnode/src.tgz ] && [ -z "${LOOP_IN_SNAPSHOT:-}" ] && [ "$verb" != pack-src ] && [ "$verb" != wait ] \
+  && [ "$verb" != carry ] && [ "$verb" != uncarry ]; then
   from_snapshot "$verb"
 fi
 case $verb in
@@ -168,5 +203,7 @@ case $verb in
   orchestrate) orchestrate ;;
   run) rm -f "$WORK/DONE" "$WORK/data/.ready"; orchestrate; collect ;;
   pack-src) pack_src ;;
-  *) echo "usage: $0 start|wait|run|pack-src"; exit 2 ;;
+  carry) carry ;;
+  uncarry) uncarry ;;
+  *) echo "usage: $0 start|wait|run|pack-src|carry|uncarry"; exit 2 ;;
 esac
