@@ -164,6 +164,7 @@ function rssMiB(pid: number): number {
 /** Child: start the server on `dataDir` (seeding the bench collection first if asked), print its URL. */
 async function serveChild(dataDir: string, seed: boolean): Promise<void> {
   const { startServer } = await import('../../src/server.js');
+  const { indexFile } = await import('../../src/serving/lifecycle.js');
   const server = await startServer({
     env: {},
     listen: true,
@@ -202,12 +203,12 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
       );
       console.log(`seeded ${s + n}/${N} (${((s + n) / ((performance.now() - t0) / 1000)).toFixed(0)}/s)`);
     }
-    snapshot = server.engine.indexPath(c.id, server.engine.serving.version);
+    snapshot = indexFile(server.config.DATA_DIR, c.id, server.engine.serving.version);
   }
   // Index labels are the store's chunk rowids: document i (inserted i-th) has label labelBase + i.
   const c = await server.store.getCollection('bench');
   if (c) {
-    snapshot = server.engine.indexPath(c.id, server.engine.serving.version);
+    snapshot = indexFile(server.config.DATA_DIR, c.id, server.engine.serving.version);
     labelBase = (await server.store.liveChunks(c.id, 0, 1))[0]?.label;
   }
   console.log(JSON.stringify({ url: server.url, snapshot, labelBase }));

@@ -73,6 +73,7 @@ export class Engine {
   /** The pair before the last cut-over, kept loaded so a rollback is a pointer flip plus a catch-up. */
   private previous: ServingPair | undefined;
   private readonly writes = new KeyedMutex();
+  /** The query-log buffer; routes flush it through flushQueryLog, tests also stop it to simulate a crash. */
   readonly queryLog: QueryLogBuffer;
   /** Hits hydrated from memory where seen before (labels are write-once; writes forget the ones they tombstone). */
   private readonly chunkCache = new ChunkCache(CHUNK_CACHE_BYTES);
@@ -113,8 +114,9 @@ export class Engine {
     return this.previous;
   }
 
-  indexPath(collectionId: number, version: string): string {
-    return this.lifecycle.indexPath(collectionId, version);
+  /** Writes the buffered query log now: what reads it next (feedback's lookup, a drift check) sees every search. */
+  flushQueryLog(): Promise<void> {
+    return this.queryLog.flush();
   }
 
   /**

@@ -30,6 +30,11 @@ export interface IndexLifecycleDeps {
   serving: () => ServingPair | undefined;
 }
 
+/** Where a collection's index snapshot for one model version lives under DATA_DIR. */
+export function indexFile(dataDir: string, collectionId: number, version: string): string {
+  return join(dataDir, 'indexes', `${collectionId}-${version}.hnsw`);
+}
+
 export class IndexLifecycle {
   /** Store change sequence each (collection, version) index was last snapshotted at; -1 = built, never written. */
   private readonly snapshotSeqs = new Map<string, number>();
@@ -38,7 +43,7 @@ export class IndexLifecycle {
   constructor(private readonly deps: IndexLifecycleDeps) {}
 
   indexPath(collectionId: number, version: string): string {
-    return join(this.deps.config.DATA_DIR, 'indexes', `${collectionId}-${version}.hnsw`);
+    return indexFile(this.deps.config.DATA_DIR, collectionId, version);
   }
 
   /** Snapshots every SNAPSHOT_EVERY_SECONDS; a tick that finds one still running is skipped. */

@@ -99,7 +99,7 @@ function modelView(m: ModelVersionRow, champion: string | undefined, evals: Eval
 
 interface LoopRoutesDeps {
   /** The serving and previous pairs (/models) and the query log a drift check flushes first. */
-  engine: Pick<Engine, 'serving' | 'previousPair' | 'queryLog'>;
+  engine: Pick<Engine, 'serving' | 'previousPair' | 'flushQueryLog'>;
   catalog: CollectionCatalog;
   store: JobStore & ModelStore & QueryLogStore;
   monitor: DriftMonitor;
@@ -125,7 +125,7 @@ export function loopRoutes(deps: LoopRoutesDeps) {
         if (q.trigger === 'true') requireAdmin(c);
         await catalog.require(q.collection);
         // The buffered query log must be visible to the windows.
-        await engine.queryLog.flush();
+        await engine.flushQueryLog();
         const r = await monitor.check(q.collection, {
           referenceSince: q.referenceSince !== undefined ? parseTime(q.referenceSince) : undefined,
           noTrigger: q.trigger !== 'true',

@@ -20,7 +20,7 @@ import {
 
 interface SearchRoutesDeps {
   /** The serving pair: search, embeddings, the model it serves, and the query log /feedback looks in. */
-  engine: Pick<Engine, 'search' | 'embedTexts' | 'serving' | 'queryLog'>;
+  engine: Pick<Engine, 'search' | 'embedTexts' | 'serving' | 'flushQueryLog'>;
   catalog: CollectionCatalog;
   /** Feedback checks the logged query and the document, and records the judgement; /v1/models reads the model row. */
   store: DocumentStore & ModelStore & QueryLogStore;
@@ -183,7 +183,7 @@ export function searchRoutes(app: Hono<AppEnv>, deps: SearchRoutesDeps) {
       let q = await store.getQueryLog(b.queryId);
       if (!q) {
         // The search may still sit in the write buffer.
-        await engine.queryLog.flush();
+        await engine.flushQueryLog();
         q = await store.getQueryLog(b.queryId);
       }
       if (!q) throw new AppError('query_not_found', `no logged query has id "${b.queryId}"`);
