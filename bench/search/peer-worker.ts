@@ -1,7 +1,7 @@
 // One in-process search loop in a worker thread, for bench/search/peers.ts: loads its own copy of an
 // index (hnswlib-node snapshot or usearch file), then searches as fast as it can for `ms`, one query at
 // a time, and reports the latencies. Several of these side by side are "16 clients" on 2 cores.
-import { createRequire } from 'node:module';
+import { usearchIndex } from './usearch-index.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import hnswlib from 'hnswlib-node';
 
@@ -26,16 +26,7 @@ if (job.system === 'hnswlib') {
   const plain = Array.from({ length: nq }, (_, i) => Array.from(job.queries.subarray(i * job.dim, (i + 1) * job.dim)));
   search = (i) => void idx.searchKnn(plain[i % nq]!, job.k);
 } else {
-  const usearch = createRequire(import.meta.url)('usearch') as typeof import('usearch');
-  const idx = new usearch.Index({
-    metric: usearch.MetricKind.IP,
-    quantization: usearch.ScalarKind.F32,
-    dimensions: job.dim,
-    connectivity: 16,
-    expansion_add: 200,
-    expansion_search: job.ef,
-    multi: false,
-  });
+  const idx = usearchIndex(job.dim, job.ef);
   idx.load(job.path);
   const qs = Array.from({ length: nq }, (_, i) => job.queries.subarray(i * job.dim, (i + 1) * job.dim));
   search = (i) => void idx.search(qs[i % nq]!, job.k, 1);

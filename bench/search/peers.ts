@@ -29,6 +29,7 @@ import hnswlib from 'hnswlib-node';
 import { spawnWorker } from '../../src/util/worker.js';
 import type { ClientJob, ClientResult } from './http-client.js';
 import type { PeerJob } from './peer-worker.js';
+import { usearchIndex } from './usearch-index.js';
 
 const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
 const N = env('BENCH_N', 100_000);
@@ -312,19 +313,9 @@ async function hnswEf(path: string, inp: Inputs, labelBase: number): Promise<{ e
 }
 
 async function usearchSystem(inp: Inputs): Promise<System> {
-  const usearch = require('usearch') as typeof import('usearch');
   const path = join(CACHE, 'usearch-M16-efc200.usearch');
   // The index as built (M 16, efC 200), with the search expansion the caller asks for.
-  const open = (ef: number) =>
-    new usearch.Index({
-      metric: usearch.MetricKind.IP,
-      quantization: usearch.ScalarKind.F32,
-      dimensions: inp.dim,
-      connectivity: 16,
-      expansion_add: 200,
-      expansion_search: ef,
-      multi: false,
-    });
+  const open = (ef: number) => usearchIndex(inp.dim, ef);
   if (!existsSync(path)) {
     const idx = open(64);
     const t0 = performance.now();
