@@ -8,32 +8,7 @@ import type { Extension } from '@electric-sql/pglite';
 import { AppError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import * as s from '../schema/pg.js';
-import type {
-  ApiKeyRow,
-  ChangesSince,
-  ChunkRow,
-  Collection,
-  DocumentInput,
-  DriftReportRow,
-  EvalReportRow,
-  FeedbackPair,
-  FeedbackRow,
-  HydratedChunk,
-  IndexRecord,
-  JobClaim,
-  JobState,
-  Metadata,
-  ModelStatus,
-  ModelVersionRow,
-  QueryLogRow,
-  QueryLogSlice,
-  QueryLogSliceOptions,
-  Scalar,
-  ServingPointer,
-  Store,
-  TrainJobRow,
-  UpsertResult,
-} from '../types.js';
+import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import { migrateVectors } from './vectors.js';
 
@@ -74,7 +49,7 @@ function termArray(terms: string[]): string {
   return `{${terms.map((t) => `"${t}"`).join(',')}}`;
 }
 
-const toCollection = (r: typeof s.collections.$inferSelect): Collection => ({
+const toCollection = (r: typeof s.collections.$inferSelect): T.Collection => ({
   id: r.id,
   name: r.name,
   hnsw: { M: r.hnswM, efConstruction: r.efConstruction, efSearch: r.efSearch },
@@ -92,7 +67,7 @@ async function rawRows(db: Db | Tx, q: SQL): Promise<Record<string, unknown>[]> 
   return rows as Record<string, unknown>[];
 }
 
-function metadataConds(filter: Record<string, Scalar>): SQL[] {
+function metadataConds(filter: Record<string, T.Scalar>): SQL[] {
   return Object.entries(filter).map(([k, v]) => {
     if (!METADATA_KEY.test(k)) throw new AppError('invalid_request', `filter key "${k}" must match ${METADATA_KEY.source}`);
     // jsonb equality is type-aware ("1" ≠ 1 ≠ true, 1 = 1.0) and a missing key yields SQL NULL (no
@@ -116,10 +91,10 @@ type SqlQuery = (text: string, params?: unknown[]) => Promise<SqlRows>;
 /** Plain SQL on the store's connection(s), for the pgvector index backend (src/index/pgvector.ts). */
 export interface PgSqlClient {
   query: SqlQuery;
-  transaction<T>(fn: (q: SqlQuery) => Promise<T>): Promise<T>;
+  transaction<R>(fn: (q: SqlQuery) => Promise<R>): Promise<R>;
 }
 
-export class PgStore implements Store {
+export class PgStore implements T.Store {
   readonly dialect = 'postgres' as const;
 
   /** Keyword-search statistics per collection (see termStats). */
@@ -131,7 +106,7 @@ export class PgStore implements Store {
     /** Plain SQL on the same database (the pgvector index backend). */
     readonly sql: PgSqlClient,
     /** Session-level job claims (node-postgres); absent for PGlite, which only one process can open. */
-    private readonly claimSession?: (id: string) => Promise<JobClaim | undefined>,
+    private readonly claimSession?: (id: string) => Promise<T.JobClaim | undefined>,
     opts: { autoAnalyze?: boolean } = {},
   ) {
     if (opts.autoAnalyze) this.autoAnalyze = { changed: 0, total: 0 };
@@ -160,7 +135,7 @@ export class PgStore implements Store {
     await this.sql.query('ANALYZE');
   }
 
-  async claimJob(id: string): Promise<JobClaim | undefined> {
+  async claimJob(id: string): Promise<T.JobClaim | undefined> {
     return this.claimSession ? this.claimSession(id) : this.localClaims.claim(id);
   }
 
@@ -189,7 +164,7 @@ export class PgStore implements Store {
       await pool.end().catch(() => undefined);
       throw err;
     }
-    const claimSession = async (id: string): Promise<JobClaim | undefined> => {
+    const claimSession = async (id: string): Promise<T.JobClaim | undefined> => {
       // A connection of its own, held while the job runs: the lock lives and dies with it.
       const client = await pool.connect();
       // Checked-out clients get no pool-level error handler: a dropped connection must not crash the process.
@@ -296,7 +271,7 @@ export class PgStore implements Store {
   }
 
   // ---- collections
-  async createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection> {
+  async createCollection(input: Omit<T.Collection, 'id' | 'createdAt'>): Promise<T.Collection> {
     // ON CONFLICT instead of check-then-insert: two replicas creating the same name race safely.
     const [row] = await this.db
       .insert(s.collections)
@@ -307,17 +282,17 @@ export class PgStore implements Store {
     return toCollection(row);
   }
 
-  async getCollection(name: string): Promise<Collection | undefined> {
+  async getCollection(name: string): Promise<T.Collection | undefined> {
     const [r] = await this.db.select().from(s.collections).where(eq(s.collections.name, name));
     return r && toCollection(r);
   }
 
-  async getCollectionById(id: number): Promise<Collection | undefined> {
+  async getCollectionById(id: number): Promise<T.Collection | undefined> {
     const [r] = await this.db.select().from(s.collections).where(eq(s.collections.id, id));
     return r && toCollection(r);
   }
 
-  async listCollections(): Promise<Collection[]> {
+  async listCollections(): Promise<T.Collection[]> {
     // COLLATE "C": byte order, as SQLite sorts, whatever locale the database was created with.
     const rows = await this.db.select().from(s.collections).orderBy(sql`${s.collections.name} COLLATE "C"`);
     return rows.map(toCollection);
@@ -336,16 +311,16 @@ export class PgStore implements Store {
   }
 
   // ---- documents
-  async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
+  async upsertDocuments(collectionId: number, docs: T.DocumentInput[]): Promise<T.UpsertResult> {
     // A repeated id inside one batch: the last occurrence wins, as sequential upserts would leave it.
     // Deduplicating also keeps the multi-row ON CONFLICT below legal (a row may be updated once).
-    const byId = new Map<string, DocumentInput>();
+    const byId = new Map<string, T.DocumentInput>();
     for (const d of docs) {
       byId.delete(d.id);
       byId.set(d.id, d);
     }
     const unique = [...byId.values()];
-    let out: UpsertResult;
+    let out: T.UpsertResult;
     // After commit, so a keyword search racing the write cannot re-cache pre-write statistics.
     try {
       out = await this.upsertTx(collectionId, unique);
@@ -356,7 +331,7 @@ export class PgStore implements Store {
     return out;
   }
 
-  private upsertTx(collectionId: number, unique: DocumentInput[]): Promise<UpsertResult> {
+  private upsertTx(collectionId: number, unique: T.DocumentInput[]): Promise<T.UpsertResult> {
     return this.db.transaction(async (tx) => {
       const seq = await this.nextSeq(tx);
       if (unique.length === 0) return { seq, added: [], removed: [] };
@@ -391,7 +366,7 @@ export class PgStore implements Store {
           });
       }
       const chunkRows = unique.flatMap((d) => d.chunks.map((text, n) => ({ collectionId, docId: d.id, n, text, seq })));
-      const added: ChunkRow[] = [];
+      const added: T.ChunkRow[] = [];
       for (let i = 0; i < chunkRows.length; i += ROWS_PER_INSERT) {
         const part = await tx
           .insert(s.chunks)
@@ -406,8 +381,8 @@ export class PgStore implements Store {
     });
   }
 
-  async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
-    let out: UpsertResult | undefined;
+  async deleteDocument(collectionId: number, docId: string): Promise<T.UpsertResult | undefined> {
+    let out: T.UpsertResult | undefined;
     try {
       out = await this.deleteTx(collectionId, docId);
     } finally {
@@ -417,7 +392,7 @@ export class PgStore implements Store {
     return out;
   }
 
-  private deleteTx(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+  private deleteTx(collectionId: number, docId: string): Promise<T.UpsertResult | undefined> {
     return this.db.transaction(async (tx) => {
       const [doc] = await tx
         .select({ id: s.documents.id })
@@ -444,8 +419,8 @@ export class PgStore implements Store {
     return r;
   }
 
-  async hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
-    const out = new Map<number, HydratedChunk>();
+  async hydrate(labels: readonly number[]): Promise<Map<number, T.HydratedChunk>> {
+    const out = new Map<number, T.HydratedChunk>();
     for (let i = 0; i < labels.length; i += 10_000) {
       const rows = await this.db
         .select({ ...chunkCols, metadata: s.documents.metadata })
@@ -457,7 +432,7 @@ export class PgStore implements Store {
     return out;
   }
 
-  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
+  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<T.ChunkRow[]> {
     return this.db
       .select(chunkCols)
       .from(s.chunks)
@@ -474,7 +449,7 @@ export class PgStore implements Store {
     return r?.n ?? 0;
   }
 
-  async changesSince(collectionId: number, seq: number): Promise<ChangesSince> {
+  async changesSince(collectionId: number, seq: number): Promise<T.ChangesSince> {
     // Read the committed counter first, then bound both queries by it. Because writers serialise on
     // the counter row (see nextSeq), every transaction with seq ≤ now has committed, so the answer is
     // the exact delta (seq, now] even under READ COMMITTED while other replicas keep writing. A chunk
@@ -503,7 +478,7 @@ export class PgStore implements Store {
     return { added, removed: removed.map((r) => r.label), seq: now };
   }
 
-  async labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]> {
+  async labelsMatching(collectionId: number, filter: Record<string, T.Scalar>): Promise<number[]> {
     const rows = await this.db
       .select({ label: s.chunks.label })
       .from(s.chunks)
@@ -513,7 +488,7 @@ export class PgStore implements Store {
     return rows.map((r) => r.label);
   }
 
-  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>) {
+  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, T.Scalar>) {
     // Tokens are letters and digits only, so quoting them as tsquery lexemes cannot inject operators
     // (`"AND OR NEAR("` is three plain terms), and the same tokeniser as the SQLite side is used.
     const terms = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, MAX_KEYWORD_TERMS);
@@ -649,7 +624,7 @@ export class PgStore implements Store {
     return rows.map((r) => ({ label: Number(r.label), score: Number(r.score) }));
   }
 
-  async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
+  async sampleChunks(collectionId: number, n: number): Promise<T.ChunkRow[]> {
     return this.db
       .select(chunkCols)
       .from(s.chunks)
@@ -659,7 +634,7 @@ export class PgStore implements Store {
   }
 
   // ---- models
-  async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
+  async upsertModelVersion(row: Omit<T.ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
     await this.db
       .insert(s.modelVersions)
       .values(row)
@@ -669,25 +644,25 @@ export class PgStore implements Store {
       });
   }
 
-  async getModelVersion(version: string): Promise<ModelVersionRow | undefined> {
+  async getModelVersion(version: string): Promise<T.ModelVersionRow | undefined> {
     const [r] = await this.db.select().from(s.modelVersions).where(eq(s.modelVersions.version, version));
     return r;
   }
 
-  async listModelVersions(): Promise<ModelVersionRow[]> {
+  async listModelVersions(): Promise<T.ModelVersionRow[]> {
     return this.db.select().from(s.modelVersions).orderBy(asc(s.modelVersions.createdAt), asc(s.modelVersions.version));
   }
 
-  async setModelStatus(version: string, status: ModelStatus): Promise<void> {
+  async setModelStatus(version: string, status: T.ModelStatus): Promise<void> {
     await this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version));
   }
 
-  async getServing(): Promise<ServingPointer | undefined> {
+  async getServing(): Promise<T.ServingPointer | undefined> {
     const [r] = await this.db.select().from(s.serving).where(eq(s.serving.id, 1));
     return r && { modelVersion: r.modelVersion, generation: r.generation, changedAt: r.changedAt };
   }
 
-  async promote(version: string): Promise<ServingPointer> {
+  async promote(version: string): Promise<T.ServingPointer> {
     return this.db.transaction(async (tx) => {
       // The serving row may not exist yet, so FOR UPDATE alone cannot serialise the first two
       // promotions; the transaction-scoped advisory lock can, and is released at commit/rollback.
@@ -708,7 +683,7 @@ export class PgStore implements Store {
   }
 
   // ---- index records
-  async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
+  async getIndexRecord(collectionId: number, modelVersion: string): Promise<T.IndexRecord | undefined> {
     const [r] = await this.db
       .select()
       .from(s.indexes)
@@ -716,7 +691,7 @@ export class PgStore implements Store {
     return r;
   }
 
-  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<IndexRecord[]> {
+  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<T.IndexRecord[]> {
     const conds: SQL[] = [];
     if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
     if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
@@ -727,7 +702,7 @@ export class PgStore implements Store {
       .orderBy(asc(s.indexes.id));
   }
 
-  async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
+  async saveIndexRecord(rec: Omit<T.IndexRecord, 'id' | 'createdAt'>): Promise<T.IndexRecord> {
     const [r] = await this.db
       .insert(s.indexes)
       .values(rec)
@@ -745,15 +720,15 @@ export class PgStore implements Store {
   }
 
   // ---- serving strategies
-  async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
+  async getStrategy(collectionId: number, modelVersion: string): Promise<T.Metadata | undefined> {
     const [r] = await this.db
       .select()
       .from(s.strategies)
       .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion)));
-    return r?.strategy as Metadata | undefined;
+    return r?.strategy as T.Metadata | undefined;
   }
 
-  async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
+  async saveStrategy(collectionId: number, modelVersion: string, strategy: T.Metadata): Promise<void> {
     const decidedAt = Date.now();
     await this.db
       .insert(s.strategies)
@@ -762,7 +737,7 @@ export class PgStore implements Store {
   }
 
   // ---- query log and feedback
-  async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
+  async insertQueryLogs(rows: T.QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db.transaction(async (tx) => {
       for (let i = 0; i < rows.length; i += 500)
@@ -774,7 +749,7 @@ export class PgStore implements Store {
     await this.analyzeAfterWrite(rows.length);
   }
 
-  async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
+  async getQueryLog(id: string): Promise<T.QueryLogRow | undefined> {
     const [r] = await this.db.select().from(s.queryLog).where(eq(s.queryLog.id, id));
     return r;
   }
@@ -792,7 +767,7 @@ export class PgStore implements Store {
       .limit(opts.limit);
   }
 
-  async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
+  async queryLogTextSlice(collection: string, o: T.QueryLogSliceOptions): Promise<T.QueryLogSlice> {
     // Same slicing as the SQLite store (see there): an index-only boundary read, then the text rows.
     const q = s.queryLog;
     const t = q.createdAt;
@@ -842,13 +817,13 @@ export class PgStore implements Store {
     return r?.n ?? 0;
   }
 
-  async insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow> {
+  async insertFeedback(row: Omit<T.FeedbackRow, 'id' | 'createdAt'>): Promise<T.FeedbackRow> {
     const [r] = await this.db.insert(s.feedback).values(row).returning();
     if (!r) throw new Error('feedback insert returned no row');
     return r;
   }
 
-  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
+  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
     const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
     if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
     const rows = await this.db
@@ -862,13 +837,13 @@ export class PgStore implements Store {
   }
 
   // ---- drift, jobs, eval
-  async insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow> {
+  async insertDriftReport(row: Omit<T.DriftReportRow, 'id' | 'createdAt'>): Promise<T.DriftReportRow> {
     const [r] = await this.db.insert(s.driftReports).values(row).returning();
     if (!r) throw new Error('drift report insert returned no row');
     return r;
   }
 
-  async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
+  async listDriftReports(collection: string, limit: number): Promise<T.DriftReportRow[]> {
     return this.db
       .select()
       .from(s.driftReports)
@@ -877,7 +852,7 @@ export class PgStore implements Store {
       .limit(limit);
   }
 
-  async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
+  async insertJob(row: Omit<T.TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<T.TrainJobRow> {
     return this.db.transaction(async (tx) => {
       // One active job per collection across all replicas. A row lock cannot guard a row that does
       // not exist yet, so lock the collection name itself; the lock is held until commit, and under
@@ -896,7 +871,7 @@ export class PgStore implements Store {
     });
   }
 
-  async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
+  async updateJob(id: string, patch: Partial<Pick<T.TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
     const [r] = await this.db
       .update(s.trainJobs)
       .set({ ...patch, updatedAt: Date.now() })
@@ -906,12 +881,12 @@ export class PgStore implements Store {
     return r;
   }
 
-  async getJob(id: string): Promise<TrainJobRow | undefined> {
+  async getJob(id: string): Promise<T.TrainJobRow | undefined> {
     const [r] = await this.db.select().from(s.trainJobs).where(eq(s.trainJobs.id, id));
     return r;
   }
 
-  async listJobs(opts: { collection?: string; states?: readonly JobState[]; limit?: number } = {}): Promise<TrainJobRow[]> {
+  async listJobs(opts: { collection?: string; states?: readonly T.JobState[]; limit?: number } = {}): Promise<T.TrainJobRow[]> {
     const conds: SQL[] = [];
     if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
     if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
@@ -923,13 +898,13 @@ export class PgStore implements Store {
       .limit(opts.limit ?? 100);
   }
 
-  async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
+  async insertEvalReport(row: Omit<T.EvalReportRow, 'id' | 'createdAt'>): Promise<T.EvalReportRow> {
     const [r] = await this.db.insert(s.evalReports).values(row).returning();
     if (!r) throw new Error('eval report insert returned no row');
     return r;
   }
 
-  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<EvalReportRow[]> {
+  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<T.EvalReportRow[]> {
     const conds: SQL[] = [];
     if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
     if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
@@ -941,11 +916,11 @@ export class PgStore implements Store {
   }
 
   // ---- api keys
-  async insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void> {
+  async insertApiKey(row: Omit<T.ApiKeyRow, 'createdAt'>): Promise<void> {
     await this.db.insert(s.apiKeys).values(row);
   }
 
-  async findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined> {
+  async findApiKeyByHash(hash: string): Promise<T.ApiKeyRow | undefined> {
     const [r] = await this.db.select().from(s.apiKeys).where(eq(s.apiKeys.hash, hash));
     return r;
   }
@@ -956,4 +931,4 @@ export class PgStore implements Store {
   }
 }
 
-export type { Metadata };
+export type { Metadata } from '../types.js';

@@ -9,32 +9,7 @@ import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
-import type {
-  ApiKeyRow,
-  ChangesSince,
-  ChunkRow,
-  Collection,
-  DocumentInput,
-  DriftReportRow,
-  EvalReportRow,
-  FeedbackPair,
-  FeedbackRow,
-  HydratedChunk,
-  IndexRecord,
-  JobClaim,
-  JobState,
-  Metadata,
-  ModelStatus,
-  ModelVersionRow,
-  QueryLogRow,
-  QueryLogSlice,
-  QueryLogSliceOptions,
-  Scalar,
-  ServingPointer,
-  Store,
-  TrainJobRow,
-  UpsertResult,
-} from '../types.js';
+import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import type { FtsRequest, FtsResponse } from './fts-reader.js';
 import type { WriterRequest } from './querylog-writer.js';
@@ -42,7 +17,7 @@ import { SqliteThread, ThreadGoneError } from './thread.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
-const toCollection = (r: typeof s.collections.$inferSelect): Collection => ({
+const toCollection = (r: typeof s.collections.$inferSelect): T.Collection => ({
   id: r.id,
   name: r.name,
   hnsw: { M: r.hnswM, efConstruction: r.efConstruction, efSearch: r.efSearch },
@@ -54,7 +29,7 @@ const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 
 // better-sqlite3 is synchronous; the async signatures are the Store contract shared with Postgres.
 // Writes are short transactions, so running them on the event loop is cheaper than a thread hop.
-export class SqliteStore implements Store {
+export class SqliteStore implements T.Store {
   readonly dialect = 'sqlite' as const;
   private readonly sqlite: Database.Database;
   private readonly db: Db;
@@ -103,7 +78,7 @@ export class SqliteStore implements Store {
   }
 
   // ---- collections
-  async createCollection(input: Omit<Collection, 'id' | 'createdAt'>): Promise<Collection> {
+  async createCollection(input: Omit<T.Collection, 'id' | 'createdAt'>): Promise<T.Collection> {
     const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
     if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
     return this.db.transaction((tx) => {
@@ -113,17 +88,17 @@ export class SqliteStore implements Store {
     });
   }
 
-  async getCollection(name: string): Promise<Collection | undefined> {
+  async getCollection(name: string): Promise<T.Collection | undefined> {
     const r = this.db.select().from(s.collections).where(eq(s.collections.name, name)).get();
     return r && toCollection(r);
   }
 
-  async getCollectionById(id: number): Promise<Collection | undefined> {
+  async getCollectionById(id: number): Promise<T.Collection | undefined> {
     const r = this.db.select().from(s.collections).where(eq(s.collections.id, id)).get();
     return r && toCollection(r);
   }
 
-  async listCollections(): Promise<Collection[]> {
+  async listCollections(): Promise<T.Collection[]> {
     return this.db.select().from(s.collections).orderBy(asc(s.collections.name)).all().map(toCollection);
   }
 
@@ -202,13 +177,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  async upsertDocuments(collectionId: number, docs: DocumentInput[]): Promise<UpsertResult> {
+  async upsertDocuments(collectionId: number, docs: T.DocumentInput[]): Promise<T.UpsertResult> {
     const st = this.stmts();
     const fts = this.fts(collectionId);
-    const run = this.sqlite.transaction((): UpsertResult => {
+    const run = this.sqlite.transaction((): T.UpsertResult => {
       const seq = (st.nextSeq.get() as { value: number }).value;
       const removed: number[] = [];
-      const added: ChunkRow[] = [];
+      const added: T.ChunkRow[] = [];
       const now = Date.now();
       for (const d of docs) {
         for (const o of st.tombstone.all(seq, collectionId, d.id)) {
@@ -227,7 +202,7 @@ export class SqliteStore implements Store {
     return run.immediate();
   }
 
-  async deleteDocument(collectionId: number, docId: string): Promise<UpsertResult | undefined> {
+  async deleteDocument(collectionId: number, docId: string): Promise<T.UpsertResult | undefined> {
     return this.db.transaction((tx) => {
       const doc = tx
         .select({ id: s.documents.id })
@@ -265,8 +240,8 @@ export class SqliteStore implements Store {
 
   // On every search's path: one prepared statement per list length with the labels bound as integers
   // (binding a JSON array and expanding it with json_each cost ~2× as much), rows read as arrays.
-  async hydrate(labels: readonly number[]): Promise<Map<number, HydratedChunk>> {
-    const out = new Map<number, HydratedChunk>();
+  async hydrate(labels: readonly number[]): Promise<Map<number, T.HydratedChunk>> {
+    const out = new Map<number, T.HydratedChunk>();
     if (labels.length === 0) return out;
     let st = this.hydrateStmts.get(labels.length);
     if (!st) {
@@ -280,12 +255,12 @@ export class SqliteStore implements Store {
       if (this.hydrateStmts.size < 256) this.hydrateStmts.set(labels.length, st);
     }
     for (const r of st.all(...labels) as [number, string, number, string, string][]) {
-      out.set(r[0], { label: r[0], docId: r[1], n: r[2], text: r[3], metadata: JSON.parse(r[4]) as Metadata });
+      out.set(r[0], { label: r[0], docId: r[1], n: r[2], text: r[3], metadata: JSON.parse(r[4]) as T.Metadata });
     }
     return out;
   }
 
-  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<ChunkRow[]> {
+  async liveChunks(collectionId: number, afterLabel: number, limit: number): Promise<T.ChunkRow[]> {
     return this.db
       .select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
       .from(s.chunks)
@@ -305,7 +280,7 @@ export class SqliteStore implements Store {
     );
   }
 
-  async changesSince(collectionId: number, seq: number): Promise<ChangesSince> {
+  async changesSince(collectionId: number, seq: number): Promise<T.ChangesSince> {
     return this.db.transaction((tx) => {
       const now = tx.select().from(s.counters).where(eq(s.counters.name, 'seq')).get()?.value ?? 0;
       const added = tx
@@ -325,7 +300,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async labelsMatching(collectionId: number, filter: Record<string, Scalar>): Promise<number[]> {
+  async labelsMatching(collectionId: number, filter: Record<string, T.Scalar>): Promise<number[]> {
     const conds = Object.entries(filter).map(([k, v]) => {
       if (!METADATA_KEY.test(k)) throw new AppError('invalid_request', `filter key "${k}" must match ${METADATA_KEY.source}`);
       const path = `$."${k}"`;
@@ -345,7 +320,7 @@ export class SqliteStore implements Store {
     return rows.map((r) => r.label);
   }
 
-  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, Scalar>) {
+  async keywordSearch(collectionId: number, query: string, k: number, filter?: Record<string, T.Scalar>) {
     // Quote every token so user text can never be parsed as FTS5 syntax (AND/OR/NEAR, column filters).
     // Distinct terms, as on Postgres: FTS5 would count a repeated query word once per repetition.
     const tokens = [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, 64);
@@ -387,7 +362,7 @@ export class SqliteStore implements Store {
     return best;
   }
 
-  async sampleChunks(collectionId: number, n: number): Promise<ChunkRow[]> {
+  async sampleChunks(collectionId: number, n: number): Promise<T.ChunkRow[]> {
     return this.db
       .select({ label: s.chunks.label, docId: s.chunks.docId, n: s.chunks.n, text: s.chunks.text })
       .from(s.chunks)
@@ -398,7 +373,7 @@ export class SqliteStore implements Store {
   }
 
   // ---- models
-  async upsertModelVersion(row: Omit<ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
+  async upsertModelVersion(row: Omit<T.ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
     this.db
       .insert(s.modelVersions)
       .values(row)
@@ -409,24 +384,24 @@ export class SqliteStore implements Store {
       .run();
   }
 
-  async getModelVersion(version: string): Promise<ModelVersionRow | undefined> {
+  async getModelVersion(version: string): Promise<T.ModelVersionRow | undefined> {
     return this.db.select().from(s.modelVersions).where(eq(s.modelVersions.version, version)).get();
   }
 
-  async listModelVersions(): Promise<ModelVersionRow[]> {
+  async listModelVersions(): Promise<T.ModelVersionRow[]> {
     return this.db.select().from(s.modelVersions).orderBy(asc(s.modelVersions.createdAt)).all();
   }
 
-  async setModelStatus(version: string, status: ModelStatus): Promise<void> {
+  async setModelStatus(version: string, status: T.ModelStatus): Promise<void> {
     this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version)).run();
   }
 
-  async getServing(): Promise<ServingPointer | undefined> {
+  async getServing(): Promise<T.ServingPointer | undefined> {
     const r = this.db.select().from(s.serving).where(eq(s.serving.id, 1)).get();
     return r && { modelVersion: r.modelVersion, generation: r.generation, changedAt: r.changedAt };
   }
 
-  async promote(version: string): Promise<ServingPointer> {
+  async promote(version: string): Promise<T.ServingPointer> {
     return this.db.transaction((tx) => {
       const now = Date.now();
       const cur = tx.select().from(s.serving).where(eq(s.serving.id, 1)).get();
@@ -444,7 +419,7 @@ export class SqliteStore implements Store {
   }
 
   // ---- index records
-  async getIndexRecord(collectionId: number, modelVersion: string): Promise<IndexRecord | undefined> {
+  async getIndexRecord(collectionId: number, modelVersion: string): Promise<T.IndexRecord | undefined> {
     return this.db
       .select()
       .from(s.indexes)
@@ -452,7 +427,7 @@ export class SqliteStore implements Store {
       .get();
   }
 
-  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<IndexRecord[]> {
+  async listIndexRecords(filter: { modelVersion?: string; collectionId?: number } = {}): Promise<T.IndexRecord[]> {
     const conds = [];
     if (filter.modelVersion !== undefined) conds.push(eq(s.indexes.modelVersion, filter.modelVersion));
     if (filter.collectionId !== undefined) conds.push(eq(s.indexes.collectionId, filter.collectionId));
@@ -463,7 +438,7 @@ export class SqliteStore implements Store {
       .all();
   }
 
-  async saveIndexRecord(rec: Omit<IndexRecord, 'id' | 'createdAt'>): Promise<IndexRecord> {
+  async saveIndexRecord(rec: Omit<T.IndexRecord, 'id' | 'createdAt'>): Promise<T.IndexRecord> {
     return this.db
       .insert(s.indexes)
       .values(rec)
@@ -483,15 +458,15 @@ export class SqliteStore implements Store {
   }
 
   // ---- serving strategies
-  async getStrategy(collectionId: number, modelVersion: string): Promise<Metadata | undefined> {
+  async getStrategy(collectionId: number, modelVersion: string): Promise<T.Metadata | undefined> {
     return this.db
       .select()
       .from(s.strategies)
       .where(and(eq(s.strategies.collectionId, collectionId), eq(s.strategies.modelVersion, modelVersion)))
-      .get()?.strategy as Metadata | undefined;
+      .get()?.strategy as T.Metadata | undefined;
   }
 
-  async saveStrategy(collectionId: number, modelVersion: string, strategy: Metadata): Promise<void> {
+  async saveStrategy(collectionId: number, modelVersion: string, strategy: T.Metadata): Promise<void> {
     const decidedAt = Date.now();
     this.db
       .insert(s.strategies)
@@ -501,13 +476,13 @@ export class SqliteStore implements Store {
   }
 
   // ---- query log and feedback
-  private queryLogInsert?: (rows: QueryLogRow[]) => void;
+  private queryLogInsert?: (rows: T.QueryLogRow[]) => void;
 
   /** Query-log batches go through a writer thread (started on the first batch) where the file can be shared. */
   private logWriter: SqliteThread<WriterRequest, null> | undefined;
   private logWriterGone = false;
 
-  async insertQueryLogs(rows: QueryLogRow[]): Promise<void> {
+  async insertQueryLogs(rows: T.QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
     if (this.file !== ':memory:' && !this.logWriterGone) {
       try {
@@ -523,7 +498,7 @@ export class SqliteStore implements Store {
     (this.queryLogInsert ??= queryLogInserter(this.sqlite))(rows);
   }
 
-  async getQueryLog(id: string): Promise<QueryLogRow | undefined> {
+  async getQueryLog(id: string): Promise<T.QueryLogRow | undefined> {
     return this.db.select().from(s.queryLog).where(eq(s.queryLog.id, id)).get();
   }
 
@@ -540,7 +515,7 @@ export class SqliteStore implements Store {
       .all();
   }
 
-  async queryLogTextSlice(collection: string, o: QueryLogSliceOptions): Promise<QueryLogSlice> {
+  async queryLogTextSlice(collection: string, o: T.QueryLogSliceOptions): Promise<T.QueryLogSlice> {
     const q = s.queryLog;
     const t = q.createdAt;
     const floor = o.newestFirst && o.floor !== undefined ? [gte(t, o.floor)] : [];
@@ -595,11 +570,11 @@ export class SqliteStore implements Store {
     );
   }
 
-  async insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow> {
+  async insertFeedback(row: Omit<T.FeedbackRow, 'id' | 'createdAt'>): Promise<T.FeedbackRow> {
     return this.db.insert(s.feedback).values(row).returning().get();
   }
 
-  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<FeedbackPair[]> {
+  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
     const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
     if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
     const rows = this.db
@@ -614,11 +589,11 @@ export class SqliteStore implements Store {
   }
 
   // ---- drift, jobs, eval
-  async insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow> {
+  async insertDriftReport(row: Omit<T.DriftReportRow, 'id' | 'createdAt'>): Promise<T.DriftReportRow> {
     return this.db.insert(s.driftReports).values(row).returning().get();
   }
 
-  async listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]> {
+  async listDriftReports(collection: string, limit: number): Promise<T.DriftReportRow[]> {
     return this.db
       .select()
       .from(s.driftReports)
@@ -630,11 +605,11 @@ export class SqliteStore implements Store {
 
   private readonly jobClaims = new LocalJobClaims();
 
-  async claimJob(id: string): Promise<JobClaim | undefined> {
+  async claimJob(id: string): Promise<T.JobClaim | undefined> {
     return this.jobClaims.claim(id);
   }
 
-  async insertJob(row: Omit<TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<TrainJobRow> {
+  async insertJob(row: Omit<T.TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<T.TrainJobRow> {
     return this.db.transaction((tx) => {
       // One job per collection: checked inside the write transaction so two requests cannot both pass.
       const running = tx
@@ -648,7 +623,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async updateJob(id: string, patch: Partial<Pick<TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
+  async updateJob(id: string, patch: Partial<Pick<T.TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
     const r = this.db
       .update(s.trainJobs)
       .set({ ...patch, updatedAt: Date.now() })
@@ -659,11 +634,11 @@ export class SqliteStore implements Store {
     return r;
   }
 
-  async getJob(id: string): Promise<TrainJobRow | undefined> {
+  async getJob(id: string): Promise<T.TrainJobRow | undefined> {
     return this.db.select().from(s.trainJobs).where(eq(s.trainJobs.id, id)).get();
   }
 
-  async listJobs(opts: { collection?: string; states?: readonly JobState[]; limit?: number } = {}): Promise<TrainJobRow[]> {
+  async listJobs(opts: { collection?: string; states?: readonly T.JobState[]; limit?: number } = {}): Promise<T.TrainJobRow[]> {
     const conds = [];
     if (opts.collection !== undefined) conds.push(eq(s.trainJobs.collection, opts.collection));
     if (opts.states) conds.push(inArray(s.trainJobs.state, [...opts.states]));
@@ -676,11 +651,11 @@ export class SqliteStore implements Store {
       .all();
   }
 
-  async insertEvalReport(row: Omit<EvalReportRow, 'id' | 'createdAt'>): Promise<EvalReportRow> {
+  async insertEvalReport(row: Omit<T.EvalReportRow, 'id' | 'createdAt'>): Promise<T.EvalReportRow> {
     return this.db.insert(s.evalReports).values(row).returning().get();
   }
 
-  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<EvalReportRow[]> {
+  async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<T.EvalReportRow[]> {
     const conds = [];
     if (opts.candidateVersion !== undefined) conds.push(eq(s.evalReports.candidateVersion, opts.candidateVersion));
     if (opts.jobId !== undefined) conds.push(eq(s.evalReports.jobId, opts.jobId));
@@ -693,11 +668,11 @@ export class SqliteStore implements Store {
   }
 
   // ---- api keys
-  async insertApiKey(row: Omit<ApiKeyRow, 'createdAt'>): Promise<void> {
+  async insertApiKey(row: Omit<T.ApiKeyRow, 'createdAt'>): Promise<void> {
     this.db.insert(s.apiKeys).values(row).run();
   }
 
-  async findApiKeyByHash(hash: string): Promise<ApiKeyRow | undefined> {
+  async findApiKeyByHash(hash: string): Promise<T.ApiKeyRow | undefined> {
     return this.db.select().from(s.apiKeys).where(eq(s.apiKeys.hash, hash)).get();
   }
 
@@ -706,4 +681,4 @@ export class SqliteStore implements Store {
   }
 }
 
-export type { Metadata };
+export type { Metadata } from '../types.js';
