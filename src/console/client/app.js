@@ -90,6 +90,32 @@ function h(tag, attrs, ...children) {
   }
   return el;
 }
+/**
+ * A table in its scrolling wrapper: `head` lists the header cells as [label, class?], `body` is the tbody itself
+ * (a page that refills it later keeps a reference) or the rows to put in a new one.
+ * @param {Record<string, unknown>} attrs @param {[string, string?][]} head @param {unknown} body
+ */
+function dataTable(attrs, head, body) {
+  const tbody = body instanceof HTMLTableSectionElement ? body : h('tbody', null, body);
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      attrs,
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          head.map(([label, cls]) => h('th', cls ? { class: cls } : null, label)),
+        ),
+      ),
+      tbody,
+    ),
+  );
+}
 const $main = () => /** @type {HTMLElement} */ (document.getElementById('main'));
 
 /** @param {unknown} err */
@@ -437,41 +463,19 @@ async function collectionsPage() {
   const table =
     collections.length === 0
       ? h('p', { class: 'muted', id: 'no-collections' }, 'No collections yet.')
-      : h(
-          'div',
-          { class: 'table-wrap' },
-          h(
-            'table',
-            { id: 'collections' },
+      : dataTable(
+          { id: 'collections' },
+          [['Name'], ['Documents', 'num'], ['Chunks', 'num'], ['Model', 'hide-narrow'], ['Index', 'hide-narrow'], ['Strategy']],
+          collections.map((/** @type {any} */ c) =>
             h(
-              'thead',
+              'tr',
               null,
-              h(
-                'tr',
-                null,
-                h('th', null, 'Name'),
-                h('th', { class: 'num' }, 'Documents'),
-                h('th', { class: 'num' }, 'Chunks'),
-                h('th', { class: 'hide-narrow' }, 'Model'),
-                h('th', { class: 'hide-narrow' }, 'Index'),
-                h('th', null, 'Strategy'),
-              ),
-            ),
-            h(
-              'tbody',
-              null,
-              collections.map((/** @type {any} */ c) =>
-                h(
-                  'tr',
-                  null,
-                  h('td', null, link(`#/collections/${encodeURIComponent(c.name)}`, c.name)),
-                  h('td', { class: 'num' }, fmtInt(c.documents)),
-                  h('td', { class: 'num' }, fmtInt(c.chunks)),
-                  h('td', { class: 'mono hide-narrow' }, c.model),
-                  h('td', { class: 'small hide-narrow' }, hnswText(c.hnsw)),
-                  h('td', null, c.strategy ? badge(c.strategy.mode, 'candidate') : h('span', { class: 'muted small' }, '—')),
-                ),
-              ),
+              h('td', null, link(`#/collections/${encodeURIComponent(c.name)}`, c.name)),
+              h('td', { class: 'num' }, fmtInt(c.documents)),
+              h('td', { class: 'num' }, fmtInt(c.chunks)),
+              h('td', { class: 'mono hide-narrow' }, c.model),
+              h('td', { class: 'small hide-narrow' }, hnswText(c.hnsw)),
+              h('td', null, c.strategy ? badge(c.strategy.mode, 'candidate') : h('span', { class: 'muted small' }, '—')),
             ),
           ),
         );
@@ -998,42 +1002,22 @@ function gateChart(
 
 function gateTable(/** @type {any} */ champ, /** @type {any} */ cand) {
   const keys = GATE_METRICS.filter((k) => typeof champ?.[k] === 'number' || typeof cand?.[k] === 'number');
-  return h(
-    'div',
-    { class: 'table-wrap' },
-    h(
-      'table',
-      { class: 'gate-table' },
+  return dataTable(
+    { class: 'gate-table' },
+    [['metric'], ['before', 'num'], ['after', 'num'], ['Δ', 'num']],
+    keys.map((k) =>
       h(
-        'thead',
+        'tr',
         null,
+        h('td', null, k),
+        h('td', { class: 'num' }, fmtNum(champ?.[k])),
+        h('td', { class: 'num' }, fmtNum(cand?.[k])),
         h(
-          'tr',
-          null,
-          h('th', null, 'metric'),
-          h('th', { class: 'num' }, 'before'),
-          h('th', { class: 'num' }, 'after'),
-          h('th', { class: 'num' }, 'Δ'),
-        ),
-      ),
-      h(
-        'tbody',
-        null,
-        keys.map((k) =>
-          h(
-            'tr',
-            null,
-            h('td', null, k),
-            h('td', { class: 'num' }, fmtNum(champ?.[k])),
-            h('td', { class: 'num' }, fmtNum(cand?.[k])),
-            h(
-              'td',
-              { class: 'num' },
-              typeof cand?.[k] === 'number' && typeof champ?.[k] === 'number'
-                ? `${cand[k] >= champ[k] ? '+' : ''}${(cand[k] - champ[k]).toFixed(3)}`
-                : '—',
-            ),
-          ),
+          'td',
+          { class: 'num' },
+          typeof cand?.[k] === 'number' && typeof champ?.[k] === 'number'
+            ? `${cand[k] >= champ[k] ? '+' : ''}${(cand[k] - champ[k]).toFixed(3)}`
+            : '—',
         ),
       ),
     ),
@@ -1217,29 +1201,7 @@ async function jobsPage(/** @type {string | undefined} */ _arg, /** @type {URLSe
       jobs.length === 0
         ? h('p', { class: 'muted' }, 'No retrain jobs yet. Drift starts one (AUTO_RETRAIN), or an admin does from a collection.')
         : '',
-      h(
-        'div',
-        { class: 'table-wrap' },
-        h(
-          'table',
-          { id: 'jobs' },
-          h(
-            'thead',
-            null,
-            h(
-              'tr',
-              null,
-              h('th', null, 'Job'),
-              h('th', null, 'Collection'),
-              h('th', null, 'Trigger'),
-              h('th', null, 'State'),
-              h('th', { class: 'hide-narrow' }, 'Created'),
-              h('th', { class: 'num' }, 'Total'),
-            ),
-          ),
-          tbody,
-        ),
-      ),
+      dataTable({ id: 'jobs' }, [['Job'], ['Collection'], ['Trigger'], ['State'], ['Created', 'hide-narrow'], ['Total', 'num']], tbody),
     ),
   ];
 }
@@ -1558,30 +1520,21 @@ async function driftPage(/** @type {string | undefined} */ _arg, /** @type {URLS
       h('h2', null, `Detections (${hits.length})`),
       hits.length === 0
         ? h('p', { class: 'muted' }, 'No check has crossed the thresholds.')
-        : h(
-            'div',
-            { class: 'table-wrap' },
-            h(
-              'table',
-              { id: 'detection-table' },
-              h('thead', null, h('tr', null, h('th', null, 'When'), h('th', null, 'Why'), h('th', null, 'Job'))),
+        : dataTable(
+            { id: 'detection-table' },
+            [['When'], ['Why'], ['Job']],
+            hits.map((r) =>
               h(
-                'tbody',
+                'tr',
                 null,
-                hits.map((r) =>
-                  h(
-                    'tr',
-                    null,
-                    h('td', null, fmtTime(r.createdAt)),
-                    h('td', { class: 'small' }, (r.metrics?.reasons ?? []).join('; ')),
-                    h(
-                      'td',
-                      null,
-                      r.jobId
-                        ? link(`#/jobs/${r.jobId}`, shortId(r.jobId), { class: 'mono detection-job' })
-                        : h('span', { class: 'muted small' }, r.metrics?.cooldown ? 'cooldown' : 'none'),
-                    ),
-                  ),
+                h('td', null, fmtTime(r.createdAt)),
+                h('td', { class: 'small' }, (r.metrics?.reasons ?? []).join('; ')),
+                h(
+                  'td',
+                  null,
+                  r.jobId
+                    ? link(`#/jobs/${r.jobId}`, shortId(r.jobId), { class: 'mono detection-job' })
+                    : h('span', { class: 'muted small' }, r.metrics?.cooldown ? 'cooldown' : 'none'),
                 ),
               ),
             ),
