@@ -930,5 +930,3 @@ export class PgStore implements T.Store {
     return r?.n ?? 0;
   }
 }
-
-export type { Metadata } from '../types.js';

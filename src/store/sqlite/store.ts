@@ -680,5 +680,3 @@ export class SqliteStore implements T.Store {
     return this.db.select({ n: count() }).from(s.apiKeys).get()?.n ?? 0;
   }
 }
-
-export type { Metadata } from '../types.js';
