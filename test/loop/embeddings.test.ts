@@ -25,10 +25,13 @@ const sc = goScenario(GO, { split: 'dev', bp: 60, shift: 60, corpusSize: 600, se
 const docs = sc.docs.map((d) => ({ id: d.id, text: d.text }));
 const LATE = { id: 'late-doc', text: 'zzlate quokka marmalade written while the trainer ran' };
 
+const cleanups: (() => Promise<void> | void)[] = [];
+
 /**
  * One server, one collection (the same chunks, so the same labels, every time), feedback on 120 queries, one
  * retrain whose trainer copies tiny-ft-go and `embeddings` into the artifact. While the job is training a
- * document is written and another deleted: writes the bundle's embed.jsonl does not have.
+ * document is written and another deleted: writes the bundle's embed.jsonl does not have. The server and `dir`
+ * are removed after the suite, also when the job fails.
  */
 async function runJob(dir: string, embeddings: string | null): Promise<{ s: TestServer; job: Json }> {
   const gate = join(dir, 'go-on');
@@ -45,6 +48,10 @@ async function runJob(dir: string, embeddings: string | null): Promise<{ s: Test
       TRAINER_COMMAND: `mkdir -p {out} && cp -R '${FT}'/. {out}/ && ${copy} && while [ ! -f '${gate}' ]; do sleep 0.05; done # {bundle}`,
     },
     { loop: true },
+  );
+  cleanups.push(
+    () => s.dispose(),
+    () => rmSync(dir, { recursive: true, force: true }),
   );
   expect((await s.req('POST', '/collections', { name: 'c' })).status).toBe(201);
   expect((await s.req('POST', '/collections/c/documents', { documents: docs })).status).toBe(200);
@@ -93,7 +100,6 @@ async function expectSwappedAndCaughtUp(s: TestServer, job: Json): Promise<void>
 }
 
 describe('trainer-made candidate embeddings', () => {
-  const cleanups: (() => Promise<void> | void)[] = [];
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
   });
@@ -102,11 +108,7 @@ describe('trainer-made candidate embeddings', () => {
     'makes the fixture with the trainer code',
     async () => {
       const dir = tempDir('emb-make-');
-      const { s, job } = await runJob(dir, null);
-      cleanups.push(
-        () => s.dispose(),
-        () => rmSync(dir, { recursive: true, force: true }),
-      );
+      const { job } = await runJob(dir, null);
       expect(job.state).toBe('done');
       expect(existsSync(join(FIXTURE, 'manifest.json'))).toBe(true);
     },
@@ -118,10 +120,6 @@ describe('trainer-made candidate embeddings', () => {
     async () => {
       const dir = tempDir('emb-good-');
       const { s, job } = await runJob(dir, FIXTURE);
-      cleanups.push(
-        () => s.dispose(),
-        () => rmSync(dir, { recursive: true, force: true }),
-      );
       const manifest = JSON.parse(readFileSync(join(FIXTURE, 'manifest.json'), 'utf8')) as Json;
       const re = job.progress.reembed as Json;
       expect(re.source).toBe('trainer_embeddings');
@@ -167,10 +165,6 @@ describe('trainer-made candidate embeddings', () => {
     async () => {
       const dir = tempDir('emb-none-');
       const { s, job } = await runJob(dir, null);
-      cleanups.push(
-        () => s.dispose(),
-        () => rmSync(dir, { recursive: true, force: true }),
-      );
       const re = job.progress.reembed as Json;
       expect(re).toMatchObject({
         source: 'cpu',
@@ -193,10 +187,6 @@ describe('trainer-made candidate embeddings', () => {
         writeFileSync(f, b);
       });
       const { s, job } = await runJob(dir, bad);
-      cleanups.push(
-        () => s.dispose(),
-        () => rmSync(dir, { recursive: true, force: true }),
-      );
       const re = job.progress.reembed as Json;
       expect(re.source).toBe('cpu');
       expect(re.fallbackReason).toMatch(/^vectors\.f32 sha256 .* does not match manifest\.json/);
@@ -222,10 +212,6 @@ describe('trainer-made candidate embeddings', () => {
         writeFileSync(join(d, 'manifest.json'), JSON.stringify(m, null, 2));
       });
       const { s, job } = await runJob(dir, bad);
-      cleanups.push(
-        () => s.dispose(),
-        () => rmSync(dir, { recursive: true, force: true }),
-      );
       const re = job.progress.reembed as Json;
       expect(re.source).toBe('cpu');
       expect(re.fallbackReason).toMatch(/^chunk \d+: cosine -?\d\.\d+ with this server's embedding, below 0\.999$/);
