@@ -68,6 +68,24 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /**
+   * /v1/embeddings of `model` for a reference case's texts as `inputType`, against sentence-transformers' vectors
+   * for `fixture` (`float` or the client's default, base64): the largest difference per dimension.
+   */
+  async function diffToReference(model: string, fixture: string, inputType: 'query' | 'document', encoding?: 'float'): Promise<number> {
+    const ref = refCase(fixture, inputType === 'query' ? 'encode_query' : 'encode_document');
+    const r = await openai.embeddings.create({
+      model,
+      input: ref.texts,
+      ...(encoding ? { encoding_format: encoding } : {}),
+      input_type: inputType,
+    } as OpenAI.EmbeddingCreateParams);
+    return maxDiffToUnit(
+      r.data.map((x) => x.embedding),
+      ref.vectors,
+    );
+  }
+
   it('serves the hub model with its pooling and prompts: /v1/models and /v1/embeddings via the openai client', async () => {
     const list = await openai.models.list();
     expect(list.data).toHaveLength(1);
@@ -86,28 +104,9 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
     expect(m.input_types).toEqual({ query: 'query', document: 'document' });
     expect((await openai.models.retrieve('fixture-org__st-bge-tiny')).id).toBe('fixture-org__st-bge-tiny');
 
-    const q = refCase('st-bge-tiny', 'encode_query');
-    const d = refCase('st-bge-tiny', 'encode_document');
-    const asQuery = await openai.embeddings.create({
-      model: m.id,
-      input: q.texts,
-      encoding_format: 'float',
-      input_type: 'query',
-    } as OpenAI.EmbeddingCreateParams);
-    expect(
-      maxDiffToUnit(
-        asQuery.data.map((x) => x.embedding),
-        q.vectors,
-      ),
-    ).toBeLessThanOrEqual(1e-4);
+    expect(await diffToReference(m.id, 'st-bge-tiny', 'query', 'float')).toBeLessThanOrEqual(1e-4);
     // base64 (the client's default) and a document input_type (no prompt for bge documents)
-    const asDoc = await openai.embeddings.create({ model: m.id, input: d.texts, input_type: 'document' } as OpenAI.EmbeddingCreateParams);
-    expect(
-      maxDiffToUnit(
-        asDoc.data.map((x) => x.embedding),
-        d.vectors,
-      ),
-    ).toBeLessThanOrEqual(1e-4);
+    expect(await diffToReference(m.id, 'st-bge-tiny', 'document')).toBeLessThanOrEqual(1e-4);
     const bad = await s.req('POST', '/v1/embeddings', { input: 'x', input_type: 'classification' });
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toMatch(/input_type must be "query", "document" or one of the model's prompt names \(document, query\)/);
@@ -162,32 +161,8 @@ describe('hub-id sentence-transformers champion → retrain → swap, offline', 
         config: 'sentence-transformers (pytorch/)',
         input_types: { query: 'query', document: 'document' },
       });
-      const q = refCase('st-bge-tiny-ft', 'encode_query');
-      const d = refCase('st-bge-tiny-ft', 'encode_document');
-      const asQuery = await openai.embeddings.create({
-        model: version,
-        input: q.texts,
-        encoding_format: 'float',
-        input_type: 'query',
-      } as OpenAI.EmbeddingCreateParams);
-      expect(
-        maxDiffToUnit(
-          asQuery.data.map((x) => x.embedding),
-          q.vectors,
-        ),
-      ).toBeLessThanOrEqual(1e-4);
-      const asDoc = await openai.embeddings.create({
-        model: version,
-        input: d.texts,
-        encoding_format: 'float',
-        input_type: 'document',
-      } as OpenAI.EmbeddingCreateParams);
-      expect(
-        maxDiffToUnit(
-          asDoc.data.map((x) => x.embedding),
-          d.vectors,
-        ),
-      ).toBeLessThanOrEqual(1e-4);
+      expect(await diffToReference(version, 'st-bge-tiny-ft', 'query', 'float')).toBeLessThanOrEqual(1e-4);
+      expect(await diffToReference(version, 'st-bge-tiny-ft', 'document', 'float')).toBeLessThanOrEqual(1e-4);
       // Searches are answered by the new champion, with the query prompt applied.
       const r = await s.req('POST', '/search', { collection: 'c', query: 'what does kinase 0 do', k: 3, mode: 'vector' });
       expect(r.status).toBe(200);
