@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startServer, type Server, type StartOptions } from '../src/server.js';
@@ -9,6 +10,18 @@ export const TINY_MODEL = join(REPO, 'test/fixtures/models/tiny');
 
 export function tempDir(prefix = 'rs-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A TCP port free on 127.0.0.1 right now, for a server started in a child process. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer()
+      .listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as AddressInfo;
+        srv.close(() => res(port));
+      })
+      .on('error', rej);
+  });
 }
 
 export interface TestServer extends Server {

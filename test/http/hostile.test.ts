@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createApiKey } from '../../src/auth/keys.js';
 import { MAX_JSON_DEPTH } from '../../src/http/validate.js';
 import { startServer } from '../../src/server.js';
-import { REPO, TINY_MODEL, startTestServer, tempDir, type TestServer } from '../helpers.js';
+import { REPO, TINY_MODEL, freePort, startTestServer, tempDir, type TestServer } from '../helpers.js';
 
 const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
 const nested = (depth: number, leaf: unknown = 1): unknown => {
@@ -190,17 +190,6 @@ test('the port opens while loading: /healthz 200, /readyz and routes 503 not_rea
     await server.close();
   }
 }, 60_000);
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer()
-      .listen(0, '127.0.0.1', () => {
-        const { port } = srv.address() as AddressInfo;
-        srv.close(() => res(port));
-      })
-      .on('error', rej);
-  });
-}
 
 describe('start-up failures are one line on stderr and exit 2', () => {
   const run = (env: Record<string, string>) =>

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { IndexManager } from '../../src/index/manager.js';
-import { REPO, TINY_MODEL, startTestServer, tempDir } from '../helpers.js';
+import { REPO, TINY_MODEL, freePort, startTestServer, tempDir } from '../helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -169,7 +169,7 @@ describe('durability', () => {
   test('kill -9 during bulk ingest and snapshots (3 times): every acknowledged document is searchable after restart', async () => {
     const dir = tempDir();
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const env = {
       ...process.env,
       DATA_DIR: dir,

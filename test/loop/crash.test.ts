@@ -2,10 +2,9 @@
 // champion, has every acknowledged document, and the interrupted job is failed with the reason.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO, TINY_MODEL, tempDir } from '../helpers.js';
+import { REPO, TINY_MODEL, freePort, tempDir } from '../helpers.js';
 import { GO_FIXTURE as GO, goScenario } from './go-data.js';
 
 const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
@@ -13,15 +12,6 @@ const FT = join(REPO, 'test/fixtures/models/tiny-ft-go');
 // Response bodies are checked field by field; a loose type keeps the assertions readable.
 interface Json {
   [k: string]: any;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 describe('crash during a swap', () => {
