@@ -44,33 +44,22 @@ async function ranked(store: Store, collectionId: number, q: string, k = 10): Pr
 
 const allQueries = async (store: Store, collectionId: number) => Promise.all(QUERIES.map((q) => ranked(store, collectionId, q)));
 
+/** A SQLite store in a fresh directory, removed after the suite. */
+async function sqliteStore(keywordThreads = 0): Promise<Store> {
+  const dir = tempDir('kw-coll-');
+  const store = await openStore({ dataDir: dir, keywordThreads });
+  cleanups.push(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return store;
+}
+
 const backends: { name: string; open(): Promise<Store> }[] = [
-  {
-    name: 'sqlite',
-    async open() {
-      const dir = tempDir('kw-coll-');
-      const store = await openStore({ dataDir: dir });
-      cleanups.push(async () => {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      });
-      return store;
-    },
-  },
-  {
-    // The same statements on reader threads with connections of their own (KEYWORD_THREADS): each search sees
-    // every write the store committed before it, and a deleted collection's table is gone for them too.
-    name: 'sqlite, keyword threads',
-    async open() {
-      const dir = tempDir('kw-coll-threads-');
-      const store = await openStore({ dataDir: dir, keywordThreads: 2 });
-      cleanups.push(async () => {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      });
-      return store;
-    },
-  },
+  { name: 'sqlite', open: () => sqliteStore() },
+  // The same statements on reader threads with connections of their own (KEYWORD_THREADS): each search sees
+  // every write the store committed before it, and a deleted collection's table is gone for them too.
+  { name: 'sqlite, keyword threads', open: () => sqliteStore(2) },
   {
     name: 'pglite',
     async open() {
