@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { workerData } from 'node:worker_threads';
 
-import { ftsSearchSql } from './fts.js';
+import { ftsSearchSql, isNoSuchTable } from './fts.js';
 import { serveSqliteThread } from './thread.js';
 
 // Worker entry: BM25 searches of the keyword tables (./fts.ts) through a connection of its own. An FTS5
@@ -32,7 +32,7 @@ serveSqliteThread<FtsRequest, FtsResponse>(({ collectionId, match, limit }) => {
     }
     return st.all(match, limit);
   } catch (err) {
-    if (err instanceof Database.SqliteError && /no such table/.test(err.message)) {
+    if (isNoSuchTable(err)) {
       statements.delete(collectionId);
       return null;
     }

@@ -9,7 +9,7 @@
 // them next to its own chunk writes (an insert per new chunk, a 'delete' with the indexed text per
 // tombstone); per-collection triggers on `chunks` would cost each chunk write one trigger per collection.
 // Collection ids come from AUTOINCREMENT and are never reused, so a table name never outlives its collection.
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 
 export const ftsTable = (collectionId: number): string => {
   if (!Number.isSafeInteger(collectionId) || collectionId < 1) throw new Error(`bad collection id ${collectionId}`);
@@ -25,6 +25,9 @@ export const ftsSearchSql = (collectionId: number): string => {
   const t = `"${ftsTable(collectionId)}"`;
   return `SELECT rowid AS label, -rank AS score FROM ${t} WHERE ${t} MATCH ? ORDER BY rank, rowid LIMIT ?`;
 };
+
+/** A statement on a keyword table that is gone (its collection was deleted, possibly by another connection). */
+export const isNoSuchTable = (err: unknown): boolean => err instanceof Database.SqliteError && /no such table/.test(err.message);
 
 export function createFts(db: Database.Database, collectionId: number): void {
   db.exec(`CREATE VIRTUAL TABLE "${ftsTable(collectionId)}" USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')`);

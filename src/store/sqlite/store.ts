@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { AppError } from '../../errors.js';
 import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
-import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable } from './fts.js';
+import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable, isNoSuchTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
 import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
@@ -327,29 +327,31 @@ export class SqliteStore implements T.Store {
     if (tokens.length === 0) return [];
     const match = tokens.map((t) => `"${t}"`).join(' OR ');
     const allowed = filter && Object.keys(filter).length > 0 ? new Set(await this.labelsMatching(collectionId, filter)) : undefined;
-    const limit = allowed ? Math.max(k * 20, 1000) : k;
-    let rows: { label: number; score: number }[];
+    const rows = await this.ftsRows(collectionId, match, allowed ? Math.max(k * 20, 1000) : k);
+    return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
+  }
+
+  /** The ranked rows of one keyword query: on a reader thread when there is one, else on this connection. */
+  private async ftsRows(collectionId: number, match: string, limit: number): Promise<{ label: number; score: number }[]> {
     const reader = this.ftsReader();
     if (reader) {
       try {
-        rows = (await reader.call({ collectionId, match, limit })) ?? [];
-        return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
+        return (await reader.call({ collectionId, match, limit })) ?? [];
       } catch (err) {
         // A dead reader thread: this search and the later ones on it run here; any other error is the query's.
         if (!(err instanceof ThreadGoneError)) throw err;
       }
     }
     try {
-      rows = this.fts(collectionId).search.all(match, limit);
+      return this.fts(collectionId).search.all(match, limit);
     } catch (err) {
       // No keyword table: the collection does not exist (or was just deleted, possibly by another process).
-      if (err instanceof CollectionGoneError || (err instanceof Database.SqliteError && /no such table/.test(err.message))) {
+      if (err instanceof CollectionGoneError || isNoSuchTable(err)) {
         this.ftsStmts.delete(collectionId);
         return [];
       }
       throw err;
     }
-    return allowed ? rows.filter((r) => allowed.has(r.label)).slice(0, k) : rows;
   }
 
   /** The least busy live reader thread, if any. */
