@@ -17,7 +17,8 @@ export class SqliteThread<Req, Res> {
   private readonly pending = new Map<number, { resolve: (v: Res) => void; reject: (err: Error) => void }>();
   private nextId = 1;
   private gone: Error | undefined;
-  private readonly settling = new Set<Promise<unknown>>();
+  /** Set by close() while calls are in flight: called when the last one settles. */
+  private drained: (() => void) | undefined;
 
   constructor(entry: URL, file: string, name: string) {
     this.worker = spawnWorker(entry, { workerData: { file }, name });
@@ -28,7 +29,10 @@ export class SqliteThread<Req, Res> {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (this.pending.size === 0) this.worker.unref();
+      if (this.pending.size === 0) {
+        this.worker.unref();
+        this.drained?.();
+      }
       if (m.ok) p.resolve(m.value);
       else p.reject(new Error(m.error));
     });
@@ -36,6 +40,7 @@ export class SqliteThread<Req, Res> {
       this.gone ??= new ThreadGoneError(`${name} thread ended: ${err.message}`);
       for (const p of this.pending.values()) p.reject(this.gone);
       this.pending.clear();
+      this.drained?.();
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
@@ -53,20 +58,16 @@ export class SqliteThread<Req, Res> {
   call(req: Req): Promise<Res> {
     if (this.gone) return Promise.reject(this.gone);
     const id = this.nextId++;
-    const done = new Promise<Res>((resolve, reject) => {
+    return new Promise<Res>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ id, req });
     });
-    const forget = (): void => void this.settling.delete(settled);
-    const settled: Promise<void> = done.then(forget, forget);
-    this.settling.add(settled);
-    return done;
   }
 
   /** Waits for the calls in flight, then ends the thread. */
   async close(): Promise<void> {
-    await Promise.allSettled(this.settling);
+    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.gone ??= new ThreadGoneError('thread closed');
     await this.worker.terminate();
   }
