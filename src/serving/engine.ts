@@ -94,6 +94,7 @@ export class Engine {
       exclusive: (fn) => this.exclusive(fn),
       forgetChunks: (labels) => this.chunkCache.forget(labels),
       serving: () => this.current,
+      indexedThrough: () => (this.deps.store.dialect === 'postgres' ? this.lastFollowSeq : undefined),
     });
     this.queryLog = new QueryLogBuffer(deps.store, deps.metrics, deps.log, {
       flushMs: deps.config.QUERY_LOG_FLUSH_MS,
@@ -140,6 +141,9 @@ export class Engine {
   async start(): Promise<void> {
     const { store, configuredModel, log } = this.deps;
     mkdirSync(join(this.deps.config.DATA_DIR, 'indexes'), { recursive: true });
+    // The indexes opened below hold every write up to at least this sequence: following starts here, so
+    // another replica's writes made while they load are replayed by the first follow.
+    if (store.dialect === 'postgres') this.lastFollowSeq = await store.currentSeq();
     const known = await store.getModelVersion(configuredModel.version);
     const pointer = await store.getServing();
     let spec: ModelSpec = configuredModel;
@@ -311,7 +315,7 @@ export class Engine {
   }
 
   /** Postgres replicas: apply other replicas' writes, and follow the champion pointer. */
-  private lastFollowSeq = -1;
+  private lastFollowSeq = 0;
   async follow(): Promise<void> {
     const pair = this.current;
     if (!pair || this.stopping) return;
@@ -330,7 +334,7 @@ export class Engine {
     const seq = await this.deps.store.currentSeq();
     if (seq === this.lastFollowSeq) return;
     await this.exclusive(async () => {
-      const from = this.lastFollowSeq < 0 ? seq : this.lastFollowSeq;
+      const from = this.lastFollowSeq;
       for (const c of await this.deps.store.listCollections()) {
         let idx = pair.indexes.get(c.id);
         if (!idx) {

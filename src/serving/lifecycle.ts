@@ -28,6 +28,11 @@ export interface IndexLifecycleDeps {
   forgetChunks: (labels: readonly number[]) => void;
   /** The pair serving now (snapshots are of its indexes); undefined while loading. */
   serving: () => ServingPair | undefined;
+  /**
+   * The store sequence through which the serving indexes hold every write, where other replicas write too (the
+   * engine's follow position); undefined where every write goes through this process's write lock.
+   */
+  indexedThrough: () => number | undefined;
 }
 
 /** Where a collection's index snapshot for one model version lives under DATA_DIR. */
@@ -297,7 +302,11 @@ export class IndexLifecycle {
     if (!pair) return [];
     return this.deps.exclusive(async () => {
       const written = [];
-      const seq = await this.deps.store.currentSeq();
+      // Under the write lock this process's own writes are all in; another replica's are only once followed.
+      // A snapshot labelled past what its index holds would make every replica loading it skip those writes.
+      const current = await this.deps.store.currentSeq();
+      const through = this.deps.indexedThrough();
+      const seq = through === undefined ? current : Math.min(current, through);
       for (const [cid, idx] of pair.indexes) {
         const k = this.seqKey(cid, pair.version);
         if (this.snapshotSeqs.get(k) === seq) continue;
