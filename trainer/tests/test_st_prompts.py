@@ -151,11 +151,12 @@ def test_st_base_trains_evaluates_and_exports_with_its_prompts(tmp_path, monkeyp
     assert man["prompt"] == dp and man["pooling"] == pooling
     texts = {c["id"]: c["text"] for c in b.corpus}
     want = st.encode_document([texts[i] for i in ids], normalize_embeddings=True)
-    # fp32 on a CPU: the same arithmetic; fp16/bf16 autocast on a GPU: close, not equal (the server's own check
-    # of trainer-made vectors is cosine >= 0.999, src/swap)
-    fp32 = man["dtype_compute"] == "float32"
-    assert float(np.abs(want - vec).max()) < (1e-4 if fp32 else 5e-3), man["dtype_compute"]
-    assert float((want * vec).sum(axis=1).min()) > (1 - 1e-6 if fp32 else 0.9999)
+    # fp32 on a CPU: the same arithmetic as this reference; on a GPU (fp16/bf16 autocast, or fp32 with other
+    # kernels, 2.4e-3 apart on an H200): close, not equal (the server's own check of trainer-made vectors is
+    # cosine >= 0.999, src/swap)
+    exact = man["dtype_compute"] == "float32" and man["device"].startswith("cpu")
+    assert float(np.abs(want - vec).max()) < (1e-4 if exact else 5e-3), (man["dtype_compute"], man["device"])
+    assert float((want * vec).sum(axis=1).min()) > (1 - 1e-6 if exact else 0.9999)
 
 
 @needs_torch
