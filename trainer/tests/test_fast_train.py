@@ -109,6 +109,7 @@ def _sets(n_pairs=300, n_corpus=120, groups=True):
     return [S(pairs, tg), S(corpus, tg)]
 
 
+@needs_torch  # epoch_batches draws its permutations from a torch.Generator (the seeded order training uses)
 def test_batches_use_every_row_once_without_duplicates_or_shared_groups():
     from trainer.fast_train import epoch_batches
 
@@ -132,6 +133,7 @@ def test_batches_use_every_row_once_without_duplicates_or_shared_groups():
     assert a != epoch_batches(sets, 16, seed=8, epoch=0, mega=3)
 
 
+@needs_torch  # epoch_batches draws its permutations from a torch.Generator (the seeded order training uses)
 def test_length_bucketing_keeps_batches_narrow():
     """Rows are sorted by length within a mega-batch, so a batch's length spread is far below a random batch's."""
     import numpy as np
