@@ -4,6 +4,7 @@
 // application the same numbers and no timezone conversion ever happens in a driver.
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { collectionSettings } from './columns.js';
 
 const now = sql`((extract(epoch from clock_timestamp()) * 1000)::bigint)`;
 const ms = (name: string) => bigint(name, { mode: 'number' });
@@ -11,11 +12,7 @@ const ms = (name: string) => bigint(name, { mode: 'number' });
 export const collections = pgTable('collections', {
   id: integer('id').primaryKey().generatedByDefaultAsIdentity(),
   name: text('name').notNull().unique(),
-  hnswM: integer('hnsw_m').notNull(),
-  efConstruction: integer('ef_construction').notNull(),
-  efSearch: integer('ef_search').notNull(),
-  chunkSize: integer('chunk_size').notNull(),
-  chunkOverlap: integer('chunk_overlap').notNull(),
+  ...collectionSettings((name) => integer(name)),
   createdAt: ms('created_at').notNull().default(now),
 });
 

@@ -2,17 +2,14 @@
 // table and column names: the repository code is written once against these shapes.
 import { sql } from 'drizzle-orm';
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { collectionSettings } from './columns.js';
 
 const now = sql`(CAST(unixepoch('subsec') * 1000 AS INTEGER))`;
 
 export const collections = sqliteTable('collections', {
   id: integer('id').primaryKey({ autoIncrement: true }),
   name: text('name').notNull().unique(),
-  hnswM: integer('hnsw_m').notNull(),
-  efConstruction: integer('ef_construction').notNull(),
-  efSearch: integer('ef_search').notNull(),
-  chunkSize: integer('chunk_size').notNull(),
-  chunkOverlap: integer('chunk_overlap').notNull(),
+  ...collectionSettings((name) => integer(name)),
   createdAt: integer('created_at').notNull().default(now),
 });
 
