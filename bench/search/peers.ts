@@ -3,7 +3,7 @@
 // embedded with models/base (256-d), 1000 GO dev queries, M 16, efConstruction 200.
 //
 //   npm run bench:peers                       # BENCH_N=100000 BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONCURRENCY=16
-//   BENCH_ONLY=raw,server,usearch,lancedb,text,rss npm run bench:peers
+//   BENCH_ONLY=raw,server,usearch,lancedb,text,rss,floor npm run bench:peers
 //
 // Every round measures every system (1 client, then BENCH_CONCURRENCY clients), in an order that
 // alternates between rounds; medians over rounds are printed with each round's ratio, because on a
@@ -132,7 +132,15 @@ interface ServerChild {
 }
 
 async function startChild(dataDir: string, seed: boolean, repo = REPO): Promise<ServerChild> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/search/peers.ts'), 'serve', dataDir, seed ? 'seed' : ''], {
+  return spawnChild(['serve', dataDir, seed ? 'seed' : ''], repo);
+}
+
+/** A child running this file with `args`; resolves when it prints its JSON line ({url, ...}). */
+async function spawnChild(args: string[], repo = REPO): Promise<ServerChild> {
+  // BENCH_CHILD_NODE_ARGS: node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the
+  // server under load (NODE_OPTIONS does not accept --cpu-prof)
+  const nodeArgs = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(repo, 'bench/search/peers.ts'), ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env },
     cwd: repo,
@@ -215,6 +223,53 @@ async function serveChild(dataDir: string, seed: boolean): Promise<void> {
   console.log(JSON.stringify({ url: server.url, snapshot, labelBase }));
   process.stdin.resume();
   process.stdin.once('end', () => void server.close().then(() => process.exit(0)));
+}
+
+/**
+ * Child: an HTTP server that does no search at all. It reads and parses each request's JSON body and answers a
+ * fixed /search response (one the real server gave for the same query, so the bytes on the wire match). Its QPS
+ * is the most any server on this HTTP stack can answer on this box with this load generator: the floor under
+ * "this server", so the ratio to raw hnswlib shows how much of the gap is the HTTP stack itself.
+ * `kind`: node-http (node:http alone) or hono (hono on @hono/node-server, as the server runs).
+ */
+async function floorChild(kind: string, responseFile: string): Promise<void> {
+  const body = readFileSync(responseFile);
+  let url: string;
+  let close: () => void;
+  if (kind === 'hono') {
+    const { Hono } = await import('hono');
+    const { serve } = await import('@hono/node-server');
+    const app = new Hono();
+    app.post('/search', async (c) => {
+      await c.req.json();
+      return c.body(body, 200, { 'content-type': 'application/json' });
+    });
+    const srv = await new Promise<ReturnType<typeof serve>>((res) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => res(s));
+    });
+    url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+    close = () => srv.close();
+  } else {
+    const { createServer } = await import('node:http');
+    const srv = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (d: Buffer) => parts.push(d));
+      req.on('end', () => {
+        JSON.parse(Buffer.concat(parts).toString('utf8'));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+    url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+    close = () => srv.close();
+  }
+  console.log(JSON.stringify({ url }));
+  process.stdin.resume();
+  process.stdin.once('end', () => {
+    close();
+    process.exit(0);
+  });
 }
 
 // ---------------------------------------------------------------- measurement
@@ -498,6 +553,30 @@ async function main(): Promise<void> {
       one: () => httpRun(`${server.url}/search`, vbodies, 1),
       many: () => httpRun(`${server.url}/search`, vbodies, CONC),
     });
+  // BENCH_ONLY=…,floor: the HTTP stack alone, without any search (see floorChild)
+  const floors: ServerChild[] = [];
+  if (want('floor')) {
+    const sample = join(CACHE, `floor-response-${process.pid}.json`);
+    writeFileSync(
+      sample,
+      await (
+        await fetch(`${server.url}/search`, { method: 'POST', body: vbodies[0], headers: { 'content-type': 'application/json' } })
+      ).text(),
+    );
+    for (const [kind, name] of [
+      ['node-http', 'floor: node:http alone, fixed answer, no search'],
+      ['hono', 'floor: hono on @hono/node-server, fixed answer, no search'],
+    ] as const) {
+      const f = await spawnChild(['floor', kind, sample]);
+      floors.push(f);
+      systems.push({
+        name,
+        note: 'parses the body, answers one real /search response',
+        one: () => httpRun(`${f.url}/search`, vbodies, 1),
+        many: () => httpRun(`${f.url}/search`, vbodies, CONC),
+      });
+    }
+  }
   // BENCH_BASELINE_REPO: another checkout of this repo (e.g. a git worktree of an older commit, with this
   // file copied in) serving a copy of the same data dir, measured side by side as a before/after row.
   let baseline: ServerChild | undefined;
@@ -540,6 +619,7 @@ async function main(): Promise<void> {
   if (want('rss')) rss.push(`after the runs: ${rssMiB(server.pid).toFixed(0)} MiB`);
   await server.close();
   await baseline?.close();
+  await Promise.all(floors.map((f) => f.close()));
 
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const w = Math.max(...rows.map((r) => r.sys.name.length));
@@ -576,6 +656,9 @@ async function main(): Promise<void> {
   ratio('baseline server', 'raw hnswlib');
   ratio('this server, HTTP /search by vector', 'baseline server');
   ratio('this server, HTTP /search by vector', 'usearch');
+  ratio('floor: node:http', 'raw hnswlib');
+  ratio('floor: hono', 'raw hnswlib');
+  ratio('this server, HTTP /search by vector', 'floor: hono');
   ratio('this server, HTTP /search by text', 'bare in-process');
   for (const l of rss) console.log(`server RSS ${l}`);
   if (want('rss')) {
@@ -586,6 +669,8 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === 'serve') {
   await serveChild(process.argv[3]!, process.argv[4] === 'seed');
+} else if (process.argv[2] === 'floor') {
+  await floorChild(process.argv[3]!, process.argv[4]!);
 } else {
   await main().catch((err) => {
     console.error(err);
