@@ -20,9 +20,11 @@ export const ConfigSchema = z.object({
   EMBED_MODEL: z.string().optional(),
   MODEL_DIR: z.string().optional(),
   EMBED_DTYPE: z.enum(['fp32', 'fp16', 'q8']).optional(),
-  // One ONNX session per worker: each costs ~65 MiB of RSS (runtime, session, arena). Up to 2 cores, one
-  // worker with 2 intra-op threads embedded /search texts as fast as two with one each (bench:peers).
-  EMBED_WORKERS: int(availableParallelism() > 2 ? 2 : 1, 1),
+  // One ONNX session per worker: each costs ~65 MiB of RSS (runtime, session, arena), so workers past the first
+  // start only under concurrent load (EmbedderOptions.lazy). On 2 cores, two workers with one intra-op thread each
+  // served /search by text at 1.38x the QPS of one worker with two threads (bench:peers, 16 clients): a query is
+  // a few tokens, too small an ONNX run to split over threads.
+  EMBED_WORKERS: int(availableParallelism() >= 2 ? 2 : 1, 1),
   // Measured on models/base (q8, 2 cores): texts per CPU-second peak at batch 4-8 and fall 30% by 32.
   EMBED_MAX_BATCH: int(8, 1),
   EMBED_MAX_WAIT_MS: int(2),

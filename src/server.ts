@@ -140,6 +140,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
     const embedOpts = {
       cacheDir: `${config.DATA_DIR}/models/cache`,
       workers: config.EMBED_WORKERS,
+      lazy: true,
       maxBatch: config.EMBED_MAX_BATCH,
       maxWaitMs: config.EMBED_MAX_WAIT_MS,
       maxQueue: config.EMBED_MAX_QUEUE,

@@ -47,6 +47,11 @@ export interface EmbedderOptions {
   reproducible?: boolean;
   /** ONNX intra-op threads per worker; default max(1, floor(cores / workers)). */
   intraOpThreads?: number;
+  /**
+   * Start only the first worker; each further one starts when texts are queued while no running worker is idle,
+   * and then stays. An idle server holds one ONNX session (~65 MiB); concurrent load gets all of them.
+   */
+  lazy?: boolean;
   observer?: EmbedObserver;
 }
 

@@ -10,6 +10,7 @@ function embedOptions(cfg: Config, metrics?: Metrics, overrides: Partial<Embedde
   return {
     cacheDir: `${cfg.DATA_DIR}/models/cache`,
     workers: cfg.EMBED_WORKERS,
+    lazy: true,
     maxBatch: cfg.EMBED_MAX_BATCH,
     maxWaitMs: cfg.EMBED_MAX_WAIT_MS,
     maxQueue: Math.max(cfg.EMBED_MAX_QUEUE, 8192),

@@ -254,6 +254,25 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     }
   });
 
+  it('lazy: one worker while calls come one at a time, the next starts when texts wait for a busy worker', async () => {
+    const pool = (await loadEmbedder(spec, options({ workers: 2, maxBatch: 2, lazy: true }))) as EmbedPool;
+    try {
+      const one = await pool.embed(['membrane']);
+      for (let i = 0; i < 5; i++) await pool.embed([`text ${i}`]);
+      expect(pool.stats().workers).toBe(1);
+      // 16 concurrent calls of 4 texts: batches of 2 queue up behind the busy worker
+      const burst = await Promise.all(Array.from({ length: 16 }, (_, i) => pool.embed(['membrane', `a ${i}`, `b ${i}`, `c ${i}`])));
+      for (const r of burst) expect(maxAbsDiff(r[0]!, one[0]!)).toBeLessThan(1e-5);
+      while (pool.stats().workers < 2) await new Promise((r) => setTimeout(r, 50));
+      expect(pool.stats().restarts).toBe(0);
+      // both serve now: the same vectors whichever worker a text lands on
+      const after = await Promise.all(Array.from({ length: 8 }, () => pool.embed(['membrane', 'membrane'])));
+      for (const r of after) for (const v of r) expect(maxAbsDiff(v, one[0]!)).toBeLessThan(1e-5);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('loads a model directory whose name is not a valid hub id (spaces, "--")', async () => {
     const dir = join(tmp, 'odd name--v1');
     cpSync(MODEL, dir, { recursive: true });
