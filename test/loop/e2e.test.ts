@@ -196,6 +196,11 @@ describe.each(STORES)('self-tuning loop end to end on $store', ({ store, scenari
     expect(fired.metrics.current.n).toBeLessThanOrEqual(window);
 
     const job = await waitJob(jobId!, (j) => ['done', 'rejected', 'failed'].includes(j.state as string));
+    // The load keeps running until one of its searches lands after the swap (the searches in flight when the job
+    // turned done may all have started before it), at most 30 s; the assertion below still needs the new model.
+    for (let i = 0; i < 150 && job.state === 'done' && !l.stats.models.has(job.candidateVersion as string); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await l.stop();
     expect(job.error).toBeNull();
     expect(job.state).toBe('done');
