@@ -447,17 +447,11 @@ export class EmbedPool implements Embedder {
     if (index < 0) return;
     this.growing = true;
     this.launched[index] = true;
-    launch(index, this.init).then(
-      ({ slot, dim }) => {
+    this.relaunch(index).then(
+      (slot) => {
         this.growing = false;
-        if (this.closed || dim !== this.dim) {
-          // closed meanwhile, or the model files changed on disk (a vector of another width must never be served)
-          void slot.worker.terminate();
-          this.launched[index] = false;
-          this.growBlockedUntil = performance.now() + RESPAWN_MAX_MS;
-          return;
-        }
-        this.adopt(slot);
+        if (this.closed) void slot.worker.terminate();
+        else this.adopt(slot);
       },
       () => {
         this.growing = false;
@@ -467,9 +461,9 @@ export class EmbedPool implements Embedder {
     );
   }
 
-  private respawn(index: number): void {
-    this.counters.restarts++;
-    const replacement = launch(index, this.init).then(({ slot, dim }) => {
+  /** launch() for a pool already serving: a worker whose model has another width than the pool's is refused. */
+  private relaunch(index: number): Promise<Slot> {
+    return launch(index, this.init).then(({ slot, dim }) => {
       if (dim !== this.dim) {
         // The files changed under us; vectors of another width would corrupt every index of this version.
         void slot.worker.terminate();
@@ -477,7 +471,11 @@ export class EmbedPool implements Embedder {
       }
       return slot;
     });
-    replacement.then(
+  }
+
+  private respawn(index: number): void {
+    this.counters.restarts++;
+    this.relaunch(index).then(
       (slot) => {
         // While closing, a replacement still helps drain the queue; once closed it must not outlive us.
         if (this.closed) void slot.worker.terminate();
