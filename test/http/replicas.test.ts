@@ -23,15 +23,21 @@ async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 2
   }
 }
 
+/** Two servers on a fresh Postgres database (b logs at TEST_LOG_LEVEL, silent by default); both stop after the test. */
+async function twoReplicas(dbName: string) {
+  const db = await freshPostgres(dbName);
+  cleanups.push(db.drop);
+  const a = await startTestServer({ DATABASE_URL: db.url });
+  servers.push(a);
+  const b = await startTestServer({ DATABASE_URL: db.url, LOG_LEVEL: (process.env.TEST_LOG_LEVEL as 'warn' | undefined) ?? 'silent' });
+  servers.push(b);
+  return { a, b };
+}
+
 test.skipIf(!url)(
   "replicas on one Postgres see each other's writes and follow the champion pointer",
   async () => {
-    const db = await freshPostgres('rt_replicas');
-    cleanups.push(db.drop);
-    const a = await startTestServer({ DATABASE_URL: db.url });
-    servers.push(a);
-    const b = await startTestServer({ DATABASE_URL: db.url, LOG_LEVEL: (process.env.TEST_LOG_LEVEL as 'warn' | undefined) ?? 'silent' });
-    servers.push(b);
+    const { a, b } = await twoReplicas('rt_replicas');
     expect((await a.req('POST', '/collections', { name: 'shared' })).status).toBe(201);
     await a.req('POST', '/collections/shared/documents', { documents: [{ id: 'r1', text: 'written through replica a about glaciers' }] });
     const seen = await eventually(
@@ -73,12 +79,7 @@ test.skipIf(!url)(
 test.skipIf(!url)(
   "a replica's snapshot is labelled with the writes its index holds, not with the database's newest (other replicas load it)",
   async () => {
-    const db = await freshPostgres('rt_snapseq');
-    cleanups.push(db.drop);
-    const a = await startTestServer({ DATABASE_URL: db.url });
-    servers.push(a);
-    const b = await startTestServer({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' });
-    servers.push(b);
+    const { a, b } = await twoReplicas('rt_snapseq');
     expect((await a.req('POST', '/collections', { name: 'snap' })).status).toBe(201);
     const c = (await a.store.getCollection('snap'))!;
     const docs = (from: number) => Array.from({ length: 5 }, (_, i) => ({ id: `s${from + i}`, text: `snapshot document ${from + i}` }));
