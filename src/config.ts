@@ -87,6 +87,14 @@ export const ConfigSchema = z.object({
   TRAIN_BATCH_SIZE: int(256, 2),
   TRAIN_LR: z.coerce.number().positive().max(1).optional(),
   TRAIN_SWEEP: bool(true),
+  // A job's seed: its held-out split of the feedback queries, the mined pairs' sample and order, and the
+  // trainer's (members train with seed, seed+1, …). Change it to measure the loop's spread across seeds.
+  TRAIN_SEED: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(13),
   // Self-supervised pairs from the collection itself (trainer corpus_pairs): per document, pairs with
   // another document of its group, and inverse-cloze (sentence → passage) pairs. The group field is found
   // by the job (a metadata field that names the source document, e.g. `pmid`); TRAIN_GROUP_BY names it,

@@ -109,7 +109,7 @@ scenario() {
 orchestrate() {
   echo $$ > "$WORK/orchestrator.pid"
   prepare
-  say "orchestrator: scenarios $SCENARIOS"
+  say "orchestrator: scenarios $SCENARIOS, TRAIN_SEED=${TRAIN_SEED:-13 (default)}"
   local pids=()
   for s in $SCENARIOS; do
     case $s in

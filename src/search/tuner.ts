@@ -237,7 +237,9 @@ export class StrategyTuner {
     const { store, config } = this.deps;
     const max = config.STRATEGY_EVAL_QUERIES;
     const byQuery = await feedbackByQuery(store, c.name);
-    const { held } = heldOutKeys(byQuery.keys(), HELD_OUT);
+    // The same held-out queries as the job's (same seed), so the strategy is never decided on training queries.
+    const seed = config.TRAIN_SEED;
+    const { held } = heldOutKeys(byQuery.keys(), { ...HELD_OUT, seed });
     if (held.size >= config.STRATEGY_MIN_FEEDBACK_QUERIES) {
       const keys = [...held].slice(0, max);
       return {
@@ -249,7 +251,7 @@ export class StrategyTuner {
     const sample = await store.sampleChunks(c.id, Math.min(max * 2, 2000));
     // sampleChunks is random: sort + seeded shuffle makes the set reproducible for a given corpus.
     sample.sort((a, b) => a.label - b.label);
-    shuffleInPlace(sample, seededRandom(HELD_OUT.seed));
+    shuffleInPlace(sample, seededRandom(seed));
     if (this.deps.llmQuestions) {
       try {
         const passages = sample.slice(0, Math.min(max, 100));

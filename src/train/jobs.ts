@@ -324,6 +324,7 @@ export class JobRunner {
       await to('mining', { candidateVersion: version });
       const mineOpts: MiningOptions = {
         ...HELD_OUT,
+        seed: this.deps.config.TRAIN_SEED,
         pseudoQueries: 1000,
         // Without enough feedback (a cold start) a job asked for by hand is gated on held-out pseudo-queries.
         coldStartEval: job.trigger === 'drift' ? 0 : 300,

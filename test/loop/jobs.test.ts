@@ -197,6 +197,32 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
     }
   }, 60_000);
 
+  it('TRAIN_SEED is the seed of the job.json the trainer gets (default 13)', async () => {
+    for (const [env, want] of [
+      [{}, 13],
+      [{ TRAIN_SEED: 29 }, 29],
+    ] as const) {
+      const dir = tempDir('jobs-seed-');
+      let loop!: Loop;
+      const copy = `${dir}/job-copy.json`;
+      const s = await start(dir, { ...env, TRAINER_COMMAND: `cp {bundle}/job.json '${copy}'; exit 1 # {out}` }, (l) => {
+        loop = l;
+      });
+      try {
+        await s.req('POST', '/collections', { name: 'c' });
+        await s.req('POST', '/collections/c/documents', { documents: docs });
+        await traffic(s);
+        const r = await s.req('POST', '/collections/c/retrain');
+        expect((await loop.jobs.wait(r.body.id as string))!.state).toBe('failed');
+        const { readFileSync } = await import('node:fs');
+        expect(JSON.parse(readFileSync(copy, 'utf8')).seed).toBe(want);
+      } finally {
+        await s.dispose();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  }, 60_000);
+
   it('with LLM_BASE_URL/LLM_MODEL set, a job mines LLM questions and paraphrases and records their token use', async () => {
     const dir = tempDir('jobs-llm-');
     const llm = await startLlm(1);
