@@ -4,7 +4,8 @@
 
 import type { Collection, HydratedChunk, Metadata, Scalar } from '../store/types.js';
 import { bestPerDocument, type Scored } from './fusion.js';
-import { autoMode } from './modes/auto.js';
+import type { DepthPlanner } from './depth.js';
+import { autoMode, resolveAuto } from './modes/auto.js';
 import { hybridMode } from './modes/hybrid.js';
 import { keywordMode } from './modes/keyword.js';
 import type { ModeQuery, Ranked, Retrieval, Served } from './modes/types.js';
@@ -36,6 +37,7 @@ export async function runSearch(
   c: Collection,
   req: SearchRequest,
   maxK: number,
+  planner?: DepthPlanner,
 ): Promise<{ results: SearchResultItem[]; mode: ServedMode; weight?: number }> {
   const q: ModeQuery = {
     collection: c,
@@ -46,8 +48,25 @@ export async function runSearch(
     // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
     depth: Math.min(req.k * 3 + 10, maxK * 3),
   };
+  const mode = req.mode === 'auto' ? resolveAuto(r.strategy(c), req.query !== undefined).mode : req.mode;
+  if (mode === 'vector' && planner) return { ...(await plannedVector(r, q, req.k, planner)), mode };
   const served = req.mode === 'auto' ? await autoMode(r, q) : await forcedMode(r, q, req.mode);
-  return { results: await topDocuments(r, served, req.k), mode: served.mode, weight: served.weight };
+  const { results } = await topDocuments(r, served, req.k);
+  return { results, mode: served.mode, weight: served.weight };
+}
+
+/**
+ * Vector mode at the planner's depth (./depth.ts): when that ranking fills fewer than k documents although
+ * the index had more to give, the query is searched again at the full depth.
+ */
+async function plannedVector(r: Retrieval, q: ModeQuery, k: number, planner: DepthPlanner): Promise<{ results: SearchResultItem[] }> {
+  const depth = planner.depth(q.collection.id, k, q.depth);
+  let top = await topDocuments(r, { mode: 'vector', hits: await vectorMode(r, { ...q, depth }) }, k);
+  if (top.results.length < k && top.ranked >= depth && depth < q.depth) {
+    top = await topDocuments(r, { mode: 'vector', hits: await vectorMode(r, q) }, k);
+  }
+  planner.observe(q.collection.id, top.examined, top.results.length);
+  return { results: top.results };
 }
 
 async function forcedMode(r: Retrieval, q: ModeQuery, mode: ServedMode): Promise<Served> {
@@ -60,14 +79,20 @@ async function forcedMode(r: Retrieval, q: ModeQuery, mode: ServedMode): Promise
 
 /**
  * Hydrates only as far down the ranking as needed: usually k rows, more when chunks of one document (or hits
- * tombstoned since the search) take slots; the best chunk of each document stands for it.
+ * tombstoned since the search) take slots; the best chunk of each document stands for it. `examined` is how
+ * many ranked chunks it took to fill the documents, `ranked` how many the ranking held.
  */
-async function topDocuments(r: Retrieval, served: Served, k: number): Promise<SearchResultItem[]> {
+async function topDocuments(
+  r: Retrieval,
+  served: Served,
+  k: number,
+): Promise<{ results: SearchResultItem[]; examined: number; ranked: number }> {
   const ranked: Ranked[] = served.hits;
   let more = served.more;
   const results: SearchResultItem[] = [];
   const seen = new Set<string>();
-  for (let from = 0; results.length < k; ) {
+  let from = 0;
+  while (results.length < k) {
     if (from >= ranked.length) {
       if (!more) break;
       const extra = more;
@@ -76,9 +101,9 @@ async function topDocuments(r: Retrieval, served: Served, k: number): Promise<Se
       continue;
     }
     const part = ranked.slice(from, from + Math.max(k - results.length, 8));
-    from += part.length;
     const chunks = await r.hydrate(part.map((h) => h.label));
     for (const h of part) {
+      from++;
       const ch = chunks.get(h.label);
       if (!ch || seen.has(ch.docId)) continue;
       seen.add(ch.docId);
@@ -86,7 +111,7 @@ async function topDocuments(r: Retrieval, served: Served, k: number): Promise<Se
       if (results.length === k) break;
     }
   }
-  return results;
+  return { results, examined: from, ranked: ranked.length };
 }
 
 function toResult(ch: HydratedChunk, score: number): SearchResultItem {

@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { EmbedOptions, Embedder, ModelSpec } from '../embed/types.js';
@@ -14,6 +13,8 @@ import type { RemoteArtifacts } from '../objects/remote.js';
 import type { ModelSource } from '../embed/types.js';
 import type { Scored } from '../search/fusion.js';
 import type { Retrieval } from '../search/modes/types.js';
+import { DepthPlanner } from '../search/depth.js';
+import { uuidv7 } from '../util/ids.js';
 import { rankBoth, runSearch, type SearchRequest, type SearchResultItem } from '../search/search.js';
 import type { StrategyBook } from '../search/tuner.js';
 import { decodeSource, encodeSource, modelsDir, readModelCard } from './models.js';
@@ -77,6 +78,8 @@ export class Engine {
   readonly queryLog: QueryLogBuffer;
   /** Hits hydrated from memory where seen before (labels are write-once; writes forget the ones they tombstone). */
   private readonly chunkCache = new ChunkCache(CHUNK_CACHE_BYTES);
+  /** Vector searches' index depth, learned per collection (src/search/depth.ts). */
+  private readonly depths = new DepthPlanner();
   private followTimer: NodeJS.Timeout | undefined;
   private ready = false;
   private stopping = false;
@@ -400,9 +403,9 @@ export class Engine {
     const t0 = performance.now();
     const pair = this.serving;
     const c = await this.deps.catalog.require(req.collection);
-    const { results, mode, weight } = await runSearch(this.retrieval(pair), c, req, this.deps.config.MAX_K);
+    const { results, mode, weight } = await runSearch(this.retrieval(pair), c, req, this.deps.config.MAX_K, this.depths);
     const tookMs = performance.now() - t0;
-    const queryId = randomUUID();
+    const queryId = uuidv7();
     this.queryLog.push({
       id: queryId,
       collection: c.name,
