@@ -99,7 +99,7 @@ export interface TunerDeps {
 export class StrategyTuner {
   private readonly running = new Map<number, Promise<Strategy | undefined>>();
   /** Distinct normalized feedback queries per collection, read incrementally (see heldOutCount). */
-  private readonly feedbackSeen = new Map<number, { keys: Set<string>; since: number }>();
+  private readonly feedbackSeen = new Map<number, { keys: Set<string>; afterId: number }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: TunerDeps) {}
@@ -156,12 +156,11 @@ export class StrategyTuner {
    */
   private async heldOutCount(c: Collection): Promise<number> {
     let seen = this.feedbackSeen.get(c.id);
-    if (!seen) this.feedbackSeen.set(c.id, (seen = { keys: new Set(), since: 0 }));
-    // `since` is inclusive: rows at the last timestamp are read again, and a set ignores them.
-    for (const f of await this.deps.store.feedbackPairs(c.name, { since: seen.since })) {
+    if (!seen) this.feedbackSeen.set(c.id, (seen = { keys: new Set(), afterId: 0 }));
+    for (const f of await this.deps.store.feedbackPairs(c.name, { afterId: seen.afterId })) {
       const k = normalizeQuery(f.query);
       if (k) seen.keys.add(k);
-      if (f.createdAt > seen.since) seen.since = f.createdAt;
+      if (f.id > seen.afterId) seen.afterId = f.id;
     }
     return heldOutSize(seen.keys.size);
   }

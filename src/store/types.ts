@@ -124,6 +124,8 @@ export interface FeedbackRow {
 }
 
 export interface FeedbackPair {
+  /** The feedback row's id: ids only grow, so `afterId` reads what came since. */
+  id: number;
   queryId: string;
   query: string;
   documentId: string;
@@ -254,7 +256,8 @@ export interface QueryLogStore {
    */
   queryLogTextSlice(collection: string, opts: QueryLogSliceOptions): Promise<QueryLogSlice>;
   insertFeedback(row: Omit<FeedbackRow, 'id' | 'createdAt'>): Promise<FeedbackRow>;
-  feedbackPairs(collection: string, opts?: { since?: number; limit?: number }): Promise<FeedbackPair[]>;
+  /** Relevant feedback joined to its logged query text, in feedback order; `afterId` reads only newer rows. */
+  feedbackPairs(collection: string, opts?: { afterId?: number; limit?: number }): Promise<FeedbackPair[]>;
   insertDriftReport(row: Omit<DriftReportRow, 'id' | 'createdAt'>): Promise<DriftReportRow>;
   listDriftReports(collection: string, limit: number): Promise<DriftReportRow[]>;
 }

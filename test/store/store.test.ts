@@ -547,7 +547,9 @@ describe.each(backends)('Store contract: $name', (backend) => {
       ['krebs cycle', 'doc-krebs'],
     ]);
     expect(await store.feedbackPairs(coll, { limit: 1 })).toHaveLength(1);
-    expect(await store.feedbackPairs(coll, { since: Date.now() + 60_000 })).toEqual([]);
+    // afterId reads only the rows after it
+    expect((await store.feedbackPairs(coll, { afterId: pairs[0]!.id })).map((p) => p.query)).toEqual(['krebs cycle']);
+    expect(await store.feedbackPairs(coll, { afterId: pairs[1]!.id })).toEqual([]);
   });
 
   it('one running job per collection, enforced inside the write transaction', async () => {

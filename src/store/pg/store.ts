@@ -823,11 +823,17 @@ export class PgStore implements T.Store {
     return r;
   }
 
-  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
+  async feedbackPairs(collection: string, opts: { afterId?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
     const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
-    if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
+    if (opts.afterId !== undefined) conds.push(gt(s.feedback.id, opts.afterId));
     const rows = await this.db
-      .select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .select({
+        id: s.feedback.id,
+        queryId: s.feedback.queryId,
+        query: s.queryLog.query,
+        documentId: s.feedback.documentId,
+        createdAt: s.feedback.createdAt,
+      })
       .from(s.feedback)
       .innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
       .where(and(...conds))

@@ -576,13 +576,27 @@ export class SqliteStore implements T.Store {
     return this.db.insert(s.feedback).values(row).returning().get();
   }
 
-  async feedbackPairs(collection: string, opts: { since?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
-    const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
-    if (opts.since !== undefined) conds.push(gte(s.feedback.createdAt, opts.since));
+  async feedbackPairs(collection: string, opts: { afterId?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
+    const conds = [
+      eq(s.queryLog.id, s.feedback.queryId),
+      eq(s.queryLog.collection, collection),
+      eq(s.feedback.relevant, true),
+      sql`${s.queryLog.query} IS NOT NULL`,
+    ];
+    if (opts.afterId !== undefined) conds.push(gt(s.feedback.id, opts.afterId));
+    // CROSS JOIN makes SQLite loop over feedback (a rowid range after `afterId`) and look each query up by its
+    // key. With an inner join it may walk the collection's whole query log through (collection, created_at)
+    // instead: 0.8 s on the main thread for a 930k-row log with no feedback at all.
     const rows = this.db
-      .select({ queryId: s.feedback.queryId, query: s.queryLog.query, documentId: s.feedback.documentId, createdAt: s.feedback.createdAt })
+      .select({
+        id: s.feedback.id,
+        queryId: s.feedback.queryId,
+        query: s.queryLog.query,
+        documentId: s.feedback.documentId,
+        createdAt: s.feedback.createdAt,
+      })
       .from(s.feedback)
-      .innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
+      .crossJoin(s.queryLog)
       .where(and(...conds))
       .orderBy(asc(s.feedback.id))
       .limit(opts.limit ?? 1_000_000)
