@@ -117,7 +117,16 @@ export class SqliteStore implements T.Store {
     });
   }
 
+  /** On a reader thread when there is one: the count walks the collection's whole key range. */
   async countDocuments(collectionId: number): Promise<number> {
+    const reader = this.ftsReader();
+    if (reader) {
+      try {
+        return (await reader.call({ countDocuments: collectionId })) as number;
+      } catch (err) {
+        if (!(err instanceof ThreadGoneError)) throw err;
+      }
+    }
     return this.db.select({ n: count() }).from(s.documents).where(eq(s.documents.collectionId, collectionId)).get()?.n ?? 0;
   }
 
@@ -336,7 +345,7 @@ export class SqliteStore implements T.Store {
     const reader = this.ftsReader();
     if (reader) {
       try {
-        return (await reader.call({ collectionId, match, limit })) ?? [];
+        return ((await reader.call({ collectionId, match, limit })) as { label: number; score: number }[] | null) ?? [];
       } catch (err) {
         // A dead reader thread: this search and the later ones on it run here; any other error is the query's.
         if (!(err instanceof ThreadGoneError)) throw err;
