@@ -109,7 +109,7 @@ describe.each(backends)('keyword search per collection ($name)', (backend) => {
 });
 
 describe('SQLite keyword threads', () => {
-  it('answer concurrent searches as the store connection does, filters included, and a dead thread falls back to it', async () => {
+  it('start as concurrency needs them, answer searches and counts as the store connection does, filters included, and a dead thread falls back to it', async () => {
     const dir = tempDir('kw-threads-');
     const threaded = await openStore({ dataDir: dir, keywordThreads: 2 });
     const c = await threaded.createCollection({ name: 'a', hnsw, chunk });
@@ -121,13 +121,17 @@ describe('SQLite keyword threads', () => {
       rmSync(dir, { recursive: true, force: true });
     });
     const want = await allQueries(own, c.id);
+    const readers = (threaded as unknown as { ftsReaders: { close(): Promise<void> }[] }).ftsReaders;
+    // one request at a time (the periodic document count, a lone search) keeps one thread
+    expect(await threaded.countDocuments(c.id)).toBe(await own.countDocuments(c.id));
+    expect(await threaded.keywordSearch(c.id, 'protein', 3)).toEqual(await own.keywordSearch(c.id, 'protein', 3));
+    expect(readers).toHaveLength(1);
     // all at once: spread over both threads, answered in any order, each its own query's ranking
     expect(await Promise.all([...QUERIES, ...QUERIES].map((q) => ranked(threaded, c.id, q)))).toEqual([...want, ...want]);
     const filtered = await threaded.keywordSearch(c.id, 'kinase', 5, { kind: 'x' });
     expect(filtered).toEqual(await own.keywordSearch(c.id, 'kinase', 5, { kind: 'x' }));
     expect(filtered).toHaveLength(1);
 
-    const readers = (threaded as unknown as { ftsReaders: { close(): Promise<void> }[] }).ftsReaders;
     expect(readers).toHaveLength(2);
     for (const r of readers) await r.close();
     expect(await allQueries(threaded, c.id)).toEqual(want);

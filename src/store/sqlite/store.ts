@@ -35,8 +35,8 @@ export class SqliteStore implements T.Store {
   private readonly db: Db;
 
   /**
-   * Threads that run keyword searches off the event loop (./fts-reader.ts), started on the first keyword search
-   * (a server that never gets one keeps their memory); none for an in-memory file.
+   * Threads that run keyword searches and document counts off the event loop (./fts-reader.ts), started as
+   * concurrent requests need them (a server that never gets one keeps their memory); none for an in-memory file.
    */
   private readonly ftsReaders: SqliteThread<FtsRequest, FtsResponse>[] = [];
   private readonly keywordThreads: number;
@@ -363,13 +363,17 @@ export class SqliteStore implements T.Store {
     }
   }
 
-  /** The least busy live reader thread, if any. */
+  /**
+   * The least busy live reader thread, if any. Threads start one at a time, a new one only while every live one
+   * is busy, so the periodic document count (or one keyword search at a time) keeps a single thread's memory.
+   */
   private ftsReader(): SqliteThread<FtsRequest, FtsResponse> | undefined {
-    while (this.ftsReaders.length < this.keywordThreads) {
-      this.ftsReaders.push(new SqliteThread(new URL('./fts-reader.ts', import.meta.url), this.file, `keyword-${this.ftsReaders.length}`));
-    }
     let best: SqliteThread<FtsRequest, FtsResponse> | undefined;
     for (const r of this.ftsReaders) if (r.alive && (!best || r.inFlight < best.inFlight)) best = r;
+    if ((!best || best.inFlight > 0) && this.ftsReaders.length < this.keywordThreads) {
+      best = new SqliteThread(new URL('./fts-reader.ts', import.meta.url), this.file, `keyword-${this.ftsReaders.length}`);
+      this.ftsReaders.push(best);
+    }
     return best;
   }
 
