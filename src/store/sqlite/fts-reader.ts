@@ -8,25 +8,22 @@ import { serveSqliteThread } from './thread.js';
 // OR-query over a 35k-passage collection takes milliseconds of CPU; on the event loop that serialized every
 // keyword and hybrid search of the process behind one core. A few of these threads (KEYWORD_THREADS) run
 // them side by side, and WAL gives each the latest committed state while the main connection writes.
-// Counting a collection's documents walks its whole key range (23 ms at 100k documents), so it runs here too.
 
-export type FtsRequest = { collectionId: number; match: string; limit: number } | { countDocuments: number };
+export interface FtsRequest {
+  collectionId: number;
+  match: string;
+  limit: number;
+}
 
-/**
- * The ranked rows; null when the collection's keyword table does not exist (the collection was deleted);
- * for `countDocuments`, the count.
- */
-export type FtsResponse = { label: number; score: number }[] | null | number;
+/** The ranked rows; null when the collection's keyword table does not exist (the collection was deleted). */
+export type FtsResponse = { label: number; score: number }[] | null;
 
 const db = new Database((workerData as { file: string }).file);
 db.pragma('busy_timeout = 5000');
 db.pragma('query_only = ON');
 const statements = new Map<number, Database.Statement<[string, number], { label: number; score: number }>>();
-const countDocuments = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM documents WHERE collection_id = ?');
 
-serveSqliteThread<FtsRequest, FtsResponse>((req) => {
-  if ('countDocuments' in req) return countDocuments.get(req.countDocuments)?.n ?? 0;
-  const { collectionId, match, limit } = req;
+serveSqliteThread<FtsRequest, FtsResponse>(({ collectionId, match, limit }) => {
   try {
     let st = statements.get(collectionId);
     if (!st) {

@@ -35,8 +35,8 @@ export class SqliteStore implements T.Store {
   private readonly db: Db;
 
   /**
-   * Threads that run keyword searches and document counts off the event loop (./fts-reader.ts), started as
-   * concurrent requests need them (a server that never gets one keeps their memory); none for an in-memory file.
+   * Threads that run keyword searches off the event loop (./fts-reader.ts), started as concurrent searches need
+   * them (a server that never gets one keeps their memory); none for an in-memory file.
    */
   private readonly ftsReaders: SqliteThread<FtsRequest, FtsResponse>[] = [];
   private readonly keywordThreads: number;
@@ -117,16 +117,7 @@ export class SqliteStore implements T.Store {
     });
   }
 
-  /** On a reader thread when there is one: the count walks the collection's whole key range. */
   async countDocuments(collectionId: number): Promise<number> {
-    const reader = this.ftsReader();
-    if (reader) {
-      try {
-        return (await reader.call({ countDocuments: collectionId })) as number;
-      } catch (err) {
-        if (!(err instanceof ThreadGoneError)) throw err;
-      }
-    }
     return this.db.select({ n: count() }).from(s.documents).where(eq(s.documents.collectionId, collectionId)).get()?.n ?? 0;
   }
 
@@ -345,7 +336,7 @@ export class SqliteStore implements T.Store {
     const reader = this.ftsReader();
     if (reader) {
       try {
-        return ((await reader.call({ collectionId, match, limit })) as { label: number; score: number }[] | null) ?? [];
+        return (await reader.call({ collectionId, match, limit })) ?? [];
       } catch (err) {
         // A dead reader thread: this search and the later ones on it run here; any other error is the query's.
         if (!(err instanceof ThreadGoneError)) throw err;
@@ -365,7 +356,7 @@ export class SqliteStore implements T.Store {
 
   /**
    * The least busy live reader thread, if any. Threads start one at a time, a new one only while every live one
-   * is busy, so the periodic document count (or one keyword search at a time) keeps a single thread's memory.
+   * is busy, so keyword searches one at a time keep a single thread's memory (each thread is ~30 MiB).
    */
   private ftsReader(): SqliteThread<FtsRequest, FtsResponse> | undefined {
     let best: SqliteThread<FtsRequest, FtsResponse> | undefined;
