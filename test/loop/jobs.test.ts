@@ -1,7 +1,8 @@
 // Retrain jobs and model routes on a real server (SQLite, ONNX tiny model): bad input answered with
 // stable codes, trainer crash / timeout / empty artifact → `failed` with the trainer's stderr tail while
 // the champion keeps serving, and restart recovery (a queued job is resumed, a mid-way one is failed).
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { Loop } from '../../src/loop.js';
@@ -36,6 +37,29 @@ async function traffic(s: TestServer): Promise<void> {
     const r = await s.req('POST', '/search', { collection: 'c', query: `what does ${TOPICS[i % 10]} ${i} do`, k: 5 });
     expect(r.status).toBe(200);
     expect((await s.req('POST', '/feedback', { queryId: r.body.queryId, documentId: `doc-${i}` })).status).toBe(201);
+  }
+}
+
+type Job = NonNullable<Awaited<ReturnType<Loop['jobs']['wait']>>>;
+
+/** A fresh server with `cfg`: collection `c` with the documents and traffic, one retrain waited for, then `check`. */
+async function withRetrain(prefix: string, cfg: Partial<Config>, check: (job: Job, s: TestServer) => Promise<void>): Promise<void> {
+  const dir = tempDir(prefix);
+  let loop!: Loop;
+  const s = await start(dir, cfg, (l) => {
+    loop = l;
+  });
+  try {
+    await s.req('POST', '/collections', { name: 'c' });
+    await s.req('POST', '/collections/c/documents', { documents: docs });
+    await traffic(s);
+    const r = await s.req('POST', '/collections/c/retrain');
+    const job = await loop.jobs.wait(r.body.id as string);
+    expect(job).toBeDefined();
+    await check(job!, s);
+  } finally {
+    await s.dispose();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -150,51 +174,24 @@ describe('retrain jobs', () => {
 
 describe('trainer timeout, empty artifact, and restart recovery', () => {
   it('kills a trainer past TRAINER_TIMEOUT_SECONDS and fails the job with its last lines', async () => {
-    const dir = tempDir('jobs-timeout-');
-    let loop!: Loop;
-    const s = await start(
-      dir,
+    await withRetrain(
+      'jobs-timeout-',
       { TRAINER_TIMEOUT_SECONDS: 1, TRAINER_COMMAND: `echo 'epoch 1/1 starting' >&2; sleep 30; mkdir -p {out} # {bundle}` },
-      (l) => {
-        loop = l;
+      async (job, s) => {
+        expect(job.state).toBe('failed');
+        expect(job.error).toMatch(/timed out after 1s/);
+        expect(job.error).toContain('epoch 1/1 starting');
+        expect((await s.req('POST', '/search', { collection: 'c', query: 'membrane', k: 3 })).status).toBe(200);
       },
     );
-    try {
-      await s.req('POST', '/collections', { name: 'c' });
-      await s.req('POST', '/collections/c/documents', { documents: docs });
-      await traffic(s);
-      const r = await s.req('POST', '/collections/c/retrain');
-      const job = await loop.jobs.wait(r.body.id as string);
-      expect(job!.state).toBe('failed');
-      expect(job!.error).toMatch(/timed out after 1s/);
-      expect(job!.error).toContain('epoch 1/1 starting');
-      expect((await s.req('POST', '/search', { collection: 'c', query: 'membrane', k: 3 })).status).toBe(200);
-    } finally {
-      await s.dispose();
-      rmSync(dir, { recursive: true, force: true });
-    }
   }, 60_000);
 
   it('a trainer that exits 0 without an artifact fails the job, and nothing half-made is left under models/', async () => {
-    const dir = tempDir('jobs-empty-');
-    let loop!: Loop;
-    const s = await start(dir, { TRAINER_COMMAND: `mkdir -p {out} && echo '{}' > {out}/config.json # {bundle}` }, (l) => {
-      loop = l;
-    });
-    try {
-      await s.req('POST', '/collections', { name: 'c' });
-      await s.req('POST', '/collections/c/documents', { documents: docs });
-      await traffic(s);
-      const r = await s.req('POST', '/collections/c/retrain');
-      const job = await loop.jobs.wait(r.body.id as string);
-      expect(job!.state).toBe('failed');
-      expect(job!.error).toMatch(/artifact lacks tokenizer\.json, tokenizer_config\.json, onnx\/model\.onnx/);
-      const { readdirSync } = await import('node:fs');
+    await withRetrain('jobs-empty-', { TRAINER_COMMAND: `mkdir -p {out} && echo '{}' > {out}/config.json # {bundle}` }, async (job, s) => {
+      expect(job.state).toBe('failed');
+      expect(job.error).toMatch(/artifact lacks tokenizer\.json, tokenizer_config\.json, onnx\/model\.onnx/);
       expect(readdirSync(modelsDir(s.config)).filter((f) => f.startsWith('ft-'))).toEqual([]);
-    } finally {
-      await s.dispose();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   it('TRAIN_SEED is the seed of the job.json the trainer gets (default 13)', async () => {
@@ -202,24 +199,12 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
       [{}, 13],
       [{ TRAIN_SEED: 29 }, 29],
     ] as const) {
-      const dir = tempDir('jobs-seed-');
-      let loop!: Loop;
-      const copy = `${dir}/job-copy.json`;
-      const s = await start(dir, { ...env, TRAINER_COMMAND: `cp {bundle}/job.json '${copy}'; exit 1 # {out}` }, (l) => {
-        loop = l;
-      });
-      try {
-        await s.req('POST', '/collections', { name: 'c' });
-        await s.req('POST', '/collections/c/documents', { documents: docs });
-        await traffic(s);
-        const r = await s.req('POST', '/collections/c/retrain');
-        expect((await loop.jobs.wait(r.body.id as string))!.state).toBe('failed');
-        const { readFileSync } = await import('node:fs');
+      const copy = join(tempDir('jobs-seed-copy-'), 'job.json');
+      await withRetrain('jobs-seed-', { ...env, TRAINER_COMMAND: `cp {bundle}/job.json '${copy}'; exit 1 # {out}` }, async (job) => {
+        expect(job.state).toBe('failed');
         expect(JSON.parse(readFileSync(copy, 'utf8')).seed).toBe(want);
-      } finally {
-        await s.dispose();
-        rmSync(dir, { recursive: true, force: true });
-      }
+      });
+      rmSync(dirname(copy), { recursive: true, force: true });
     }
   }, 60_000);
 
