@@ -88,7 +88,8 @@ export const ConfigSchema = z.object({
   TRAIN_LR: z.coerce.number().positive().max(1).optional(),
   TRAIN_SWEEP: bool(true),
   // A job's seed: its held-out split of the feedback queries, the mined pairs' sample and order, and the
-  // trainer's (sweep members train at the seed, soup members at seed, seed+1, …). Change it to measure the loop's spread across seeds.
+  // trainer's (sweep members train at the seed, soup members at seed, seed+1, …). Change it to measure the
+  // loop's spread across seeds.
   TRAIN_SEED: z.coerce
     .number()
     .int()
