@@ -4,10 +4,12 @@ import type { Logger } from '../util/log.js';
 
 // Searches never wait on the query log: rows are buffered and written in one transaction per tick.
 // If the store falls behind, the oldest unwritten rows are dropped (and counted) rather than
-// letting memory grow or slowing the response path.
+// letting memory grow or slowing the response path. The tick is armed by the first row after a write,
+// so an idle server does not wake up for it.
 export class QueryLogBuffer {
   private buf: QueryLogRow[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private started = false;
   private flushing: Promise<void> | undefined;
 
   constructor(
@@ -18,8 +20,8 @@ export class QueryLogBuffer {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.flush(), this.opts.flushMs);
-    this.timer.unref();
+    this.started = true;
+    this.schedule();
   }
 
   push(row: QueryLogRow): void {
@@ -29,6 +31,17 @@ export class QueryLogBuffer {
     }
     this.buf.push(row);
     this.metrics.queryLogBuffered.set(this.buf.length);
+    this.schedule();
+  }
+
+  /** One write `flushMs` from now, unless one is already due. */
+  private schedule(): void {
+    if (!this.started || this.timer || this.buf.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.opts.flushMs);
+    this.timer.unref();
   }
 
   /**
@@ -55,7 +68,9 @@ export class QueryLogBuffer {
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.started = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     await this.flushing;
     await this.flush();
   }

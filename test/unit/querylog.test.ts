@@ -45,3 +45,28 @@ it('a flush called during an in-flight write also writes the rows pushed since',
   expect(written).toEqual(['a', 'b']);
   expect(calls).toBe(2);
 });
+
+it('writes a pushed row one tick later without a flush call, and arms no tick while nothing waits', async () => {
+  const batches: string[][] = [];
+  const store = {
+    async insertQueryLogs(rows: QueryLogRow[]) {
+      batches.push(rows.map((r) => r.id));
+    },
+  } as unknown as Store;
+  const buf = new QueryLogBuffer(store, createMetrics(), createLogger('silent'), { flushMs: 5, maxBuffer: 100 });
+  buf.start();
+  const armed = () => (buf as unknown as { timer: unknown }).timer !== undefined;
+  expect(armed()).toBe(false);
+  buf.push(row('a'));
+  buf.push(row('b'));
+  expect(armed()).toBe(true);
+  await expect.poll(() => batches.length, { timeout: 2000 }).toBe(1);
+  expect(batches).toEqual([['a', 'b']]);
+  expect(armed()).toBe(false);
+  buf.push(row('c'));
+  await expect.poll(() => batches.length, { timeout: 2000 }).toBe(2);
+  expect(batches[1]).toEqual(['c']);
+  await buf.stop();
+  buf.push(row('d'));
+  expect(armed()).toBe(false);
+});
