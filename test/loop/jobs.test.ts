@@ -209,40 +209,27 @@ describe('trainer timeout, empty artifact, and restart recovery', () => {
   }, 60_000);
 
   it('with LLM_BASE_URL/LLM_MODEL set, a job mines LLM questions and paraphrases and records their token use', async () => {
-    const dir = tempDir('jobs-llm-');
     const llm = await startLlm(1);
-    let loop!: Loop;
-    const s = await start(
-      dir,
-      {
+    try {
+      const cfg = {
         LLM_BASE_URL: llm.url,
         LLM_MODEL: 'local-test',
         LLM_API_KEY: 'k',
         LLM_CONCURRENCY: 2,
         TRAINER_COMMAND: `exit 9 # {bundle} {out}`,
-      },
-      (l) => {
-        loop = l;
-      },
-    );
-    try {
-      await s.req('POST', '/collections', { name: 'c' });
-      await s.req('POST', '/collections/c/documents', { documents: docs });
-      await traffic(s);
-      const r = await s.req('POST', '/collections/c/retrain');
-      const job = await loop.jobs.wait(r.body.id as string);
-      expect(job!.state).toBe('failed');
-      expect(job!.error).toMatch(/^trainer exited with 9/);
-      const mining = job!.progress.mining as Json;
-      expect(mining.bySource.llm_question).toBeGreaterThan(0);
-      expect(mining.bySource.llm_paraphrase).toBeGreaterThan(0);
-      expect(mining.llm.retries).toBe(1);
-      expect(mining.llm.promptTokens).toBe(40 * (mining.llm.requests - 1));
-      expect(llm.maxInFlight).toBeLessThanOrEqual(2);
+      };
+      await withRetrain('jobs-llm-', cfg, async (job) => {
+        expect(job.state).toBe('failed');
+        expect(job.error).toMatch(/^trainer exited with 9/);
+        const mining = job.progress.mining as Json;
+        expect(mining.bySource.llm_question).toBeGreaterThan(0);
+        expect(mining.bySource.llm_paraphrase).toBeGreaterThan(0);
+        expect(mining.llm.retries).toBe(1);
+        expect(mining.llm.promptTokens).toBe(40 * (mining.llm.requests - 1));
+        expect(llm.maxInFlight).toBeLessThanOrEqual(2);
+      });
     } finally {
       llm.server.close();
-      await s.dispose();
-      rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
 
