@@ -8,6 +8,7 @@ import type { Extension } from '@electric-sql/pglite';
 import { AppError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import * as s from '../schema/pg.js';
+import { feedbackPairsQuery } from '../schema/queries.js';
 import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import { migrateVectors } from './vectors.js';
@@ -824,19 +825,12 @@ export class PgStore implements T.Store {
   }
 
   async feedbackPairs(collection: string, opts: { afterId?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
-    const conds = [eq(s.queryLog.collection, collection), eq(s.feedback.relevant, true), sql`${s.queryLog.query} IS NOT NULL`];
-    if (opts.afterId !== undefined) conds.push(gt(s.feedback.id, opts.afterId));
+    const { columns, on, where } = feedbackPairsQuery(s.feedback, s.queryLog, collection, opts.afterId);
     const rows = await this.db
-      .select({
-        id: s.feedback.id,
-        queryId: s.feedback.queryId,
-        query: s.queryLog.query,
-        documentId: s.feedback.documentId,
-        createdAt: s.feedback.createdAt,
-      })
+      .select(columns)
       .from(s.feedback)
-      .innerJoin(s.queryLog, eq(s.queryLog.id, s.feedback.queryId))
-      .where(and(...conds))
+      .innerJoin(s.queryLog, on)
+      .where(where)
       .orderBy(asc(s.feedback.id))
       .limit(opts.limit ?? 1_000_000);
     return rows.map((r) => ({ ...r, query: r.query ?? '' }));

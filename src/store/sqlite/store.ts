@@ -14,6 +14,7 @@ import { collectionColumns, LocalJobClaims } from '../types.js';
 import type { FtsRequest, FtsResponse } from './fts-reader.js';
 import type { WriterRequest } from './querylog-writer.js';
 import { SqliteThread, ThreadGoneError } from './thread.js';
+import { feedbackPairsQuery } from '../schema/queries.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
@@ -581,27 +582,15 @@ export class SqliteStore implements T.Store {
   }
 
   async feedbackPairs(collection: string, opts: { afterId?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
-    const conds = [
-      eq(s.queryLog.id, s.feedback.queryId),
-      eq(s.queryLog.collection, collection),
-      eq(s.feedback.relevant, true),
-      sql`${s.queryLog.query} IS NOT NULL`,
-    ];
-    if (opts.afterId !== undefined) conds.push(gt(s.feedback.id, opts.afterId));
+    const { columns, on, where } = feedbackPairsQuery(s.feedback, s.queryLog, collection, opts.afterId);
     // CROSS JOIN makes SQLite loop over feedback (a rowid range after `afterId`) and look each query up by its
     // key. With an inner join it may walk the collection's whole query log through (collection, created_at)
     // instead: 0.8 s on the main thread for a 930k-row log with no feedback at all.
     const rows = this.db
-      .select({
-        id: s.feedback.id,
-        queryId: s.feedback.queryId,
-        query: s.queryLog.query,
-        documentId: s.feedback.documentId,
-        createdAt: s.feedback.createdAt,
-      })
+      .select(columns)
       .from(s.feedback)
       .crossJoin(s.queryLog)
-      .where(and(...conds))
+      .where(and(on, where))
       .orderBy(asc(s.feedback.id))
       .limit(opts.limit ?? 1_000_000)
       .all();
