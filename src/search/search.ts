@@ -48,9 +48,10 @@ export async function runSearch(
     // Chunks of one document compete for slots; fetch extra so k distinct documents come back.
     depth: Math.min(req.k * 3 + 10, maxK * 3),
   };
-  const mode = req.mode === 'auto' ? resolveAuto(r.strategy(c), req.query !== undefined).mode : req.mode;
+  const resolved = req.mode === 'auto' ? resolveAuto(r.strategy(c), req.query !== undefined) : { mode: req.mode };
+  const { mode } = resolved;
   if (mode === 'vector' && planner) return { ...(await plannedVector(r, q, req.k, planner)), mode };
-  const served = req.mode === 'auto' ? await autoMode(r, q) : await forcedMode(r, q, req.mode);
+  const served = req.mode === 'auto' ? await autoMode(r, q, resolved) : await forcedMode(r, q, mode);
   const { results } = await topDocuments(r, served, req.k);
   return { results, mode: served.mode, weight: served.weight };
 }

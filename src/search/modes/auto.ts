@@ -13,10 +13,10 @@ export function resolveAuto(s: Strategy | undefined, hasText: boolean): { mode: 
 
 /**
  * Auto mode: the collection's measured strategy (../tuner.ts fills the book; keyword until measured, vector
- * for a query given as a vector).
+ * for a query given as a vector), as `resolveAuto` read it for this query.
  */
-export async function autoMode(r: Retrieval, q: ModeQuery): Promise<Served> {
-  const { mode, weight } = resolveAuto(r.strategy(q.collection), q.query !== undefined);
+export async function autoMode(r: Retrieval, q: ModeQuery, resolved: ReturnType<typeof resolveAuto>): Promise<Served> {
+  const { mode, weight } = resolved;
   if (mode === 'vector') return { mode, weight, hits: await vectorMode(r, q) };
   if (mode === 'hybrid') return { mode, weight, hits: await hybridMode(r, q, weight) };
   const hits = await keywordMode(r, q);
