@@ -2,9 +2,9 @@ import { randomFillSync } from 'node:crypto';
 
 // Query ids are the query log's primary key. A random (v4) UUID lands each insert at a random leaf of that
 // B-tree, and a log of a million rows no longer has those leaves in the page cache: inserting a batch of
-// searches cost ~60 µs a row on a 900k-row log, against ~15 µs with ids that grow with time. UUIDv7 (RFC 9562)
-// keeps the 122-bit uniqueness budget of a UUID in practice (74 random bits per millisecond) and starts with
-// the Unix time in milliseconds, so new ids append at the right edge of the index.
+// searches cost ~60 µs a row on a 900k-row log, against ~15 µs with ids that grow with time. A UUIDv7 (RFC 9562)
+// starts with the Unix time in milliseconds, so new ids append at the right edge of the index, and keeps 74
+// random bits: two ids of one millisecond collide with probability 2^-74.
 
 const pool = Buffer.alloc(16 * 256);
 let next = pool.length;
