@@ -3,7 +3,7 @@
 // embedded with models/base (256-d), 1000 GO dev queries, M 16, efConstruction 200.
 //
 //   npm run bench:peers                       # BENCH_N=100000 BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONCURRENCY=16
-//   BENCH_ONLY=raw,server,usearch,lancedb,text,rss,floor npm run bench:peers
+//   BENCH_ONLY=raw,server,base64,usearch,lancedb,text,rss,floor npm run bench:peers
 //
 // Every round measures every system (1 client, then BENCH_CONCURRENCY clients), in an order that
 // alternates between rounds; medians over rounds are printed with each round's ratio, because on a
@@ -553,6 +553,24 @@ async function main(): Promise<void> {
       one: () => httpRun(`${server.url}/search`, vbodies, 1),
       many: () => httpRun(`${server.url}/search`, vbodies, CONC),
     });
+  // BENCH_ONLY=…,base64: the same queries with `vector` as base64 float32 (what /v1/embeddings returns on request)
+  if (want('base64')) {
+    const b64bodies = Array.from({ length: NQ }, (_, i) =>
+      JSON.stringify({
+        collection: 'bench',
+        vector: Buffer.from(inp.qvecs.buffer, inp.qvecs.byteOffset + i * inp.dim * 4, inp.dim * 4).toString('base64'),
+        k: K,
+        efSearch: ef,
+        mode: 'vector',
+      }),
+    );
+    systems.push({
+      name: 'this server, HTTP /search by base64 vector',
+      note: `efSearch ${ef}`,
+      one: () => httpRun(`${server.url}/search`, b64bodies, 1),
+      many: () => httpRun(`${server.url}/search`, b64bodies, CONC),
+    });
+  }
   // BENCH_ONLY=…,floor: the HTTP stack alone, without any search (see floorChild)
   const floors: ServerChild[] = [];
   if (want('floor')) {
@@ -653,6 +671,8 @@ async function main(): Promise<void> {
   ratio('this server, HTTP /search by vector', 'raw hnswlib');
   ratio('this server, HTTP /search by vector', 'raw hnswlib', false);
   ratio('this server, HTTP /search by vector', 'LanceDB');
+  ratio('this server, HTTP /search by base64 vector', 'raw hnswlib');
+  ratio('this server, HTTP /search by base64 vector', 'this server, HTTP /search by vector');
   ratio('baseline server', 'raw hnswlib');
   ratio('this server, HTTP /search by vector', 'baseline server');
   ratio('this server, HTTP /search by vector', 'usearch');

@@ -92,6 +92,13 @@ describe('RetrievalClient against the real server', () => {
     expect(emb.data).toHaveLength(2);
     expect(emb.data[0]!.embedding).toHaveLength(c.dim);
 
+    // A Float32Array travels as base64 and ranks exactly as the same numbers sent as JSON.
+    const [q] = (await reader.embeddings({ input: ['ribosome translating RNA'] })).data;
+    const byArray = await reader.search({ collection: 'client-docs', vector: q!.embedding, k: 3, mode: 'vector' });
+    const byF32 = await reader.search({ collection: 'client-docs', vector: Float32Array.from(q!.embedding), k: 3, mode: 'vector' });
+    expect(byF32.results.map((r) => [r.id, r.score])).toEqual(byArray.results.map((r) => [r.id, r.score]));
+    expect(byF32.results[0]!.id).toBe('b');
+
     expect(await admin.deleteDocument('client-docs', 'c/with slash')).toEqual({ deleted: true });
     await expectCode(reader.getDocument('client-docs', 'c/with slash'), 'document_not_found', 404);
     expect((await admin.reindex('client-docs')).chunks).toBe(2);

@@ -104,6 +104,19 @@ describe.each(STORES)('API on %s', (store) => {
       expect(r.body.results[0].id).toBe('c');
     });
 
+    test('a base64 float32 vector (as /v1/embeddings returns it) answers exactly as the same vector in JSON', async () => {
+      const emb = await s.req('POST', '/v1/embeddings', { input: DOCS[1]!.text, encoding_format: 'base64' });
+      const base64 = emb.body.data[0].embedding as string;
+      const bytes = Buffer.from(base64, 'base64');
+      const vector = Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
+      const asJson = await s.req('POST', '/search', { collection: 'bio', vector, k: 4, mode: 'vector' });
+      const asBase64 = await s.req('POST', '/search', { collection: 'bio', vector: base64, k: 4, mode: 'vector' });
+      expect(asBase64.status).toBe(200);
+      expect(asBase64.body.results[0].id).toBe(DOCS[1]!.id);
+      const ranked = (r: typeof asJson) => r.body.results.map((x: { id: string; score: number }) => [x.id, x.score]);
+      expect(ranked(asBase64)).toEqual(ranked(asJson));
+    });
+
     test('metadata filter returns k results when k matching documents exist', async () => {
       const r = await s.req('POST', '/search', { collection: 'bio', query: 'mitochondrion energy', k: 2, filter: { ns: 'MF' } });
       expect(r.body.results.map((x: { id: string }) => x.id).sort()).toEqual(['b', 'd']);
@@ -226,6 +239,11 @@ describe.each(STORES)('API on %s', (store) => {
       ],
       ['vector of wrong dimension', 'POST', '/search', { collection: 'bio', vector: [0.1, 0.2, 0.3] }, 400, 'invalid_vector'],
       ['vector with Infinity', 'POST', '/search', '{"collection":"bio","vector":[1e999]}', 400, 'invalid_vector'],
+      ['vector with a string element', 'POST', '/search', { collection: 'bio', vector: [0.1, '0.2'] }, 400, 'invalid_vector'],
+      ['base64 vector with a non-base64 character', 'POST', '/search', { collection: 'bio', vector: 'AACAPw$=' }, 400, 'invalid_vector'],
+      ['base64 vector of 5 bytes', 'POST', '/search', { collection: 'bio', vector: 'AACAPwA=' }, 400, 'invalid_vector'],
+      ['base64 vector holding NaN', 'POST', '/search', { collection: 'bio', vector: 'AADAfw==' }, 400, 'invalid_vector'],
+      ['base64 vector of wrong dimension', 'POST', '/search', { collection: 'bio', vector: 'AACAPw==' }, 400, 'invalid_vector'],
       ['k = 0', 'POST', '/search', { collection: 'bio', query: 'x', k: 0 }, 400, 'invalid_k'],
       ['k negative', 'POST', '/search', { collection: 'bio', query: 'x', k: -3 }, 400, 'invalid_k'],
       ['k over max', 'POST', '/search', { collection: 'bio', query: 'x', k: 101 }, 400, 'invalid_k'],

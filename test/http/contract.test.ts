@@ -98,6 +98,8 @@ test('real answers match the declared response schemas', async () => {
   const hit = await call('POST', '/search', { collection: 'c', query: 'fox', k: 2 });
   await call('POST', '/search', { collection: 'c', query: 'fox', mode: 'hybrid' });
   await call('POST', '/search', { collection: 'c', query: 'fox', mode: 'keyword' });
+  const emb = await call('POST', '/v1/embeddings', { input: 'fox', encoding_format: 'base64' });
+  await call('POST', '/search', { collection: 'c', vector: emb.data[0].embedding, mode: 'vector' });
   await call('POST', '/feedback', { queryId: hit.queryId, documentId: 'a' });
   await call('POST', '/v1/embeddings', { input: ['fox', 'dog'] });
   await call('POST', '/v1/embeddings', { input: 'fox', encoding_format: 'base64', input_type: 'query' });

@@ -7,6 +7,7 @@ import type { DocumentStore, ModelStore, QueryLogStore } from '../../store/types
 import { z } from 'zod';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
+import { queryVector } from '../vector.js';
 import {
   EmbeddingsBody,
   EmbeddingsResponse,
@@ -52,13 +53,11 @@ export function searchRoutes(app: Hono<AppEnv>, deps: SearchRoutesDeps) {
       }
       if (b.vector) {
         if (b.mode !== 'vector' && b.mode !== 'auto') throw new AppError('invalid_request', `mode "${b.mode}" needs a text "query"`);
-        if (!b.vector.every((x) => typeof x === 'number' && Number.isFinite(x)))
-          throw new AppError('invalid_vector', 'vector must hold finite numbers only (no NaN/Infinity)');
       }
       const res = await engine.search({
         collection: b.collection,
         query: b.query,
-        vector: b.vector as number[] | undefined,
+        vector: b.vector === undefined ? undefined : queryVector(b.vector),
         k,
         filter: b.filter,
         efSearch: b.efSearch,

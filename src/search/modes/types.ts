@@ -32,7 +32,7 @@ export interface Retrieval {
 export interface ModeQuery {
   collection: Collection;
   query?: string;
-  vector?: number[];
+  vector?: ArrayLike<number>;
   depth: number;
   efSearch?: number;
   filter?: Filter;

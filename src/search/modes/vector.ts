@@ -14,10 +14,11 @@ export async function queryVector(r: Retrieval, q: Pick<ModeQuery, 'query' | 've
     }
     const v = Float32Array.from(q.vector);
     let norm = 0;
-    for (const x of v) norm += x * x;
+    for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
     norm = Math.sqrt(norm);
     if (!(norm > 0)) throw new AppError('invalid_vector', 'vector must not be all zeros');
-    for (let i = 0; i < v.length; i++) v[i]! /= norm;
+    const inv = 1 / norm;
+    for (let i = 0; i < v.length; i++) v[i]! *= inv;
     return v;
   }
   if (q.query === undefined) throw new AppError('invalid_request', 'send "query" (text) or "vector"');
