@@ -80,6 +80,8 @@ export class Engine {
   private readonly chunkCache = new ChunkCache(CHUNK_CACHE_BYTES);
   /** Vector searches' index depth, learned per collection (src/search/depth.ts). */
   private readonly depths = new DepthPlanner();
+  /** One Retrieval per serving pair, built on first use: a search should not allocate six closures. */
+  private readonly retrievals = new WeakMap<ServingPair, Retrieval>();
   private followTimer: NodeJS.Timeout | undefined;
   private ready = false;
   private stopping = false;
@@ -436,6 +438,15 @@ export class Engine {
 
   /** The engine capabilities the search modes use, bound to one serving pair. */
   private retrieval(pair: ServingPair): Retrieval {
+    let r = this.retrievals.get(pair);
+    if (!r) {
+      r = this.bind(pair);
+      this.retrievals.set(pair, r);
+    }
+    return r;
+  }
+
+  private bind(pair: ServingPair): Retrieval {
     return {
       model: { version: pair.version, dim: pair.embedder.dim },
       embedQuery: async (text, priority) =>
