@@ -31,6 +31,11 @@ export const ConfigSchema = z.object({
   EMBED_MAX_QUEUE: int(4096, 1),
   EMBED_MAX_TOKENS: int(256, 8),
   INDEX_WORKERS: int(Math.max(1, Math.min(2, availableParallelism())), 1),
+  // hnswlib: copies of every collection's index, each in its own worker (at most INDEX_WORKERS), so one
+  // collection's searches run on several cores at once; each copy costs the index's memory again. It pays where
+  // the search itself is the bottleneck (bench/search: 1.5x at ef 64, 384-d); on the 2-core box at ef 24 the index
+  // worker is half idle and 2 copies gave 1.05x the QPS (noise) for +310 MiB on 100k x 256-d, hence 1.
+  INDEX_REPLICAS: int(1, 1),
   // SQLite: threads with their own connection that run keyword (BM25) searches, so that keyword and hybrid
   // searches neither queue behind one core nor stall the event loop (an FTS5 query over 35k passages is
   // milliseconds of CPU). 0 = on the event loop. Postgres ranks in the database.

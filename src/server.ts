@@ -135,7 +135,7 @@ export async function startServer(opts: StartOptions = {}): Promise<Server> {
       }
       indexes = await PgVectorIndexes.open(store.sql);
     } else {
-      indexes = new IndexManager({ workers: config.INDEX_WORKERS, vectorCopy: config.INDEX_VECTOR_COPY });
+      indexes = new IndexManager({ workers: config.INDEX_WORKERS, replicas: config.INDEX_REPLICAS, vectorCopy: config.INDEX_VECTOR_COPY });
     }
     const embedOpts = {
       cacheDir: `${config.DATA_DIR}/models/cache`,
