@@ -14,7 +14,10 @@ export interface IndexManagerOptions {
    * busy copy, mutations to all. Costs memory and insert CPU × replicas; see bench/search for when it pays.
    */
   replicas?: number;
-  /** Most queries packed into one worker message. */
+  /**
+   * Most queries packed into one worker message. Small: a batch's answers all return when its last search
+   * ends, so smaller batches let the main thread answer while the worker searches (see the README).
+   */
   maxSearchBatch?: number;
   /** Search messages in flight per worker; further queries queue and leave together as one batch. */
   searchPipeline?: number;
@@ -399,7 +402,7 @@ export class IndexManager implements IndexBackend {
     this.opts = {
       workers,
       replicas: Math.min(workers, Math.max(1, Math.floor(options.replicas ?? 1))),
-      maxSearchBatch: options.maxSearchBatch ?? 64,
+      maxSearchBatch: options.maxSearchBatch ?? 4,
       searchPipeline: options.searchPipeline ?? 2,
       addChunk: options.addChunk ?? 128,
       initialCapacity: options.initialCapacity ?? 1024,
