@@ -15,7 +15,7 @@ import type { ServedMode } from './strategy.js';
 export interface SearchRequest {
   collection: string;
   query?: string;
-  /** A query vector: numbers from JSON, or float32 decoded from base64 (src/http/vector.ts). */
+  /** A query vector: numbers from JSON, or float32 decoded from base64 (decodeVector, src/http/vector.ts). */
   vector?: ArrayLike<number>;
   k: number;
   filter?: Record<string, Scalar>;

@@ -7,7 +7,7 @@ import type { DocumentStore, ModelStore, QueryLogStore } from '../../store/types
 import { z } from 'zod';
 import type { AppEnv } from '../app.js';
 import { defineRoute } from '../route.js';
-import { queryVector } from '../vector.js';
+import { decodeVector, encodeVector } from '../vector.js';
 import {
   EmbeddingsBody,
   EmbeddingsResponse,
@@ -57,7 +57,7 @@ export function searchRoutes(app: Hono<AppEnv>, deps: SearchRoutesDeps) {
       const res = await engine.search({
         collection: b.collection,
         query: b.query,
-        vector: b.vector === undefined ? undefined : queryVector(b.vector),
+        vector: b.vector === undefined ? undefined : decodeVector(b.vector),
         k,
         filter: b.filter,
         efSearch: b.efSearch,
@@ -108,7 +108,7 @@ export function searchRoutes(app: Hono<AppEnv>, deps: SearchRoutesDeps) {
         data: vectors.map((v, index) => ({
           object: 'embedding',
           index,
-          embedding: b.encoding_format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
+          embedding: b.encoding_format === 'base64' ? encodeVector(v) : Array.from(v),
         })),
         model,
         usage: { prompt_tokens: tokens, total_tokens: tokens },
