@@ -36,15 +36,9 @@ function nestedDeeperThan(value: unknown, max: number): boolean {
     if (v === null || typeof v !== 'object') continue;
     if (depth > max) return true;
     // Only containers go on the stack: a 256-float vector would otherwise push 256 pairs per request.
-    // Arrays are walked by index: Object.values would copy a query vector on every search.
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) {
-        const child: unknown = v[i];
-        if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-      }
-    } else {
-      for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
+    // An array is walked as it is: Object.values would copy a query vector on every search.
+    const children: unknown[] = Array.isArray(v) ? v : Object.values(v);
+    for (const child of children) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
   }
   return false;
 }
