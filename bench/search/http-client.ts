@@ -12,6 +12,8 @@ export interface ClientJob {
   concurrency: number;
   warmupMs: number;
   durationMs: number;
+  /** The server's process id, when it runs on this machine: its CPU over the window is reported. */
+  serverPid?: number;
 }
 
 export interface ClientResult {
@@ -22,13 +24,18 @@ export interface ClientResult {
   firstError?: string;
   /** This thread's CPU time over the measuring window (Linux only; NaN elsewhere), ms. */
   clientCpuMs: number;
+  /** With `serverPid`: the server's CPU over the window, all threads and its main thread alone, ms (Linux). */
+  serverCpuMs?: { all: number; main: number };
 }
 
-/** CPU time of the calling thread, so the generator's own share can be subtracted from the process's. */
-function threadCpuMs(): number {
+/**
+ * CPU time from a /proc stat file (Linux only; NaN elsewhere), ms: the calling thread's by default, so the
+ * generator's own share can be subtracted from the process's.
+ */
+function threadCpuMs(file = '/proc/thread-self/stat'): number {
   try {
     // Fields after the parenthesised comm: utime is the 12th, stime the 13th, in clock ticks (100 Hz).
-    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const stat = readFileSync(file, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) * 10;
   } catch {
@@ -120,15 +127,22 @@ async function run(): Promise<ClientResult> {
   );
   await new Promise((r) => setTimeout(r, job.warmupMs));
   measuring = true;
+  const server = () =>
+    job.serverPid === undefined
+      ? undefined
+      : { all: threadCpuMs(`/proc/${job.serverPid}/stat`), main: threadCpuMs(`/proc/${job.serverPid}/task/${job.serverPid}/stat`) };
+  const server0 = server();
   const cpu0 = threadCpuMs();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, job.durationMs));
   measuring = false;
   const elapsedMs = performance.now() - t0;
   const clientCpuMs = threadCpuMs() - cpu0;
+  const server1 = server();
+  const serverCpuMs = server0 && server1 ? { all: server1.all - server0.all, main: server1.main - server0.main } : undefined;
   stop = true;
   await Promise.all(conns);
-  return { requests: count, errors, elapsedMs, latenciesMs, firstError, clientCpuMs };
+  return { requests: count, errors, elapsedMs, latenciesMs, firstError, clientCpuMs, serverCpuMs };
 }
 
 run().then((res) => parentPort?.postMessage(res));

@@ -131,15 +131,16 @@ interface ServerChild {
   close(): Promise<void>;
 }
 
-async function startChild(dataDir: string, seed: boolean, repo = REPO): Promise<ServerChild> {
-  return spawnChild(['serve', dataDir, seed ? 'seed' : ''], repo);
+// BENCH_CHILD_NODE_ARGS: node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the
+// server under load (NODE_OPTIONS does not accept --cpu-prof)
+const childNodeArgs = (name = 'BENCH_CHILD_NODE_ARGS'): string[] => process.env[name]?.split(' ').filter(Boolean) ?? [];
+
+async function startChild(dataDir: string, seed: boolean, repo = REPO, nodeArgs = childNodeArgs()): Promise<ServerChild> {
+  return spawnChild(['serve', dataDir, seed ? 'seed' : ''], repo, nodeArgs);
 }
 
 /** A child running this file with `args`; resolves when it prints its JSON line ({url, ...}). */
-async function spawnChild(args: string[], repo = REPO): Promise<ServerChild> {
-  // BENCH_CHILD_NODE_ARGS: node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the
-  // server under load (NODE_OPTIONS does not accept --cpu-prof)
-  const nodeArgs = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+async function spawnChild(args: string[], repo = REPO, nodeArgs = childNodeArgs()): Promise<ServerChild> {
   const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(repo, 'bench/search/peers.ts'), ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env },
@@ -277,6 +278,8 @@ interface Run {
   qps: number;
   p50: number;
   p99: number;
+  /** HTTP servers in a child: CPU µs per answered request, the whole process and its main thread. */
+  cpuUs?: { all: number; main: number };
 }
 
 function summarize(lat: ArrayLike<number>, ms: number): Run {
@@ -309,8 +312,8 @@ async function peerRun(job: Omit<PeerJob, 'warmupMs' | 'ms'>, threads: number): 
   }
 }
 
-async function httpRun(url: string, bodies: string[], concurrency: number): Promise<Run> {
-  const job: ClientJob = { url, bodies, concurrency, warmupMs: 500, durationMs: SECONDS * 1000 };
+async function httpRun(url: string, bodies: string[], concurrency: number, serverPid?: number): Promise<Run> {
+  const job: ClientJob = { url, bodies, concurrency, warmupMs: 500, durationMs: SECONDS * 1000, serverPid };
   const w = spawnWorker(new URL('./http-client.ts', import.meta.url), { workerData: job });
   try {
     const res = await new Promise<ClientResult>((r, j) => {
@@ -320,7 +323,9 @@ async function httpRun(url: string, bodies: string[], concurrency: number): Prom
       w.once('error', j);
     });
     if (res.errors) throw new Error(`${res.errors} HTTP errors, first: ${res.firstError}`);
-    return summarize(res.latenciesMs, res.elapsedMs);
+    const cpu = res.serverCpuMs;
+    const per = (ms: number) => (ms * 1000) / res.requests;
+    return { ...summarize(res.latenciesMs, res.elapsedMs), ...(cpu ? { cpuUs: { all: per(cpu.all), main: per(cpu.main) } } : {}) };
   } finally {
     await w.terminate();
   }
@@ -551,7 +556,7 @@ async function main(): Promise<void> {
       name: 'this server, HTTP /search by vector',
       note: `efSearch ${ef}`,
       one: () => httpRun(`${server.url}/search`, vbodies, 1),
-      many: () => httpRun(`${server.url}/search`, vbodies, CONC),
+      many: () => httpRun(`${server.url}/search`, vbodies, CONC, server.pid),
     });
   // BENCH_ONLY=…,base64: the same queries with `vector` as base64 float32 (what /v1/embeddings returns on request)
   if (want('base64')) {
@@ -568,13 +573,13 @@ async function main(): Promise<void> {
       name: 'this server, HTTP /search by base64 vector',
       note: `efSearch ${ef}`,
       one: () => httpRun(`${server.url}/search`, b64bodies, 1),
-      many: () => httpRun(`${server.url}/search`, b64bodies, CONC),
+      many: () => httpRun(`${server.url}/search`, b64bodies, CONC, server.pid),
     });
   }
   // BENCH_ONLY=…,floor: the HTTP stack alone, without any search (see floorChild)
   const floors: ServerChild[] = [];
+  const sample = join(CACHE, `floor-response-${process.pid}.json`);
   if (want('floor')) {
-    const sample = join(CACHE, `floor-response-${process.pid}.json`);
     writeFileSync(
       sample,
       await (
@@ -591,24 +596,27 @@ async function main(): Promise<void> {
         name,
         note: 'parses the body, answers one real /search response',
         one: () => httpRun(`${f.url}/search`, vbodies, 1),
-        many: () => httpRun(`${f.url}/search`, vbodies, CONC),
+        many: () => httpRun(`${f.url}/search`, vbodies, CONC, f.pid),
       });
     }
   }
   // BENCH_BASELINE_REPO: another checkout of this repo (e.g. a git worktree of an older commit, with this
   // file copied in) serving a copy of the same data dir, measured side by side as a before/after row.
+  // BENCH_BASELINE_NODE_ARGS: the baseline's node flags instead of BENCH_CHILD_NODE_ARGS (with
+  // BENCH_BASELINE_REPO=. it compares node flags on the same code).
   let baseline: ServerChild | undefined;
   if (process.env.BENCH_BASELINE_REPO) {
     const copy = join(CACHE, 'server-data-baseline');
     rmSync(copy, { recursive: true, force: true });
     cpSync(serverDir, copy, { recursive: true });
-    baseline = await startChild(copy, false, resolve(process.env.BENCH_BASELINE_REPO));
+    const baseArgs = process.env.BENCH_BASELINE_NODE_ARGS !== undefined ? childNodeArgs('BENCH_BASELINE_NODE_ARGS') : childNodeArgs();
+    baseline = await startChild(copy, false, resolve(process.env.BENCH_BASELINE_REPO), baseArgs);
     const b = baseline;
     systems.push({
       name: 'baseline server, HTTP /search by vector',
-      note: `${process.env.BENCH_BASELINE_REPO}`,
+      note: [process.env.BENCH_BASELINE_REPO, ...baseArgs].join(' '),
       one: () => httpRun(`${b.url}/search`, vbodies, 1),
-      many: () => httpRun(`${b.url}/search`, vbodies, CONC),
+      many: () => httpRun(`${b.url}/search`, vbodies, CONC, b.pid),
     });
   }
   if (want('usearch')) systems.push(await usearchSystem(inp));
@@ -619,7 +627,7 @@ async function main(): Promise<void> {
       name: 'this server, HTTP /search by text',
       note: `efSearch ${ef}`,
       one: () => httpRun(`${server.url}/search`, tbodies, 1),
-      many: () => httpRun(`${server.url}/search`, tbodies, CONC),
+      many: () => httpRun(`${server.url}/search`, tbodies, CONC, server.pid),
     });
     systems.push(await bareTextSystem(inp, snapshot, ef));
   }
@@ -638,11 +646,16 @@ async function main(): Promise<void> {
   await server.close();
   await baseline?.close();
   await Promise.all(floors.map((f) => f.close()));
+  rmSync(sample, { force: true });
 
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const cpuCell = (runs: Run[]) => {
+    const cpu = runs.flatMap((x) => (x.cpuUs ? [x.cpuUs] : []));
+    return cpu.length ? `${med(cpu.map((c) => c.all)).toFixed(0)} / ${med(cpu.map((c) => c.main)).toFixed(0)}` : '';
+  };
   const w = Math.max(...rows.map((r) => r.sys.name.length));
   console.log(
-    `\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  notes`,
+    `\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'CPU µs/q'.padStart(14)}  notes`,
   );
   for (const r of rows) {
     console.log(
@@ -654,10 +667,11 @@ async function main(): Promise<void> {
         .toFixed(2)
         .padStart(7)}  ${med(r.many.map((x) => x.p99))
         .toFixed(2)
-        .padStart(7)}  ${r.sys.note}`,
+        .padStart(7)}  ${cpuCell(r.many).padStart(14)}  ${r.sys.note}`,
     );
   }
   const find = (prefix: string) => rows.find((r) => r.sys.name.startsWith(prefix));
+  console.log(`(CPU µs/q: the server process's CPU per answered request at ${CONC} clients, all threads / main thread; medians)`);
   const ratio = (a: string, b: string, many = true) => {
     const x = find(a);
     const y = find(b);
