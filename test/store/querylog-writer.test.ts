@@ -46,6 +46,25 @@ it('a batch is visible to the store as soon as insertQueryLogs resolves, and sur
   await store.close();
 });
 
+it('a batch larger than one encoding slice (64 rows) arrives whole and in order', async () => {
+  const store = await fileStore();
+  for (const n of [65, 128, 200]) {
+    const rows = Array.from({ length: n }, (_, i) => ({
+      ...row(`s${n}-${i}`),
+      query: i % 3 === 0 ? null : `q "${i}" — ünïcode ${n}`,
+      createdAt: 1_700_000_000_000 + n * 1000 + i,
+    }));
+    await store.insertQueryLogs(rows);
+    const got = await store.queryLogWindow('c', {
+      since: 1_700_000_000_000 + n * 1000,
+      until: 1_700_000_000_000 + n * 1000 + n,
+      limit: 1000,
+    });
+    expect(got).toEqual(rows);
+  }
+  await store.close();
+});
+
 it('when the writer thread is gone, batches are written by the main thread', async () => {
   const store = await fileStore();
   await store.insertQueryLogs([row('first')]);
