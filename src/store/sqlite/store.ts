@@ -9,6 +9,7 @@ import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable, isNoSuchTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
+import { encodeQueryLogRows } from '../querylog-json.js';
 import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import type { FtsRequest, FtsResponse } from './fts-reader.js';
@@ -25,21 +26,6 @@ const toCollection = (r: typeof s.collections.$inferSelect): T.Collection => ({
   chunk: { size: r.chunkSize, overlap: r.chunkOverlap },
   createdAt: r.createdAt,
 });
-
-/**
- * The JSON of a query-log batch for the writer thread, encoded in slices with a turn of the event loop
- * between them. One flush at full /search load holds ~600 rows, ~3 ms of JSON.stringify: in one piece it
- * stalled every request waiting on the main thread at once, five times a second; a slice is ~0.3 ms.
- */
-async function encodeQueryLogRows(rows: readonly T.QueryLogRow[], slice = 64): Promise<string> {
-  if (rows.length <= slice) return JSON.stringify(rows);
-  const parts: string[] = [];
-  for (let i = 0; i < rows.length; i += slice) {
-    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    parts.push(JSON.stringify(rows.slice(i, i + slice)).slice(1, -1));
-  }
-  return `[${parts.join(',')}]`;
-}
 
 const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 
