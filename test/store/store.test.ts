@@ -119,6 +119,29 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect([...names].sort()).toEqual(names);
   });
 
+  it('a large upsert with unusual text arrives whole: labels in document and chunk order, old chunks tombstoned', async () => {
+    const c = await newCollection('big');
+    const texts = ['plain', 'quotes " and \\ backslash \\u0000 literally', 'ünïcödé 🧬', "it's", 'tab\tnewline\n'];
+    const docs = Array.from({ length: 700 }, (_, i) =>
+      doc(`d${i}`, texts[i % texts.length]!, { i, tag: texts[(i + 1) % texts.length]!, nested: { ok: i % 2 === 0 } }, [
+        `c0 ${i}`,
+        `c1 ${i}`,
+        `c2 ${i}`,
+      ]),
+    );
+    const r1 = await store.upsertDocuments(c.id, docs);
+    expect(r1.added.map((a) => [a.docId, a.n, a.text])).toEqual(docs.flatMap((d) => d.chunks.map((t, n) => [d.id, n, t])));
+    expect(r1.added.every((a, i) => i === 0 || a.label > r1.added[i - 1]!.label)).toBe(true);
+    expect(await store.getDocument(c.id, 'd1')).toMatchObject({ text: texts[1], metadata: { i: 1, tag: texts[2], nested: { ok: false } } });
+    const r2 = await store.upsertDocuments(c.id, docs.slice(0, 300));
+    expect(r2.removed).toEqual(r1.added.slice(0, 900).map((a) => a.label));
+    expect(await store.countLiveChunks(c.id)).toBe(2100);
+    // NUL and a lone surrogate: SQLite keeps them; Postgres text holds neither (NUL dropped, U+FFFD instead).
+    await store.upsertDocuments(c.id, [doc('odd', 'nul \u0000 lone \ud800', { k: 'v\u0000\udfff' }, ['chunk \u0000 \ud800'])]);
+    const odd = await store.getDocument(c.id, 'odd');
+    expect(odd?.text.replace('\u0000', '')).toMatch(/^nul {2}lone \ufffd+$/);
+  });
+
   it('upsert inserts, then a re-upsert replaces the document and tombstones its old chunks', async () => {
     const c = await newCollection();
     const seq0 = await store.currentSeq();

@@ -9,7 +9,7 @@ import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable, isNoSuchTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
-import { encodeQueryLogRows } from '../querylog-json.js';
+import { encodeJsonArray } from '../json-batch.js';
 import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
 import type { FtsRequest, FtsResponse } from './fts-reader.js';
@@ -495,7 +495,7 @@ export class SqliteStore implements T.Store {
     if (this.file !== ':memory:' && !this.logWriterGone) {
       try {
         this.logWriter ??= new SqliteThread(new URL('./querylog-writer.ts', import.meta.url), this.file, 'querylog-writer');
-        await this.logWriter.call(await encodeQueryLogRows(rows));
+        await this.logWriter.call(await encodeJsonArray(rows));
         return;
       } catch (err) {
         if (!(err instanceof ThreadGoneError)) throw err;
