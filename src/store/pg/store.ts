@@ -360,12 +360,13 @@ export class PgStore implements T.Store {
       const ids = unique.map((d) => d.id);
       // The rows go as jsonb parameters Postgres expands (jsonb_to_recordset): drizzle's multi-row INSERT builder
       // spent ~0.1–0.3 ms of main-thread CPU a row, a stall of every search of the process on a 1000-document
-      // upsert (bench:querylog measures the same builder on the query log).
+      // upsert (bench:store-writes). The ids are an ARRAY(…) the planner sees as one value, so the update walks the
+      // (collection_id, doc_id) index as for an IN list; as `IN (SELECT …)` it became a join that slowed with the table.
       const removed = (
         await rawRows(
           tx,
           sql`UPDATE chunks SET deleted_seq = ${seq} WHERE collection_id = ${collectionId} AND deleted_seq IS NULL
-            AND doc_id IN (SELECT jsonb_array_elements_text(${await jsonbRows(ids)}::jsonb)) RETURNING label`,
+            AND doc_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${await jsonbRows(ids)}::jsonb))) RETURNING label`,
         )
       ).map((r) => Number(r.label));
       const docs = await jsonbRows(unique.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata })));

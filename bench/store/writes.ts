@@ -1,0 +1,218 @@
+// What the store's batch writes cost the main thread, where every search of the process waits on it: a query-log
+// flush (~600 rows at full /search load: 200 ms of ~3,000 searches a second) and a 1000-document upsert. On Postgres
+// the store's writes (jsonb parameters expanded by jsonb_to_recordset) against drizzle multi-row INSERTs of the same
+// rows on the same database, side by side in one run; the SQLite store for reference.
+//
+//   npm run bench:store-writes                              # SQLite (temp file) and a local Postgres
+//   DATABASE_URL=postgres://… npm run bench:store-writes    # that Postgres instead of starting one
+//   BENCH_FLUSHES=20 BENCH_ROWS=600 BENCH_UPSERTS=5 BENCH_DOCS=1000 BENCH_ROUNDS=3
+//
+// Per variant: main-thread CPU per row or document (/proc/thread-self, Linux), wall time, and the event loop's delay
+// while the writes run (monitorEventLoopDelay at 1 ms resolution: how long a request arriving meanwhile could wait).
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { openStore } from '../../src/store/index.js';
+import * as schema from '../../src/store/schema/pg.js';
+import type { DocumentInput, QueryLogRow, Store } from '../../src/store/types.js';
+import { tempDir } from '../../test/helpers.js';
+
+const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
+const FLUSHES = env('BENCH_FLUSHES', 20);
+const ROWS = env('BENCH_ROWS', 600);
+const UPSERTS = env('BENCH_UPSERTS', 5);
+const DOCS = env('BENCH_DOCS', 1000);
+const ROUNDS = env('BENCH_ROUNDS', 3);
+
+function threadCpuMs(): number {
+  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+let batchNo = 0;
+const run = Date.now().toString(36);
+function logRows(): QueryLogRow[] {
+  const b = batchNo++;
+  return Array.from({ length: ROWS }, (_, i) => ({
+    id: `${run}-${b}-${i}`,
+    collection: 'bench-store-writes',
+    query: i % 2 ? null : `what regulates the transport of ions across membrane ${i}`,
+    mode: 'vector',
+    k: 10,
+    resultIds: Array.from({ length: 10 }, (_, j) => `GO:${String(1000 + i + j).padStart(7, '0')}`),
+    scores: Array.from({ length: 10 }, (_, j) => 0.8123456789 - j / 97),
+    modelVersion: 'base-1',
+    latencyMs: 2.345,
+    createdAt: Date.now(),
+  }));
+}
+const PASSAGE = 'The chemical reactions and pathways involving a protein, the transport of ions across a membrane. '.repeat(10);
+function documents(): DocumentInput[] {
+  // Half of each batch replaces documents of the one before, so tombstoning has work to do.
+  const b = batchNo++;
+  return Array.from({ length: DOCS }, (_, i) => ({
+    id: `doc-${b * (DOCS / 2) + i}`,
+    text: PASSAGE,
+    metadata: { n: i, source: 'bench' },
+    chunks: [PASSAGE.slice(0, 500), PASSAGE.slice(500)],
+  }));
+}
+
+interface Result {
+  cpuUsPerUnit: number;
+  wallMsPerBatch: number;
+  delayMaxMs: number;
+  delayP99Ms: number;
+}
+
+async function measure<B>(make: () => B, n: number, units: number, write: (b: B) => Promise<void>): Promise<Result> {
+  const batches = Array.from({ length: n }, make);
+  await write(make()); // warm: connections, the writer thread, JIT
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  const cpu0 = threadCpuMs();
+  const t0 = performance.now();
+  for (const b of batches) await write(b);
+  const wall = performance.now() - t0;
+  const cpu = threadCpuMs() - cpu0;
+  h.disable();
+  return {
+    cpuUsPerUnit: (cpu * 1000) / (n * units),
+    wallMsPerBatch: wall / n,
+    delayMaxMs: h.max / 1e6,
+    delayP99Ms: h.percentile(99) / 1e6,
+  };
+}
+
+function localPostgres(): string {
+  return execFileSync('bash', [join(import.meta.dirname, '../../test/store/start-postgres.sh')], { encoding: 'utf8' }).trim();
+}
+
+const url = process.env.DATABASE_URL ?? localPostgres();
+const dir = tempDir('bench-store-writes-');
+const sqlite = await openStore({ dataDir: dir });
+const postgres = await openStore({ dataDir: dir, databaseUrl: url });
+const pool = new pg.Pool({ connectionString: url, max: 2 });
+const orm = drizzle(pool, { schema });
+const hnsw = { M: 16, efConstruction: 200, efSearch: 64 };
+const chunk = { size: 1000, overlap: 0 };
+const collName = `bench-store-writes-${run}`;
+const collection = async (store: Store) => (await store.createCollection({ name: collName, hnsw, chunk })).id;
+const pgColl = await collection(postgres);
+const sqliteColl = await collection(sqlite);
+
+/** The drizzle writes of a document upsert the Postgres store made before it sent jsonb parameters. */
+async function drizzleUpsert(collectionId: number, docs: DocumentInput[]): Promise<void> {
+  await orm.transaction(async (tx) => {
+    const seq = 1; // the store also takes its change sequence number: one small statement, not what is measured
+    await tx
+      .update(schema.chunks)
+      .set({ deletedSeq: seq })
+      .where(
+        and(
+          eq(schema.chunks.collectionId, collectionId),
+          inArray(
+            schema.chunks.docId,
+            docs.map((d) => d.id),
+          ),
+          isNull(schema.chunks.deletedSeq),
+        ),
+      )
+      .returning({ label: schema.chunks.label });
+    const now = Date.now();
+    await tx
+      .insert(schema.documents)
+      .values(docs.map((d) => ({ collectionId, id: d.id, text: d.text, metadata: d.metadata, seq, updatedAt: now })))
+      .onConflictDoUpdate({
+        target: [schema.documents.collectionId, schema.documents.id],
+        set: { text: sql`excluded.text`, metadata: sql`excluded.metadata`, seq, updatedAt: now },
+      });
+    await tx
+      .insert(schema.chunks)
+      .values(docs.flatMap((d) => d.chunks.map((text, n) => ({ collectionId, docId: d.id, n, text, seq }))))
+      .returning({ label: schema.chunks.label, docId: schema.chunks.docId, n: schema.chunks.n, text: schema.chunks.text });
+  });
+}
+
+interface Variant {
+  name: string;
+  run: () => Promise<Result>;
+}
+const variants: Variant[] = [
+  {
+    name: `Postgres: query-log flush, store (${ROWS} rows, one jsonb parameter)`,
+    run: () => measure(logRows, FLUSHES, ROWS, (rows) => postgres.insertQueryLogs(rows)),
+  },
+  {
+    name: `Postgres: query-log flush, drizzle multi-row INSERT`,
+    run: () =>
+      measure(logRows, FLUSHES, ROWS, async (rows) => {
+        await orm.insert(schema.queryLog).values(rows).onConflictDoNothing();
+      }),
+  },
+  {
+    name: `SQLite: query-log flush, store (writer thread)`,
+    run: () => measure(logRows, FLUSHES, ROWS, (rows) => sqlite.insertQueryLogs(rows)),
+  },
+  {
+    name: `Postgres: ${DOCS}-document upsert, store (jsonb parameters)`,
+    run: () => measure(documents, UPSERTS, DOCS, async (docs) => void (await postgres.upsertDocuments(pgColl, docs))),
+  },
+  {
+    name: `Postgres: ${DOCS}-document upsert, drizzle multi-row statements`,
+    run: () => measure(documents, UPSERTS, DOCS, (docs) => drizzleUpsert(pgColl, docs)),
+  },
+  {
+    name: `SQLite: ${DOCS}-document upsert, store`,
+    run: () => measure(documents, UPSERTS, DOCS, async (docs) => void (await sqlite.upsertDocuments(sqliteColl, docs))),
+  },
+];
+
+console.log(
+  `store writes: ${FLUSHES} query-log flushes of ${ROWS} rows, ${UPSERTS} upserts of ${DOCS} documents (2 chunks each), ${ROUNDS} rounds; Postgres at ${url.replace(/:[^:@/]+@/, ':…@')}`,
+);
+const results = new Map<string, Result[]>(variants.map((v) => [v.name, []]));
+for (let r = 0; r < ROUNDS; r++) {
+  for (const v of r % 2 ? [...variants].reverse() : variants) {
+    const res = await v.run();
+    results.get(v.name)!.push(res);
+    console.log(
+      `  round ${r + 1}: ${v.name}: ${res.cpuUsPerUnit.toFixed(1)} µs main thread per row, loop delay max ${res.delayMaxMs.toFixed(1)} ms`,
+    );
+  }
+}
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const w = Math.max(...variants.map((v) => v.name.length));
+console.log(`\n${'variant'.padEnd(w)}  main-thread µs/row  wall ms/batch  loop delay p99 / max ms`);
+for (const [name, rs] of results) {
+  console.log(
+    `${name.padEnd(w)}  ${med(rs.map((x) => x.cpuUsPerUnit))
+      .toFixed(1)
+      .padStart(17)}  ${med(rs.map((x) => x.wallMsPerBatch))
+      .toFixed(1)
+      .padStart(13)}  ${med(rs.map((x) => x.delayP99Ms)).toFixed(1)} / ${med(rs.map((x) => x.delayMaxMs)).toFixed(1)}`,
+  );
+}
+console.log('');
+for (const [store, drizzleRows, what] of [
+  [variants[0]!, variants[1]!, 'query-log flush'],
+  [variants[3]!, variants[4]!, 'document upsert'],
+] as const) {
+  const a = results.get(drizzleRows.name)!;
+  const b = results.get(store.name)!;
+  const cpu = a.map((x, i) => x.cpuUsPerUnit / b[i]!.cpuUsPerUnit);
+  const stall = a.map((x, i) => x.delayMaxMs / Math.max(b[i]!.delayMaxMs, 1));
+  console.log(
+    `${what}, drizzle / store: main-thread CPU ${med(cpu).toFixed(2)}x (rounds ${cpu.map((p) => p.toFixed(2)).join(' ')}), longest event-loop delay ${med(stall).toFixed(2)}x (rounds ${stall.map((p) => p.toFixed(2)).join(' ')})`,
+  );
+}
+
+await pool.query(`DELETE FROM query_log WHERE collection = 'bench-store-writes'`);
+await postgres.deleteCollection(collName);
+await Promise.all([pool.end(), sqlite.close(), postgres.close()]);
+rmSync(dir, { recursive: true, force: true });
