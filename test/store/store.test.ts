@@ -123,11 +123,12 @@ describe.each(backends)('Store contract: $name', (backend) => {
     const c = await newCollection('big');
     const texts = ['plain', 'quotes " and \\ backslash \\u0000 literally', 'ünïcödé 🧬', "it's", 'tab\tnewline\n'];
     const docs = Array.from({ length: 700 }, (_, i) =>
-      doc(`d${i}`, texts[i % texts.length]!, { i, tag: texts[(i + 1) % texts.length]!, nested: { ok: i % 2 === 0 } }, [
-        `c0 ${i}`,
-        `c1 ${i}`,
-        `c2 ${i}`,
-      ]),
+      doc(
+        i % 3 ? `d${i}` : `d"${i}\\x`,
+        texts[i % texts.length]!,
+        { i, tag: texts[(i + 1) % texts.length]!, nested: { ok: i % 2 === 0 } },
+        [`c0 ${i}`, `c1 ${i}`, `c2 ${i}`],
+      ),
     );
     const r1 = await store.upsertDocuments(c.id, docs);
     expect(r1.added.map((a) => [a.docId, a.n, a.text])).toEqual(docs.flatMap((d) => d.chunks.map((t, n) => [d.id, n, t])));
@@ -137,9 +138,13 @@ describe.each(backends)('Store contract: $name', (backend) => {
     expect(r2.removed).toEqual(r1.added.slice(0, 900).map((a) => a.label));
     expect(await store.countLiveChunks(c.id)).toBe(2100);
     // NUL and a lone surrogate: SQLite keeps them; Postgres text holds neither (NUL dropped, U+FFFD instead).
-    await store.upsertDocuments(c.id, [doc('odd', 'nul \u0000 lone \ud800', { k: 'v\u0000\udfff' }, ['chunk \u0000 \ud800'])]);
-    const odd = await store.getDocument(c.id, 'odd');
-    expect(odd?.text.replace('\u0000', '')).toMatch(/^nul {2}lone \ufffd+$/);
+    const odd = doc('odd\u0000id\ud800', 'nul \u0000 lone \ud800', { k: 'v\u0000\udfff' }, ['chunk \u0000 \ud800']);
+    await store.upsertDocuments(c.id, [odd]);
+    const again = await store.upsertDocuments(c.id, [odd]);
+    expect(again.removed).toHaveLength(1); // the id Postgres stored is the one its tombstoning looks for
+    expect(await store.countLiveChunks(c.id)).toBe(2101);
+    const back = await store.getDocument(c.id, odd.id.replace('\u0000', '').replace('\ud800', '\ufffd'));
+    expect((back ?? (await store.getDocument(c.id, odd.id)))?.text.replace('\u0000', '')).toMatch(/^nul {2}lone \ufffd+$/);
   });
 
   it('upsert inserts, then a re-upsert replaces the document and tombstones its old chunks', async () => {

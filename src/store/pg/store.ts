@@ -43,12 +43,6 @@ const K1 = sql.raw(BM25_K1.toFixed(4));
 const K1_PLUS_1 = sql.raw((BM25_K1 + 1).toFixed(4));
 const B = sql.raw(BM25_B.toFixed(4));
 
-/** A text[] literal of query terms, each quoted: unquoted, the term "null" would become SQL NULL. */
-function termArray(terms: string[]): string {
-  // Terms are letters and digits only (keywordSearch), so no quote or backslash needs escaping.
-  return `{${terms.map((t) => `"${t}"`).join(',')}}`;
-}
-
 const toCollection = (r: typeof s.collections.$inferSelect): T.Collection => ({
   id: r.id,
   name: r.name,
@@ -107,6 +101,19 @@ async function jsonbRows(rows: readonly unknown[]): Promise<string> {
 }
 // \u0000 or a \udXXX escape: the odd backslash after a run of escaped ones (\\), from the run's start.
 const PG_UNSAFE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(0000|d[89a-f][0-9a-f]{2})/g;
+
+/**
+ * A text[] literal for one parameter (both drivers take it as a string), with each element made what Postgres
+ * stores, as jsonbRows does. Every element is quoted: unquoted, an element "null" would become SQL NULL.
+ */
+function textArray(values: readonly string[]): string {
+  const quote = (v: string) => {
+    const safe = v.includes('\u0000') || LONE_SURROGATE.test(v) ? Buffer.from(v.replaceAll('\u0000', ''), 'utf8').toString('utf8') : v;
+    return `"${safe.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+  };
+  return `{${values.map(quote).join(',')}}`;
+}
+const LONE_SURROGATE = /[\ud800-\udfff]/;
 
 type SqlQuery = (text: string, params?: unknown[]) => Promise<SqlRows>;
 
@@ -360,13 +367,14 @@ export class PgStore implements T.Store {
       const ids = unique.map((d) => d.id);
       // The rows go as jsonb parameters Postgres expands (jsonb_to_recordset): drizzle's multi-row INSERT builder
       // spent ~0.1–0.3 ms of main-thread CPU a row, a stall of every search of the process on a 1000-document
-      // upsert (bench:store-writes). The ids are an ARRAY(…) the planner sees as one value, so the update walks the
-      // (collection_id, doc_id) index as for an IN list; as `IN (SELECT …)` it became a join that slowed with the table.
+      // upsert (bench:store-writes). The ids to tombstone go as one text[] parameter: the update walks the
+      // (collection_id, doc_id) index as for an IN list (from jsonb, `IN (SELECT …)` became a join and
+      // `ANY (ARRAY(SELECT …))` a plan, both slowing as the table grew).
       const removed = (
         await rawRows(
           tx,
           sql`UPDATE chunks SET deleted_seq = ${seq} WHERE collection_id = ${collectionId} AND deleted_seq IS NULL
-            AND doc_id = ANY (ARRAY(SELECT jsonb_array_elements_text(${await jsonbRows(ids)}::jsonb))) RETURNING label`,
+            AND doc_id = ANY (${textArray(ids)}::text[]) RETURNING label`,
         )
       ).map((r) => Number(r.label));
       const docs = await jsonbRows(unique.map((d) => ({ id: d.id, text: d.text, metadata: d.metadata })));
@@ -628,7 +636,7 @@ export class PgStore implements T.Store {
       -- for 2-3 lexemes per chunk instead of all of them (3-4× less per candidate; on PGlite this was most of
       -- a keyword search). to_tsvector writes every position with weight D, so nothing else is kept.
       CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf
-                          FROM unnest(ts_filter(setweight(cand.tsv, 'A', ${termArray([...idf.keys()])}::text[]), '{a}'))) u
+                          FROM unnest(ts_filter(setweight(cand.tsv, 'A', ${textArray([...idf.keys()])}::text[]), '{a}'))) u
       JOIN idf ON idf.term = u.lexeme
       GROUP BY cand.label
       ORDER BY score DESC, cand.label
