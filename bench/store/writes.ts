@@ -16,7 +16,9 @@ import { join } from 'node:path';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import Database from 'better-sqlite3';
 import { openStore } from '../../src/store/index.js';
+import { documentUpserter } from '../../src/store/sqlite/upsert.js';
 import * as schema from '../../src/store/schema/pg.js';
 import type { DocumentInput, QueryLogRow, Store } from '../../src/store/types.js';
 import { tempDir } from '../../test/helpers.js';
@@ -108,6 +110,11 @@ const chunk = { size: 1000, overlap: 0 };
 const collName = `bench-store-writes-${run}`;
 const collection = async (store: Store) => (await store.createCollection({ name: collName, hnsw, chunk })).id;
 const pgColl = await collection(postgres);
+// What the SQLite store did before its writer thread: the same upsert on a connection of the main thread.
+const here = new Database(join(dir, 'retrieval.db'));
+here.pragma('foreign_keys = ON');
+here.pragma('busy_timeout = 5000');
+const upsertHere = documentUpserter(here);
 const sqliteColl = await collection(sqlite);
 
 /** The drizzle writes of a document upsert the Postgres store made before it sent jsonb parameters. */
@@ -172,8 +179,12 @@ const variants: Variant[] = [
     run: () => measure(documents, UPSERTS, DOCS, (docs) => drizzleUpsert(pgColl, docs)),
   },
   {
-    name: `SQLite: ${DOCS}-document upsert, store`,
+    name: `SQLite: ${DOCS}-document upsert, store (writer thread)`,
     run: () => measure(documents, UPSERTS, DOCS, async (docs) => void (await sqlite.upsertDocuments(sqliteColl, docs))),
+  },
+  {
+    name: `SQLite: ${DOCS}-document upsert, the same statements on this thread`,
+    run: () => measure(documents, UPSERTS, DOCS, async (docs) => void upsertHere(sqliteColl, docs)),
   },
 ];
 
@@ -205,20 +216,22 @@ for (const [name, rs] of results) {
   );
 }
 console.log('');
-for (const [store, drizzleRows, what] of [
-  [variants[0]!, variants[1]!, 'query-log flush'],
-  [variants[3]!, variants[4]!, 'document upsert'],
+for (const [store, before, what] of [
+  [variants[0]!, variants[1]!, 'Postgres query-log flush'],
+  [variants[3]!, variants[4]!, 'Postgres document upsert'],
+  [variants[5]!, variants[6]!, 'SQLite document upsert'],
 ] as const) {
-  const a = results.get(drizzleRows.name)!;
+  const a = results.get(before.name)!;
   const b = results.get(store.name)!;
   const cpu = a.map((x, i) => x.cpuUsPerUnit / b[i]!.cpuUsPerUnit);
   const stall = a.map((x, i) => x.stallMs / Math.max(b[i]!.stallMs, 1));
   console.log(
-    `${what}, drizzle / store: main-thread CPU ${med(cpu).toFixed(2)}x (rounds ${cpu.map((p) => p.toFixed(2)).join(' ')}), longest stall ${med(stall).toFixed(2)}x (rounds ${stall.map((p) => p.toFixed(2)).join(' ')})`,
+    `${what}, ${before.name.split(', ').at(-1)} / store: main-thread CPU ${med(cpu).toFixed(2)}x (rounds ${cpu.map((p) => p.toFixed(2)).join(' ')}), longest stall ${med(stall).toFixed(2)}x (rounds ${stall.map((p) => p.toFixed(2)).join(' ')})`,
   );
 }
 
 await pool.query(`DELETE FROM query_log WHERE collection = 'bench-store-writes'`);
 await postgres.deleteCollection(collName);
+here.close();
 await Promise.all([pool.end(), sqlite.close(), postgres.close()]);
 rmSync(dir, { recursive: true, force: true });

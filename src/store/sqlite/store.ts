@@ -9,6 +9,8 @@ import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
 import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable, isNoSuchTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
+import type { UpsertReply, UpsertRequest } from './document-writer.js';
+import { documentUpserter } from './upsert.js';
 import { encodeJsonArray } from '../json-batch.js';
 import type * as T from '../types.js';
 import { collectionColumns, LocalJobClaims } from '../types.js';
@@ -61,7 +63,7 @@ export class SqliteStore implements T.Store {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.logWriter?.close(), ...this.ftsReaders.map((r) => r.close())]);
+    await Promise.all([this.logWriter?.close(), this.docWriter?.close(), ...this.ftsReaders.map((r) => r.close())]);
     this.sqlite.close();
   }
 
@@ -124,20 +126,10 @@ export class SqliteStore implements T.Store {
   }
 
   // ---- documents
-  // Ingest is the hot write path: plain prepared statements, compiled once, inside one transaction
-  // (drizzle rebuilds and re-prepares each query, which cost seconds per 1000-document batch).
-  private ingestStmts?: {
-    tombstone: Database.Statement<[number, number, string], { label: number; text: string }>;
-    upsertDoc: Database.Statement<[number, string, string, string, number, number]>;
-    insertChunk: Database.Statement<[number, string, number, string, number]>;
-    nextSeq: Database.Statement<[]>;
-  };
-
   /** Each collection's keyword-table statements (see ./fts.ts), prepared on first use. */
   private readonly ftsStmts = new Map<
     number,
     {
-      insert: Database.Statement<[number, string]>;
       remove: Database.Statement<[number, string]>;
       search: Database.Statement<[string, number], { label: number; score: number }>;
     }
@@ -153,7 +145,6 @@ export class SqliteStore implements T.Store {
         throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
       }
       st = {
-        insert: this.sqlite.prepare(`INSERT INTO ${t} (rowid, text) VALUES (?, ?)`),
         // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
         remove: this.sqlite.prepare(`INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)`),
         search: this.sqlite.prepare(ftsSearchSql(collectionId)),
@@ -163,45 +154,27 @@ export class SqliteStore implements T.Store {
     return st;
   }
 
-  private stmts() {
-    return (this.ingestStmts ??= {
-      tombstone: this.sqlite.prepare(
-        'UPDATE chunks SET deleted_seq = ? WHERE collection_id = ? AND doc_id = ? AND deleted_seq IS NULL RETURNING label, text',
-      ),
-      upsertDoc: this.sqlite.prepare(
-        `INSERT INTO documents (collection_id, id, text, metadata, seq, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (collection_id, id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata, seq = excluded.seq, updated_at = excluded.updated_at`,
-      ),
-      insertChunk: this.sqlite.prepare('INSERT INTO chunks (collection_id, doc_id, n, text, seq) VALUES (?, ?, ?, ?, ?) RETURNING label'),
-      nextSeq: this.sqlite.prepare(
-        "INSERT INTO counters (name, value) VALUES ('seq', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-      ),
-    });
-  }
+  /** Document upserts go through a writer thread (started on the first batch) where the file can be shared. */
+  private docWriter: SqliteThread<UpsertRequest, UpsertReply> | undefined;
+  private docWriterGone = false;
+  private upsertHere?: ReturnType<typeof documentUpserter>;
 
   async upsertDocuments(collectionId: number, docs: T.DocumentInput[]): Promise<T.UpsertResult> {
-    const st = this.stmts();
-    const fts = this.fts(collectionId);
-    const run = this.sqlite.transaction((): T.UpsertResult => {
-      const seq = (st.nextSeq.get() as { value: number }).value;
-      const removed: number[] = [];
-      const added: T.ChunkRow[] = [];
-      const now = Date.now();
-      for (const d of docs) {
-        for (const o of st.tombstone.all(seq, collectionId, d.id)) {
-          fts.remove.run(o.label, o.text);
-          removed.push(o.label);
-        }
-        st.upsertDoc.run(collectionId, d.id, d.text, JSON.stringify(d.metadata), seq, now);
-        d.chunks.forEach((text, n) => {
-          const r = st.insertChunk.get(collectionId, d.id, n, text, seq) as { label: number };
-          fts.insert.run(r.label, text);
-          added.push({ label: r.label, docId: d.id, n, text });
-        });
+    if (this.file !== ':memory:' && !this.docWriterGone) {
+      try {
+        this.docWriter ??= new SqliteThread(new URL('./document-writer.ts', import.meta.url), this.file, 'document-writer');
+        const reply = await this.docWriter.call({ collectionId, docs });
+        if ('gone' in reply) throw new CollectionGoneError(reply.gone);
+        return reply.result;
+      } catch (err) {
+        if (!(err instanceof ThreadGoneError)) throw err;
+        // The thread died (or never started): this batch and the later ones are written here. A thread that
+        // died mid-batch rolled it back; one that died after its commit leaves the batch applied twice, the
+        // second time tombstoning the first (the latest text is live either way).
+        this.docWriterGone = true;
       }
-      return { seq, added, removed };
-    });
-    return run.immediate();
+    }
+    return (this.upsertHere ??= documentUpserter(this.sqlite))(collectionId, docs);
   }
 
   async deleteDocument(collectionId: number, docId: string): Promise<T.UpsertResult | undefined> {
