@@ -11,7 +11,7 @@
 // Collection ids come from AUTOINCREMENT and are never reused, so a table name never outlives its collection.
 import Database from 'better-sqlite3';
 
-export const ftsTable = (collectionId: number): string => {
+const ftsTable = (collectionId: number): string => {
   if (!Number.isSafeInteger(collectionId) || collectionId < 1) throw new Error(`bad collection id ${collectionId}`);
   return `chunks_fts_${collectionId}`;
 };
@@ -25,6 +25,19 @@ export const ftsSearchSql = (collectionId: number): string => {
   const t = `"${ftsTable(collectionId)}"`;
   return `SELECT rowid AS label, -rank AS score FROM ${t} WHERE ${t} MATCH ? ORDER BY rank, rowid LIMIT ?`;
 };
+
+/**
+ * A keyword table's writes, for every connection that writes chunks: a new chunk's text under its label; a
+ * tombstone gives back the text the chunk indexed (a contentless table forgets a row only that way).
+ */
+export const ftsWriteSql = (collectionId: number): { insert: string; remove: string } => {
+  const t = `"${ftsTable(collectionId)}"`;
+  return { insert: `INSERT INTO ${t} (rowid, text) VALUES (?, ?)`, remove: `INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)` };
+};
+
+/** Whether a collection's keyword table exists: it goes with its collection, possibly dropped by another connection. */
+export const hasFts = (db: Database.Database, collectionId: number): boolean =>
+  db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(ftsTable(collectionId)) !== undefined;
 
 /** A statement on a keyword table that is gone (its collection was deleted, possibly by another connection). */
 export const isNoSuchTable = (err: unknown): boolean => err instanceof Database.SqliteError && /no such table/.test(err.message);
@@ -51,7 +64,7 @@ export function ensureCollectionFts(db: Database.Database): void {
   for (const id of missing.all() as number[]) {
     const build = db.transaction(() => {
       // Re-checked under the write lock: another process opening the same file may have built it meanwhile.
-      if (db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(ftsTable(id))) return;
+      if (hasFts(db, id)) return;
       createFts(db, id);
       db.prepare(
         `INSERT INTO "${ftsTable(id)}" (rowid, text) SELECT label, text FROM chunks WHERE collection_id = ? AND deleted_seq IS NULL`,

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { AppError } from '../../errors.js';
 import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
-import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsTable, isNoSuchTable } from './fts.js';
+import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsWriteSql, hasFts, isNoSuchTable } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
 import type { UpsertReply, UpsertRequest } from './document-writer.js';
 import { documentUpserter } from './upsert.js';
@@ -138,15 +138,13 @@ export class SqliteStore implements T.Store {
   private fts(collectionId: number) {
     let st = this.ftsStmts.get(collectionId);
     if (!st) {
-      const t = `"${ftsTable(collectionId)}"`;
       // The table goes with its collection: a write racing DELETE /collections/:name finds it gone, which is
       // the same "collection not found" as the foreign key's.
-      if (!this.sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(ftsTable(collectionId))) {
+      if (!hasFts(this.sqlite, collectionId)) {
         throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
       }
       st = {
-        // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
-        remove: this.sqlite.prepare(`INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)`),
+        remove: this.sqlite.prepare(ftsWriteSql(collectionId).remove),
         search: this.sqlite.prepare(ftsSearchSql(collectionId)),
       };
       this.ftsStmts.set(collectionId, st);

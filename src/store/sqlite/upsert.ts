@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 
 import { CollectionGoneError } from '../errors.js';
 import type { ChunkRow, DocumentInput, UpsertResult } from '../types.js';
-import { ftsTable } from './fts.js';
+import { ftsWriteSql, hasFts } from './fts.js';
 
 // A document upsert, for both of its runners: the writer thread (./document-writer.ts), so a large batch does not
 // hold the event loop for its whole transaction, and the store's own connection (an in-memory database, or when
@@ -25,24 +25,19 @@ export function documentUpserter(db: Database.Database): Upsert {
   const nextSeq = db.prepare<[], { value: number }>(
     "INSERT INTO counters (name, value) VALUES ('seq', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
   );
-  const tableExists = db.prepare<[string]>("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?");
   const ftsStmts = new Map<number, { insert: Database.Statement<[number, string]>; remove: Database.Statement<[number, string]> }>();
 
   // The keyword table goes with its collection: a write racing DELETE /collections/:name finds it gone, which is
   // the same "collection not found" as the foreign key's. Checked on every batch: another connection may drop it.
   const ftsFor = (collectionId: number) => {
-    if (!tableExists.get(ftsTable(collectionId))) {
+    if (!hasFts(db, collectionId)) {
       ftsStmts.delete(collectionId);
       throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
     }
     let st = ftsStmts.get(collectionId);
     if (!st) {
-      const t = `"${ftsTable(collectionId)}"`;
-      st = {
-        insert: db.prepare(`INSERT INTO ${t} (rowid, text) VALUES (?, ?)`),
-        // A contentless table forgets a row by being given the text it indexed (the chunk's, unchanged).
-        remove: db.prepare(`INSERT INTO ${t} (${t}, rowid, text) VALUES ('delete', ?, ?)`),
-      };
+      const sql = ftsWriteSql(collectionId);
+      st = { insert: db.prepare(sql.insert), remove: db.prepare(sql.remove) };
       ftsStmts.set(collectionId, st);
     }
     return st;
