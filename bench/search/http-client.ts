@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
+
+import { threadCpuMs } from '../cpu.js';
 
 // Load generator for the HTTP leg: a wrk-style closed loop over raw keep-alive sockets, in its own
 // thread. node:http's client costs several times more CPU per request than the server's own work,
@@ -26,21 +27,6 @@ export interface ClientResult {
   clientCpuMs: number;
   /** With `serverPid`: the server's CPU over the window, all threads and its main thread alone, ms (Linux). */
   serverCpuMs?: { all: number; main: number };
-}
-
-/**
- * CPU time from a /proc stat file (Linux only; NaN elsewhere), ms: the calling thread's by default, so the
- * generator's own share can be subtracted from the process's.
- */
-function threadCpuMs(file = '/proc/thread-self/stat'): number {
-  try {
-    // Fields after the parenthesised comm: utime is the 12th, stime the 13th, in clock ticks (100 Hz).
-    const stat = readFileSync(file, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
 }
 
 const job = workerData as ClientJob;

@@ -1,7 +1,8 @@
 // What the store's batch writes cost the main thread, where every search of the process waits on it: a query-log
 // flush (~600 rows at full /search load: 200 ms of ~3,000 searches a second) and a 1000-document upsert. On Postgres
 // the store's writes (jsonb parameters expanded by jsonb_to_recordset) against drizzle multi-row INSERTs of the same
-// rows on the same database, side by side in one run; the SQLite store for reference.
+// rows on the same database; on SQLite the store's upsert (writer thread) against the same statements on the main
+// thread's own connection; side by side in one run.
 //
 //   npm run bench:store-writes                              # SQLite (temp file) and a local Postgres
 //   DATABASE_URL=postgres://… npm run bench:store-writes    # that Postgres instead of starting one
@@ -11,7 +12,7 @@
 // loop went without a turn while the writes ran (a 1 ms ticker's longest gap: how long a request arriving meanwhile
 // could wait). Each batch is followed by a turn of the loop, as separate requests would be.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
@@ -22,6 +23,7 @@ import { documentUpserter } from '../../src/store/sqlite/upsert.js';
 import * as schema from '../../src/store/schema/pg.js';
 import type { DocumentInput, QueryLogRow, Store } from '../../src/store/types.js';
 import { tempDir } from '../../test/helpers.js';
+import { threadCpuMs } from '../cpu.js';
 
 const env = (name: string, dflt: number): number => (process.env[name] ? Number(process.env[name]) : dflt);
 const FLUSHES = env('BENCH_FLUSHES', 20);
@@ -29,12 +31,6 @@ const ROWS = env('BENCH_ROWS', 600);
 const UPSERTS = env('BENCH_UPSERTS', 5);
 const DOCS = env('BENCH_DOCS', 1000);
 const ROUNDS = env('BENCH_ROUNDS', 3);
-
-function threadCpuMs(): number {
-  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 let batchNo = 0;
 const run = Date.now().toString(36);
@@ -84,12 +80,13 @@ async function measure<B>(make: () => B, n: number, units: number, write: (b: B)
     last = now;
   }, 1);
   const cpu0 = threadCpuMs();
-  const t0 = performance.now();
+  let wall = 0;
   for (const b of batches) {
+    const t0 = performance.now();
     await write(b);
+    wall += performance.now() - t0;
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
-  const wall = performance.now() - t0 - 2 * n;
   const cpu = threadCpuMs() - cpu0;
   clearInterval(ticker);
   return { cpuUsPerUnit: (cpu * 1000) / (n * units), wallMsPerBatch: wall / n, stallMs };
