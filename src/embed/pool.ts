@@ -243,7 +243,13 @@ export class EmbedPool implements Embedder {
     const slot = this.slots[index];
     if (!slot) throw new RangeError(`no live worker ${index}`);
     slot.lastError = new Error('terminated by terminateWorker()');
-    await slot.worker.terminate();
+    // Not worker.terminate(): landing inside an ONNX run, that aborts the whole process from the addon (a
+    // `Napi::Error` that nothing can catch). The pool treats the worker as crashed now (its in-flight texts
+    // fail, a replacement starts) and the thread ends itself at its next turn, between native calls.
+    const gone = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+    this.onExit(slot, 1);
+    slot.worker.postMessage({ type: 'kill' } satisfies ToWorker);
+    await gone;
   }
 
   /** Stops accepting work, finishes what is queued and in flight, then terminates the workers. */
@@ -422,6 +428,9 @@ export class EmbedPool implements Embedder {
     if (this.slots[slot.index] !== slot) return; // closed or already replaced
     this.slots[slot.index] = undefined;
     const lost = [...slot.inflight.values()];
+    // A result the thread still posts (terminateWorker lets it finish its turn) belongs to no one now.
+    slot.inflight.clear();
+    slot.inflightTexts = 0;
     if (lost.length > 0) {
       const texts = lost.reduce((n, b) => n + b.size, 0);
       const why = slot.lastError ? `: ${slot.lastError.message.split('\n', 1)[0]}` : '';

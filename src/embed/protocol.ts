@@ -20,8 +20,9 @@ export interface WorkerInit {
  * `prompts[i]` indexes Object.keys(st.prompts) for texts[i] (-1: none); absent when no text has a prompt.
  * The worker prepends the prompt text (and leaves its tokens out of the pooling when include_prompt is false).
  * `close`: finish the batches already sent, release the ONNX session and end the thread.
+ * `kill`: end the thread at once, as a crash would, but between native calls (EmbedPool.terminateWorker).
  */
-export type ToWorker = { type: 'embed'; id: number; texts: string[]; prompts?: number[] } | { type: 'close' };
+export type ToWorker = { type: 'embed'; id: number; texts: string[]; prompts?: number[] } | { type: 'close' } | { type: 'kill' };
 
 /** Why a model failed to load; the registry turns it into a one-line ModelLoadError. */
 export type LoadFailure = 'not_found' | 'unreachable' | 'invalid';

@@ -20,6 +20,8 @@ async function main(port: MessagePort, init: WorkerInit): Promise<void> {
   // One batch at a time: a second concurrent session.run would fight the first for the same intra-op cores.
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: ToWorker) => {
+    // A message is handled between native calls: the ONNX run in progress, if any, has returned.
+    if (msg.type === 'kill') process.exit(1);
     if (msg.type === 'close') {
       chain = chain.then(async () => {
         await encoder.dispose().catch(() => undefined);

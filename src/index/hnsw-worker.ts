@@ -101,6 +101,11 @@ async function handle(msg: WorkerRequest): Promise<void> {
 
 const inflight = new Set<Promise<void>>();
 port.on('message', (msg: ToHnswWorker) => {
+  // A message is handled between native calls; reads and writes of snapshot files run on libuv's pool.
+  if (msg.op === 'kill') {
+    void Promise.allSettled([...inflight]).then(() => process.exit(1));
+    return;
+  }
   if (msg.op === 'close') {
     // Ends the thread between native calls, never inside one (see stopWorker).
     void Promise.allSettled([...inflight]).then(() => {

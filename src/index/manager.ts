@@ -550,13 +550,17 @@ export class IndexManager implements IndexBackend {
   }
 
   /**
-   * Terminates one worker thread as if it had crashed (tests and chaos drills): its indexes become lost
-   * and the slot respawns.
+   * Ends one worker thread as if it had crashed (tests and chaos drills): its indexes become lost and the slot
+   * respawns. The thread ends itself between native calls: worker.terminate() inside an hnswlib call can abort
+   * the whole process from the addon.
    */
   async killWorker(slot: number): Promise<void> {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.slots.length) throw new RangeError(`no worker ${slot}`);
     const s = this.slot(slot);
     await s.ready;
-    await s.worker.terminate();
+    const { worker } = s;
+    const gone = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage({ op: 'kill' } satisfies ToHnswWorker);
+    await gone;
   }
 }

@@ -13,8 +13,11 @@ export type WorkerRequest =
   | { op: 'snapshot'; id: number; keyId: string; path: string }
   | { op: 'drop'; id: number; keyId: string };
 
-/** What the manager sends: a request, or `close` (finish the requests in flight, then end the thread). */
-export type ToHnswWorker = WorkerRequest | { op: 'close' };
+/**
+ * What the manager sends: a request; `close` (finish the requests in flight, then end the thread); or `kill`
+ * (end the thread as a crash would, but between native calls: IndexManager.killWorker).
+ */
+export type ToHnswWorker = WorkerRequest | { op: 'close' } | { op: 'kill' };
 
 /** One query of a search batch; its vector is `vectors.subarray(offset, offset + dim)`. */
 export interface SearchItem {

@@ -234,12 +234,12 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
     const pool = (await loadEmbedder(spec, options({ workers: 2, maxBatch: 4 }))) as EmbedPool;
     try {
       const before = await pool.embed(['membrane']);
-      const doomed = pool.embed(Array.from({ length: 32 }, (_, i) => `text ${i}`));
-      await pool.terminateWorker(0);
-      const err = await doomed.then(
+      const doomed = pool.embed(Array.from({ length: 32 }, (_, i) => `text ${i}`)).then(
         () => undefined,
         (e: unknown) => e,
       );
+      await pool.terminateWorker(0);
+      const err = await doomed;
       expect(err).toBeInstanceOf(EmbedWorkerError);
       expect((err as Error).message).toMatch(/embed worker 0 exited.*in-flight texts were not embedded/);
       // Worker 1 keeps serving while 0 restarts.
@@ -249,6 +249,29 @@ describe('backpressure and failures', { timeout: 120_000 }, () => {
       expect(pool.stats().restarts).toBe(1);
       const after = await pool.embed(Array.from({ length: 12 }, () => 'membrane'));
       for (const v of after) expect(maxAbsDiff(v, before[0]!)).toBeLessThan(1e-5);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a worker killed in the middle of ONNX runs, again and again, never takes the process down', async () => {
+    // worker.terminate() landing inside session.run aborted the whole process from the addon (an uncatchable
+    // `Napi::Error`) within a few tries; the pool must end a worker between native calls instead.
+    const pool = (await loadEmbedder(spec, options({ workers: 2, maxBatch: 8 }))) as EmbedPool;
+    const long = 'a long definition that pads every batch with many tokens about membranes and kinases '.repeat(6);
+    try {
+      for (let i = 0; i < 10; i++) {
+        const doomed = pool.embed(Array.from({ length: 64 }, (_, j) => `${long} ${i} ${j}`)).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        await new Promise((r) => setTimeout(r, 2 + ((i * 7) % 11)));
+        await pool.terminateWorker(0);
+        expect(await doomed).toBeInstanceOf(EmbedWorkerError);
+        while (pool.stats().workers < 2) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(pool.stats().restarts).toBe(10);
+      expect(await pool.embed(['membrane'])).toHaveLength(1);
     } finally {
       await pool.close();
     }
