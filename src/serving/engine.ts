@@ -82,6 +82,8 @@ export class Engine {
   private readonly depths = new DepthPlanner();
   /** One Retrieval per serving pair, built on first use: a search should not allocate six closures. */
   private readonly retrievals = new WeakMap<ServingPair, Retrieval>();
+  /** Pairs pushed out by a swap, freed after a grace period; stop() frees the ones still waiting. */
+  private readonly retiring = new Map<ServingPair, NodeJS.Timeout>();
   private followTimer: NodeJS.Timeout | undefined;
   private ready = false;
   private stopping = false;
@@ -225,6 +227,12 @@ export class Engine {
     if (this.followTimer) clearInterval(this.followTimer);
     await this.queryLog.stop();
     await this.lifecycle.snapshotAll().catch((e) => this.deps.log.error('final snapshot failed', { err: String(e) }));
+    // A retired pair's embed workers would otherwise outlive the server (and be killed mid-call at exit).
+    for (const [pair, timer] of this.retiring) {
+      clearTimeout(timer);
+      await this.releasePair(pair).catch(() => undefined);
+    }
+    this.retiring.clear();
     for (const pair of [this.current, this.previous]) if (pair) await pair.embedder.close();
     await this.deps.indexes.close();
   }
@@ -253,7 +261,13 @@ export class Engine {
       this.previous = old;
       if (drop && drop.version !== pair.version) {
         // Give in-flight requests on the oldest pair time to finish before freeing it.
-        setTimeout(() => void this.releasePair(drop), 30_000).unref();
+        clearTimeout(this.retiring.get(drop));
+        const timer = setTimeout(() => {
+          this.retiring.delete(drop);
+          void this.releasePair(drop);
+        }, 30_000);
+        timer.unref();
+        this.retiring.set(drop, timer);
       }
     }
     this.deps.metrics.modelInfo.reset();

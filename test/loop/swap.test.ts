@@ -3,7 +3,7 @@
 // The "candidate" is a copy of the tiny model under another version name: real files, real load.
 import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { encodeSource, modelsDir } from '../../src/serving/models.js';
 import { loadModel, specForDir } from '../../src/swap/models.js';
 import type { Config } from '../../src/config.js';
@@ -28,6 +28,8 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
   let swapper: Swapper;
   let base: string;
   const candDir = () => join(modelsDir(s.config), 'cand-1');
+  /** close() of the pairs a swap pushed out (freed after a grace period, or when the server stops). */
+  const retiredCloses: MockInstance[] = [];
 
   beforeAll(async () => {
     dir = tempDir('swap-');
@@ -131,8 +133,10 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
       status: 'candidate',
       card: {},
     });
+    retiredCloses.push(vi.spyOn(s.engine.previousPair!.embedder, 'close'));
     await swapper.cutOver(await swapper.shadowBuild('cand-2', c2));
     expect(s.engine.previousPair?.version).toBe(base);
+    retiredCloses.push(vi.spyOn(s.engine.previousPair!.embedder, 'close'));
     const r = await swapper.rollback('cand-1');
     expect(r).toMatchObject({ version: 'cand-1', changed: true, rebuilt: true });
     expect(s.engine.serving.version).toBe('cand-1');
@@ -143,7 +147,12 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])('Swapper on %s
   }, 60_000);
 
   it('a restart serves the last committed champion with every document', async () => {
+    // Two pairs were pushed out less than their grace period ago: stopping frees them (their embed workers
+    // would otherwise outlive the server and be killed mid-call when the process exits).
+    expect(retiredCloses).toHaveLength(2);
+    for (const close of retiredCloses) expect(close).not.toHaveBeenCalled();
     await s.close();
+    for (const close of retiredCloses) expect(close).toHaveBeenCalledTimes(1);
     const again = await startTestServer({ DATA_DIR: dir, ...extra });
     try {
       expect(again.engine.serving.version).toBe('cand-1');
