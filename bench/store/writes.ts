@@ -2,7 +2,9 @@
 // flush (~600 rows at full /search load: 200 ms of ~3,000 searches a second) and a 1000-document upsert. On Postgres
 // the store's writes (jsonb parameters expanded by jsonb_to_recordset) against drizzle multi-row INSERTs of the same
 // rows on the same database; on SQLite the store's upsert (writer thread) against the same statements on the main
-// thread's own connection; side by side in one run.
+// thread's own connection, and a one-row write made while the writer thread holds its transaction (the store's turn
+// against the same write straight on a connection of the main thread, which waits in SQLite's busy_timeout); side by
+// side in one run.
 //
 //   npm run bench:store-writes                              # SQLite (temp file) and a local Postgres
 //   DATABASE_URL=postgres://… npm run bench:store-writes    # that Postgres instead of starting one
@@ -112,6 +114,15 @@ const here = new Database(join(dir, 'retrieval.db'));
 here.pragma('foreign_keys = ON');
 here.pragma('busy_timeout = 5000');
 const upsertHere = documentUpserter(here);
+// A one-row write on a connection of this thread, as the store's small writes (feedback, jobs, strategies) are.
+const touchHere = here.prepare('UPDATE collections SET name = name WHERE id = ?');
+/** An upsert on the writer thread, and a one-row write issued once the thread is inside its transaction. */
+async function upsertWithSmallWrite(docs: DocumentInput[], small: () => Promise<unknown>): Promise<void> {
+  const batch = sqlite.upsertDocuments(sqliteColl, docs);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await small();
+  await batch;
+}
 const sqliteColl = await collection(sqlite);
 
 /** The drizzle writes of a document upsert the Postgres store made before it sent jsonb parameters. */
@@ -183,6 +194,15 @@ const variants: Variant[] = [
     name: `SQLite: ${DOCS}-document upsert, the same statements on this thread`,
     run: () => measure(documents, UPSERTS, DOCS, async (docs) => void upsertHere(sqliteColl, docs)),
   },
+  {
+    name: `SQLite: a one-row write during a ${DOCS}-document upsert, store (waits its turn)`,
+    run: () =>
+      measure(documents, UPSERTS, DOCS, (docs) => upsertWithSmallWrite(docs, () => sqlite.saveStrategy(sqliteColl, 'bench', { n: 1 }))),
+  },
+  {
+    name: `SQLite: a one-row write during a ${DOCS}-document upsert, on this thread's connection (busy_timeout)`,
+    run: () => measure(documents, UPSERTS, DOCS, (docs) => upsertWithSmallWrite(docs, async () => touchHere.run(sqliteColl))),
+  },
 ];
 
 console.log(
@@ -217,6 +237,7 @@ for (const [store, before, what] of [
   [variants[0]!, variants[1]!, 'Postgres query-log flush'],
   [variants[3]!, variants[4]!, 'Postgres document upsert'],
   [variants[5]!, variants[6]!, 'SQLite document upsert'],
+  [variants[7]!, variants[8]!, 'SQLite one-row write during an upsert'],
 ] as const) {
   const a = results.get(before.name)!;
   const b = results.get(store.name)!;

@@ -1,6 +1,7 @@
 // SQLite writes document upserts through a writer thread with its own connection: the batch is readable from the
-// store's connection as soon as the upsert resolves, the event loop keeps turning while a large batch is written,
-// a deleted collection is still "gone", and a writer thread that is gone never costs a batch.
+// store's connection as soon as the upsert resolves, the event loop keeps turning while a large batch is written (and
+// while a write on the store's own connection waits for it), a deleted collection is still "gone", and a writer
+// thread that is gone never costs a batch.
 import { rmSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
 import { isCollectionGone } from '../../src/store/errors.js';
@@ -65,6 +66,35 @@ it('the event loop keeps turning while a large batch is written', async () => {
   expect(r.added).toHaveLength(6000);
   // On the store's own connection the whole transaction runs in one synchronous call: no turn at all in it.
   expect(turns).toBeGreaterThan(20);
+  await store.close();
+});
+
+it("a write on the store's own connection during a large batch waits its turn without stopping the event loop", async () => {
+  const store = await fileStore();
+  const c = await store.createCollection({ name: 'big', hnsw, chunk });
+  await store.upsertDocuments(c.id, [doc('warm', 'start the thread')]);
+  const docs = Array.from({ length: 3000 }, (_, i) => doc(`d${i}`, `passage ${i} about membrane transport and ion channels`));
+  const order: string[] = [];
+  const batch = store.upsertDocuments(c.id, docs).then(() => order.push('batch'));
+  // Issued while the batch is in flight. Before, it ran at once on the store's connection: where the thread already
+  // held its transaction, it waited out SQLite's busy_timeout synchronously (the rest of the batch, ~150 ms here,
+  // with no event-loop turn), and either way it finished before the batch did.
+  let turns = 0;
+  let done = false;
+  const spin = () => {
+    if (done) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  const other = await store.createCollection({ name: 'meanwhile', hnsw, chunk });
+  order.push('write');
+  done = true;
+  await batch;
+  expect(order).toEqual(['batch', 'write']);
+  expect(turns).toBeGreaterThan(20);
+  expect((await store.getCollection('meanwhile'))?.id).toBe(other.id);
+  expect(await store.countLiveChunks(c.id)).toBe(6002);
   await store.close();
 });
 

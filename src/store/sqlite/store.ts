@@ -18,6 +18,7 @@ import type { FtsRequest, FtsResponse } from './fts-reader.js';
 import type { WriterRequest } from './querylog-writer.js';
 import { SqliteThread, ThreadGoneError } from './thread.js';
 import { feedbackPairsQuery } from '../schema/queries.js';
+import { KeyedMutex } from '../../util/mutex.js';
 
 type Db = BetterSQLite3Database<typeof s>;
 
@@ -32,7 +33,8 @@ const toCollection = (r: typeof s.collections.$inferSelect): T.Collection => ({
 const METADATA_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 
 // better-sqlite3 is synchronous; the async signatures are the Store contract shared with Postgres.
-// Writes are short transactions, so running them on the event loop is cheaper than a thread hop.
+// Small writes are short transactions, so running them on the event loop is cheaper than a thread hop; the
+// large ones (document batches, query-log batches) run on writer threads with their own connections.
 export class SqliteStore implements T.Store {
   readonly dialect = 'sqlite' as const;
   private readonly sqlite: Database.Database;
@@ -62,6 +64,18 @@ export class SqliteStore implements T.Store {
     this.keywordThreads = file === ':memory:' ? 0 : (opts.keywordThreads ?? 0);
   }
 
+  /**
+   * SQLite has one writer at a time per file. A write on this connection while a writer thread holds its
+   * transaction would wait out busy_timeout synchronously, on the event loop: behind a 1000-document upsert,
+   * ~150 ms in which no search is answered. Every write takes its turn here instead, in arrival order, and the
+   * event loop keeps turning while a write waits for it.
+   */
+  private readonly writeTurns = new KeyedMutex();
+
+  private write<R>(fn: () => R): Promise<R> {
+    return this.writeTurns.run(0, async () => fn());
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.logWriter?.close(), this.docWriter?.close(), ...this.ftsReaders.map((r) => r.close())]);
     this.sqlite.close();
@@ -83,12 +97,14 @@ export class SqliteStore implements T.Store {
 
   // ---- collections
   async createCollection(input: Omit<T.Collection, 'id' | 'createdAt'>): Promise<T.Collection> {
-    const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
-    if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
-    return this.db.transaction((tx) => {
-      const row = tx.insert(s.collections).values(collectionColumns(input)).returning().get();
-      createFts(this.sqlite, row.id);
-      return toCollection(row);
+    return this.write(() => {
+      const existing = this.db.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, input.name)).get();
+      if (existing) throw new AppError('collection_exists', `collection "${input.name}" already exists`);
+      return this.db.transaction((tx) => {
+        const row = tx.insert(s.collections).values(collectionColumns(input)).returning().get();
+        createFts(this.sqlite, row.id);
+        return toCollection(row);
+      });
     });
   }
 
@@ -107,18 +123,20 @@ export class SqliteStore implements T.Store {
   }
 
   async deleteCollection(name: string): Promise<boolean> {
-    return this.db.transaction((tx) => {
-      const c = tx.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, name)).get();
-      if (!c) return false;
-      dropFts(this.sqlite, c.id);
-      this.ftsStmts.delete(c.id);
-      tx.delete(s.chunks).where(eq(s.chunks.collectionId, c.id)).run();
-      tx.delete(s.documents).where(eq(s.documents.collectionId, c.id)).run();
-      tx.delete(s.indexes).where(eq(s.indexes.collectionId, c.id)).run();
-      tx.delete(s.strategies).where(eq(s.strategies.collectionId, c.id)).run();
-      tx.delete(s.collections).where(eq(s.collections.id, c.id)).run();
-      return true;
-    });
+    return this.write(() =>
+      this.db.transaction((tx) => {
+        const c = tx.select({ id: s.collections.id }).from(s.collections).where(eq(s.collections.name, name)).get();
+        if (!c) return false;
+        dropFts(this.sqlite, c.id);
+        this.ftsStmts.delete(c.id);
+        tx.delete(s.chunks).where(eq(s.chunks.collectionId, c.id)).run();
+        tx.delete(s.documents).where(eq(s.documents.collectionId, c.id)).run();
+        tx.delete(s.indexes).where(eq(s.indexes.collectionId, c.id)).run();
+        tx.delete(s.strategies).where(eq(s.strategies.collectionId, c.id)).run();
+        tx.delete(s.collections).where(eq(s.collections.id, c.id)).run();
+        return true;
+      }),
+    );
   }
 
   async countDocuments(collectionId: number): Promise<number> {
@@ -161,7 +179,8 @@ export class SqliteStore implements T.Store {
     if (this.file !== ':memory:' && !this.docWriterGone) {
       try {
         this.docWriter ??= new SqliteThread(new URL('./document-writer.ts', import.meta.url), this.file, 'document-writer');
-        const reply = await this.docWriter.call({ collectionId, docs });
+        const writer = this.docWriter;
+        const reply = await this.writeTurns.run(0, () => writer.call({ collectionId, docs }));
         if ('gone' in reply) throw new CollectionGoneError(reply.gone);
         return reply.result;
       } catch (err) {
@@ -172,31 +191,33 @@ export class SqliteStore implements T.Store {
         this.docWriterGone = true;
       }
     }
-    return (this.upsertHere ??= documentUpserter(this.sqlite))(collectionId, docs);
+    return this.write(() => (this.upsertHere ??= documentUpserter(this.sqlite))(collectionId, docs));
   }
 
   async deleteDocument(collectionId: number, docId: string): Promise<T.UpsertResult | undefined> {
-    return this.db.transaction((tx) => {
-      const doc = tx
-        .select({ id: s.documents.id })
-        .from(s.documents)
-        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
-        .get();
-      if (!doc) return undefined;
-      const seq = this.nextSeq();
-      const old = tx
-        .update(s.chunks)
-        .set({ deletedSeq: seq })
-        .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
-        .returning({ label: s.chunks.label, text: s.chunks.text })
-        .all();
-      const fts = this.fts(collectionId);
-      for (const o of old) fts.remove.run(o.label, o.text);
-      tx.delete(s.documents)
-        .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
-        .run();
-      return { seq, added: [], removed: old.map((o) => o.label) };
-    });
+    return this.write(() =>
+      this.db.transaction((tx) => {
+        const doc = tx
+          .select({ id: s.documents.id })
+          .from(s.documents)
+          .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+          .get();
+        if (!doc) return undefined;
+        const seq = this.nextSeq();
+        const old = tx
+          .update(s.chunks)
+          .set({ deletedSeq: seq })
+          .where(and(eq(s.chunks.collectionId, collectionId), eq(s.chunks.docId, docId), isNull(s.chunks.deletedSeq)))
+          .returning({ label: s.chunks.label, text: s.chunks.text })
+          .all();
+        const fts = this.fts(collectionId);
+        for (const o of old) fts.remove.run(o.label, o.text);
+        tx.delete(s.documents)
+          .where(and(eq(s.documents.collectionId, collectionId), eq(s.documents.id, docId)))
+          .run();
+        return { seq, added: [], removed: old.map((o) => o.label) };
+      }),
+    );
   }
 
   async getDocument(collectionId: number, docId: string) {
@@ -353,14 +374,16 @@ export class SqliteStore implements T.Store {
 
   // ---- models
   async upsertModelVersion(row: Omit<T.ModelVersionRow, 'createdAt' | 'promotedAt'>): Promise<void> {
-    this.db
-      .insert(s.modelVersions)
-      .values(row)
-      .onConflictDoUpdate({
-        target: s.modelVersions.version,
-        set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion },
-      })
-      .run();
+    return this.write(() => {
+      this.db
+        .insert(s.modelVersions)
+        .values(row)
+        .onConflictDoUpdate({
+          target: s.modelVersions.version,
+          set: { source: row.source, dim: row.dim, card: row.card, status: row.status, parentVersion: row.parentVersion },
+        })
+        .run();
+    });
   }
 
   async getModelVersion(version: string): Promise<T.ModelVersionRow | undefined> {
@@ -372,7 +395,9 @@ export class SqliteStore implements T.Store {
   }
 
   async setModelStatus(version: string, status: T.ModelStatus): Promise<void> {
-    this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version)).run();
+    return this.write(() => {
+      this.db.update(s.modelVersions).set({ status }).where(eq(s.modelVersions.version, version)).run();
+    });
   }
 
   async getServing(): Promise<T.ServingPointer | undefined> {
@@ -381,20 +406,22 @@ export class SqliteStore implements T.Store {
   }
 
   async promote(version: string): Promise<T.ServingPointer> {
-    return this.db.transaction((tx) => {
-      const now = Date.now();
-      const cur = tx.select().from(s.serving).where(eq(s.serving.id, 1)).get();
-      if (cur && cur.modelVersion !== version) {
-        tx.update(s.modelVersions).set({ status: 'retired' }).where(eq(s.modelVersions.version, cur.modelVersion)).run();
-      }
-      tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version)).run();
-      const generation = (cur?.generation ?? 0) + 1;
-      tx.insert(s.serving)
-        .values({ id: 1, modelVersion: version, generation, changedAt: now })
-        .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } })
-        .run();
-      return { modelVersion: version, generation, changedAt: now };
-    });
+    return this.write(() =>
+      this.db.transaction((tx) => {
+        const now = Date.now();
+        const cur = tx.select().from(s.serving).where(eq(s.serving.id, 1)).get();
+        if (cur && cur.modelVersion !== version) {
+          tx.update(s.modelVersions).set({ status: 'retired' }).where(eq(s.modelVersions.version, cur.modelVersion)).run();
+        }
+        tx.update(s.modelVersions).set({ status: 'champion', promotedAt: now }).where(eq(s.modelVersions.version, version)).run();
+        const generation = (cur?.generation ?? 0) + 1;
+        tx.insert(s.serving)
+          .values({ id: 1, modelVersion: version, generation, changedAt: now })
+          .onConflictDoUpdate({ target: s.serving.id, set: { modelVersion: version, generation, changedAt: now } })
+          .run();
+        return { modelVersion: version, generation, changedAt: now };
+      }),
+    );
   }
 
   // ---- index records
@@ -418,22 +445,26 @@ export class SqliteStore implements T.Store {
   }
 
   async saveIndexRecord(rec: Omit<T.IndexRecord, 'id' | 'createdAt'>): Promise<T.IndexRecord> {
-    return this.db
-      .insert(s.indexes)
-      .values(rec)
-      .onConflictDoUpdate({
-        target: [s.indexes.collectionId, s.indexes.modelVersion],
-        set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
-      })
-      .returning()
-      .get();
+    return this.write(() =>
+      this.db
+        .insert(s.indexes)
+        .values(rec)
+        .onConflictDoUpdate({
+          target: [s.indexes.collectionId, s.indexes.modelVersion],
+          set: { path: rec.path, snapshotSeq: rec.snapshotSeq, count: rec.count, status: rec.status },
+        })
+        .returning()
+        .get(),
+    );
   }
 
   async deleteIndexRecord(collectionId: number, modelVersion: string): Promise<void> {
-    this.db
-      .delete(s.indexes)
-      .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)))
-      .run();
+    return this.write(() => {
+      this.db
+        .delete(s.indexes)
+        .where(and(eq(s.indexes.collectionId, collectionId), eq(s.indexes.modelVersion, modelVersion)))
+        .run();
+    });
   }
 
   // ---- serving strategies
@@ -446,12 +477,14 @@ export class SqliteStore implements T.Store {
   }
 
   async saveStrategy(collectionId: number, modelVersion: string, strategy: T.Metadata): Promise<void> {
-    const decidedAt = Date.now();
-    this.db
-      .insert(s.strategies)
-      .values({ collectionId, modelVersion, strategy, decidedAt })
-      .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } })
-      .run();
+    return this.write(() => {
+      const decidedAt = Date.now();
+      this.db
+        .insert(s.strategies)
+        .values({ collectionId, modelVersion, strategy, decidedAt })
+        .onConflictDoUpdate({ target: [s.strategies.collectionId, s.strategies.modelVersion], set: { strategy, decidedAt } })
+        .run();
+    });
   }
 
   // ---- query log and feedback
@@ -466,7 +499,8 @@ export class SqliteStore implements T.Store {
     if (this.file !== ':memory:' && !this.logWriterGone) {
       try {
         this.logWriter ??= new SqliteThread(new URL('./querylog-writer.ts', import.meta.url), this.file, 'querylog-writer');
-        await this.logWriter.call(await encodeJsonArray(rows));
+        const [writer, json] = [this.logWriter, await encodeJsonArray(rows)];
+        await this.writeTurns.run(0, () => writer.call(json));
         return;
       } catch (err) {
         if (!(err instanceof ThreadGoneError)) throw err;
@@ -474,7 +508,7 @@ export class SqliteStore implements T.Store {
         this.logWriterGone = true;
       }
     }
-    (this.queryLogInsert ??= queryLogInserter(this.sqlite))(rows);
+    await this.write(() => (this.queryLogInsert ??= queryLogInserter(this.sqlite))(rows));
   }
 
   async getQueryLog(id: string): Promise<T.QueryLogRow | undefined> {
@@ -550,7 +584,7 @@ export class SqliteStore implements T.Store {
   }
 
   async insertFeedback(row: Omit<T.FeedbackRow, 'id' | 'createdAt'>): Promise<T.FeedbackRow> {
-    return this.db.insert(s.feedback).values(row).returning().get();
+    return this.write(() => this.db.insert(s.feedback).values(row).returning().get());
   }
 
   async feedbackPairs(collection: string, opts: { afterId?: number; limit?: number } = {}): Promise<T.FeedbackPair[]> {
@@ -571,7 +605,7 @@ export class SqliteStore implements T.Store {
 
   // ---- drift, jobs, eval
   async insertDriftReport(row: Omit<T.DriftReportRow, 'id' | 'createdAt'>): Promise<T.DriftReportRow> {
-    return this.db.insert(s.driftReports).values(row).returning().get();
+    return this.write(() => this.db.insert(s.driftReports).values(row).returning().get());
   }
 
   async listDriftReports(collection: string, limit: number): Promise<T.DriftReportRow[]> {
@@ -591,28 +625,34 @@ export class SqliteStore implements T.Store {
   }
 
   async insertJob(row: Omit<T.TrainJobRow, 'createdAt' | 'updatedAt'>): Promise<T.TrainJobRow> {
-    return this.db.transaction((tx) => {
-      // One job per collection: checked inside the write transaction so two requests cannot both pass.
-      const running = tx
-        .select({ id: s.trainJobs.id })
-        .from(s.trainJobs)
-        .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`))
-        .get();
-      if (running)
-        throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, { jobId: running.id });
-      return tx.insert(s.trainJobs).values(row).returning().get();
-    });
+    return this.write(() =>
+      this.db.transaction((tx) => {
+        // One job per collection: checked inside the write transaction so two requests cannot both pass.
+        const running = tx
+          .select({ id: s.trainJobs.id })
+          .from(s.trainJobs)
+          .where(and(eq(s.trainJobs.collection, row.collection), sql`${s.trainJobs.state} NOT IN ('done','rejected','failed')`))
+          .get();
+        if (running)
+          throw new AppError('job_running', `job ${running.id} is already running for collection "${row.collection}"`, {
+            jobId: running.id,
+          });
+        return tx.insert(s.trainJobs).values(row).returning().get();
+      }),
+    );
   }
 
   async updateJob(id: string, patch: Partial<Pick<T.TrainJobRow, 'state' | 'progress' | 'timings' | 'candidateVersion' | 'error'>>) {
-    const r = this.db
-      .update(s.trainJobs)
-      .set({ ...patch, updatedAt: Date.now() })
-      .where(eq(s.trainJobs.id, id))
-      .returning()
-      .get();
-    if (!r) throw new AppError('job_not_found', `job ${id} not found`);
-    return r;
+    return this.write(() => {
+      const r = this.db
+        .update(s.trainJobs)
+        .set({ ...patch, updatedAt: Date.now() })
+        .where(eq(s.trainJobs.id, id))
+        .returning()
+        .get();
+      if (!r) throw new AppError('job_not_found', `job ${id} not found`);
+      return r;
+    });
   }
 
   async getJob(id: string): Promise<T.TrainJobRow | undefined> {
@@ -633,7 +673,7 @@ export class SqliteStore implements T.Store {
   }
 
   async insertEvalReport(row: Omit<T.EvalReportRow, 'id' | 'createdAt'>): Promise<T.EvalReportRow> {
-    return this.db.insert(s.evalReports).values(row).returning().get();
+    return this.write(() => this.db.insert(s.evalReports).values(row).returning().get());
   }
 
   async listEvalReports(opts: { candidateVersion?: string; jobId?: string } = {}): Promise<T.EvalReportRow[]> {
@@ -650,7 +690,9 @@ export class SqliteStore implements T.Store {
 
   // ---- api keys
   async insertApiKey(row: Omit<T.ApiKeyRow, 'createdAt'>): Promise<void> {
-    this.db.insert(s.apiKeys).values(row).run();
+    return this.write(() => {
+      this.db.insert(s.apiKeys).values(row).run();
+    });
   }
 
   async findApiKeyByHash(hash: string): Promise<T.ApiKeyRow | undefined> {
