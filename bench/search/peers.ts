@@ -24,7 +24,6 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createRequire } from 'node:module';
-import hnswlib from 'hnswlib-node';
 
 import { spawnWorker } from '../../src/util/worker.js';
 import type { ClientJob, ClientResult } from './http-client.js';
@@ -46,6 +45,8 @@ const DATA = process.env.BENCH_DATA_DIR ?? resolve(REPO, '../shared/data/go');
 const CACHE = join(tmpdir(), 'tuned-retrieval-bench-peers', `n${N}-q${NQ}`);
 const ONLY = process.env.BENCH_ONLY?.split(',');
 const want = (s: string) => !ONLY || ONLY.includes(s);
+/** RSS is read 3 s after the server is ready, and again once it has been idle this long (V8 shrinks its heaps). */
+const SETTLE_S = env('BENCH_RSS_SETTLE_SECONDS', 45);
 const require = createRequire(import.meta.url);
 
 interface Inputs {
@@ -164,6 +165,14 @@ async function spawnChild(args: string[], repo = REPO, nodeArgs = childNodeArgs(
         proc.stdin!.end();
       }),
   };
+}
+
+/** RSS 3 s after the server is ready, and after SETTLE_S seconds without a request. */
+async function rssOverIdle(pid: number): Promise<{ early: number; settled: number }> {
+  await new Promise((r) => setTimeout(r, 3000));
+  const early = rssMiB(pid);
+  await new Promise((r) => setTimeout(r, Math.max(0, SETTLE_S - 3) * 1000));
+  return { early, settled: rssMiB(pid) };
 }
 
 function rssMiB(pid: number): number {
@@ -358,7 +367,11 @@ async function asyncRun(search: (i: number) => Promise<unknown>, concurrency: nu
 // ---------------------------------------------------------------- systems
 type System = { name: string; note: string; one: () => Promise<Run>; many: () => Promise<Run>; rss?: () => number };
 
+// Imported where used: the server's child process (this file too) must not carry the addon in its RSS.
+const loadHnswlib = async () => (await import('hnswlib-node')).default;
+
 async function hnswEf(path: string, inp: Inputs, labelBase: number): Promise<{ ef: number; recall: number }> {
+  const hnswlib = await loadHnswlib();
   const idx = new hnswlib.HierarchicalNSW('ip', inp.dim);
   await idx.readIndex(path);
   for (const ef of EFS) {
@@ -453,6 +466,7 @@ async function bareTextSystem(inp: Inputs, snapshot: string, ef: number): Promis
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   });
+  const hnswlib = await loadHnswlib();
   const idx = new hnswlib.HierarchicalNSW('ip', inp.dim);
   await idx.readIndex(snapshot);
   idx.setEf(ef);
@@ -505,19 +519,26 @@ async function main(): Promise<void> {
   }
   const rows: { sys: System; one: Run[]; many: Run[] }[] = [];
   const rss: string[] = [];
+  let rssIdle = { early: 0, settled: 0 };
   if (want('rss')) {
     const empty = join(CACHE, `server-empty-${process.pid}`);
     const idle = await startChild(empty, false);
-    await new Promise((r) => setTimeout(r, 3000));
-    rss.push(`idle, no collection: ${rssMiB(idle.pid).toFixed(0)} MiB`);
+    rssIdle = await rssOverIdle(idle.pid);
+    rss.push(`idle, no collection: ${rssIdle.early.toFixed(0)} MiB 3 s after start, ${rssIdle.settled.toFixed(0)} MiB after ${SETTLE_S} s`);
     await idle.close();
     rmSync(empty, { recursive: true, force: true });
   }
   server = await startChild(serverDir, false);
   const snapshot = server.snapshot!;
   if (want('rss')) {
-    await new Promise((r) => setTimeout(r, 3000));
-    rss.push(`with the ${N} × ${inp.dim}-d collection loaded: ${rssMiB(server.pid).toFixed(0)} MiB`);
+    const loaded = await rssOverIdle(server.pid);
+    const perElement = inp.dim * 4 + 16 * 2 * 4 + 4 + 8; // vector + level-0 links (2M) + link count + label
+    const own = (N * perElement) / 2 ** 20;
+    const above = (at: 'early' | 'settled') =>
+      `+${(loaded[at] - rssIdle[at]).toFixed(0)} MiB = ${((loaded[at] - rssIdle[at]) / own).toFixed(2)}× hnswlib's own`;
+    rss.push(
+      `with the ${N} × ${inp.dim}-d collection loaded: ${loaded.early.toFixed(0)} MiB 3 s after start (${above('early')}), ${loaded.settled.toFixed(0)} MiB after ${SETTLE_S} s (${above('settled')})`,
+    );
   }
   const { ef, recall } = await hnswEf(snapshot, inp, server.labelBase ?? 0);
   const vbodies = Array.from({ length: NQ }, (_, i) =>
