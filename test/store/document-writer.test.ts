@@ -24,6 +24,27 @@ async function fileStore(): Promise<Store> {
   return openStore({ dataDir: dir });
 }
 
+/** 3000 documents, 6000 chunks: ~150 ms of SQLite work in one transaction. */
+const bigBatch = () => Array.from({ length: 3000 }, (_, i) => doc(`d${i}`, `passage ${i} about membrane transport and ion channels`));
+
+/** Counts turns of the event loop until stop(), which returns the count. */
+function countTurns(): { stop: () => number } {
+  let turns = 0;
+  let done = false;
+  const spin = () => {
+    if (done) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  return {
+    stop: () => {
+      done = true;
+      return turns;
+    },
+  };
+}
+
 const writer = (store: Store) => (store as unknown as { docWriter?: { worker: { terminate(): Promise<number> } } }).docWriter;
 
 it('a batch written by the thread is visible to the store at once, keyword index included', async () => {
@@ -52,20 +73,11 @@ it('the event loop keeps turning while a large batch is written', async () => {
   const store = await fileStore();
   const c = await store.createCollection({ name: 'big', hnsw, chunk });
   await store.upsertDocuments(c.id, [doc('warm', 'start the thread')]);
-  const docs = Array.from({ length: 3000 }, (_, i) => doc(`d${i}`, `passage ${i} about membrane transport and ion channels`));
-  let turns = 0;
-  let done = false;
-  const spin = () => {
-    if (done) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
-  const r = await store.upsertDocuments(c.id, docs);
-  done = true;
+  const turns = countTurns();
+  const r = await store.upsertDocuments(c.id, bigBatch());
   expect(r.added).toHaveLength(6000);
   // On the store's own connection the whole transaction runs in one synchronous call: no turn at all in it.
-  expect(turns).toBeGreaterThan(20);
+  expect(turns.stop()).toBeGreaterThan(20);
   await store.close();
 });
 
@@ -73,26 +85,18 @@ it("a write on the store's own connection during a large batch waits its turn wi
   const store = await fileStore();
   const c = await store.createCollection({ name: 'big', hnsw, chunk });
   await store.upsertDocuments(c.id, [doc('warm', 'start the thread')]);
-  const docs = Array.from({ length: 3000 }, (_, i) => doc(`d${i}`, `passage ${i} about membrane transport and ion channels`));
   const order: string[] = [];
-  const batch = store.upsertDocuments(c.id, docs).then(() => order.push('batch'));
+  const batch = store.upsertDocuments(c.id, bigBatch()).then(() => order.push('batch'));
   // Issued while the batch is in flight. Before, it ran at once on the store's connection: where the thread already
   // held its transaction, it waited out SQLite's busy_timeout synchronously (the rest of the batch, ~150 ms here,
   // with no event-loop turn), and either way it finished before the batch did.
-  let turns = 0;
-  let done = false;
-  const spin = () => {
-    if (done) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
+  const turns = countTurns();
   const other = await store.createCollection({ name: 'meanwhile', hnsw, chunk });
   order.push('write');
-  done = true;
+  const turned = turns.stop();
   await batch;
   expect(order).toEqual(['batch', 'write']);
-  expect(turns).toBeGreaterThan(20);
+  expect(turned).toBeGreaterThan(20);
   expect((await store.getCollection('meanwhile'))?.id).toBe(other.id);
   expect(await store.countLiveChunks(c.id)).toBe(6002);
   await store.close();
