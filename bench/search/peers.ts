@@ -287,8 +287,8 @@ interface Run {
   qps: number;
   p50: number;
   p99: number;
-  /** HTTP servers in a child: CPU µs per answered request, the whole process and its main thread. */
-  cpuUs?: { all: number; main: number };
+  /** HTTP servers in a child: CPU µs per answered request, the whole process, its main thread, and the load generator's thread here. */
+  cpuUs?: { all: number; main: number; client: number };
 }
 
 function summarize(lat: ArrayLike<number>, ms: number): Run {
@@ -334,7 +334,10 @@ async function httpRun(url: string, bodies: string[], concurrency: number, serve
     if (res.errors) throw new Error(`${res.errors} HTTP errors, first: ${res.firstError}`);
     const cpu = res.serverCpuMs;
     const per = (ms: number) => (ms * 1000) / res.requests;
-    return { ...summarize(res.latenciesMs, res.elapsedMs), ...(cpu ? { cpuUs: { all: per(cpu.all), main: per(cpu.main) } } : {}) };
+    return {
+      ...summarize(res.latenciesMs, res.elapsedMs),
+      ...(cpu ? { cpuUs: { all: per(cpu.all), main: per(cpu.main), client: per(res.clientCpuMs) } } : {}),
+    };
   } finally {
     await w.terminate();
   }
@@ -672,11 +675,13 @@ async function main(): Promise<void> {
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const cpuCell = (runs: Run[]) => {
     const cpu = runs.flatMap((x) => (x.cpuUs ? [x.cpuUs] : []));
-    return cpu.length ? `${med(cpu.map((c) => c.all)).toFixed(0)} / ${med(cpu.map((c) => c.main)).toFixed(0)}` : '';
+    return cpu.length
+      ? `${med(cpu.map((c) => c.all)).toFixed(0)} / ${med(cpu.map((c) => c.main)).toFixed(0)} / ${med(cpu.map((c) => c.client)).toFixed(0)}`
+      : '';
   };
   const w = Math.max(...rows.map((r) => r.sys.name.length));
   console.log(
-    `\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'CPU µs/q'.padStart(14)}  notes`,
+    `\n${'system'.padEnd(w)}  ${'1 client QPS'.padStart(12)}  ${`${CONC} clients QPS`.padStart(15)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'CPU µs/q'.padStart(16)}  notes`,
   );
   for (const r of rows) {
     console.log(
@@ -688,11 +693,13 @@ async function main(): Promise<void> {
         .toFixed(2)
         .padStart(7)}  ${med(r.many.map((x) => x.p99))
         .toFixed(2)
-        .padStart(7)}  ${cpuCell(r.many).padStart(14)}  ${r.sys.note}`,
+        .padStart(7)}  ${cpuCell(r.many).padStart(16)}  ${r.sys.note}`,
     );
   }
   const find = (prefix: string) => rows.find((r) => r.sys.name.startsWith(prefix));
-  console.log(`(CPU µs/q: the server process's CPU per answered request at ${CONC} clients, all threads / main thread; medians)`);
+  console.log(
+    `(CPU µs/q: CPU per answered request at ${CONC} clients: the server process's, all threads / its main thread / the load generator's thread; medians)`,
+  );
   const ratio = (a: string, b: string, many = true) => {
     const x = find(a);
     const y = find(b);
