@@ -11,6 +11,8 @@
 // Collection ids come from AUTOINCREMENT and are never reused, so a table name never outlives its collection.
 import Database from 'better-sqlite3';
 
+import { CollectionGoneError } from '../errors.js';
+
 const ftsTable = (collectionId: number): string => {
   if (!Number.isSafeInteger(collectionId) || collectionId < 1) throw new Error(`bad collection id ${collectionId}`);
   return `chunks_fts_${collectionId}`;
@@ -36,8 +38,16 @@ export const ftsWriteSql = (collectionId: number): { insert: string; remove: str
 };
 
 /** Whether a collection's keyword table exists: it goes with its collection, possibly dropped by another connection. */
-export const hasFts = (db: Database.Database, collectionId: number): boolean =>
+const hasFts = (db: Database.Database, collectionId: number): boolean =>
   db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(ftsTable(collectionId)) !== undefined;
+
+/**
+ * Before a connection writes a collection's keyword table: a write racing DELETE /collections/:name finds the
+ * table gone, which is the same "collection not found" as the foreign key's.
+ */
+export function requireFts(db: Database.Database, collectionId: number): void {
+  if (!hasFts(db, collectionId)) throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
+}
 
 /** A statement on a keyword table that is gone (its collection was deleted, possibly by another connection). */
 export const isNoSuchTable = (err: unknown): boolean => err instanceof Database.SqliteError && /no such table/.test(err.message);

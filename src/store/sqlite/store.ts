@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { AppError } from '../../errors.js';
 import { CollectionGoneError } from '../errors.js';
 import * as s from '../schema/sqlite.js';
-import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsWriteSql, hasFts, isNoSuchTable } from './fts.js';
+import { createFts, dropFts, ensureCollectionFts, ftsSearchSql, ftsWriteSql, isNoSuchTable, requireFts } from './fts.js';
 import { queryLogInserter } from './querylog-insert.js';
 import type { UpsertReply, UpsertRequest } from './document-writer.js';
 import { documentUpserter } from './upsert.js';
@@ -156,11 +156,7 @@ export class SqliteStore implements T.Store {
   private fts(collectionId: number) {
     let st = this.ftsStmts.get(collectionId);
     if (!st) {
-      // The table goes with its collection: a write racing DELETE /collections/:name finds it gone, which is
-      // the same "collection not found" as the foreign key's.
-      if (!hasFts(this.sqlite, collectionId)) {
-        throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
-      }
+      requireFts(this.sqlite, collectionId);
       st = {
         remove: this.sqlite.prepare(ftsWriteSql(collectionId).remove),
         search: this.sqlite.prepare(ftsSearchSql(collectionId)),
@@ -170,26 +166,35 @@ export class SqliteStore implements T.Store {
     return st;
   }
 
+  /**
+   * One batch on a writer thread (its own connection to the file), in this connection's write turn, taken in the
+   * same tick as the call. Undefined once the thread is gone (it died, or never started): the caller writes this
+   * batch and the later ones on this connection.
+   */
+  private async onWriterThread<Req, Res>(thread: SqliteThread<Req, Res>, req: Req) {
+    if (!thread.alive) return undefined;
+    try {
+      return { reply: await this.writeTurns.run(0, () => thread.call(req)) };
+    } catch (err) {
+      if (err instanceof ThreadGoneError) return undefined;
+      throw err;
+    }
+  }
+
   /** Document upserts go through a writer thread (started on the first batch) where the file can be shared. */
   private docWriter: SqliteThread<UpsertRequest, UpsertReply> | undefined;
-  private docWriterGone = false;
   private upsertHere?: ReturnType<typeof documentUpserter>;
 
   async upsertDocuments(collectionId: number, docs: T.DocumentInput[]): Promise<T.UpsertResult> {
-    if (this.file !== ':memory:' && !this.docWriterGone) {
-      try {
-        this.docWriter ??= new SqliteThread(new URL('./document-writer.ts', import.meta.url), this.file, 'document-writer');
-        const writer = this.docWriter;
-        const reply = await this.writeTurns.run(0, () => writer.call({ collectionId, docs }));
-        if ('gone' in reply) throw new CollectionGoneError(reply.gone);
-        return reply.result;
-      } catch (err) {
-        if (!(err instanceof ThreadGoneError)) throw err;
-        // The thread died (or never started): this batch and the later ones are written here. A thread that
-        // died mid-batch rolled it back; one that died after its commit leaves the batch applied twice, the
-        // second time tombstoning the first (the latest text is live either way).
-        this.docWriterGone = true;
+    if (this.file !== ':memory:') {
+      this.docWriter ??= new SqliteThread(new URL('./document-writer.ts', import.meta.url), this.file, 'document-writer');
+      const done = await this.onWriterThread(this.docWriter, { collectionId, docs });
+      if (done) {
+        if ('gone' in done.reply) throw new CollectionGoneError(done.reply.gone);
+        return done.reply.result;
       }
+      // A thread that died mid-batch rolled it back; one that died after its commit leaves the batch applied
+      // twice, the second time tombstoning the first (the latest text is live either way).
     }
     return this.write(() => (this.upsertHere ??= documentUpserter(this.sqlite))(collectionId, docs));
   }
@@ -492,21 +497,13 @@ export class SqliteStore implements T.Store {
 
   /** Query-log batches go through a writer thread (started on the first batch) where the file can be shared. */
   private logWriter: SqliteThread<WriterRequest, null> | undefined;
-  private logWriterGone = false;
 
   async insertQueryLogs(rows: T.QueryLogRow[]): Promise<void> {
     if (rows.length === 0) return;
-    if (this.file !== ':memory:' && !this.logWriterGone) {
-      try {
-        this.logWriter ??= new SqliteThread(new URL('./querylog-writer.ts', import.meta.url), this.file, 'querylog-writer');
-        const [writer, json] = [this.logWriter, await encodeJsonArray(rows)];
-        await this.writeTurns.run(0, () => writer.call(json));
-        return;
-      } catch (err) {
-        if (!(err instanceof ThreadGoneError)) throw err;
-        // The thread died (or never started): this batch and the later ones are written here.
-        this.logWriterGone = true;
-      }
+    if (this.file !== ':memory:') {
+      this.logWriter ??= new SqliteThread(new URL('./querylog-writer.ts', import.meta.url), this.file, 'querylog-writer');
+      // Encoded before the turn is taken (it yields between slices), and not at all for a dead thread.
+      if (this.logWriter.alive && (await this.onWriterThread(this.logWriter, await encodeJsonArray(rows)))) return;
     }
     await this.write(() => (this.queryLogInsert ??= queryLogInserter(this.sqlite))(rows));
   }

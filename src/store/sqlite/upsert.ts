@@ -1,8 +1,7 @@
 import type Database from 'better-sqlite3';
 
-import { CollectionGoneError } from '../errors.js';
 import type { ChunkRow, DocumentInput, UpsertResult } from '../types.js';
-import { ftsWriteSql, hasFts } from './fts.js';
+import { ftsWriteSql, requireFts } from './fts.js';
 
 // A document upsert, for both of its runners: the writer thread (./document-writer.ts), so a large batch does not
 // hold the event loop for its whole transaction, and the store's own connection (an in-memory database, or when
@@ -27,12 +26,13 @@ export function documentUpserter(db: Database.Database): Upsert {
   );
   const ftsStmts = new Map<number, { insert: Database.Statement<[number, string]>; remove: Database.Statement<[number, string]> }>();
 
-  // The keyword table goes with its collection: a write racing DELETE /collections/:name finds it gone, which is
-  // the same "collection not found" as the foreign key's. Checked on every batch: another connection may drop it.
+  // Checked on every batch: another connection may have dropped the table since its statements were prepared.
   const ftsFor = (collectionId: number) => {
-    if (!hasFts(db, collectionId)) {
+    try {
+      requireFts(db, collectionId);
+    } catch (err) {
       ftsStmts.delete(collectionId);
-      throw new CollectionGoneError(`collection ${collectionId} has no keyword table: it was deleted`);
+      throw err;
     }
     let st = ftsStmts.get(collectionId);
     if (!st) {
